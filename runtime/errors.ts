@@ -1,0 +1,24 @@
+/**
+ * Errors a user can act on. The CLI prints their message alone, on one line, and exits
+ * with code 1; any other error is a bug and keeps its stack trace.
+ */
+
+/** A model file that is missing, truncated, corrupt, or holds the wrong names or shapes. */
+export class ModelFileError extends Error {
+  override name = "ModelFileError";
+}
+
+/** A download that could not complete: offline, a bad status, a short or dropped body. */
+export class DownloadError extends Error {
+  override name = "DownloadError";
+}
+
+/** A bad command-line flag or value. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Whether `e` is an error the user caused and can fix, so a one-line message suffices. */
+export function isUserError(e: unknown): e is Error {
+  return e instanceof ModelFileError || e instanceof DownloadError || e instanceof UsageError;
+}

@@ -1,0 +1,52 @@
+/**
+ * One GPT-2 model in one shared WebAssembly memory: the plan, the kernels that run over
+ * it, the KV cache, and the forward pass.
+ */
+import { forward, type ForwardOptions } from "./forward.ts";
+import type { HParams } from "./hparams.ts";
+import type { Kernels } from "./kernels.ts";
+import { KVCache } from "./kv_cache.ts";
+import { type MemoryPlan, planMemory } from "./memory_plan.ts";
+import { createMemory, kernelModule, WasmKernels } from "./wasm_kernels.ts";
+import { loadWeights, type NameMap, type TensorReader } from "./weights.ts";
+
+export interface EngineOptions {
+  /** Sequences decoded side by side (default 1). */
+  batch?: number;
+  /** The most new tokens per sequence one pass takes; longer inputs go in chunks. */
+  chunk?: number;
+}
+
+export class Engine implements Disposable {
+  readonly cache: KVCache;
+
+  private constructor(readonly plan: MemoryPlan, readonly kernels: Kernels) {
+    this.cache = new KVCache(plan);
+  }
+
+  /** Lays out memory for a model of shape `hparams` and instantiates the kernels on it. */
+  static async create(hparams: HParams, options: EngineOptions = {}): Promise<Engine> {
+    const plan = planMemory(hparams, options);
+    const module = await kernelModule();
+    const memory = createMemory(plan.bytes);
+    return new Engine(plan, new WasmKernels(module, memory));
+  }
+
+  get hparams(): HParams {
+    return this.plan.hparams;
+  }
+
+  /** Reads the weights from `source`, named as `names` says (default: the TF checkpoint's). */
+  load(source: TensorReader, names?: NameMap): Promise<void> {
+    return loadWeights(this.kernels, this.plan, source, names);
+  }
+
+  /** Runs new tokens through the model, appending them to the cache; see `forward`. */
+  forward(tokens: readonly ArrayLike<number>[], options?: ForwardOptions): Float32Array {
+    return forward(this.kernels, this.cache, tokens, options);
+  }
+
+  [Symbol.dispose](): void {
+    this.kernels[Symbol.dispose]();
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * The GPT-2 forward pass, as a chain of kernel calls over the memory plan. Like the
+ * original `model(X, past)`, it appends the new positions' keys and values to the cache
+ * and returns logits.
+ */
+import type { Kernels } from "./kernels.ts";
+import type { KVCache } from "./kv_cache.ts";
+
+export interface ForwardOptions {
+  /** Return the logits of every new position, (B, T, n_vocab), not only the last, (B, n_vocab). */
+  allPositions?: boolean;
+}
+
+/**
+ * Runs `tokens` through the model: one row of new token ids per sequence of the batch, all
+ * rows of the same length. Returns a fresh Float32Array of logits.
+ */
+export function forward(
+  kernels: Kernels,
+  cache: KVCache,
+  tokens: readonly ArrayLike<number>[],
+  options: ForwardOptions = {},
+): Float32Array {
+  const plan = cache.plan;
+  const { n_vocab: V, n_ctx } = plan.hparams;
+  const B = plan.batch;
+  if (tokens.length !== B) {
+    throw new RangeError(`Expected ${B} rows of tokens (the batch size), got ${tokens.length}`);
+  }
+  const T = tokens[0].length;
+  for (let b = 0; b < B; b++) {
+    const row = tokens[b];
+    if (row.length !== T) {
+      throw new RangeError(`Every row of tokens must have the same length: row 0 has ${T}, row ${b} has ${row.length}`);
+    }
+    for (let t = 0; t < T; t++) {
+      const id = row[t];
+      if (!Number.isInteger(id) || id < 0 || id >= V) {
+        throw new RangeError(`Token ${id} at row ${b}, position ${t} is outside the vocabulary [0, ${V})`);
+      }
+    }
+  }
+  if (T === 0) throw new RangeError("Cannot run the model on no tokens");
+  if (cache.length + T > n_ctx) {
+    throw new RangeError(
+      `Cannot run ${T} new tokens after ${cache.length} cached ones: the context window is ${n_ctx}`,
+    );
+  }
+
+  const all = options.allPositions ?? false;
+  const result = new Float32Array((all ? B * T : B) * V);
+  for (let start = 0; start < T; start += plan.chunk) {
+    const n = Math.min(plan.chunk, T - start);
+    const ids = new Int32Array(kernels.memory.buffer, plan.tokens, B * n);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < n; t++) ids[b * n + t] = tokens[b][start + t];
+    }
+    runBlocks(kernels, cache, n);
+    const f32 = new Float32Array(kernels.memory.buffer);
+    const C = plan.hparams.n_embd;
+    // Final norm, then logits for the wanted rows, `B` at a time through `last`.
+    kernels.layerNorm(plan.h, plan.x, plan.ln_f_g, plan.ln_f_b, B * n, C);
+    const wanted = all ? n : (start + n === T ? 1 : 0);
+    for (let t = n - wanted; t < n; t++) {
+      for (let b = 0; b < B; b++) {
+        const from = (plan.h >> 2) + (b * n + t) * C;
+        f32.copyWithin((plan.last >> 2) + b * C, from, from + C);
+      }
+      kernels.logits(plan.logits, plan.last, plan.wte, B, C, V);
+      for (let b = 0; b < B; b++) {
+        const at = all ? (b * T + start + t) * V : b * V;
+        result.set(f32.subarray((plan.logits >> 2) + b * V, (plan.logits >> 2) + (b + 1) * V), at);
+      }
+    }
+  }
+  return result;
+}
+
+/** Embeds `T` new tokens per sequence (already in plan.tokens) and runs every block. */
+function runBlocks(k: Kernels, cache: KVCache, T: number): void {
+  const plan = cache.plan;
+  const { n_embd: C, n_head, n_ctx } = plan.hparams;
+  const B = plan.batch;
+  const rows = B * T;
+  const past = cache.length;
+  k.embed(plan.x, plan.tokens, plan.wte, plan.wpe, B, T, C, past);
+  plan.layers.forEach((w, l) => {
+    // x = x + attn(ln_1(x))
+    k.layerNorm(plan.h, plan.x, w.ln_1_g, w.ln_1_b, rows, C);
+    k.conv1d(plan.qkv, plan.h, w.c_attn_w, w.c_attn_b, rows, C, 3 * C);
+    k.attention(
+      plan.attn,
+      plan.qkv,
+      cache.layerOffset(l),
+      plan.scratch,
+      B,
+      T,
+      past,
+      n_head,
+      C / n_head,
+      n_ctx,
+      plan.cacheSeqStride,
+    );
+    k.conv1d(plan.proj, plan.attn, w.attn_proj_w, w.attn_proj_b, rows, C, C);
+    k.add(plan.x, plan.x, plan.proj, rows * C);
+    // x = x + mlp(ln_2(x))
+    k.layerNorm(plan.h, plan.x, w.ln_2_g, w.ln_2_b, rows, C);
+    k.conv1d(plan.fc, plan.h, w.c_fc_w, w.c_fc_b, rows, C, 4 * C);
+    k.gelu(plan.fc, plan.fc, rows * 4 * C);
+    k.conv1d(plan.proj, plan.fc, w.mlp_proj_w, w.mlp_proj_b, rows, 4 * C, C);
+    k.add(plan.x, plan.x, plan.proj, rows * C);
+  });
+  cache.advance(T);
+}

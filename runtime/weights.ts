@@ -1,0 +1,101 @@
+/**
+ * Puts a checkpoint's tensors where the memory plan wants them, checking each one's name,
+ * dtype and shape first. Conv1D weights are read into a staging area and packed into
+ * panels; everything else is read straight into place.
+ */
+import { ModelFileError } from "./errors.ts";
+import type { Kernels } from "./kernels.ts";
+import type { MemoryPlan } from "./memory_plan.ts";
+import { tfTensorShapes, type Weights } from "./random_model.ts";
+
+/** What the loader needs of a checkpoint: its tensor list and a way to read one. */
+export interface TensorReader {
+  /** Names the source in messages (a file path). */
+  readonly path: string;
+  readonly tensors: ReadonlyMap<string, { readonly dtype: string; readonly shape: readonly number[] }>;
+  /** Reads the tensor's raw little-endian bytes into `dest`. */
+  read(name: string, dest: Uint8Array): Promise<void>;
+}
+
+/**
+ * Maps a tensor's name and shape in OpenAI's TensorFlow checkpoint to its name and
+ * shape in another format.
+ */
+export type NameMap = (tfName: string, tfShape: number[]) => { name: string; shape: number[] };
+
+/** OpenAI's TensorFlow checkpoint names, unchanged. */
+export const tfNames: NameMap = (name, shape) => ({ name, shape });
+
+/** A `TensorReader` over weights held in memory, as `randomWeights` makes them. */
+export function memoryReader(weights: Weights, path = "<memory>"): TensorReader {
+  const tensors = new Map([...weights].map(([name, t]) => [name, { dtype: "float32", shape: t.shape }]));
+  return {
+    path,
+    tensors,
+    read(name, dest) {
+      const t = weights.get(name);
+      if (!t) throw new ModelFileError(`Cannot load tensor "${name}": not found in ${path}`);
+      dest.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Reads every tensor of the model from `source` into the memory laid out by `plan`. */
+export async function loadWeights(
+  kernels: Kernels,
+  plan: MemoryPlan,
+  source: TensorReader,
+  names: NameMap = tfNames,
+): Promise<void> {
+  const hp = plan.hparams;
+  const C = hp.n_embd;
+  const targets = new Map<string, { offset: number; packed?: [number, number] }>([
+    ["model/wte", { offset: plan.wte }],
+    ["model/wpe", { offset: plan.wpe }],
+    ["model/ln_f/g", { offset: plan.ln_f_g }],
+    ["model/ln_f/b", { offset: plan.ln_f_b }],
+  ]);
+  plan.layers.forEach((w, l) => {
+    const p = `model/h${l}/`;
+    targets.set(p + "ln_1/g", { offset: w.ln_1_g });
+    targets.set(p + "ln_1/b", { offset: w.ln_1_b });
+    targets.set(p + "attn/c_attn/w", { offset: w.c_attn_w, packed: [C, 3 * C] });
+    targets.set(p + "attn/c_attn/b", { offset: w.c_attn_b });
+    targets.set(p + "attn/c_proj/w", { offset: w.attn_proj_w, packed: [C, C] });
+    targets.set(p + "attn/c_proj/b", { offset: w.attn_proj_b });
+    targets.set(p + "ln_2/g", { offset: w.ln_2_g });
+    targets.set(p + "ln_2/b", { offset: w.ln_2_b });
+    targets.set(p + "mlp/c_fc/w", { offset: w.c_fc_w, packed: [C, 4 * C] });
+    targets.set(p + "mlp/c_fc/b", { offset: w.c_fc_b });
+    targets.set(p + "mlp/c_proj/w", { offset: w.mlp_proj_w, packed: [4 * C, C] });
+    targets.set(p + "mlp/c_proj/b", { offset: w.mlp_proj_b });
+  });
+
+  // Check every tensor before reading any, so a bad file fails fast.
+  const plans = tfTensorShapes(hp).map(([tfName, tfShape]) => {
+    const { name, shape } = names(tfName, tfShape);
+    const info = source.tensors.get(name);
+    if (!info) throw new ModelFileError(`Cannot load tensor "${name}": not found in ${source.path}`);
+    if (info.dtype !== "float32") {
+      throw new ModelFileError(`Cannot load tensor "${name}": got dtype ${info.dtype}, expected float32`);
+    }
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      throw new ModelFileError(
+        `Cannot load tensor "${name}": got shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`,
+      );
+    }
+    const size = shape.reduce((a, b) => a * b, 1);
+    return { name, size, target: targets.get(tfName)! };
+  });
+
+  const bytes = new Uint8Array(kernels.memory.buffer);
+  for (const { name, size, target } of plans) {
+    if (target.packed) {
+      await source.read(name, bytes.subarray(plan.staging, plan.staging + size * 4));
+      kernels.packPanels(target.offset, plan.staging, target.packed[0], target.packed[1]);
+    } else {
+      await source.read(name, bytes.subarray(target.offset, target.offset + size * 4));
+    }
+  }
+}

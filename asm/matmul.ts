@@ -102,7 +102,12 @@ export function conv1d(
         c1 = f32x4.relaxed_madd(a, v128.load(wp, 16), c1);
         wp += PANEL << 2;
       }
-      storeRow(out + <usize>t * rowOut + (<usize>col << 2), f32x4.add(c0, b0), f32x4.add(c1, b1), width);
+      storeRow(
+        out + <usize>t * rowOut + (<usize>col << 2),
+        f32x4.add(c0, b0),
+        f32x4.add(c1, b1),
+        width,
+      );
     }
   }
 }
@@ -128,7 +133,16 @@ function storeRow(o: usize, v0: v128, v1: v128, width: i32): void {
  * @param h   (T, C) f32
  * @param wte (V, C) f32
  */
-export function logits(out: usize, h: usize, wte: usize, T: i32, C: i32, V: i32, v0: i32, v1: i32): void {
+export function logits(
+  out: usize,
+  h: usize,
+  wte: usize,
+  T: i32,
+  C: i32,
+  V: i32,
+  v0: i32,
+  v1: i32,
+): void {
   const row = <usize>C << 2;
   for (let v = v0; v < v1; v++) {
     const w = wte + <usize>v * row;

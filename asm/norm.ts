@@ -21,7 +21,15 @@ function sum(x: usize, n: i32): f32 {
  * @param gain (C) f32
  * @param bias (C) f32
  */
-export function layer_norm(out: usize, inp: usize, gain: usize, bias: usize, C: i32, r0: i32, r1: i32): void {
+export function layer_norm(
+  out: usize,
+  inp: usize,
+  gain: usize,
+  bias: usize,
+  C: i32,
+  r0: i32,
+  r1: i32,
+): void {
   const n = <f32>C;
   for (let r = r0; r < r1; r++) {
     const x = inp + (<usize>r * <usize>C << 2);
@@ -49,7 +57,10 @@ export function layer_norm(out: usize, inp: usize, gain: usize, bias: usize, C: 
     }
     for (; k < C; k++) {
       const o = <usize>k << 2;
-      store<f32>(y + o, (load<f32>(x + o) - mean) * rstd * load<f32>(gain + o) + load<f32>(bias + o));
+      store<f32>(
+        y + o,
+        (load<f32>(x + o) - mean) * rstd * load<f32>(gain + o) + load<f32>(bias + o),
+      );
     }
   }
 }

@@ -31,12 +31,16 @@ export function forward(
   for (let b = 0; b < B; b++) {
     const row = tokens[b];
     if (row.length !== T) {
-      throw new RangeError(`Every row of tokens must have the same length: row 0 has ${T}, row ${b} has ${row.length}`);
+      throw new RangeError(
+        `Every row of tokens must have the same length: row 0 has ${T}, row ${b} has ${row.length}`,
+      );
     }
     for (let t = 0; t < T; t++) {
       const id = row[t];
       if (!Number.isInteger(id) || id < 0 || id >= V) {
-        throw new RangeError(`Token ${id} at row ${b}, position ${t} is outside the vocabulary [0, ${V})`);
+        throw new RangeError(
+          `Token ${id} at row ${b}, position ${t} is outside the vocabulary [0, ${V})`,
+        );
       }
     }
   }

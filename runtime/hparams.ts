@@ -36,7 +36,9 @@ export function validateHParams(value: unknown, source = "hparams"): HParams {
     const x = v[f];
     if (x === undefined) throw new RangeError(`${source} is missing "${f}"`);
     if (typeof x !== "number" || !Number.isInteger(x) || x <= 0) {
-      throw new RangeError(`${source} field "${f}" must be a positive integer, got ${JSON.stringify(x)}`);
+      throw new RangeError(
+        `${source} field "${f}" must be a positive integer, got ${JSON.stringify(x)}`,
+      );
     }
   }
   const hp = Object.fromEntries(FIELDS.map((f) => [f, v[f]])) as unknown as HParams;

@@ -38,7 +38,9 @@ export class KVCache {
   /** Keeps the first `length` positions and forgets the rest. */
   truncate(length: number): void {
     if (!Number.isInteger(length) || length < 0 || length > this.#length) {
-      throw new RangeError(`Cannot truncate the cache to ${length}: it holds ${this.#length} positions`);
+      throw new RangeError(
+        `Cannot truncate the cache to ${length}: it holds ${this.#length} positions`,
+      );
     }
     this.#length = length;
   }

@@ -56,7 +56,13 @@ export function randomWeights(hp: HParams, seed = 0): Weights {
     const isNorm = name.includes("/ln_");
     for (let i = 0; i < data.length; i++) {
       const z = rng.normal();
-      data[i] = leaf === "g" ? 1 + 0.1 * z : leaf === "b" ? (isNorm ? 0.05 : 0.02) * z : name.endsWith("wpe") ? 0.01 * z : 0.02 * z;
+      data[i] = leaf === "g"
+        ? 1 + 0.1 * z
+        : leaf === "b"
+        ? (isNorm ? 0.05 : 0.02) * z
+        : name.endsWith("wpe")
+        ? 0.01 * z
+        : 0.02 * z;
     }
     weights.set(name, { shape, data });
   }

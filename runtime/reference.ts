@@ -28,7 +28,13 @@ export function refConv1d(
 }
 
 /** out (T, V) = h (T, C) · wteᵀ, wte (V, C). */
-export function refLogits(h: Float32Array, wte: Float32Array, T: number, C: number, V: number): Float32Array {
+export function refLogits(
+  h: Float32Array,
+  wte: Float32Array,
+  T: number,
+  C: number,
+  V: number,
+): Float32Array {
   const out = new Float32Array(T * V);
   for (let t = 0; t < T; t++) {
     for (let v = 0; v < V; v++) {
@@ -41,7 +47,13 @@ export function refLogits(h: Float32Array, wte: Float32Array, T: number, C: numb
 }
 
 /** Layer norm of each row of x (rows, C), epsilon 1e-5, biased variance. */
-export function refLayerNorm(x: Float32Array, g: Float32Array, b: Float32Array, rows: number, C: number): Float32Array {
+export function refLayerNorm(
+  x: Float32Array,
+  g: Float32Array,
+  b: Float32Array,
+  rows: number,
+  C: number,
+): Float32Array {
   const out = new Float32Array(rows * C);
   for (let r = 0; r < rows; r++) {
     let mean = 0;
@@ -90,7 +102,9 @@ export function refEmbed(
 ): Float32Array {
   const out = new Float32Array(tokens.length * C);
   for (let r = 0; r < tokens.length; r++) {
-    for (let k = 0; k < C; k++) out[r * C + k] = wte[tokens[r] * C + k] + wpe[(past + r % T) * C + k];
+    for (let k = 0; k < C; k++) {
+      out[r * C + k] = wte[tokens[r] * C + k] + wpe[(past + r % T) * C + k];
+    }
   }
   return out;
 }
@@ -101,7 +115,11 @@ export function refEmbed(
  */
 export function attentionMask(nd: number, ns: number): Uint8Array {
   const m = new Uint8Array(nd * ns);
-  for (let i = 0; i < nd; i++) for (let j = 0; j < ns; j++) m[i * ns + j] = i >= j - ns + nd ? 1 : 0;
+  for (let i = 0; i < nd; i++) {
+    for (let j = 0; j < ns; j++) {
+      m[i * ns + j] = i >= j - ns + nd ? 1 : 0;
+    }
+  }
   return m;
 }
 
@@ -130,8 +148,14 @@ export function refAttention(
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < nHead; h++) {
       const unit = (b * nHead + h) * ns * dHead;
-      k.set(pastK.subarray((b * nHead + h) * past * dHead, (b * nHead + h + 1) * past * dHead), unit);
-      v.set(pastV.subarray((b * nHead + h) * past * dHead, (b * nHead + h + 1) * past * dHead), unit);
+      k.set(
+        pastK.subarray((b * nHead + h) * past * dHead, (b * nHead + h + 1) * past * dHead),
+        unit,
+      );
+      v.set(
+        pastV.subarray((b * nHead + h) * past * dHead, (b * nHead + h + 1) * past * dHead),
+        unit,
+      );
       for (let t = 0; t < T; t++) {
         const row = (b * T + t) * 3 * C + h * dHead;
         for (let d = 0; d < dHead; d++) {
@@ -168,7 +192,11 @@ export function refAttention(
 }
 
 /** Logits (T, n_vocab) of every position of `tokens`, with no cache: the whole model. */
-export function referenceForward(weights: Weights, hp: HParams, tokens: readonly number[]): Float32Array {
+export function referenceForward(
+  weights: Weights,
+  hp: HParams,
+  tokens: readonly number[],
+): Float32Array {
   const W = (name: string) => {
     const t = weights.get(name);
     if (!t) throw new RangeError(`referenceForward: no tensor "${name}"`);

@@ -4,11 +4,61 @@ import { MAX_MEMORY_BYTES, PANEL } from "./memory_plan.ts";
 
 /** The exports of asm/build/gpt2.wasm, with the work ranges each kernel takes last. */
 export interface KernelExports {
-  embed(out: number, tokens: number, wte: number, wpe: number, T: number, C: number, past: number, r0: number, r1: number): void;
-  layer_norm(out: number, inp: number, gain: number, bias: number, C: number, r0: number, r1: number): void;
-  conv1d(out: number, inp: number, weight: number, bias: number, T: number, C: number, OC: number, p0: number, p1: number): void;
-  logits(out: number, h: number, wte: number, T: number, C: number, V: number, v0: number, v1: number): void;
-  attention(out: number, qkv: number, cache: number, scratch: number, T: number, past: number, nHead: number, dHead: number, nCtx: number, seqStride: number, u0: number, u1: number): void;
+  embed(
+    out: number,
+    tokens: number,
+    wte: number,
+    wpe: number,
+    T: number,
+    C: number,
+    past: number,
+    r0: number,
+    r1: number,
+  ): void;
+  layer_norm(
+    out: number,
+    inp: number,
+    gain: number,
+    bias: number,
+    C: number,
+    r0: number,
+    r1: number,
+  ): void;
+  conv1d(
+    out: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    T: number,
+    C: number,
+    OC: number,
+    p0: number,
+    p1: number,
+  ): void;
+  logits(
+    out: number,
+    h: number,
+    wte: number,
+    T: number,
+    C: number,
+    V: number,
+    v0: number,
+    v1: number,
+  ): void;
+  attention(
+    out: number,
+    qkv: number,
+    cache: number,
+    scratch: number,
+    T: number,
+    past: number,
+    nHead: number,
+    dHead: number,
+    nCtx: number,
+    seqStride: number,
+    u0: number,
+    u1: number,
+  ): void;
   gelu(out: number, inp: number, i0: number, i1: number): void;
   add(out: number, a: number, b: number, i0: number, i1: number): void;
   softmax(out: number, inp: number, cols: number, r0: number, r1: number): void;
@@ -51,13 +101,30 @@ export class WasmKernels implements Kernels {
     this.#k = instantiate(module, memory);
   }
 
-  embed(out: number, tokens: number, wte: number, wpe: number, B: number, T: number, C: number, past: number): void {
+  embed(
+    out: number,
+    tokens: number,
+    wte: number,
+    wpe: number,
+    B: number,
+    T: number,
+    C: number,
+    past: number,
+  ): void {
     this.#k.embed(out, tokens, wte, wpe, T, C, past, 0, B * T);
   }
   layerNorm(out: number, inp: number, gain: number, bias: number, rows: number, C: number): void {
     this.#k.layer_norm(out, inp, gain, bias, C, 0, rows);
   }
-  conv1d(out: number, inp: number, weight: number, bias: number, rows: number, C: number, OC: number): void {
+  conv1d(
+    out: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    rows: number,
+    C: number,
+    OC: number,
+  ): void {
     this.#k.conv1d(out, inp, weight, bias, rows, C, OC, 0, Math.ceil(OC / PANEL));
   }
   logits(out: number, h: number, wte: number, rows: number, C: number, V: number): void {
@@ -76,7 +143,20 @@ export class WasmKernels implements Kernels {
     nCtx: number,
     seqStride: number,
   ): void {
-    this.#k.attention(out, qkv, cache, scratch, T, past, nHead, dHead, nCtx, seqStride, 0, B * nHead);
+    this.#k.attention(
+      out,
+      qkv,
+      cache,
+      scratch,
+      T,
+      past,
+      nHead,
+      dHead,
+      nCtx,
+      seqStride,
+      0,
+      B * nHead,
+    );
   }
   gelu(out: number, inp: number, n: number): void {
     this.#k.gelu(out, inp, 0, n);

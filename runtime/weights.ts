@@ -12,7 +12,10 @@ import { tfTensorShapes, type Weights } from "./random_model.ts";
 export interface TensorReader {
   /** Names the source in messages (a file path). */
   readonly path: string;
-  readonly tensors: ReadonlyMap<string, { readonly dtype: string; readonly shape: readonly number[] }>;
+  readonly tensors: ReadonlyMap<
+    string,
+    { readonly dtype: string; readonly shape: readonly number[] }
+  >;
   /** Reads the tensor's raw little-endian bytes into `dest`. */
   read(name: string, dest: Uint8Array): Promise<void>;
 }
@@ -28,7 +31,9 @@ export const tfNames: NameMap = (name, shape) => ({ name, shape });
 
 /** A `TensorReader` over weights held in memory, as `randomWeights` makes them. */
 export function memoryReader(weights: Weights, path = "<memory>"): TensorReader {
-  const tensors = new Map([...weights].map(([name, t]) => [name, { dtype: "float32", shape: t.shape }]));
+  const tensors = new Map(
+    [...weights].map(([name, t]) => [name, { dtype: "float32", shape: t.shape }]),
+  );
   return {
     path,
     tensors,
@@ -76,13 +81,19 @@ export async function loadWeights(
   const plans = tfTensorShapes(hp).map(([tfName, tfShape]) => {
     const { name, shape } = names(tfName, tfShape);
     const info = source.tensors.get(name);
-    if (!info) throw new ModelFileError(`Cannot load tensor "${name}": not found in ${source.path}`);
+    if (!info) {
+      throw new ModelFileError(`Cannot load tensor "${name}": not found in ${source.path}`);
+    }
     if (info.dtype !== "float32") {
-      throw new ModelFileError(`Cannot load tensor "${name}": got dtype ${info.dtype}, expected float32`);
+      throw new ModelFileError(
+        `Cannot load tensor "${name}": got dtype ${info.dtype}, expected float32`,
+      );
     }
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
       throw new ModelFileError(
-        `Cannot load tensor "${name}": got shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`,
+        `Cannot load tensor "${name}": got shape [${info.shape.join(", ")}], expected [${
+          shape.join(", ")
+        }]`,
       );
     }
     const size = shape.reduce((a, b) => a * b, 1);

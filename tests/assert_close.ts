@@ -40,7 +40,9 @@ export function assertClose(
   if (worst >= 0) {
     throw new RangeError(
       `${prefix}element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
-        `(|diff| ${Math.abs(actual[worst] - expected[worst])} > atol ${atol} + rtol ${rtol} * |expected|)`,
+        `(|diff| ${
+          Math.abs(actual[worst] - expected[worst])
+        } > atol ${atol} + rtol ${rtol} * |expected|)`,
     );
   }
 }

@@ -1,0 +1,208 @@
+/**
+ * Every WebAssembly kernel against the scalar reference (runtime/reference.ts), on random
+ * shapes that include sizes which are not multiples of 4 (a SIMD vector), 8 (a weight
+ * panel) or 16 (an unrolled dot product).
+ *
+ * Tolerances: the kernels sum in float32 (fused multiply-adds), the reference in float64.
+ * A float32 sum of n terms of size ~1 is off by at most about n · 2⁻²⁴ ≈ n · 6e-8, so dot
+ * products of length n get atol = n · 1e-7 (about twice that bound's typical reach) plus
+ * rtol 1e-5; element-wise kernels get rtol 1e-5 for their float32 rounding of exp/tanh.
+ */
+import { assertClose } from "./assert_close.ts";
+import { assertEquals } from "./asserts.ts";
+import { Harness, randint, randn } from "./kernel_harness.ts";
+import { packedSize, PANEL } from "../runtime/memory_plan.ts";
+import { Rng } from "../runtime/random.ts";
+import {
+  refAdd,
+  refAttention,
+  refConv1d,
+  refEmbed,
+  refGelu,
+  refLayerNorm,
+  refLogits,
+  refSoftmax,
+} from "../runtime/reference.ts";
+
+const h = await Harness.create(256 << 20);
+const k = h.kernels;
+
+Deno.test("conv1d() equals the reference on random shapes", () => {
+  const rng = new Rng(1);
+  const shapes: [number, number, number][] = [[1, 768, 2304], [5, 64, 37], [4, 3, 8]];
+  for (let i = 0; i < 40; i++) {
+    shapes.push([randint(rng, 1, 11), randint(rng, 1, 70), randint(rng, 1, 70)]);
+  }
+  for (const [T, C, OC] of shapes) {
+    h.reset();
+    const inp = randn(rng, T * C);
+    const w = randn(rng, C * OC);
+    const b = randn(rng, OC);
+    const paddedBias = new Float32Array(Math.ceil(OC / PANEL) * PANEL);
+    paddedBias.set(b);
+    const src = h.put(w);
+    const packed = h.put(packedSize(C, OC));
+    k.packPanels(packed, src, C, OC);
+    const out = h.put(T * OC);
+    k.conv1d(out, h.put(inp), packed, h.put(paddedBias), T, C, OC);
+    assertClose(h.get(out, T * OC), refConv1d(inp, w, b, T, C, OC), {
+      atol: C * 1e-7,
+      rtol: 1e-5,
+      msg: `T=${T} C=${C} OC=${OC}`,
+    });
+    assertEquals(
+      h.guard(out, T * OC),
+      12345,
+      `conv1d wrote past its output (T=${T} C=${C} OC=${OC})`,
+    );
+  }
+});
+
+Deno.test("logits() equals the reference, wteᵀ as the output head", () => {
+  const rng = new Rng(2);
+  for (const [T, C, V] of [[1, 768, 300], [3, 17, 29], [4, 1, 5], [2, 35, 64]]) {
+    h.reset();
+    const x = randn(rng, T * C);
+    const wte = randn(rng, V * C);
+    const out = h.put(T * V);
+    k.logits(out, h.put(x), h.put(wte), T, C, V);
+    assertClose(h.get(out, T * V), refLogits(x, wte, T, C, V), { atol: C * 1e-7, rtol: 1e-5 });
+    assertEquals(h.guard(out, T * V), 12345);
+  }
+});
+
+Deno.test("layerNorm() equals the reference", () => {
+  const rng = new Rng(3);
+  for (const [rows, C] of [[1, 768], [3, 5], [7, 33], [2, 1], [4, 16]]) {
+    h.reset();
+    const x = randn(rng, rows * C, 3);
+    for (let i = 0; i < x.length; i++) x[i] += 2; // a non-zero mean
+    const g = randn(rng, C);
+    const b = randn(rng, C);
+    const out = h.put(rows * C);
+    k.layerNorm(out, h.put(x), h.put(g), h.put(b), rows, C);
+    assertClose(h.get(out, rows * C), refLayerNorm(x, g, b, rows, C), { atol: 1e-5, rtol: 1e-5 });
+  }
+});
+
+Deno.test("gelu() equals the reference, in place too", () => {
+  const rng = new Rng(4);
+  const x = randn(rng, 1003, 4);
+  x.set([0, -0, 1e-8, -20, 20, 1e10, -1e10]);
+  h.reset();
+  const p = h.put(x);
+  k.gelu(p, p, x.length);
+  assertClose(h.get(p, x.length), refGelu(x), { atol: 1e-7, rtol: 1e-5 });
+});
+
+Deno.test("softmax() equals the reference", () => {
+  const rng = new Rng(5);
+  for (const [rows, cols] of [[1, 50257], [3, 7], [5, 1], [2, 64]]) {
+    h.reset();
+    const x = randn(rng, rows * cols, 5);
+    const out = h.put(rows * cols);
+    k.softmax(out, h.put(x), rows, cols);
+    // The sum of a row of n keeps 16 partial sums: relative error up to about n / 16 · 6e-8.
+    assertClose(h.get(out, rows * cols), refSoftmax(x, rows, cols), {
+      atol: 1e-8,
+      rtol: 1e-5 + cols * 4e-9,
+    });
+  }
+});
+
+Deno.test("add() is exact, at any alignment and length", () => {
+  const rng = new Rng(6);
+  for (const n of [1, 3, 4, 5, 17, 1000]) {
+    h.reset();
+    const a = randn(rng, n);
+    const b = randn(rng, n);
+    const out = h.put(n);
+    k.add(out, h.put(a), h.put(b), n);
+    assertEquals(h.get(out, n), refAdd(a, b));
+    assertEquals(h.guard(out, n), 12345);
+  }
+});
+
+Deno.test("embed() is exact: token row plus position row", () => {
+  const rng = new Rng(7);
+  const [V, nCtx, C, B, T, past] = [11, 16, 13, 2, 3, 5];
+  const wte = randn(rng, V * C);
+  const wpe = randn(rng, nCtx * C);
+  const tokens = Int32Array.from({ length: B * T }, () => randint(rng, 0, V - 1));
+  h.reset();
+  const out = h.put(B * T * C);
+  k.embed(out, h.put(tokens), h.put(wte), h.put(wpe), B, T, C, past);
+  assertEquals(h.get(out, B * T * C), refEmbed(tokens, wte, wpe, T, C, past));
+});
+
+Deno.test("attention() equals the reference and appends the new keys and values", () => {
+  const rng = new Rng(8);
+  const cases: [number, number, number, number, number][] = [ // B, T, past, nHead, dHead
+    [1, 1, 0, 1, 64],
+    [1, 1, 30, 2, 64],
+    [2, 5, 0, 3, 16],
+    [2, 4, 9, 2, 5],
+    [1, 7, 3, 1, 17],
+    [3, 2, 6, 2, 20],
+    [1, 1, 200, 2, 64],
+  ];
+  for (const [B, T, past, nHead, dHead] of cases) {
+    h.reset();
+    const nCtx = past + T + 3;
+    const C = nHead * dHead;
+    const qkv = randn(rng, B * T * 3 * C);
+    const pastK = randn(rng, B * nHead * past * dHead);
+    const pastV = randn(rng, B * nHead * past * dHead);
+    // The kernel's cache layout: (B, 2, nHead, nCtx, dHead), here one layer per sequence.
+    const seqStride = 2 * nHead * nCtx * dHead;
+    const cache = new Float32Array(B * seqStride);
+    for (let b = 0; b < B; b++) {
+      for (let hd = 0; hd < nHead; hd++) {
+        for (let j = 0; j < past; j++) {
+          const from = ((b * nHead + hd) * past + j) * dHead;
+          cache.set(pastK.subarray(from, from + dHead), b * seqStride + (hd * nCtx + j) * dHead);
+          cache.set(
+            pastV.subarray(from, from + dHead),
+            b * seqStride + ((nHead + hd) * nCtx + j) * dHead,
+          );
+        }
+      }
+    }
+    const cacheAt = h.put(cache);
+    const out = h.put(B * T * C);
+    k.attention(
+      out,
+      h.put(qkv),
+      cacheAt,
+      h.put(B * nHead * nCtx),
+      B,
+      T,
+      past,
+      nHead,
+      dHead,
+      nCtx,
+      seqStride,
+    );
+    const ref = refAttention(qkv, pastK, pastV, B, T, past, nHead, dHead);
+    const msg = `B=${B} T=${T} past=${past} heads=${nHead} d=${dHead}`;
+    assertClose(h.get(out, B * T * C), ref.out, { atol: 1e-5, rtol: 1e-4, msg });
+    const after = h.get(cacheAt, B * seqStride);
+    const ns = past + T;
+    for (let b = 0; b < B; b++) {
+      for (let hd = 0; hd < nHead; hd++) {
+        const at = (kv: number) => b * seqStride + ((kv * nHead + hd) * nCtx) * dHead;
+        const want = (b * nHead + hd) * ns * dHead;
+        assertEquals(
+          after.subarray(at(0), at(0) + ns * dHead),
+          ref.k.subarray(want, want + ns * dHead),
+          msg,
+        );
+        assertEquals(
+          after.subarray(at(1), at(1) + ns * dHead),
+          ref.v.subarray(want, want + ns * dHead),
+          msg,
+        );
+      }
+    }
+  }
+});

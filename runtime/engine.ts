@@ -8,7 +8,8 @@ import type { Kernels } from "./kernels.ts";
 import { KVCache } from "./kv_cache.ts";
 import { type MemoryPlan, planMemory } from "./memory_plan.ts";
 import { createMemory, kernelModule, WasmKernels } from "./wasm_kernels.ts";
-import { loadWeights, type NameMap, type TensorReader } from "./weights.ts";
+import type { TensorSource } from "./checkpoint/tensor_source.ts";
+import { loadWeights, type NameMap } from "./weights.ts";
 
 export interface EngineOptions {
   /** Sequences decoded side by side (default 1). */
@@ -37,7 +38,7 @@ export class Engine implements Disposable {
   }
 
   /** Reads the weights from `source`, named as `names` says (default: the TF checkpoint's). */
-  load(source: TensorReader, names?: NameMap): Promise<void> {
+  load(source: TensorSource, names?: NameMap): Promise<void> {
     return loadWeights(this.kernels, this.plan, source, names);
   }
 

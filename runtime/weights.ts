@@ -6,19 +6,8 @@
 import { ModelFileError } from "./errors.ts";
 import type { Kernels } from "./kernels.ts";
 import type { MemoryPlan } from "./memory_plan.ts";
+import { readAsFloat32, type TensorInfo, type TensorSource } from "./checkpoint/tensor_source.ts";
 import { tfTensorShapes, type Weights } from "./random_model.ts";
-
-/** What the loader needs of a checkpoint: its tensor list and a way to read one. */
-export interface TensorReader {
-  /** Names the source in messages (a file path). */
-  readonly path: string;
-  readonly tensors: ReadonlyMap<
-    string,
-    { readonly dtype: string; readonly shape: readonly number[] }
-  >;
-  /** Reads the tensor's raw little-endian bytes into `dest`. */
-  read(name: string, dest: Uint8Array): Promise<void>;
-}
 
 /**
  * Maps a tensor's name and shape in OpenAI's TensorFlow checkpoint to its name and
@@ -29,10 +18,34 @@ export type NameMap = (tfName: string, tfShape: number[]) => { name: string; sha
 /** OpenAI's TensorFlow checkpoint names, unchanged. */
 export const tfNames: NameMap = (name, shape) => ({ name, shape });
 
-/** A `TensorReader` over weights held in memory, as `randomWeights` makes them. */
-export function memoryReader(weights: Weights, path = "<memory>"): TensorReader {
-  const tensors = new Map(
-    [...weights].map(([name, t]) => [name, { dtype: "float32", shape: t.shape }]),
+/**
+ * Hugging Face's names (`h.0.attn.c_attn.weight`, with or without a `transformer.`
+ * prefix). Its Conv1D weights have the TensorFlow layout (nx, nf) without the leading 1,
+ * so they load the same way.
+ */
+export function hfNames(prefix: "" | "transformer."): NameMap {
+  return (tfName, tfShape) => {
+    const parts = tfName.replace(/^model\//, "").split("/");
+    const leaf = parts.pop()!;
+    const suffix = leaf === "w" || leaf === "g"
+      ? "weight"
+      : leaf === "b"
+      ? "bias"
+      : `${leaf}.weight`;
+    const path = parts.map((p) => p.replace(/^h(\d+)$/, "h.$1"));
+    return {
+      name: prefix + [...path, suffix].join("."),
+      shape: leaf === "w" ? tfShape.slice(1) : tfShape,
+    };
+  };
+}
+
+/** A `TensorSource` over weights held in memory, as `randomWeights` makes them. */
+export function memorySource(weights: Weights, path = "<memory>"): TensorSource {
+  const tensors = new Map<string, TensorInfo>(
+    [...weights].map((
+      [name, t],
+    ) => [name, { name, dtype: "float32", shape: t.shape, byteLength: t.data.byteLength }]),
   );
   return {
     path,
@@ -43,6 +56,7 @@ export function memoryReader(weights: Weights, path = "<memory>"): TensorReader 
       dest.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
       return Promise.resolve();
     },
+    [Symbol.dispose]() {},
   };
 }
 
@@ -50,7 +64,7 @@ export function memoryReader(weights: Weights, path = "<memory>"): TensorReader 
 export async function loadWeights(
   kernels: Kernels,
   plan: MemoryPlan,
-  source: TensorReader,
+  source: TensorSource,
   names: NameMap = tfNames,
 ): Promise<void> {
   const hp = plan.hparams;
@@ -100,13 +114,23 @@ export async function loadWeights(
     return { name, size, target: targets.get(tfName)! };
   });
 
-  const bytes = new Uint8Array(kernels.memory.buffer);
+  const f32 = new Float32Array(kernels.memory.buffer);
   for (const { name, size, target } of plans) {
     if (target.packed) {
-      await source.read(name, bytes.subarray(plan.staging, plan.staging + size * 4));
+      await readAsFloat32(
+        source,
+        name,
+        f32.subarray(plan.staging >> 2, (plan.staging >> 2) + size),
+      );
       kernels.packPanels(target.offset, plan.staging, target.packed[0], target.packed[1]);
     } else {
-      await source.read(name, bytes.subarray(target.offset, target.offset + size * 4));
+      await readAsFloat32(
+        source,
+        name,
+        f32.subarray(target.offset >> 2, (target.offset >> 2) + size),
+      );
     }
   }
 }
+
+const FLOAT_DTYPES = new Set(["float32", "float16", "bfloat16"]);

@@ -9,14 +9,14 @@ import type { HParams } from "../runtime/hparams.ts";
 import { Rng } from "../runtime/random.ts";
 import { randomWeights } from "../runtime/random_model.ts";
 import { referenceForward } from "../runtime/reference.ts";
-import { memoryReader } from "../runtime/weights.ts";
+import { memorySource } from "../runtime/weights.ts";
 
 const HP: HParams = { n_vocab: 97, n_ctx: 40, n_embd: 48, n_head: 4, n_layer: 3 };
 const weights = randomWeights(HP, 11);
 
 async function engine(hp = HP, options: { batch?: number; chunk?: number } = {}) {
   const e = await Engine.create(hp, options);
-  await e.load(memoryReader(hp === HP ? weights : randomWeights(hp, 5)));
+  await e.load(memorySource(hp === HP ? weights : randomWeights(hp, 5)));
   return e;
 }
 

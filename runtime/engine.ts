@@ -9,7 +9,8 @@ import { KVCache } from "./kv_cache.ts";
 import { type MemoryPlan, planMemory } from "./memory_plan.ts";
 import { createMemory, kernelModule, WasmKernels } from "./wasm_kernels.ts";
 import type { TensorSource } from "./checkpoint/tensor_source.ts";
-import { loadWeights, type NameMap } from "./weights.ts";
+import type { NameMap } from "./tensor_names.ts";
+import { loadWeights } from "./weights.ts";
 
 export interface EngineOptions {
   /** Sequences decoded side by side (default 1). */

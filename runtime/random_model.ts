@@ -2,8 +2,12 @@
  * Small random GPT-2 models for tests and benchmarks: every tensor the real checkpoint
  * has, with the TensorFlow checkpoint's names and shapes, filled from a seeded generator.
  */
+import { writeSafetensors } from "./checkpoint/safetensors.ts";
+import { writeCheckpointFile, writeTfBundle } from "./checkpoint/tf_bundle_writer.ts";
 import type { HParams } from "./hparams.ts";
 import { Rng } from "./random.ts";
+import { bytesToUnicode } from "./tokenizer.ts";
+import { hfNames, tfTensorShapes } from "./tensor_names.ts";
 
 /** A named float32 tensor held in memory. */
 export interface NamedTensor {
@@ -13,34 +17,6 @@ export interface NamedTensor {
 
 /** The tensors of a GPT-2 checkpoint, by their names in OpenAI's TensorFlow checkpoint. */
 export type Weights = Map<string, NamedTensor>;
-
-/** Each tensor's name and shape in OpenAI's TensorFlow checkpoint, in model order. */
-export function tfTensorShapes(hp: HParams): [string, number[]][] {
-  const C = hp.n_embd;
-  const list: [string, number[]][] = [
-    ["model/wte", [hp.n_vocab, C]],
-    ["model/wpe", [hp.n_ctx, C]],
-  ];
-  for (let l = 0; l < hp.n_layer; l++) {
-    const p = `model/h${l}/`;
-    list.push(
-      [p + "ln_1/g", [C]],
-      [p + "ln_1/b", [C]],
-      [p + "attn/c_attn/w", [1, C, 3 * C]],
-      [p + "attn/c_attn/b", [3 * C]],
-      [p + "attn/c_proj/w", [1, C, C]],
-      [p + "attn/c_proj/b", [C]],
-      [p + "ln_2/g", [C]],
-      [p + "ln_2/b", [C]],
-      [p + "mlp/c_fc/w", [1, C, 4 * C]],
-      [p + "mlp/c_fc/b", [4 * C]],
-      [p + "mlp/c_proj/w", [1, 4 * C, C]],
-      [p + "mlp/c_proj/b", [C]],
-    );
-  }
-  list.push(["model/ln_f/g", [C]], ["model/ln_f/b", [C]]);
-  return list;
-}
 
 /**
  * Random weights for a model of shape `hp`: matrices ~ N(0, 0.02²) (GPT-2's own
@@ -67,4 +43,115 @@ export function randomWeights(hp: HParams, seed = 0): Weights {
     weights.set(name, { shape, data });
   }
   return weights;
+}
+
+/** How `writeRandomModel` writes a model folder. */
+export interface WriteModelOptions {
+  /** OpenAI's TensorFlow checkpoint, or Hugging Face's safetensors (default "tensorflow"). */
+  format?: "tensorflow" | "safetensors";
+  /** Element type of the weights: float16 only for safetensors (default "float32"). */
+  dtype?: "float32" | "float16";
+  /** For safetensors: the names' prefix, "" as in `gpt2`'s own file or "transformer.". */
+  prefix?: "" | "transformer.";
+}
+
+/**
+ * Writes `weights` as a complete model folder, tokenizer included, in the real on-disk
+ * format: what `download_model.py` fetches (`hparams.json`, `checkpoint`, `model.ckpt.*`,
+ * `encoder.json`, `vocab.bpe`) or what Hugging Face hosts (`config.json`,
+ * `model.safetensors` with the `attn.bias` mask buffers, `vocab.json`, `merges.txt`).
+ * The tokenizer is `syntheticVocabulary(n_vocab)`.
+ */
+export async function writeModelFolder(
+  dir: string,
+  hp: HParams,
+  weights: Weights,
+  options: WriteModelOptions = {},
+): Promise<void> {
+  const { format = "tensorflow", dtype = "float32", prefix = "" } = options;
+  if (dtype === "float16" && format !== "safetensors") {
+    throw new TypeError("float16 weights can only be written as safetensors");
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  const { encoder, merges } = syntheticVocabulary(hp.n_vocab);
+  const bpe = "#version: 0.2\n" + merges.map(([a, b]) => `${a} ${b}`).join("\n") + "\n";
+  const bytes = (data: Float32Array) => {
+    const out = dtype === "float16" ? new Float16Array(data) : data;
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  };
+  if (format === "tensorflow") {
+    await Deno.writeTextFile(`${dir}/hparams.json`, JSON.stringify(hp, null, 2) + "\n");
+    await writeTfBundle(
+      `${dir}/model.ckpt`,
+      [...weights].map(([name, t]) => ({ name, dtype, shape: t.shape, data: bytes(t.data) })),
+    );
+    await writeCheckpointFile(dir, "model.ckpt");
+    await Deno.writeTextFile(`${dir}/encoder.json`, JSON.stringify(Object.fromEntries(encoder)));
+    await Deno.writeTextFile(`${dir}/vocab.bpe`, bpe);
+  } else {
+    const config = {
+      model_type: "gpt2",
+      architectures: ["GPT2LMHeadModel"],
+      vocab_size: hp.n_vocab,
+      n_positions: hp.n_ctx,
+      n_ctx: hp.n_ctx,
+      n_embd: hp.n_embd,
+      n_head: hp.n_head,
+      n_layer: hp.n_layer,
+      layer_norm_epsilon: 1e-5,
+      activation_function: "gelu_new",
+      torch_dtype: dtype,
+    };
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
+    const names = hfNames(prefix);
+    const tensors = [...weights].map(([name, t]) => {
+      const mapped = names(name, [...t.shape]);
+      return { name: mapped.name, dtype, shape: mapped.shape, data: bytes(t.data) };
+    });
+    // The causal mask buffers Hugging Face stores and a loader must skip.
+    const mask = new Float32Array(hp.n_ctx * hp.n_ctx);
+    for (let i = 0; i < hp.n_ctx; i++) mask.fill(1, i * hp.n_ctx, i * hp.n_ctx + i + 1);
+    for (let l = 0; l < hp.n_layer; l++) {
+      tensors.push({
+        name: `${prefix}h.${l}.attn.bias`,
+        dtype,
+        shape: [1, 1, hp.n_ctx, hp.n_ctx],
+        data: bytes(mask),
+      });
+    }
+    await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
+    await Deno.writeTextFile(`${dir}/vocab.json`, JSON.stringify(Object.fromEntries(encoder)));
+    await Deno.writeTextFile(`${dir}/merges.txt`, bpe);
+  }
+}
+
+/**
+ * A byte-level BPE vocabulary of exactly `n_vocab` tokens (at least 257) laid out like
+ * GPT-2's: the 256 single bytes, then one token per merge, then `<|endoftext|>` last.
+ * The merges join pairs of byte characters, letters first, so any text encodes and
+ * decodes; they are not learned from data, which a random model does not need.
+ */
+export function syntheticVocabulary(
+  n_vocab: number,
+): { encoder: Map<string, number>; merges: [string, string][] } {
+  if (n_vocab < 257 || n_vocab > 256 + 256 * 256 + 1) {
+    throw new RangeError(`A synthetic vocabulary needs 257 to 65793 tokens, got ${n_vocab}`);
+  }
+  const chars = bytesToUnicode();
+  const encoder = new Map<string, number>();
+  chars.forEach((c) => encoder.set(c, encoder.size));
+  // Letters and the space marker first, so that common pairs merge.
+  const order = [..."etaoinshrdlcumwfgypbvkjxqzĠETAOINSHRDLCUMWFGYPBVKJXQZ"];
+  const rest = chars.filter((c) => !order.includes(c));
+  const all = [...order, ...rest];
+  const merges: [string, string][] = [];
+  outer: for (const a of all) {
+    for (const b of all) {
+      if (merges.length === n_vocab - 257) break outer;
+      merges.push([a, b]);
+      encoder.set(a + b, encoder.size);
+    }
+  }
+  encoder.set("<|endoftext|>", encoder.size);
+  return { encoder, merges };
 }

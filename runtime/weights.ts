@@ -7,38 +7,8 @@ import { ModelFileError } from "./errors.ts";
 import type { Kernels } from "./kernels.ts";
 import type { MemoryPlan } from "./memory_plan.ts";
 import { readAsFloat32, type TensorInfo, type TensorSource } from "./checkpoint/tensor_source.ts";
-import { tfTensorShapes, type Weights } from "./random_model.ts";
-
-/**
- * Maps a tensor's name and shape in OpenAI's TensorFlow checkpoint to its name and
- * shape in another format.
- */
-export type NameMap = (tfName: string, tfShape: number[]) => { name: string; shape: number[] };
-
-/** OpenAI's TensorFlow checkpoint names, unchanged. */
-export const tfNames: NameMap = (name, shape) => ({ name, shape });
-
-/**
- * Hugging Face's names (`h.0.attn.c_attn.weight`, with or without a `transformer.`
- * prefix). Its Conv1D weights have the TensorFlow layout (nx, nf) without the leading 1,
- * so they load the same way.
- */
-export function hfNames(prefix: "" | "transformer."): NameMap {
-  return (tfName, tfShape) => {
-    const parts = tfName.replace(/^model\//, "").split("/");
-    const leaf = parts.pop()!;
-    const suffix = leaf === "w" || leaf === "g"
-      ? "weight"
-      : leaf === "b"
-      ? "bias"
-      : `${leaf}.weight`;
-    const path = parts.map((p) => p.replace(/^h(\d+)$/, "h.$1"));
-    return {
-      name: prefix + [...path, suffix].join("."),
-      shape: leaf === "w" ? tfShape.slice(1) : tfShape,
-    };
-  };
-}
+import type { Weights } from "./random_model.ts";
+import { type NameMap, tfNames, tfTensorShapes } from "./tensor_names.ts";
 
 /** A `TensorSource` over weights held in memory, as `randomWeights` makes them. */
 export function memorySource(weights: Weights, path = "<memory>"): TensorSource {
@@ -98,9 +68,9 @@ export async function loadWeights(
     if (!info) {
       throw new ModelFileError(`Cannot load tensor "${name}": not found in ${source.path}`);
     }
-    if (info.dtype !== "float32") {
+    if (!FLOAT_DTYPES.has(info.dtype)) {
       throw new ModelFileError(
-        `Cannot load tensor "${name}": got dtype ${info.dtype}, expected float32`,
+        `Cannot load tensor "${name}": got dtype ${info.dtype}, expected float32, float16 or bfloat16`,
       );
     }
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {

@@ -1,0 +1,47 @@
+/**
+ * GPT-2 in Deno: OpenAI's model run on WebAssembly SIMD kernels, from the checkpoint
+ * `download_model.py` fetches or from Hugging Face's `model.safetensors`.
+ *
+ * @example Generate text from a model folder
+ * ```ts
+ * import { loadModel, randomWeights, writeModelFolder } from "./mod.ts";
+ *
+ * // A tiny random model stands in for models/124M here.
+ * const dir = await Deno.makeTempDir();
+ * const hparams = { n_vocab: 300, n_ctx: 64, n_embd: 32, n_head: 2, n_layer: 2 };
+ * await writeModelFolder(dir, hparams, randomWeights(hparams));
+ *
+ * using model = await loadModel(dir);
+ * model.hparams.n_ctx; // 64
+ * const ids = model.tokenizer.encode("Hello");
+ * if (model.tokenizer.decode(ids) !== "Hello") throw new Error("round trip");
+ * const logits = await model.logits(ids); // Float32Array(n_vocab), last position
+ * if (logits.length !== 300) throw new Error("logits");
+ *
+ * const greedy: number[] = [];
+ * for await (const id of model.generate(ids, { length: 5, temperature: 0 })) greedy.push(id);
+ *
+ * let text = "";
+ * for await (const piece of model.generateText("Hello", { length: 8, topK: 40, seed: 1 })) {
+ *   text += piece;
+ * }
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
+ * @module
+ */
+export { type GenerateOptions, loadModel, type LoadOptions, Model } from "./runtime/model.ts";
+export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer.ts";
+export { Sampler, type SamplingOptions } from "./runtime/sampler.ts";
+export { Rng } from "./runtime/random.ts";
+export { GPT2_SIZES, type HParams } from "./runtime/hparams.ts";
+export { Engine, type EngineOptions } from "./runtime/engine.ts";
+export { openModelFiles } from "./runtime/model_files.ts";
+export {
+  downloadModel,
+  type DownloadOptions,
+  MODEL_FILES,
+  MODEL_SIZES,
+} from "./runtime/download.ts";
+export { randomWeights, type Weights, writeModelFolder } from "./runtime/random_model.ts";
+export { DownloadError, ModelFileError, UsageError } from "./runtime/errors.ts";

@@ -1,0 +1,146 @@
+/**
+ * A loaded GPT-2: weights in WebAssembly memory, its tokenizer, and generation on top of
+ * the forward pass, the way OpenAI's `sample_sequence` runs it: one pass over the prompt,
+ * then one token per pass with the KV cache.
+ */
+import { setImmediate } from "node:timers";
+import { Engine } from "./engine.ts";
+import { ModelFileError } from "./errors.ts";
+import type { HParams } from "./hparams.ts";
+import { openModelFiles } from "./model_files.ts";
+import { Sampler, type SamplingOptions } from "./sampler.ts";
+import { Tokenizer } from "./tokenizer.ts";
+
+/** Options of {@linkcode loadModel}. */
+export interface LoadOptions {
+  /** Sequences decoded side by side by `generateBatch` (default 1). */
+  batch?: number;
+}
+
+/** Options of {@linkcode Model.generate} and its kin. */
+export interface GenerateOptions extends SamplingOptions {
+  /** Tokens to generate (default n_ctx / 2, as the original). */
+  length?: number;
+  /** Seed of the sampler; the same seed and options give the same tokens. Random if absent. */
+  seed?: number;
+  /** Stop after a sequence samples `<|endoftext|>` (default false, as the original). */
+  stopAtEndOfText?: boolean;
+  /** Aborting stops generation between two tokens; the generator then throws the reason. */
+  signal?: AbortSignal;
+}
+
+/** Loads the model in `dir`: OpenAI's TensorFlow checkpoint folder or Hugging Face's. */
+export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
+  using files = await openModelFiles(dir);
+  const tokenizer = await Tokenizer.load(dir);
+  if (tokenizer.vocabSize !== files.hparams.n_vocab) {
+    throw new ModelFileError(
+      `The tokenizer in "${dir}" has ${tokenizer.vocabSize} tokens, but the model's n_vocab is ${files.hparams.n_vocab}`,
+    );
+  }
+  const engine = await Engine.create(files.hparams, { batch: options.batch });
+  try {
+    await engine.load(files.source, files.names);
+  } catch (e) {
+    engine[Symbol.dispose]();
+    throw e;
+  }
+  return new Model(engine, tokenizer);
+}
+
+/** A GPT-2 model ready to run. Dispose it to free its memory and threads. */
+export class Model implements Disposable {
+  constructor(readonly engine: Engine, readonly tokenizer: Tokenizer) {}
+
+  /** n_vocab, n_ctx, n_embd, n_head, n_layer. */
+  get hparams(): HParams {
+    return this.engine.hparams;
+  }
+
+  /** Sequences `generateBatch` decodes side by side. */
+  get batch(): number {
+    return this.engine.plan.batch;
+  }
+
+  /** The logits (n_vocab) after the last of `ids`, starting from an empty context. */
+  logits(ids: readonly number[]): Promise<Float32Array> {
+    this.#checkPrompt(ids, 0);
+    this.engine.cache.reset();
+    const rows = Array.from({ length: this.batch }, () => ids);
+    return Promise.resolve(this.engine.forward(rows).slice(0, this.hparams.n_vocab));
+  }
+
+  /** Generates token ids after `ids`, one at a time. Needs a model loaded with batch 1. */
+  async *generate(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
+    if (this.batch !== 1) {
+      throw new RangeError(
+        `generate() decodes one sequence; this model has batch ${this.batch}, use generateBatch()`,
+      );
+    }
+    for await (const step of this.generateBatch(ids, options)) yield step[0];
+  }
+
+  /**
+   * Generates `batch` sequences after the same `ids`, side by side: each step yields one
+   * new token per sequence. With `stopAtEndOfText`, it ends once every sequence has
+   * sampled `<|endoftext|>` (a finished sequence keeps yielding its tokens meanwhile).
+   */
+  async *generateBatch(
+    ids: readonly number[],
+    options: GenerateOptions = {},
+  ): AsyncGenerator<number[]> {
+    const { n_ctx } = this.hparams;
+    const length = options.length ?? Math.floor(n_ctx / 2);
+    if (!Number.isInteger(length) || length < 1) {
+      throw new RangeError(`length must be a positive integer, got ${length}`);
+    }
+    this.#checkPrompt(ids, length);
+    const sampler = new Sampler(options);
+    const eot = this.tokenizer.endOfText;
+    const ended = new Array<boolean>(this.batch).fill(false);
+    this.engine.cache.reset();
+    let logits = this.engine.forward(Array.from({ length: this.batch }, () => ids));
+    for (let i = 0; i < length; i++) {
+      const next = sampler.sample(logits, this.batch);
+      yield next;
+      next.forEach((t, b) => ended[b] ||= t === eot);
+      if (i === length - 1 || (options.stopAtEndOfText && ended.every(Boolean))) return;
+      // Let timers and signal handlers run, so that `signal` can be aborted meanwhile.
+      await new Promise((resolve) => setImmediate(resolve));
+      options.signal?.throwIfAborted();
+      logits = this.engine.forward(next.map((t) => [t]));
+    }
+  }
+
+  /** Generates text after `prompt`, streamed as it decodes: never half a character. */
+  async *generateText(prompt: string, options: GenerateOptions = {}): AsyncGenerator<string> {
+    const decoder = this.tokenizer.decoder();
+    for await (const id of this.generate(this.tokenizer.encode(prompt), options)) {
+      if (options.stopAtEndOfText && id === this.tokenizer.endOfText) break;
+      const text = decoder.push(id);
+      if (text) yield text;
+    }
+    const rest = decoder.flush();
+    if (rest) yield rest;
+  }
+
+  #checkPrompt(ids: readonly number[], length: number): void {
+    const { n_vocab, n_ctx } = this.hparams;
+    if (ids.length === 0) throw new RangeError("The prompt is empty: give at least one token");
+    const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= n_vocab);
+    if (bad >= 0) {
+      throw new RangeError(
+        `Token ${ids[bad]} at position ${bad} is outside the vocabulary [0, ${n_vocab})`,
+      );
+    }
+    if (ids.length + length > n_ctx) {
+      throw new RangeError(
+        `A prompt of ${ids.length} tokens and ${length} more to generate do not fit the context window of ${n_ctx}`,
+      );
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.engine[Symbol.dispose]();
+  }
+}

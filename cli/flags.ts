@@ -1,0 +1,91 @@
+/**
+ * Command-line flags the way python-fire reads them for OpenAI's scripts: `--top_k=40` and
+ * `--top_k 40` both work. Every flag is declared with its type, default and meaning, so
+ * parsing, checking and `--help` come from one table.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { UsageError } from "../runtime/errors.ts";
+
+/** One flag: its type, default (undefined: none) and meaning for `--help`. */
+export interface FlagSpec {
+  readonly type: "string" | "int" | "float";
+  readonly default?: string | number;
+  readonly help: string;
+}
+
+export type FlagValues<S extends Record<string, FlagSpec>> = {
+  [K in keyof S]: S[K]["type"] extends "string" ? string : number | undefined;
+};
+
+/**
+ * Parses `args` against `spec`. Returns `"help"` for `-h`/`--help`.
+ * @throws {UsageError} naming an unknown flag, a missing value or a value of the wrong type
+ */
+export function parseFlags<S extends Record<string, FlagSpec>>(
+  args: string[],
+  spec: S,
+): FlagValues<S> | "help" {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const name of Object.keys(spec)) options[name] = { type: "string" };
+  const { values, positionals, tokens } = parseArgs({
+    args,
+    options,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  for (const t of tokens) {
+    if (t.kind !== "option") continue;
+    if (!Object.hasOwn(options, t.name)) {
+      throw new UsageError(`Unknown flag ${t.rawName}, see --help`);
+    }
+    if (t.name !== "help" && t.value === undefined) {
+      throw new UsageError(
+        `Flag ${t.rawName} needs a value, e.g. ${t.rawName}=${spec[t.name].default ?? 1}`,
+      );
+    }
+  }
+  if (values.help) return "help";
+  if (positionals.length > 0) {
+    throw new UsageError(
+      `Unexpected argument "${positionals[0]}": give flags as --name=value, see --help`,
+    );
+  }
+  const out: Record<string, string | number | undefined> = {};
+  for (const [name, s] of Object.entries(spec)) {
+    const raw = values[name];
+    if (raw === undefined || raw === "None") {
+      out[name] = s.default;
+      continue;
+    }
+    const text = String(raw);
+    if (s.type === "string") {
+      out[name] = text;
+      continue;
+    }
+    const n = Number(text);
+    if (text.trim() === "" || !Number.isFinite(n) || (s.type === "int" && !Number.isInteger(n))) {
+      throw new UsageError(
+        `Flag --${name} must be ${s.type === "int" ? "an integer" : "a number"}, got "${text}"`,
+      );
+    }
+    out[name] = n;
+  }
+  return out as FlagValues<S>;
+}
+
+/** The flags part of `--help`: one line per flag with its default. */
+export function describeFlags(spec: Record<string, FlagSpec>): string {
+  const rows = Object.entries(spec).map(([name, s]) => {
+    const value = s.type === "string" ? "STR" : s.type === "int" ? "INT" : "NUM";
+    const def = s.default === undefined ? "" : ` (default: ${s.default})`;
+    return [`  --${name}=${value}`, s.help + def];
+  });
+  rows.push(["  -h, --help", "print this help and exit"]);
+  const width = Math.max(...rows.map((r) => r[0].length)) + 2;
+  return rows.map(([a, b]) => a.padEnd(width) + b).join("\n");
+}

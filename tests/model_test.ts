@@ -1,0 +1,135 @@
+/** The library API on a generated model folder: loadModel, logits, generate and kin. */
+import { assert, assertEquals, assertRejects } from "./asserts.ts";
+import { loadModel, type Model } from "../runtime/model.ts";
+import type { HParams } from "../runtime/hparams.ts";
+import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { argmax } from "../runtime/sampler.ts";
+
+const HP: HParams = { n_vocab: 300, n_ctx: 48, n_embd: 32, n_head: 4, n_layer: 2 };
+const dir = await Deno.makeTempDir({ prefix: "gpt2-model-api-" });
+// Larger weights than GPT-2's initialisation make the logits spread, so sampling varies.
+const weights = randomWeights(HP, 9);
+for (const t of weights.values()) if (t.shape.length > 1) t.data.forEach((v, i, a) => a[i] = v * 8);
+await writeModelFolder(dir, HP, weights);
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+/** Greedy decoding the slow way: the whole context from scratch for every token. */
+async function greedyFromScratch(model: Model, ids: number[], length: number): Promise<number[]> {
+  const ctx = [...ids];
+  for (let i = 0; i < length; i++) ctx.push(argmax(await model.logits(ctx)));
+  return ctx.slice(ids.length);
+}
+
+Deno.test("loadModel() reads the folder: hparams, tokenizer, logits", async () => {
+  using model = await loadModel(dir);
+  assertEquals(model.hparams, HP);
+  const ids = model.tokenizer.encode("Hello there");
+  assertEquals(model.tokenizer.decode(ids), "Hello there");
+  const a = await model.logits(ids);
+  assertEquals(a.length, HP.n_vocab);
+  await model.logits([1, 2, 3]);
+  assertEquals(await model.logits(ids), a, "logits() starts from an empty context every call");
+});
+
+Deno.test("greedy decoding with the KV cache equals recomputing from scratch; temperature 0, top_k 1, tiny top_p agree", async () => {
+  using model = await loadModel(dir);
+  const ids = model.tokenizer.encode("Once upon a time");
+  const want = await greedyFromScratch(model, ids, 12);
+  assertEquals(await collect(model.generate(ids, { length: 12, temperature: 0 })), want);
+  assertEquals(await collect(model.generate(ids, { length: 12, topK: 1, seed: 3 })), want);
+  assertEquals(await collect(model.generate(ids, { length: 12, topP: 1e-7, seed: 4 })), want);
+});
+
+Deno.test("greedy decoding of a batch gives each sequence the tokens it gets alone", async () => {
+  using single = await loadModel(dir);
+  using batch = await loadModel(dir, { batch: 3 });
+  const ids = single.tokenizer.encode("abc");
+  const alone = await collect(single.generate(ids, { length: 10, temperature: 0 }));
+  const steps = await collect(batch.generateBatch(ids, { length: 10, temperature: 0 }));
+  for (let b = 0; b < 3; b++) assertEquals(steps.map((s) => s[b]), alone);
+});
+
+Deno.test("the same seed gives the same tokens; sampled batch rows differ", async () => {
+  using model = await loadModel(dir, { batch: 2 });
+  const ids = [5, 6, 7];
+  const run = (seed: number) => collect(model.generateBatch(ids, { length: 15, seed, topK: 40 }));
+  const a = await run(1);
+  assertEquals(await run(1), a);
+  assert(JSON.stringify(await run(2)) !== JSON.stringify(a), "another seed, other tokens");
+  assert(a.some((s) => s[0] !== s[1]), "rows sample independently");
+});
+
+Deno.test("generateText() streams exactly the decoded tokens", async () => {
+  using model = await loadModel(dir);
+  const opts = { length: 20, seed: 5, temperature: 1.5 };
+  const ids = await collect(model.generate(model.tokenizer.encode("Hi"), opts));
+  const pieces = await collect(model.generateText("Hi", opts));
+  assertEquals(pieces.join(""), model.tokenizer.decode(ids));
+  assert(pieces.every((p) => p.length > 0));
+});
+
+Deno.test("stopAtEndOfText ends generation after <|endoftext|>", async () => {
+  using model = await loadModel(dir);
+  const eot = model.tokenizer.endOfText;
+  // Find a seed whose sample hits <|endoftext|> early, at a high temperature.
+  for (let seed = 0; seed < 200; seed++) {
+    const opts = { length: 40, seed, temperature: 50 };
+    const all = await collect(model.generate([1], opts));
+    const at = all.indexOf(eot);
+    if (at < 0 || at === all.length - 1) continue;
+    assertEquals(
+      await collect(model.generate([1], { ...opts, stopAtEndOfText: true })),
+      all.slice(0, at + 1),
+    );
+    return;
+  }
+  throw new Error("no seed sampled <|endoftext|> early");
+});
+
+Deno.test("aborting the signal stops generation between tokens", async () => {
+  using model = await loadModel(dir);
+  const controller = new AbortController();
+  const got: number[] = [];
+  await assertRejects(async () => {
+    for await (
+      const id of model.generate([1, 2], { length: 30, signal: controller.signal, seed: 1 })
+    ) {
+      got.push(id);
+      if (got.length === 3) controller.abort();
+    }
+  }, DOMException);
+  assertEquals(got.length, 3);
+});
+
+Deno.test("bad input throws a RangeError that says which", async () => {
+  using model = await loadModel(dir);
+  await assertRejects(() => model.logits([]), RangeError, "empty");
+  await assertRejects(() => model.logits([300]), RangeError, "outside the vocabulary");
+  await assertRejects(
+    () => collect(model.generate([1, 2], { length: 47 })),
+    RangeError,
+    "context window of 48",
+  );
+  await assertRejects(() => collect(model.generate([1], { length: 0 })), RangeError, "length");
+  await assertRejects(() => collect(model.generate([1], { topP: 2 })), RangeError, "top_p");
+});
+
+Deno.test("a tokenizer that does not match n_vocab is refused", async () => {
+  const other = await Deno.makeTempDir();
+  try {
+    await writeModelFolder(other, HP, weights);
+    const encoder = JSON.parse(await Deno.readTextFile(`${other}/encoder.json`));
+    encoder["<|extra|>"] = 300;
+    await Deno.writeTextFile(`${other}/encoder.json`, JSON.stringify(encoder));
+    await assertRejects(() => loadModel(other), Error, "has 301 tokens, but the model's n_vocab is 300");
+  } finally {
+    await Deno.remove(other, { recursive: true });
+  }
+});
+
+globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));

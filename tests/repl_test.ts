@@ -1,0 +1,143 @@
+/**
+ * The command-line tools driven as a user drives them, through piped standard input, on a
+ * generated model folder.
+ */
+import { assert, assertEquals } from "./asserts.ts";
+import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import type { HParams } from "../runtime/hparams.ts";
+
+const HP: HParams = { n_vocab: 400, n_ctx: 64, n_embd: 32, n_head: 2, n_layer: 2 };
+const modelsDir = await Deno.makeTempDir({ prefix: "gpt2-repl-" });
+await writeModelFolder(`${modelsDir}/tiny`, HP, randomWeights(HP, 1));
+globalThis.addEventListener("unload", () => Deno.removeSync(modelsDir, { recursive: true }));
+
+const SEP = (n: number) => `${"=".repeat(40)} SAMPLE ${n} ${"=".repeat(40)}`;
+const PROMPT = "Model prompt >>> ";
+
+async function run(
+  script: string,
+  args: string[],
+  stdin = "",
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", `cli/${script}`, ...args],
+    cwd: new URL("..", import.meta.url),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(stdin));
+  await writer.close();
+  const out = await child.output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+const tiny = [`--models_dir=${modelsDir}`, "--model_name=tiny"];
+
+Deno.test("repl: prompts, separators, nsamples in batches, the empty-prompt message, exit 0 at EOF", async () => {
+  const r = await run("repl.ts", [
+    ...tiny,
+    "--length=8",
+    "--nsamples=4",
+    "--batch_size",
+    "2",
+    "--seed=3",
+  ], "Hello\n\nWorld\n");
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(r.stderr, "");
+  const out = r.stdout;
+  // Two prompts answered, each with four samples then a line of 80 "=".
+  assertEquals(out.split(PROMPT).length - 1, 4, out);
+  assert(out.includes(`${PROMPT}Prompt should not be empty!\n${PROMPT}`), out);
+  for (let n = 1; n <= 4; n++) assertEquals(out.split(SEP(n)).length - 1, 2, `sample ${n} twice`);
+  assertEquals(out.split("\n" + "=".repeat(80) + "\n").length - 1, 2);
+  assert(!out.includes(SEP(5)));
+  assert(!out.includes("\x1b"), "no escape codes when piped");
+});
+
+Deno.test("repl: a prompt longer than n_ctx - length tokens is refused and asked again", async () => {
+  // "~" never merges in the generated vocabulary: one token per character.
+  const r = await run("repl.ts", [...tiny, "--length=40", "--seed=1"], "~".repeat(30) + "\nok\n");
+  assertEquals(r.code, 0, r.stderr);
+  assert(
+    r.stdout.includes("Number of tokens should be in range of 1 - 24, got: 30!\n" + PROMPT),
+    r.stdout,
+  );
+  assertEquals(r.stdout.split(SEP(1)).length - 1, 1, "the next prompt is answered");
+});
+
+Deno.test("repl: the same seed gives the same output; another seed another", async () => {
+  const args = [...tiny, "--length=20", "--top_k=40", "--temperature=2"];
+  const a = await run("repl.ts", [...args, "--seed=7"], "Hi\nagain\n");
+  const b = await run("repl.ts", [...args, "--seed=7"], "Hi\nagain\n");
+  const c = await run("repl.ts", [...args, "--seed=8"], "Hi\nagain\n");
+  assertEquals(a.stdout, b.stdout);
+  assert(a.stdout !== c.stdout);
+});
+
+Deno.test("repl: temperature 0 is greedy whatever the seed", async () => {
+  const a = await run("repl.ts", [...tiny, "--length=12", "--temperature=0", "--seed=1"], "Hi\n");
+  const b = await run("repl.ts", [...tiny, "--length=12", "--temperature=0", "--seed=2"], "Hi\n");
+  assertEquals(a.stdout, b.stdout);
+});
+
+Deno.test("repl: user mistakes get one line on stderr and exit code 1", async () => {
+  const cases: [string[], string][] = [
+    [["--bogus=1"], "error: Unknown flag --bogus, see --help"],
+    [["--top_k=abc"], 'error: Flag --top_k must be an integer, got "abc"'],
+    [["--top_k"], "error: Flag --top_k needs a value"],
+    [[...tiny, "--length=64"], "error: Can't get samples longer than window size: 64"],
+    [
+      [...tiny, "--nsamples=3", "--batch_size=2"],
+      "error: --nsamples (3) must be a multiple of --batch_size (2)",
+    ],
+    [[...tiny, "--top_p=0"], "error: --top_p must be in (0, 1]"],
+    [
+      [`--models_dir=${modelsDir}`, "--model_name=124M"],
+      `error: Cannot find the model folder "${modelsDir}/124M" (download it with: deno task download 124M)`,
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const r = await run("repl.ts", args, "Hello\n");
+    assertEquals(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
+    assert(r.stderr.startsWith(message), `${args.join(" ")}: got ${r.stderr}`);
+    assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assertEquals(r.stdout, "");
+  }
+});
+
+Deno.test("repl --help lists every flag with its meaning", async () => {
+  const r = await run("repl.ts", ["--help"]);
+  assertEquals(r.code, 0);
+  for (
+    const flag of [
+      "model_name",
+      "seed",
+      "nsamples",
+      "batch_size",
+      "length",
+      "temperature",
+      "top_k",
+      "top_p",
+      "models_dir",
+    ]
+  ) {
+    assert(r.stdout.includes(`--${flag}=`), flag);
+  }
+});
+
+Deno.test("generate_unconditional: nsamples samples from <|endoftext|>, numbered across batches", async () => {
+  const r = await run("generate_unconditional.ts", [
+    ...tiny,
+    "--length=5",
+    "--nsamples=4",
+    "--batch_size=2",
+    "--seed=1",
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  for (let n = 1; n <= 4; n++) assertEquals(r.stdout.split(SEP(n)).length - 1, 1);
+  assert(!r.stdout.includes(SEP(5)));
+});

@@ -126,7 +126,11 @@ Deno.test("a tokenizer that does not match n_vocab is refused", async () => {
     const encoder = JSON.parse(await Deno.readTextFile(`${other}/encoder.json`));
     encoder["<|extra|>"] = 300;
     await Deno.writeTextFile(`${other}/encoder.json`, JSON.stringify(encoder));
-    await assertRejects(() => loadModel(other), Error, "has 301 tokens, but the model's n_vocab is 300");
+    await assertRejects(
+      () => loadModel(other),
+      Error,
+      "has 301 tokens, but the model's n_vocab is 300",
+    );
   } finally {
     await Deno.remove(other, { recursive: true });
   }

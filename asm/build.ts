@@ -45,8 +45,8 @@ async function compile(): Promise<Uint8Array> {
         return null;
       }
     },
-    writeFile: (_name: string, contents: Uint8Array) => {
-      wasm = contents;
+    writeFile: (_name: string, contents: string | Uint8Array) => {
+      if (typeof contents !== "string") wasm = contents;
     },
     listFiles: () => [],
   });

@@ -240,6 +240,9 @@ export async function openTfBundle(prefix: string): Promise<TfBundle> {
   return new TfBundle(prefix, header, tensors);
 }
 
+/** Bytes per read: the checksum of one chunk runs while the next is read. */
+const READ_CHUNK = 4 << 20;
+
 /** An open TensorFlow checkpoint: its header, tensors and data shards. */
 export class TfBundle implements TensorSource {
   readonly #shards = new Map<number, Promise<Deno.FsFile>>();
@@ -272,12 +275,11 @@ export class TfBundle implements TensorSource {
           `slices of a partitioned variable, which this reader does not assemble`,
       );
     }
-    const run = this.#queue.then(() => this.#readAt(info.shardId, path, info, dest));
+    const isString = info.dtype === "string";
+    const run = this.#queue.then(() => this.#readAt(info.shardId, path, info, dest, !isString));
     this.#queue = run.catch(() => {});
-    await run;
-    const actual = info.dtype === "string"
-      ? stringTensorCrc32c(dest, elementCount(info.shape))
-      : crc32c(dest);
+    const crc = await run;
+    const actual = isString ? stringTensorCrc32c(dest, elementCount(info.shape)) : crc;
     const expected = unmaskCrc32c(info.maskedCrc32c);
     if (actual === undefined) {
       throw new ModelFileError(
@@ -293,7 +295,17 @@ export class TfBundle implements TensorSource {
     }
   }
 
-  async #readAt(shard: number, path: string, info: TfTensorInfo, dest: Uint8Array) {
+  /**
+   * Reads the tensor's bytes into `dest` in chunks and, with `checksum`, returns their
+   * CRC-32C, computed on each chunk while the next one is being read.
+   */
+  async #readAt(
+    shard: number,
+    path: string,
+    info: TfTensorInfo,
+    dest: Uint8Array,
+    checksum: boolean,
+  ): Promise<number> {
     if (this.#disposed) throw new TypeError(`Cannot read "${this.path}": it has been closed`);
     let file = this.#shards.get(shard);
     if (file === undefined) {
@@ -305,9 +317,16 @@ export class TfBundle implements TensorSource {
     }
     const handle = await file;
     await handle.seek(info.offset, Deno.SeekMode.Start);
+    let crc = 0;
+    let checked = 0;
     let done = 0;
     while (done < dest.byteLength) {
-      const n = await handle.read(dest.subarray(done));
+      const reading = handle.read(
+        dest.subarray(done, Math.min(done + READ_CHUNK, dest.byteLength)),
+      );
+      if (checksum) crc = crc32c(dest.subarray(checked, done), crc);
+      checked = done;
+      const n = await reading;
       if (n === null) {
         throw new ModelFileError(
           `Cannot read "${path}": tensor "${info.name}" needs bytes up to ` +
@@ -317,6 +336,7 @@ export class TfBundle implements TensorSource {
       }
       done += n;
     }
+    return checksum ? crc32c(dest.subarray(checked, done), crc) : 0;
   }
 
   [Symbol.dispose](): void {

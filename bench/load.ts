@@ -1,0 +1,113 @@
+/**
+ * How fast a model folder loads, beside a plain read of the same files, and how much
+ * memory loading takes, beside the size of the weights.
+ *
+ *   deno task bench:load [--model models/124M]
+ *
+ * Without --model it writes a random model with the real 124M shapes to a temporary folder
+ * (speed does not depend on the values). Both are measured from a cold page cache when
+ * the process may drop it (root on Linux), else warm: `cache` says which. Each
+ * measurement runs in its own process (with
+ * --allow-all, which reading /proc/self/status for the peak memory needs), and the result
+ * is one JSON line.
+ */
+import { loadModel } from "../runtime/model.ts";
+import { GPT2_SIZES } from "../runtime/hparams.ts";
+import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+
+/** Reads every file of `dir` once through one 16 MiB buffer; returns the bytes read. */
+async function readAll(dir: string): Promise<number> {
+  const buffer = new Uint8Array(16 << 20);
+  let total = 0;
+  for (const entry of Deno.readDirSync(dir)) {
+    if (!entry.isFile) continue;
+    using file = await Deno.open(`${dir}/${entry.name}`);
+    for (let n; (n = await file.read(buffer)) !== null;) total += n;
+  }
+  return total;
+}
+
+/** The process's peak resident memory in bytes (Linux). */
+function peakRss(): number {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+async function child(mode: string, dir: string): Promise<void> {
+  const t0 = performance.now();
+  if (mode === "read") {
+    const bytes = await readAll(dir);
+    console.log(
+      JSON.stringify({ seconds: (performance.now() - t0) / 1000, bytes, peak_rss: peakRss() }),
+    );
+  } else {
+    using model = await loadModel(dir);
+    const seconds = (performance.now() - t0) / 1000;
+    const weights = model.engine.plan.cache - model.engine.plan.wte; // weights, packed
+    console.log(JSON.stringify({ seconds, weights, peak_rss: peakRss() }));
+  }
+}
+
+/** Empties the page cache if allowed; says whether it could. */
+function dropCaches(): boolean {
+  try {
+    new Deno.Command("sync").outputSync();
+    Deno.writeTextFileSync("/proc/sys/vm/drop_caches", "3");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function measure(mode: string, dir: string): Promise<Record<string, number>> {
+  dropCaches();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      new URL(import.meta.url).pathname,
+      "--child",
+      mode,
+      dir,
+    ],
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`the ${mode} process failed`);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+if (import.meta.main) {
+  const args = Deno.args;
+  if (args[0] === "--child") {
+    await child(args[1], args[2]);
+  } else {
+    let dir = args[args.indexOf("--model") + 1];
+    let temp: string | undefined;
+    if (!args.includes("--model")) {
+      temp = dir = await Deno.makeTempDir({ prefix: "gpt2-load-bench-" });
+      const hp = GPT2_SIZES["124M"];
+      await writeModelFolder(dir, hp, randomWeights(hp, 0));
+    }
+    try {
+      const cold = dropCaches();
+      if (!cold) await readAll(dir); // warm: every measurement finds the files cached
+      const read = await measure("read", dir);
+      const load = await measure("load", dir);
+      const weightsBytes = read.bytes - [...Deno.readDirSync(dir)]
+        .filter((e) => !e.name.startsWith("model."))
+        .reduce((s, e) => s + Deno.statSync(`${dir}/${e.name}`).size, 0);
+      console.log(JSON.stringify({
+        cache: cold ? "cold" : "warm",
+        read_s: +read.seconds.toFixed(3),
+        load_s: +load.seconds.toFixed(3),
+        load_over_read: +(load.seconds / read.seconds).toFixed(2),
+        weights_mb: +(weightsBytes / 1e6).toFixed(1),
+        read_peak_rss_mb: +(read.peak_rss / 1e6).toFixed(1),
+        load_peak_rss_mb: +(load.peak_rss / 1e6).toFixed(1),
+        rss_over_weights: +(load.peak_rss / weightsBytes).toFixed(2),
+      }));
+    } finally {
+      if (temp) await Deno.remove(temp, { recursive: true });
+    }
+  }
+}

@@ -24,12 +24,7 @@ export function assertThrows(
   try {
     fn();
   } catch (e) {
-    assert.ok(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${e}`);
-    assert.ok(
-      (e as Error).message.includes(includes),
-      `expected message to include "${includes}", got "${(e as Error).message}"`,
-    );
-    return e as Error;
+    return checkError(e, ErrorClass, includes);
   }
   throw new assert.AssertionError({ message: `expected ${ErrorClass.name} to be thrown` });
 }
@@ -44,12 +39,21 @@ export async function assertRejects(
   try {
     await fn();
   } catch (e) {
-    assert.ok(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${e}`);
-    assert.ok(
-      (e as Error).message.includes(includes),
-      `expected message to include "${includes}", got "${(e as Error).message}"`,
-    );
-    return e as Error;
+    return checkError(e, ErrorClass, includes);
   }
   throw new assert.AssertionError({ message: `expected ${ErrorClass.name} to be rejected` });
+}
+
+// deno-lint-ignore no-explicit-any
+function checkError(
+  e: unknown,
+  ErrorClass: new (...args: any[]) => Error,
+  includes: string,
+): Error {
+  assert.ok(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${e}`);
+  assert.ok(
+    e.message.includes(includes),
+    `expected message to include "${includes}", got "${e.message}"`,
+  );
+  return e;
 }

@@ -4,6 +4,7 @@
  * one-line error that names the file or tensor, what was expected and what was found.
  */
 import { assertClose } from "./assert_close.ts";
+import { withTempDir } from "./temp_dir.ts";
 import { assertEquals, assertRejects } from "./asserts.ts";
 import { Engine } from "../runtime/engine.ts";
 import { ModelFileError } from "../runtime/errors.ts";
@@ -26,17 +27,8 @@ async function logitsFrom(dir: string): Promise<Float32Array> {
   return engine.forward([tokens], { allPositions: true });
 }
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "gpt2-model-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("the TensorFlow checkpoint and safetensors give the same logits, equal to the reference", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await writeModelFolder(`${dir}/tf`, HP, weights);
     await writeModelFolder(`${dir}/hf`, HP, weights, { format: "safetensors" });
     await writeModelFolder(`${dir}/hf2`, HP, weights, {
@@ -51,7 +43,7 @@ Deno.test("the TensorFlow checkpoint and safetensors give the same logits, equal
 });
 
 Deno.test("float16 safetensors load as the float32 model with weights rounded to float16", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await writeModelFolder(dir, HP, weights, { format: "safetensors", dtype: "float16" });
     const rounded: Weights = new Map(
       [...weights].map((
@@ -70,7 +62,7 @@ async function expectBroken(
   spoil: (dir: string) => Promise<void>,
   ...fragments: string[]
 ): Promise<void> {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await writeModelFolder(dir, HP, weights);
     await spoil(dir);
     const e = await assertRejects(() => logitsFrom(dir), ModelFileError);
@@ -108,7 +100,7 @@ Deno.test("a missing model folder says where it looked and how to download", asy
 });
 
 Deno.test("an empty folder names both formats", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await assertRejects(() => openModelFiles(dir), ModelFileError, "hparams.json and model.ckpt");
   });
 });
@@ -172,7 +164,7 @@ Deno.test("a truncated data shard, a flipped data byte and a missing checkpoint 
 });
 
 Deno.test("a truncated or corrupt safetensors file is caught", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await writeModelFolder(dir, HP, weights, { format: "safetensors" });
     const path = `${dir}/model.safetensors`;
     const bytes = await Deno.readFile(path);

@@ -11,6 +11,7 @@ import {
   readAsFloat32,
   type TensorToWrite,
 } from "../runtime/checkpoint/tensor_source.ts";
+import { listTemporaryFiles, withTempDir } from "./temp_dir.ts";
 
 /** IEEE 754 binary16 to a number, straight from the definition: the scalar reference. */
 function float16Reference(h: number): number {
@@ -287,19 +288,4 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a);
   out.set(b, a.length);
   return out;
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "safetensors_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function listTemporaryFiles(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) if (e.name.includes(".tmp-")) names.push(e.name);
-  return names;
 }

@@ -13,6 +13,7 @@ import {
 } from "../runtime/checkpoint/tensor_source.ts";
 import { openTfBundle, resolveCheckpointPrefix } from "../runtime/checkpoint/tf_bundle.ts";
 import { writeCheckpointFile, writeTfBundle } from "../runtime/checkpoint/tf_bundle_writer.ts";
+import { listTemporaryFiles, withTempDir } from "./temp_dir.ts";
 
 // ---------------------------------------------------------------------------------------
 // Checkpoints written by TensorFlow itself (outside the project, in ../shared)
@@ -521,21 +522,6 @@ Deno.test("resolveCheckpointPrefix() names a missing or empty checkpoint file", 
 
 function float32Tensor(name: string, values: Float32Array): TensorToWrite {
   return { name, dtype: "float32", shape: [values.length], data: new Uint8Array(values.buffer) };
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "tf_bundle_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function listTemporaryFiles(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) if (e.name.includes(".tmp-")) names.push(e.name);
-  return names;
 }
 
 /** A small seeded PRNG, so that failures reproduce. */

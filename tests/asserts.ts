@@ -4,6 +4,10 @@
  */
 import assert from "node:assert/strict";
 
+/** Any error class, whatever its constructor takes. */
+// deno-lint-ignore no-explicit-any
+type ErrorClassType = new (...args: any[]) => Error;
+
 export function assertEquals<T>(actual: T, expected: T, msg?: string): void {
   assert.deepStrictEqual(actual, expected, msg);
 }
@@ -17,8 +21,7 @@ export { assert_ as assert };
 /** Asserts that `fn` throws an instance of `ErrorClass` whose message includes `includes`. */
 export function assertThrows(
   fn: () => unknown,
-  // deno-lint-ignore no-explicit-any
-  ErrorClass: new (...args: any[]) => Error = Error,
+  ErrorClass: ErrorClassType = Error,
   includes = "",
 ): Error {
   try {
@@ -32,8 +35,7 @@ export function assertThrows(
 /** Async form of {@linkcode assertThrows}. */
 export async function assertRejects(
   fn: () => Promise<unknown>,
-  // deno-lint-ignore no-explicit-any
-  ErrorClass: new (...args: any[]) => Error = Error,
+  ErrorClass: ErrorClassType = Error,
   includes = "",
 ): Promise<Error> {
   try {
@@ -44,10 +46,9 @@ export async function assertRejects(
   throw new assert.AssertionError({ message: `expected ${ErrorClass.name} to be rejected` });
 }
 
-// deno-lint-ignore no-explicit-any
 function checkError(
   e: unknown,
-  ErrorClass: new (...args: any[]) => Error,
+  ErrorClass: ErrorClassType,
   includes: string,
 ): Error {
   assert.ok(e instanceof ErrorClass, `expected ${ErrorClass.name}, got ${e}`);

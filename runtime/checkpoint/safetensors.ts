@@ -14,6 +14,7 @@
  */
 import { ModelFileError } from "../errors.ts";
 import {
+  checkReadTarget,
   checkTensorToWrite,
   type DType,
   elementCount,
@@ -199,16 +200,7 @@ export class SafetensorsFile implements TensorSource {
   }
 
   async read(name: string, dest: Uint8Array): Promise<void> {
-    const info = this.tensors.get(name);
-    if (info === undefined) {
-      throw new ModelFileError(`Cannot read "${this.path}": it holds no tensor named "${name}"`);
-    }
-    if (dest.byteLength !== info.byteLength) {
-      throw new RangeError(
-        `Cannot read tensor "${name}" of "${this.path}" into ${dest.byteLength} bytes: it ` +
-          `has ${info.byteLength}`,
-      );
-    }
+    const info = checkReadTarget(this, name, dest);
     const run = this.#queue.then(async () => {
       if (this.#disposed) throw new TypeError(`Cannot read "${this.path}": it has been closed`);
       await this.#file.seek(this.#dataStart + info.dataOffsets[0], Deno.SeekMode.Start);

@@ -126,6 +126,30 @@ export interface TensorSource extends Disposable {
 }
 
 /**
+ * Returns the tensor `name` of `source` after checking that `dest` has its size: the
+ * checks every `read` starts with.
+ * @throws {ModelFileError} if the source holds no such tensor
+ * @throws {RangeError} if `dest` is not `byteLength` bytes long
+ */
+export function checkReadTarget<T extends TensorInfo>(
+  source: { readonly path: string; readonly tensors: ReadonlyMap<string, T> },
+  name: string,
+  dest: Uint8Array,
+): T {
+  const info = source.tensors.get(name);
+  if (info === undefined) {
+    throw new ModelFileError(`Cannot read "${source.path}": it holds no tensor named "${name}"`);
+  }
+  if (dest.byteLength !== info.byteLength) {
+    throw new RangeError(
+      `Cannot read tensor "${name}" of "${source.path}" into ${dest.byteLength} bytes: it ` +
+        `has ${info.byteLength}`,
+    );
+  }
+  return info;
+}
+
+/**
  * Reads a float32, float16 or bfloat16 tensor into `dest` as float32.
  *
  * float32 is read straight into `dest`. Half-width data is read into the upper half of

@@ -25,6 +25,7 @@ import { isAbsolute, join } from "node:path";
 import { ModelFileError } from "../errors.ts";
 import { crc32c, unmaskCrc32c } from "./crc32c.ts";
 import {
+  checkReadTarget,
   type DType,
   elementCount,
   itemSize,
@@ -258,16 +259,7 @@ export class TfBundle implements TensorSource {
   ) {}
 
   async read(name: string, dest: Uint8Array): Promise<void> {
-    const info = this.tensors.get(name);
-    if (info === undefined) {
-      throw new ModelFileError(`Cannot read "${this.path}": it holds no tensor named "${name}"`);
-    }
-    if (dest.byteLength !== info.byteLength) {
-      throw new RangeError(
-        `Cannot read tensor "${name}" of "${this.path}" into ${dest.byteLength} bytes: it ` +
-          `has ${info.byteLength}`,
-      );
-    }
+    const info = checkReadTarget(this, name, dest);
     const path = shardPath(this.path, info.shardId, this.header.numShards);
     if (info.slices > 0) {
       throw new ModelFileError(

@@ -2,6 +2,7 @@
  * Small random GPT-2 models for tests and benchmarks: every tensor the real checkpoint
  * has, with the TensorFlow checkpoint's names and shapes, filled from a seeded generator.
  */
+import { writeTextFileAtomically } from "./atomic_file.ts";
 import { writeSafetensors } from "./checkpoint/safetensors.ts";
 import { writeCheckpointFile, writeTfBundle } from "./checkpoint/tf_bundle_writer.ts";
 import type { HParams } from "./hparams.ts";
@@ -80,14 +81,17 @@ export async function writeModelFolder(
     return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   };
   if (format === "tensorflow") {
-    await Deno.writeTextFile(`${dir}/hparams.json`, JSON.stringify(hp, null, 2) + "\n");
+    await writeTextFileAtomically(`${dir}/hparams.json`, JSON.stringify(hp, null, 2) + "\n");
     await writeTfBundle(
       `${dir}/model.ckpt`,
       [...weights].map(([name, t]) => ({ name, dtype, shape: t.shape, data: bytes(t.data) })),
     );
     await writeCheckpointFile(dir, "model.ckpt");
-    await Deno.writeTextFile(`${dir}/encoder.json`, JSON.stringify(Object.fromEntries(encoder)));
-    await Deno.writeTextFile(`${dir}/vocab.bpe`, bpe);
+    await writeTextFileAtomically(
+      `${dir}/encoder.json`,
+      JSON.stringify(Object.fromEntries(encoder)),
+    );
+    await writeTextFileAtomically(`${dir}/vocab.bpe`, bpe);
   } else {
     const config = {
       model_type: "gpt2",
@@ -102,7 +106,7 @@ export async function writeModelFolder(
       activation_function: "gelu_new",
       torch_dtype: dtype,
     };
-    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
+    await writeTextFileAtomically(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
     const names = hfNames(prefix);
     const tensors = [...weights].map(([name, t]) => {
       const mapped = names(name, [...t.shape]);
@@ -120,8 +124,8 @@ export async function writeModelFolder(
       });
     }
     await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
-    await Deno.writeTextFile(`${dir}/vocab.json`, JSON.stringify(Object.fromEntries(encoder)));
-    await Deno.writeTextFile(`${dir}/merges.txt`, bpe);
+    await writeTextFileAtomically(`${dir}/vocab.json`, JSON.stringify(Object.fromEntries(encoder)));
+    await writeTextFileAtomically(`${dir}/merges.txt`, bpe);
   }
 }
 

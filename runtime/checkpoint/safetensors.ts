@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { writeAll, writeFileAtomically } from "../atomic_file.ts";
 import { ModelFileError } from "../errors.ts";
 import {
   checkReadTarget,
@@ -276,18 +277,10 @@ export async function writeSafetensors(
   new DataView(prologue.buffer).setBigUint64(0, BigInt(headerLength), true);
   prologue.set(json, 8);
 
-  const temp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  try {
-    {
-      using file = await Deno.open(temp, { write: true, createNew: true });
-      await writeAll(file, prologue);
-      for (const t of ordered) await writeAll(file, t.data);
-    }
-    await Deno.rename(temp, path);
-  } catch (e) {
-    await Deno.remove(temp).catch(() => {});
-    throw e;
-  }
+  await writeFileAtomically(path, async (file) => {
+    await writeAll(file, prologue);
+    for (const t of ordered) await writeAll(file, t.data);
+  });
 }
 
 /** Reads until `dest` is full or the file ends; returns the number of bytes read. */
@@ -299,12 +292,6 @@ async function readFully(file: Deno.FsFile, dest: Uint8Array): Promise<number> {
     done += n;
   }
   return done;
-}
-
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
-  for (let done = 0; done < data.byteLength;) {
-    done += await file.write(data.subarray(done));
-  }
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { writeAll, writeFileAtomically, writeTextFileAtomically } from "../atomic_file.ts";
 import { join } from "node:path";
 import { crc32c, maskCrc32c } from "./crc32c.ts";
 import { checkTensorToWrite, type TensorToWrite } from "./tensor_source.ts";
@@ -64,30 +65,18 @@ export async function writeTfBundle(
     }
   }
 
-  const dataPath = shardPath(prefix, 0, 1);
-  const indexPath = `${prefix}.index`;
-  const dataTemp = tempPath(dataPath);
-  const indexTemp = tempPath(indexPath);
-  try {
-    const table = new TableBuilder(blockSize);
-    table.add(new Uint8Array(0), encodeHeader());
-    {
-      using file = await Deno.open(dataTemp, { write: true, createNew: true });
-      let offset = 0;
-      for (const t of sorted) {
-        await writeAll(file, t.data);
-        table.add(t.key, encodeEntry(t, offset, maskCrc32c(crc32c(t.data))));
-        offset += t.data.byteLength;
-      }
+  // The data first, then the index that refers to it.
+  const table = new TableBuilder(blockSize);
+  table.add(new Uint8Array(0), encodeHeader());
+  await writeFileAtomically(shardPath(prefix, 0, 1), async (file) => {
+    let offset = 0;
+    for (const t of sorted) {
+      await writeAll(file, t.data);
+      table.add(t.key, encodeEntry(t, offset, maskCrc32c(crc32c(t.data))));
+      offset += t.data.byteLength;
     }
-    await Deno.writeFile(indexTemp, table.finish(), { createNew: true });
-    await Deno.rename(dataTemp, dataPath);
-    await Deno.rename(indexTemp, indexPath);
-  } catch (e) {
-    await Deno.remove(dataTemp).catch(() => {});
-    await Deno.remove(indexTemp).catch(() => {});
-    throw e;
-  }
+  });
+  await writeFileAtomically(`${prefix}.index`, (file) => writeAll(file, table.finish()));
 }
 
 /**
@@ -98,15 +87,7 @@ export async function writeTfBundle(
 export async function writeCheckpointFile(dir: string, prefixName: string): Promise<void> {
   const quoted = `"${escapeTextProtoString(prefixName)}"`;
   const text = `model_checkpoint_path: ${quoted}\nall_model_checkpoint_paths: ${quoted}\n`;
-  const path = join(dir, "checkpoint");
-  const temp = tempPath(path);
-  try {
-    await Deno.writeTextFile(temp, text, { createNew: true });
-    await Deno.rename(temp, path);
-  } catch (e) {
-    await Deno.remove(temp).catch(() => {});
-    throw e;
-  }
+  await writeTextFileAtomically(join(dir, "checkpoint"), text);
 }
 
 /** Protobuf text-format string escaping: quotes, backslash and non-printable bytes. */
@@ -128,17 +109,6 @@ function checkTensor(t: TensorToWrite & { key: Uint8Array }): void {
     );
   }
   checkTensorToWrite(t);
-}
-
-/** A sibling of `path` to write first and rename over it. */
-function tempPath(path: string): string {
-  return `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-}
-
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
-  for (let done = 0; done < data.byteLength;) {
-    done += await file.write(data.subarray(done));
-  }
 }
 
 // ---------------------------------------------------------------------------------------

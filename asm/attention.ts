@@ -1,5 +1,5 @@
 // Masked multi-head self-attention over the KV cache.
-import { dot } from "./simd";
+import { hsum } from "./simd";
 import { softmaxRow } from "./activations";
 
 /**
@@ -53,9 +53,7 @@ export function attention(
       const r = b * T + t;
       const q = qkv + ((<usize>r * <usize>(3 * C) + <usize>(h * d_head)) << 2);
       const n = past + t + 1; // keys 0 … past + t are visible
-      for (let j = 0; j < n; j++) {
-        store<f32>(w + (<usize>j << 2), dot(q, K + <usize>j * headBytes, d_head) * scale);
-      }
+      scores(w, q, K, n, d_head, scale);
       softmaxRow(w, w, n);
       const o = out + ((<usize>r * <usize>C + <usize>(h * d_head)) << 2);
       weightedSum(o, w, V, n, d_head);
@@ -63,22 +61,91 @@ export function attention(
   }
 }
 
+/**
+ * w[j] = (q · K[j]) · scale for keys j < n. Each dot product sums its lanes over whole
+ * vectors of 4 features in order, then the lanes as (l0 + l1) + (l2 + l3), then the
+ * remaining features in order: the same for every key, whether it is done in a block of
+ * four keys (whose lane sums one transpose combines) or alone.
+ */
+// @ts-ignore: decorator
+@inline
+function scores(w: usize, q: usize, K: usize, n: i32, d_head: i32, scale: f32): void {
+  const headBytes = <usize>d_head << 2;
+  const vecEnd = <usize>(d_head & ~3) << 2;
+  const vs = f32x4.splat(scale);
+  let j = 0;
+  let k = K;
+  for (; j + 4 <= n; j += 4) {
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    for (let d: usize = 0; d < vecEnd; d += 16) {
+      const qd = v128.load(q + d);
+      const kd = k + d;
+      a0 = f32x4.relaxed_madd(qd, v128.load(kd), a0);
+      a1 = f32x4.relaxed_madd(qd, v128.load(kd + headBytes), a1);
+      a2 = f32x4.relaxed_madd(qd, v128.load(kd + 2 * headBytes), a2);
+      a3 = f32x4.relaxed_madd(qd, v128.load(kd + 3 * headBytes), a3);
+    }
+    // Lanes (l0 + l1, l2 + l3) of keys 0, 1 then of keys 2, 3; then each key's total.
+    const p01 = f32x4.add(
+      v128.shuffle<f32>(a0, a1, 0, 2, 4, 6),
+      v128.shuffle<f32>(a0, a1, 1, 3, 5, 7),
+    );
+    const p23 = f32x4.add(
+      v128.shuffle<f32>(a2, a3, 0, 2, 4, 6),
+      v128.shuffle<f32>(a2, a3, 1, 3, 5, 7),
+    );
+    let s = f32x4.add(
+      v128.shuffle<f32>(p01, p23, 0, 2, 4, 6),
+      v128.shuffle<f32>(p01, p23, 1, 3, 5, 7),
+    );
+    if (vecEnd < headBytes) {
+      s = f32x4.replace_lane(s, 0, tail(f32x4.extract_lane(s, 0), q, k, vecEnd, headBytes));
+      s = f32x4.replace_lane(s, 1, tail(f32x4.extract_lane(s, 1), q, k + headBytes, vecEnd, headBytes));
+      s = f32x4.replace_lane(s, 2, tail(f32x4.extract_lane(s, 2), q, k + 2 * headBytes, vecEnd, headBytes));
+      s = f32x4.replace_lane(s, 3, tail(f32x4.extract_lane(s, 3), q, k + 3 * headBytes, vecEnd, headBytes));
+    }
+    v128.store(w + (<usize>j << 2), f32x4.mul(s, vs));
+    k += 4 * headBytes;
+  }
+  for (; j < n; j++) {
+    let a = f32x4.splat(0);
+    for (let d: usize = 0; d < vecEnd; d += 16) a = f32x4.relaxed_madd(v128.load(q + d), v128.load(k + d), a);
+    const s = tail(hsum(a), q, k, vecEnd, headBytes);
+    store<f32>(w + (<usize>j << 2), s * scale);
+    k += headBytes;
+  }
+}
+
+/** s + Σ q[d] · k[d] over the bytes [from, to) of a head, in order. */
+// @ts-ignore: decorator
+@inline
+function tail(s: f32, q: usize, k: usize, from: usize, to: usize): f32 {
+  for (let d = from; d < to; d += 4) s += load<f32>(q + d) * load<f32>(k + d);
+  return s;
+}
+
 /** o[d] = Σ_j w[j] · V[j][d] for j < n, summed in order of j. */
 // @ts-ignore: decorator
 @inline
 function weightedSum(o: usize, w: usize, V: usize, n: i32, d_head: i32): void {
   const headBytes = <usize>d_head << 2;
+  const wEnd = w + (<usize>n << 2);
   let d = 0;
-  // Blocks of 16 features keep four accumulators in registers across all j.
-  for (; d + 16 <= d_head; d += 16) {
+  // Blocks of 32 features keep eight accumulators in registers across all j.
+  for (; d + 32 <= d_head; d += 32) {
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
     let v = V + (<usize>d << 2);
-    for (let j = 0; j < n; j++) {
-      const wj = f32x4.splat(load<f32>(w + (<usize>j << 2)));
-      a0 = f32x4.relaxed_madd(wj, v128.load(v), a0);
-      a1 = f32x4.relaxed_madd(wj, v128.load(v, 16), a1);
-      a2 = f32x4.relaxed_madd(wj, v128.load(v, 32), a2);
-      a3 = f32x4.relaxed_madd(wj, v128.load(v, 48), a3);
+    for (let wj = w; wj < wEnd; wj += 4) {
+      const s = v128.load32_splat(wj);
+      a0 = f32x4.relaxed_madd(s, v128.load(v), a0);
+      a1 = f32x4.relaxed_madd(s, v128.load(v, 16), a1);
+      a2 = f32x4.relaxed_madd(s, v128.load(v, 32), a2);
+      a3 = f32x4.relaxed_madd(s, v128.load(v, 48), a3);
+      a4 = f32x4.relaxed_madd(s, v128.load(v, 64), a4);
+      a5 = f32x4.relaxed_madd(s, v128.load(v, 80), a5);
+      a6 = f32x4.relaxed_madd(s, v128.load(v, 96), a6);
+      a7 = f32x4.relaxed_madd(s, v128.load(v, 112), a7);
       v += headBytes;
     }
     const od = o + (<usize>d << 2);
@@ -86,6 +153,19 @@ function weightedSum(o: usize, w: usize, V: usize, n: i32, d_head: i32): void {
     v128.store(od, a1, 16);
     v128.store(od, a2, 32);
     v128.store(od, a3, 48);
+    v128.store(od, a4, 64);
+    v128.store(od, a5, 80);
+    v128.store(od, a6, 96);
+    v128.store(od, a7, 112);
+  }
+  for (; d + 4 <= d_head; d += 4) {
+    let a = f32x4.splat(0);
+    let v = V + (<usize>d << 2);
+    for (let wj = w; wj < wEnd; wj += 4) {
+      a = f32x4.relaxed_madd(v128.load32_splat(wj), v128.load(v), a);
+      v += headBytes;
+    }
+    v128.store(o + (<usize>d << 2), a);
   }
   for (; d < d_head; d++) {
     let a: f32 = 0;

@@ -5,5 +5,7 @@
 export { add, gelu, softmax } from "./activations";
 export { attention } from "./attention";
 export { embed } from "./embedding";
-export { conv1d, logits, pack_panels } from "./matmul";
+export { conv1d, conv1d_gelu, conv1d_residual, logits, pack_panels } from "./matmul";
 export { layer_norm } from "./norm";
+export { read_sum, static_data_end } from "./memory";
+export { exp } from "./math";

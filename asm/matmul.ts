@@ -1,13 +1,17 @@
 // Matrix products: GPT-2's Conv1D (a dense layer) and the tied output head.
-import { dot, storeLanes } from "./simd";
+import { gelu4 } from "./math";
+import { hsum, storeLanes } from "./simd";
 
 /**
  * Columns per packed weight panel. A panel holds `C` rows of `PANEL` consecutive output
- * columns, so the inner loop streams weights from one contiguous block while eight
- * accumulators per row stay in registers. The runtime sizes its buffers with the same
- * number (runtime/memory_plan.ts, `PANEL`).
+ * columns, 64 bytes (one cache line) per row, so the inner loop streams weights from one
+ * contiguous block. With two rows of inputs at a time that is 8 accumulators and 4 weight
+ * vectors, within the 16 vector registers; on the 2-core machine of issue 5 this reached
+ * 55 GFLOP/s of a 57 GFLOP/s single-core peak, ahead of 8 columns by 4 or 6 rows and of
+ * 12 by 3 (more accumulators spill). The runtime sizes its buffers with the same number
+ * (runtime/memory_plan.ts, `PANEL`).
  */
-const PANEL: i32 = 8;
+const PANEL: i32 = 16;
 
 /**
  * Repacks a Conv1D weight from the checkpoint's (nx, nf) = (C, OC) row-major layout into
@@ -31,6 +35,11 @@ export function pack_panels(dst: usize, src: usize, C: i32, OC: i32, p0: i32, p1
   }
 }
 
+/** What a Conv1D does with each output element y = Σ_k inp·weight + bias. */
+const STORE: i32 = 0; // out = y
+const GELU: i32 = 1; // out = gelu(y)
+const RESIDUAL: i32 = 2; // out = out + y
+
 /**
  * Conv1D as GPT-2 names it: out = inp · weight + bias, for the output columns of panels
  * [p0, p1). Every output element is the sum over k = 0 … C-1 in order (one fused
@@ -52,83 +61,215 @@ export function conv1d(
   p0: i32,
   p1: i32,
 ): void {
-  const rowIn = <usize>C << 2;
-  const rowOut = <usize>OC << 2;
-  for (let p = p0; p < p1; p++) {
-    const col = p * PANEL;
-    const width = min(PANEL, OC - col);
-    const w = weight + (<usize>p * <usize>C * PANEL << 2);
-    const b0 = v128.load(bias + (<usize>col << 2));
-    const b1 = v128.load(bias + (<usize>col << 2), 16);
-    let t = 0;
-    for (; t + 4 <= T; t += 4) {
-      const x = inp + <usize>t * rowIn;
-      let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-      let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-      let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
-      let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-      let wp = w;
-      for (let k = 0; k < C; k++) {
-        const w0 = v128.load(wp);
-        const w1 = v128.load(wp, 16);
-        wp += PANEL << 2;
-        const xk = x + (<usize>k << 2);
-        const a0 = f32x4.splat(load<f32>(xk));
-        const a1 = f32x4.splat(load<f32>(xk + rowIn));
-        const a2 = f32x4.splat(load<f32>(xk + 2 * rowIn));
-        const a3 = f32x4.splat(load<f32>(xk + 3 * rowIn));
-        c00 = f32x4.relaxed_madd(a0, w0, c00);
-        c01 = f32x4.relaxed_madd(a0, w1, c01);
-        c10 = f32x4.relaxed_madd(a1, w0, c10);
-        c11 = f32x4.relaxed_madd(a1, w1, c11);
-        c20 = f32x4.relaxed_madd(a2, w0, c20);
-        c21 = f32x4.relaxed_madd(a2, w1, c21);
-        c30 = f32x4.relaxed_madd(a3, w0, c30);
-        c31 = f32x4.relaxed_madd(a3, w1, c31);
-      }
-      const o = out + <usize>t * rowOut + (<usize>col << 2);
-      storeRow(o, f32x4.add(c00, b0), f32x4.add(c01, b1), width);
-      storeRow(o + rowOut, f32x4.add(c10, b0), f32x4.add(c11, b1), width);
-      storeRow(o + 2 * rowOut, f32x4.add(c20, b0), f32x4.add(c21, b1), width);
-      storeRow(o + 3 * rowOut, f32x4.add(c30, b0), f32x4.add(c31, b1), width);
-    }
-    for (; t < T; t++) {
-      const x = inp + <usize>t * rowIn;
-      let c0 = f32x4.splat(0), c1 = f32x4.splat(0);
-      let wp = w;
-      for (let k = 0; k < C; k++) {
-        const a = f32x4.splat(load<f32>(x + (<usize>k << 2)));
-        c0 = f32x4.relaxed_madd(a, v128.load(wp), c0);
-        c1 = f32x4.relaxed_madd(a, v128.load(wp, 16), c1);
-        wp += PANEL << 2;
-      }
-      storeRow(
-        out + <usize>t * rowOut + (<usize>col << 2),
-        f32x4.add(c0, b0),
-        f32x4.add(c1, b1),
-        width,
-      );
-    }
-  }
+  conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
+}
+
+/**
+ * `conv1d` with GPT-2's GELU applied to each output (`gelu4`): the MLP's first layer
+ * and its activation in one pass over the output. Shapes as `conv1d`.
+ */
+export function conv1d_gelu(
+  out: usize,
+  inp: usize,
+  weight: usize,
+  bias: usize,
+  T: i32,
+  C: i32,
+  OC: i32,
+  p0: i32,
+  p1: i32,
+): void {
+  conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
+}
+
+/**
+ * `conv1d` added onto `out`, the residual stream: out = out + (inp · weight + bias), the
+ * same sum in the same order as `conv1d` then `add`. Shapes as `conv1d`; inp must not
+ * overlap out.
+ */
+export function conv1d_residual(
+  out: usize,
+  inp: usize,
+  weight: usize,
+  bias: usize,
+  T: i32,
+  C: i32,
+  OC: i32,
+  p0: i32,
+  p1: i32,
+): void {
+  conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
 }
 
 // @ts-ignore: decorator
 @inline
-function storeRow(o: usize, v0: v128, v1: v128, width: i32): void {
-  if (width == PANEL) {
-    v128.store(o, v0);
-    v128.store(o, v1, 16);
-  } else if (width > 4) {
-    v128.store(o, v0);
-    storeLanes(o + 16, v1, width - 4);
-  } else {
-    storeLanes(o, v0, width);
+function conv1dPanels(
+  out: usize,
+  inp: usize,
+  weight: usize,
+  bias: usize,
+  T: i32,
+  C: i32,
+  OC: i32,
+  p0: i32,
+  p1: i32,
+  mode: i32,
+): void {
+  const rowIn = <usize>C << 2;
+  const rowOut = <usize>OC << 2;
+  const panelBytes = <usize>C * PANEL << 2;
+  for (let p = p0; p < p1; p++) {
+    const col = p * PANEL;
+    const width = min(PANEL, OC - col);
+    const w = weight + <usize>p * panelBytes;
+    const bp = bias + (<usize>col << 2);
+    let o = out + (<usize>col << 2);
+    let x = inp;
+    let t = 0;
+    // Two rows at a time: eight accumulators, and each weight vector loaded serves both.
+    for (; t + 2 <= T; t += 2) {
+      rowPair(o, x, w, bp, rowIn, rowOut, width, mode);
+      o += rowOut << 1;
+      x += rowIn << 1;
+    }
+    if (t < T) oneRow(o, x, w, bp, rowIn, width, mode);
   }
+}
+
+/** Rows t and t + 1 of one panel: out = finish(x · w + bias). */
+// @ts-ignore: decorator
+@inline
+function rowPair(
+  o: usize,
+  x: usize,
+  w: usize,
+  bp: usize,
+  rowIn: usize,
+  rowOut: usize,
+  width: i32,
+  mode: i32,
+): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
+  let wp = w;
+  const end = x + rowIn;
+  for (let xk = x; xk < end; xk += 4) {
+    const w0 = v128.load(wp);
+    const w1 = v128.load(wp, 16);
+    const w2 = v128.load(wp, 32);
+    const w3 = v128.load(wp, 48);
+    wp += PANEL << 2;
+    const a0 = v128.load32_splat(xk);
+    c00 = f32x4.relaxed_madd(a0, w0, c00);
+    c01 = f32x4.relaxed_madd(a0, w1, c01);
+    c02 = f32x4.relaxed_madd(a0, w2, c02);
+    c03 = f32x4.relaxed_madd(a0, w3, c03);
+    const a1 = v128.load32_splat(xk + rowIn);
+    c10 = f32x4.relaxed_madd(a1, w0, c10);
+    c11 = f32x4.relaxed_madd(a1, w1, c11);
+    c12 = f32x4.relaxed_madd(a1, w2, c12);
+    c13 = f32x4.relaxed_madd(a1, w3, c13);
+  }
+  finish(o, bp, c00, c01, c02, c03, width, mode);
+  finish(o + rowOut, bp, c10, c11, c12, c13, width, mode);
+}
+
+/** One row of one panel, as `rowPair` computes each of its two. */
+// @ts-ignore: decorator
+@inline
+function oneRow(
+  o: usize,
+  x: usize,
+  w: usize,
+  bp: usize,
+  rowIn: usize,
+  width: i32,
+  mode: i32,
+): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+  let wp = w;
+  const end = x + rowIn;
+  for (let xk = x; xk < end; xk += 4) {
+    const a = v128.load32_splat(xk);
+    c0 = f32x4.relaxed_madd(a, v128.load(wp), c0);
+    c1 = f32x4.relaxed_madd(a, v128.load(wp, 16), c1);
+    c2 = f32x4.relaxed_madd(a, v128.load(wp, 32), c2);
+    c3 = f32x4.relaxed_madd(a, v128.load(wp, 48), c3);
+    wp += PANEL << 2;
+  }
+  finish(o, bp, c0, c1, c2, c3, width, mode);
+}
+
+/**
+ * Adds the bias `bp` to one row's PANEL sums c0 … c3, applies `mode` and stores the
+ * first `width` outputs at `o`.
+ */
+// @ts-ignore: decorator
+@inline
+function finish(
+  o: usize,
+  bp: usize,
+  c0: v128,
+  c1: v128,
+  c2: v128,
+  c3: v128,
+  width: i32,
+  mode: i32,
+): void {
+  const y0 = f32x4.add(c0, v128.load(bp));
+  const y1 = f32x4.add(c1, v128.load(bp, 16));
+  const y2 = f32x4.add(c2, v128.load(bp, 32));
+  const y3 = f32x4.add(c3, v128.load(bp, 48));
+  if (width == PANEL) {
+    finishVector(o, y0, mode);
+    finishVector(o + 16, y1, mode);
+    finishVector(o + 32, y2, mode);
+    finishVector(o + 48, y3, mode);
+  } else {
+    finishLanes(o, y0, width, mode);
+    if (width > 4) finishLanes(o + 16, y1, width - 4, mode);
+    if (width > 8) finishLanes(o + 32, y2, width - 8, mode);
+    if (width > 12) finishLanes(o + 48, y3, width - 12, mode);
+  }
+}
+
+/** Applies `mode` to the four outputs `y` and stores them at `o`. */
+// @ts-ignore: decorator
+@inline
+function finishVector(o: usize, y: v128, mode: i32): void {
+  if (mode == GELU) y = gelu4(y);
+  else if (mode == RESIDUAL) y = f32x4.add(v128.load(o), y);
+  v128.store(o, y);
+}
+
+/** `finishVector` for the first `n` (1 to 4) lanes, lane for lane the same arithmetic. */
+// @ts-ignore: decorator
+@inline
+function finishLanes(o: usize, y: v128, n: i32, mode: i32): void {
+  if (n >= 4) {
+    finishVector(o, y, mode);
+    return;
+  }
+  if (mode == GELU) {
+    y = gelu4(y);
+  } else if (mode == RESIDUAL) {
+    let r = f32x4.splat(load<f32>(o));
+    if (n > 1) r = f32x4.replace_lane(r, 1, load<f32>(o, 4));
+    if (n > 2) r = f32x4.replace_lane(r, 2, load<f32>(o, 8));
+    y = f32x4.add(r, y);
+  }
+  storeLanes(o, y, n);
 }
 
 /**
  * The output head with GPT-2's tied weights: logits = h · wteᵀ, for vocabulary rows
- * [v0, v1). Each logit is `dot(h[t], wte[v])`, computed the same way for every split.
+ * [v0, v1). Each logit reads its row of wte front to back, 32 features a step into
+ * eight accumulators (vector i of a step into accumulator i: eight independent chains on
+ * one stream of weights), adds the vectors left over to the first accumulators in order,
+ * combines the eight as ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), then the lanes
+ * as (l0 + l1) + (l2 + l3), then the remaining features in order. Every logit is computed
+ * the same way whatever the split or the number of rows T; a row of wte is read from
+ * memory once for all T rows of h.
  * @param out (T, V) f32
  * @param h   (T, C) f32
  * @param wte (V, C) f32
@@ -144,10 +285,51 @@ export function logits(
   v1: i32,
 ): void {
   const row = <usize>C << 2;
+  const stepEnd = <usize>(C & ~31) << 2;
+  const vecEnd = <usize>(C & ~3) << 2;
   for (let v = v0; v < v1; v++) {
     const w = wte + <usize>v * row;
     for (let t = 0; t < T; t++) {
-      store<f32>(out + ((<usize>t * <usize>V + <usize>v) << 2), dot(h + <usize>t * row, w, C));
+      const x = h + <usize>t * row;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+      let wk = w;
+      let xk = x;
+      const end = x + stepEnd;
+      for (; xk < end; xk += 128) {
+        a0 = f32x4.relaxed_madd(v128.load(xk), v128.load(wk), a0);
+        a1 = f32x4.relaxed_madd(v128.load(xk, 16), v128.load(wk, 16), a1);
+        a2 = f32x4.relaxed_madd(v128.load(xk, 32), v128.load(wk, 32), a2);
+        a3 = f32x4.relaxed_madd(v128.load(xk, 48), v128.load(wk, 48), a3);
+        a4 = f32x4.relaxed_madd(v128.load(xk, 64), v128.load(wk, 64), a4);
+        a5 = f32x4.relaxed_madd(v128.load(xk, 80), v128.load(wk, 80), a5);
+        a6 = f32x4.relaxed_madd(v128.load(xk, 96), v128.load(wk, 96), a6);
+        a7 = f32x4.relaxed_madd(v128.load(xk, 112), v128.load(wk, 112), a7);
+        wk += 128;
+      }
+      // At most seven vectors are left: one each into a0, a1, a2, the rest into a3, in order.
+      let k = stepEnd;
+      if (k < vecEnd) {
+        a0 = f32x4.relaxed_madd(v128.load(x + k), v128.load(w + k), a0);
+        k += 16;
+        if (k < vecEnd) {
+          a1 = f32x4.relaxed_madd(v128.load(x + k), v128.load(w + k), a1);
+          k += 16;
+          if (k < vecEnd) {
+            a2 = f32x4.relaxed_madd(v128.load(x + k), v128.load(w + k), a2);
+            k += 16;
+            for (; k < vecEnd; k += 16) {
+              a3 = f32x4.relaxed_madd(v128.load(x + k), v128.load(w + k), a3);
+            }
+          }
+        }
+      }
+      let s = hsum(f32x4.add(
+        f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)),
+        f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7)),
+      ));
+      for (k = vecEnd; k < row; k += 4) s += load<f32>(x + k) * load<f32>(w + k);
+      store<f32>(out + ((<usize>t * <usize>V + <usize>v) << 2), s);
     }
   }
 }

@@ -2,6 +2,9 @@
  * Each WebAssembly kernel at GPT-2 124M shapes beside the plain scalar TypeScript
  * reference, on random data (speed does not depend on the values). The table at the end
  * gives GFLOP/s (or GB/s) and the speed-up over the reference measured in the same run.
+ * The heaviest kernels run again on a 2-thread worker pool ("2 threads"), and the
+ * "dispatch" group times one pool call that has next to nothing to do: the overhead of
+ * waking the workers and waiting for them, back to back and after 200 µs idle.
  *
  *   deno task bench bench/kernels_bench.ts
  */
@@ -9,6 +12,8 @@ import { benchRate } from "./report.ts";
 import { Harness, randn } from "../tests/kernel_harness.ts";
 import { packedSize, PANEL } from "../runtime/memory_plan.ts";
 import { Rng } from "../runtime/random.ts";
+import { createMemory, kernelModule } from "../runtime/wasm_kernels.ts";
+import { WorkerPool } from "../runtime/worker_pool.ts";
 import {
   refAttention,
   refConv1d,
@@ -21,6 +26,9 @@ import {
 const h = await Harness.create(1 << 30);
 const k = h.kernels;
 const rng = new Rng(0);
+// A second instance of the kernels on the same memory, on two threads.
+const pool = await WorkerPool.create(await kernelModule(), h.memory, 2);
+globalThis.addEventListener("unload", () => pool[Symbol.dispose]());
 
 // conv1d: out (T, OC) = inp (T, C) · w (C, OC) + b.
 for (const T of [1, 128]) {
@@ -38,6 +46,14 @@ for (const T of [1, 128]) {
     benchRate({ group, name: `${group} wasm`, work, unit: "GFLOP/s" }, () => {
       k.conv1d(po, pi, packed, pb, T, C, OC);
     });
+    benchRate({ group, name: `${group} wasm 2 threads`, work, unit: "GFLOP/s" }, () => {
+      pool.conv1d(po, pi, packed, pb, T, C, OC);
+    });
+    if (OC === 4 * C) {
+      benchRate({ group, name: `${group} wasm + gelu`, work, unit: "GFLOP/s" }, () => {
+        k.conv1dGelu(po, pi, packed, pb, T, C, OC);
+      });
+    }
     benchRate({
       group,
       name: `${group} scalar TS`,
@@ -53,19 +69,29 @@ for (const T of [1, 128]) {
 
 {
   const [C, V] = [768, 50257];
-  const x = randn(rng, C);
   const wte = randn(rng, V * C, 0.02);
-  const [px, pw, po] = [h.put(x), h.put(wte), h.put(V)];
-  const group = "logits T=1 768x50257";
-  // Streaming the 154 MB wte is the cost here: report bytes per second.
-  const work = V * C * 4;
-  benchRate(
-    { group, name: `${group} wasm`, work, unit: "GB/s" },
-    () => k.logits(po, px, pw, 1, C, V),
-  );
-  benchRate({ group, name: `${group} scalar TS`, work, unit: "GB/s", baseline: true, n: 5 }, () => {
-    refLogits(x, wte, 1, C, V);
-  });
+  const pw = h.put(wte);
+  for (const T of [1, 4]) {
+    const x = randn(rng, T * C);
+    const [px, po] = [h.put(x), h.put(T * V)];
+    const group = `logits T=${T} 768x50257`;
+    // Streaming the 154 MB wte is the cost here: report bytes per second.
+    const work = V * C * 4;
+    benchRate(
+      { group, name: `${group} wasm`, work, unit: "GB/s" },
+      () => k.logits(po, px, pw, T, C, V),
+    );
+    benchRate(
+      { group, name: `${group} wasm 2 threads`, work, unit: "GB/s" },
+      () => pool.logits(po, px, pw, T, C, V),
+    );
+    benchRate(
+      { group, name: `${group} scalar TS`, work, unit: "GB/s", baseline: true, n: 3 },
+      () => {
+        refLogits(x, wte, T, C, V);
+      },
+    );
+  }
 }
 
 // Attention of one new token over `past` cached ones, 12 heads of 64.
@@ -81,6 +107,9 @@ for (const past of [16, 128, 512, 1024 - 1]) {
   const work = 4 * nHead * (past + 1) * dHead; // q·k and w·v
   benchRate({ group, name: `${group} wasm`, work, unit: "GFLOP/s" }, () => {
     k.attention(po, pq, cache, ps, 1, 1, past, nHead, dHead, nCtx, 2 * nHead * nCtx * dHead);
+  });
+  benchRate({ group, name: `${group} wasm 2 threads`, work, unit: "GFLOP/s" }, () => {
+    pool.attention(po, pq, cache, ps, 1, 1, past, nHead, dHead, nCtx, 2 * nHead * nCtx * dHead);
   });
   benchRate(
     { group, name: `${group} scalar TS`, work, unit: "GFLOP/s", baseline: true, n: 10 },
@@ -140,4 +169,31 @@ for (const past of [16, 128, 512, 1024 - 1]) {
       refSoftmax(x, rows, cols);
     },
   );
+}
+
+{
+  // One call with 64 floats to add, split across both threads all the same.
+  const memory = createMemory(1 << 20);
+  const quick = await WorkerPool.create(await kernelModule(), memory, 2, { serialBelow: 0 });
+  const still = await WorkerPool.create(await kernelModule(), createMemory(1 << 20), 2, {
+    serialBelow: 0,
+    spinMicros: 0,
+  });
+  globalThis.addEventListener("unload", () => {
+    quick[Symbol.dispose]();
+    still[Symbol.dispose]();
+  });
+  const at = 65536;
+  for (const [name, p] of [["spin 100 µs", quick], ["no spin", still]] as const) {
+    Deno.bench({ group: "dispatch", name: `dispatch back to back, ${name}`, n: 20000 }, () => {
+      p.add(at, at, at, 64);
+    });
+    Deno.bench({ group: "dispatch", name: `dispatch after 200 µs idle, ${name}`, n: 2000 }, (b) => {
+      const idle = performance.now() + 0.2;
+      while (performance.now() < idle);
+      b.start();
+      p.add(at, at, at, 64);
+      b.end();
+    });
+  }
 }

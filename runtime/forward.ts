@@ -105,14 +105,11 @@ function runBlocks(k: Kernels, cache: KVCache, T: number): void {
       n_ctx,
       plan.cacheSeqStride,
     );
-    k.conv1d(plan.proj, plan.attn, w.attn_proj_w, w.attn_proj_b, rows, C, C);
-    k.add(plan.x, plan.x, plan.proj, rows * C);
+    k.conv1dResidual(plan.x, plan.attn, w.attn_proj_w, w.attn_proj_b, rows, C, C);
     // x = x + mlp(ln_2(x))
     k.layerNorm(plan.h, plan.x, w.ln_2_g, w.ln_2_b, rows, C);
-    k.conv1d(plan.fc, plan.h, w.c_fc_w, w.c_fc_b, rows, C, 4 * C);
-    k.gelu(plan.fc, plan.fc, rows * 4 * C);
-    k.conv1d(plan.proj, plan.fc, w.mlp_proj_w, w.mlp_proj_b, rows, 4 * C, C);
-    k.add(plan.x, plan.x, plan.proj, rows * C);
+    k.conv1dGelu(plan.fc, plan.h, w.c_fc_w, w.c_fc_b, rows, C, 4 * C);
+    k.conv1dResidual(plan.x, plan.fc, w.mlp_proj_w, w.mlp_proj_b, rows, 4 * C, C);
   });
   cache.advance(T);
 }

@@ -33,6 +33,29 @@ export interface Kernels extends Disposable {
     C: number,
     OC: number,
   ): void;
+  /** out (rows, OC) = gelu(inp (rows, C) · weight + bias): `conv1d` then `gelu` in one pass. */
+  conv1dGelu(
+    out: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    rows: number,
+    C: number,
+    OC: number,
+  ): void;
+  /**
+   * out (rows, OC) += inp (rows, C) · weight + bias: `conv1d` added onto the residual
+   * stream in one pass; inp must not overlap out.
+   */
+  conv1dResidual(
+    out: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    rows: number,
+    C: number,
+    OC: number,
+  ): void;
   /** out (rows, V) = h (rows, C) · wteᵀ, wte (V, C). */
   logits(out: number, h: number, wte: number, rows: number, C: number, V: number): void;
   /**
@@ -61,4 +84,9 @@ export interface Kernels extends Disposable {
   softmax(out: number, inp: number, rows: number, cols: number): void;
   /** dst = src (C, OC) repacked into column panels for `conv1d`. */
   packPanels(dst: number, src: number, C: number, OC: number): void;
+  /**
+   * out[b] = the sum of block b of inp, for `blocks` blocks of `READ_BLOCK` (16384)
+   * floats: a plain streaming read that measures memory bandwidth. out (blocks) f32.
+   */
+  readSum(out: number, inp: number, blocks: number): void;
 }

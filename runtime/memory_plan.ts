@@ -6,10 +6,24 @@
 import type { HParams } from "./hparams.ts";
 
 /** Columns per packed Conv1D weight panel; must equal `PANEL` in asm/matmul.ts. */
-export const PANEL = 8;
+export const PANEL = 16;
 
-/** Bytes at the start of memory kept for the wasm module's own static data. */
+/**
+ * Bytes at the start of memory kept for the wasm module's static data (from offset 1024,
+ * a few hundred bytes: `static_data_end()` in asm/memory.ts says where it ends) and for
+ * the worker pool's control block.
+ */
 export const RESERVED_BYTES = 65536;
+
+/**
+ * Where the worker pool's control block lives (runtime/worker_pool.ts): inside the
+ * reserved bytes, far above the module's static data. `WorkerPool.create` checks that
+ * the two do not overlap.
+ */
+export const CONTROL_OFFSET = 32768;
+
+/** Bytes of the control block: counters, kernel arguments and an error message. */
+export const CONTROL_BYTES = 4096;
 
 /** The largest memory a wasm32 module can address. */
 export const MAX_MEMORY_BYTES = 65536 * 65536;
@@ -58,8 +72,6 @@ export interface MemoryPlan {
   readonly qkv: number;
   /** (rows, C) attention output, before its projection. */
   readonly attn: number;
-  /** (rows, C) output of a projection, before the residual add. */
-  readonly proj: number;
   /** (rows, 4C) the MLP's hidden layer. */
   readonly fc: number;
   /** (batch, C) the final-norm rows whose logits are wanted. */
@@ -146,7 +158,6 @@ export function planMemory(
   const h = a.take(rows * C);
   const qkv = a.take(rows * 3 * C);
   const attn = a.take(rows * C);
-  const proj = a.take(rows * C);
   const fc = a.take(rows * 4 * C);
   const last = a.take(batch * C);
   const logits = a.take(batch * V);
@@ -173,7 +184,6 @@ export function planMemory(
     h,
     qkv,
     attn,
-    proj,
     fc,
     last,
     logits,

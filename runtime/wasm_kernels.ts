@@ -1,4 +1,8 @@
-/** The kernels as one WebAssembly instance on the calling thread. */
+/**
+ * The kernels as one WebAssembly instance on the calling thread, and the table that says
+ * how each kernel's work splits into independent units (rows, panels, heads), which the
+ * worker pool (runtime/worker_pool.ts) shares out between threads.
+ */
 import type { Kernels } from "./kernels.ts";
 import { MAX_MEMORY_BYTES, PANEL } from "./memory_plan.ts";
 
@@ -25,6 +29,28 @@ export interface KernelExports {
     r1: number,
   ): void;
   conv1d(
+    out: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    T: number,
+    C: number,
+    OC: number,
+    p0: number,
+    p1: number,
+  ): void;
+  conv1d_gelu(
+    out: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    T: number,
+    C: number,
+    OC: number,
+    p0: number,
+    p1: number,
+  ): void;
+  conv1d_residual(
     out: number,
     inp: number,
     weight: number,
@@ -63,7 +89,137 @@ export interface KernelExports {
   add(out: number, a: number, b: number, i0: number, i1: number): void;
   softmax(out: number, inp: number, cols: number, r0: number, r1: number): void;
   pack_panels(dst: number, src: number, C: number, OC: number, p0: number, p1: number): void;
+  read_sum(out: number, inp: number, b0: number, b1: number): void;
+  /** out = e^inp on elements [i0, i1): the kernels' vector exp, exported for its test. */
+  exp(out: number, inp: number, i0: number, i1: number): void;
+  static_data_end(): number;
 }
+
+/** Floats per partial sum of `read_sum`; must equal `READ_BLOCK` in asm/memory.ts. */
+export const READ_BLOCK = 16384;
+
+/**
+ * One kernel as the runtime calls it: its arguments (offsets and sizes, in the order of
+ * the `Kernels` method), how many independent units of work they make, and a call that
+ * does units [u0, u1). Every output element belongs to exactly one unit and is computed
+ * by the same instructions whichever range it falls in, so any split of the units gives
+ * bit-identical results.
+ */
+export interface KernelOp {
+  /** Index in `KERNEL_OPS`, the number the worker pool sends. */
+  readonly id: number;
+  readonly name: string;
+  /** Independent units of work of a call. */
+  units(a: ArrayLike<number>): number;
+  /** Units a split keeps together (16 floats of an element range: one cache line). */
+  readonly align: number;
+  /** About how many floats a call reads and writes: small calls are not worth a split. */
+  size(a: ArrayLike<number>): number;
+  run(k: KernelExports, a: ArrayLike<number>, u0: number, u1: number): void;
+}
+
+type OpSpec = Omit<KernelOp, "id" | "align"> & { align?: number };
+
+const panels = (OC: number) => Math.ceil(OC / PANEL);
+
+// Argument order of each op = the `Kernels` method's parameters.
+const SPECS = {
+  // out, tokens, wte, wpe, B, T, C, past
+  embed: {
+    name: "embed",
+    units: (a) => a[4] * a[5],
+    size: (a) => 2 * a[4] * a[5] * a[6],
+    run: (k, a, u0, u1) => k.embed(a[0], a[1], a[2], a[3], a[5], a[6], a[7], u0, u1),
+  },
+  // out, inp, gain, bias, rows, C
+  layerNorm: {
+    name: "layerNorm",
+    units: (a) => a[4],
+    size: (a) => 2 * a[4] * a[5],
+    run: (k, a, u0, u1) => k.layer_norm(a[0], a[1], a[2], a[3], a[5], u0, u1),
+  },
+  // out, inp, weight, bias, rows, C, OC
+  conv1d: {
+    name: "conv1d",
+    units: (a) => panels(a[6]),
+    size: (a) => (a[4] + a[5]) * a[6],
+    run: (k, a, u0, u1) => k.conv1d(a[0], a[1], a[2], a[3], a[4], a[5], a[6], u0, u1),
+  },
+  // out, inp, weight, bias, rows, C, OC
+  conv1dGelu: {
+    name: "conv1dGelu",
+    units: (a) => panels(a[6]),
+    size: (a) => (a[4] + a[5]) * a[6],
+    run: (k, a, u0, u1) => k.conv1d_gelu(a[0], a[1], a[2], a[3], a[4], a[5], a[6], u0, u1),
+  },
+  // out, inp, weight, bias, rows, C, OC
+  conv1dResidual: {
+    name: "conv1dResidual",
+    units: (a) => panels(a[6]),
+    size: (a) => (a[4] + a[5]) * a[6],
+    run: (k, a, u0, u1) => k.conv1d_residual(a[0], a[1], a[2], a[3], a[4], a[5], a[6], u0, u1),
+  },
+  // out, h, wte, rows, C, V
+  logits: {
+    name: "logits",
+    units: (a) => a[5],
+    size: (a) => (a[3] + a[4]) * a[5],
+    run: (k, a, u0, u1) => k.logits(a[0], a[1], a[2], a[3], a[4], a[5], u0, u1),
+  },
+  // out, qkv, cache, scratch, B, T, past, nHead, dHead, nCtx, seqStride
+  attention: {
+    name: "attention",
+    units: (a) => a[4] * a[7],
+    size: (a) => a[4] * a[7] * a[8] * (2 * (a[6] + a[5]) + 4 * a[5]),
+    run: (k, a, u0, u1) =>
+      k.attention(a[0], a[1], a[2], a[3], a[5], a[6], a[7], a[8], a[9], a[10], u0, u1),
+  },
+  // out, inp, n
+  gelu: {
+    name: "gelu",
+    units: (a) => a[2],
+    align: 16,
+    size: (a) => 2 * a[2],
+    run: (k, a, u0, u1) => k.gelu(a[0], a[1], u0, u1),
+  },
+  // out, a, b, n
+  add: {
+    name: "add",
+    units: (a) => a[3],
+    align: 16,
+    size: (a) => 3 * a[3],
+    run: (k, a, u0, u1) => k.add(a[0], a[1], a[2], u0, u1),
+  },
+  // out, inp, rows, cols
+  softmax: {
+    name: "softmax",
+    units: (a) => a[2],
+    size: (a) => 8 * a[2] * a[3],
+    run: (k, a, u0, u1) => k.softmax(a[0], a[1], a[3], u0, u1),
+  },
+  // dst, src, C, OC
+  packPanels: {
+    name: "packPanels",
+    units: (a) => panels(a[3]),
+    size: (a) => 2 * a[2] * a[3],
+    run: (k, a, u0, u1) => k.pack_panels(a[0], a[1], a[2], a[3], u0, u1),
+  },
+  // out, inp, blocks
+  readSum: {
+    name: "readSum",
+    units: (a) => a[2],
+    size: (a) => a[2] * READ_BLOCK,
+    run: (k, a, u0, u1) => k.read_sum(a[0], a[1], u0, u1),
+  },
+} satisfies Record<string, OpSpec>;
+
+/** Every kernel op, by name. */
+export const OPS: { readonly [name in keyof typeof SPECS]: KernelOp } = Object.fromEntries(
+  Object.entries(SPECS).map(([name, spec], id) => [name, { align: 1, ...spec, id }]),
+) as { [name in keyof typeof SPECS]: KernelOp };
+
+/** Every kernel op, by `id`. */
+export const KERNEL_OPS: readonly KernelOp[] = Object.values(OPS);
 
 let compiled: Promise<WebAssembly.Module> | undefined;
 
@@ -92,13 +248,22 @@ export function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memo
   return instance.exports as unknown as KernelExports;
 }
 
-/** Every kernel call runs whole on this thread. */
+/**
+ * Every kernel call runs whole on this thread. Each method packs its arguments for one
+ * op of `OPS` and hands it to `run`, which the worker pool overrides to share the units.
+ */
 export class WasmKernels implements Kernels {
-  readonly threads = 1;
-  readonly #k: KernelExports;
+  readonly threads: number = 1;
+  /** The kernel instance of the calling thread. */
+  protected readonly exports: KernelExports;
 
   constructor(module: WebAssembly.Module, readonly memory: WebAssembly.Memory) {
-    this.#k = instantiate(module, memory);
+    this.exports = instantiate(module, memory);
+  }
+
+  /** Runs all units of `op` on this thread. */
+  protected run(op: KernelOp, args: number[]): void {
+    op.run(this.exports, args, 0, op.units(args));
   }
 
   embed(
@@ -111,10 +276,10 @@ export class WasmKernels implements Kernels {
     C: number,
     past: number,
   ): void {
-    this.#k.embed(out, tokens, wte, wpe, T, C, past, 0, B * T);
+    this.run(OPS.embed, [out, tokens, wte, wpe, B, T, C, past]);
   }
   layerNorm(out: number, inp: number, gain: number, bias: number, rows: number, C: number): void {
-    this.#k.layer_norm(out, inp, gain, bias, C, 0, rows);
+    this.run(OPS.layerNorm, [out, inp, gain, bias, rows, C]);
   }
   conv1d(
     out: number,
@@ -125,10 +290,32 @@ export class WasmKernels implements Kernels {
     C: number,
     OC: number,
   ): void {
-    this.#k.conv1d(out, inp, weight, bias, rows, C, OC, 0, Math.ceil(OC / PANEL));
+    this.run(OPS.conv1d, [out, inp, weight, bias, rows, C, OC]);
+  }
+  conv1dGelu(
+    out: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    rows: number,
+    C: number,
+    OC: number,
+  ): void {
+    this.run(OPS.conv1dGelu, [out, inp, weight, bias, rows, C, OC]);
+  }
+  conv1dResidual(
+    out: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    rows: number,
+    C: number,
+    OC: number,
+  ): void {
+    this.run(OPS.conv1dResidual, [out, inp, weight, bias, rows, C, OC]);
   }
   logits(out: number, h: number, wte: number, rows: number, C: number, V: number): void {
-    this.#k.logits(out, h, wte, rows, C, V, 0, V);
+    this.run(OPS.logits, [out, h, wte, rows, C, V]);
   }
   attention(
     out: number,
@@ -143,32 +330,22 @@ export class WasmKernels implements Kernels {
     nCtx: number,
     seqStride: number,
   ): void {
-    this.#k.attention(
-      out,
-      qkv,
-      cache,
-      scratch,
-      T,
-      past,
-      nHead,
-      dHead,
-      nCtx,
-      seqStride,
-      0,
-      B * nHead,
-    );
+    this.run(OPS.attention, [out, qkv, cache, scratch, B, T, past, nHead, dHead, nCtx, seqStride]);
   }
   gelu(out: number, inp: number, n: number): void {
-    this.#k.gelu(out, inp, 0, n);
+    this.run(OPS.gelu, [out, inp, n]);
   }
   add(out: number, a: number, b: number, n: number): void {
-    this.#k.add(out, a, b, 0, n);
+    this.run(OPS.add, [out, a, b, n]);
   }
   softmax(out: number, inp: number, rows: number, cols: number): void {
-    this.#k.softmax(out, inp, cols, 0, rows);
+    this.run(OPS.softmax, [out, inp, rows, cols]);
   }
   packPanels(dst: number, src: number, C: number, OC: number): void {
-    this.#k.pack_panels(dst, src, C, OC, 0, Math.ceil(OC / PANEL));
+    this.run(OPS.packPanels, [dst, src, C, OC]);
+  }
+  readSum(out: number, inp: number, blocks: number): void {
+    this.run(OPS.readSum, [out, inp, blocks]);
   }
   [Symbol.dispose](): void {}
 }

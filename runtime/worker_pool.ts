@@ -1,0 +1,335 @@
+/**
+ * Kernels on several threads: the calling thread plus `threads - 1` module workers, each
+ * with its own instance of the same compiled module on the same shared memory. Both are
+ * sent to each worker once, at startup. A kernel call is then dispatched without any
+ * message: the caller writes the op and its arguments into a small control block in the
+ * shared memory, bumps an epoch counter and wakes the workers with `Atomics.notify`; every
+ * thread runs its share of the op's units (runtime/wasm_kernels.ts, `OPS`), the workers
+ * count themselves done, and the caller waits for the count with `Atomics.wait`.
+ *
+ * Each output element belongs to one unit and is computed by the same instructions
+ * whichever thread runs it, so every thread count gives bit-identical results.
+ */
+import type { Kernels } from "./kernels.ts";
+import { CONTROL_BYTES, CONTROL_OFFSET } from "./memory_plan.ts";
+import { KERNEL_OPS, type KernelExports, type KernelOp, WasmKernels } from "./wasm_kernels.ts";
+
+// The control block: Int32 slots from CONTROL_OFFSET.
+/** Bumped by the caller for every call; the workers wait on it. */
+const EPOCH = 0;
+/** The op's id in `KERNEL_OPS`, or `STOP`. */
+const OP = 1;
+/** How many parts the call is split into (threads with a higher part index idle). */
+const PARTS = 2;
+/** Workers done with the current call; the caller waits on it. */
+const DONE = 3;
+/** 0, or the part index of the first worker whose share failed. */
+const ERROR = 4;
+/** Bytes of that worker's error message, at `MESSAGE`. */
+const ERROR_LENGTH = 5;
+/** 0, or the id of the pool that owns the block: one pool per memory. */
+const OWNER = 6;
+/** The op's arguments. */
+const ARGS = 16;
+const MAX_ARGS = 48;
+/** Byte offset, within the block, of the failed worker's error message. */
+const MESSAGE = 256;
+const STOP = -1;
+
+/** What the pool sends each worker once, at startup. */
+export interface WorkerInit {
+  readonly module: WebAssembly.Module;
+  readonly memory: WebAssembly.Memory;
+  /** This worker's part index, 1 … threads - 1 (the caller runs part 0). */
+  readonly part: number;
+  readonly threads: number;
+  /** The pool's id in the control block's OWNER slot; a worker of another pool stops. */
+  readonly pool: number;
+  /** µs a worker spins for the next call before it blocks (`WorkerPoolOptions`). */
+  readonly spinMicros: number;
+}
+
+export interface WorkerPoolOptions {
+  /**
+   * A call that reads and writes fewer floats than this runs on the calling thread alone,
+   * where waking the workers would cost more than it saves (default 32768; 0 splits every
+   * call, as the tests do to exercise every split on small shapes).
+   */
+  serialBelow?: number;
+  /**
+   * µs a thread spins, checking the control block, before it blocks in `Atomics.wait`:
+   * a worker waiting for the next call, the caller waiting for the workers (default 100;
+   * 0 never spins). Calls follow one another within µs while a model runs, and a thread
+   * that blocked takes far longer than that to wake.
+   */
+  spinMicros?: number;
+}
+
+/** Units [u0, u1) of part `part` of `parts`: an even share, in whole blocks of `align`. */
+export function share(units: number, align: number, part: number, parts: number): [number, number] {
+  const blocks = Math.ceil(units / align);
+  const b0 = Math.floor((blocks * part) / parts);
+  const b1 = Math.floor((blocks * (part + 1)) / parts);
+  return [Math.min(b0 * align, units), Math.min(b1 * align, units)];
+}
+
+/**
+ * Spins for at most `micros` µs while slot `i` of `c` holds `value`; true if it changed.
+ * A thread that blocks in `Atomics.wait` takes tens of µs to wake on a virtual machine
+ * (measured on the 2-core machine of issue 5: 50 to 110 µs per call, against 5 µs
+ * between threads that are awake), while kernel calls follow one another within a few µs.
+ */
+function spinWhile(c: Int32Array, i: number, value: number, micros: number): boolean {
+  if (micros <= 0) return false;
+  const end = performance.now() + micros / 1000;
+  do {
+    for (let n = 0; n < 64; n++) if (Atomics.load(c, i) !== value) return true;
+  } while (performance.now() < end);
+  return false;
+}
+
+/** Runs part `part` of `parts` of `op` with `args`. */
+function runPart(
+  k: KernelExports,
+  op: KernelOp,
+  args: ArrayLike<number>,
+  part: number,
+  parts: number,
+): void {
+  const [u0, u1] = share(op.units(args), op.align, part, parts);
+  if (u0 < u1) op.run(k, args, u0, u1);
+}
+
+function controlBlock(memory: WebAssembly.Memory): Int32Array {
+  return new Int32Array(memory.buffer, CONTROL_OFFSET, CONTROL_BYTES / 4);
+}
+
+/**
+ * A worker's whole life after startup (runtime/kernel_worker.ts): waits for each call,
+ * runs its part and counts itself done, until the pool says stop. `ready` is called once
+ * the worker listens, before the first call can come.
+ */
+export function serveCalls(k: KernelExports, init: WorkerInit, ready: () => void): void {
+  const { memory, part, threads, pool } = init;
+  const c = controlBlock(memory);
+  const args = c.subarray(ARGS, ARGS + MAX_ARGS);
+  let seen = Atomics.load(c, EPOCH);
+  ready();
+  for (;;) {
+    if (!spinWhile(c, EPOCH, seen, init.spinMicros)) Atomics.wait(c, EPOCH, seen);
+    const epoch = Atomics.load(c, EPOCH);
+    if (epoch === seen) continue;
+    seen = epoch;
+    if (Atomics.load(c, OWNER) !== pool) return;
+    const id = c[OP];
+    if (id === STOP) {
+      Atomics.add(c, DONE, 1);
+      Atomics.notify(c, DONE);
+      return;
+    }
+    const parts = c[PARTS];
+    if (part < parts) {
+      try {
+        runPart(k, KERNEL_OPS[id], args, part, parts);
+      } catch (error) {
+        reportError(c, memory, part, error);
+      }
+    }
+    if (Atomics.add(c, DONE, 1) === threads - 2) Atomics.notify(c, DONE);
+  }
+}
+
+function reportError(c: Int32Array, memory: WebAssembly.Memory, part: number, error: unknown) {
+  if (Atomics.compareExchange(c, ERROR, 0, part) !== 0) return;
+  const text = new TextEncoder().encode(String(error)).subarray(0, CONTROL_BYTES - MESSAGE);
+  new Uint8Array(memory.buffer, CONTROL_OFFSET + MESSAGE, text.length).set(text);
+  c[ERROR_LENGTH] = text.length;
+}
+
+/**
+ * The `Kernels` on `threads` threads: this one and `threads - 1` workers.
+ *
+ * @example
+ * ```ts
+ * import { WorkerPool } from "./worker_pool.ts";
+ * import { createMemory, kernelModule } from "./wasm_kernels.ts";
+ *
+ * const memory = createMemory(1 << 20);
+ * using pool = await WorkerPool.create(await kernelModule(), memory, 2);
+ * pool.add(65536, 65536, 65536, 1024); // doubles 1024 floats, half on each thread
+ * ```
+ */
+export class WorkerPool extends WasmKernels implements Kernels {
+  override readonly threads: number;
+  readonly #serialBelow: number;
+  readonly #spinMicros: number;
+  readonly #control: Int32Array;
+  #workers: Worker[] = [];
+  /** Workers that said they are ready, and so serve calls until told to stop. */
+  #serving = 0;
+  #owner = false;
+  #disposed = false;
+  /** This pool's id in the control block, never 0. */
+  readonly #id = 1 + Math.floor(Math.random() * 0x7ffffffe);
+
+  private constructor(
+    module: WebAssembly.Module,
+    memory: WebAssembly.Memory,
+    threads: number,
+    options: WorkerPoolOptions,
+  ) {
+    super(module, memory);
+    this.threads = threads;
+    this.#serialBelow = options.serialBelow ?? 32768;
+    this.#spinMicros = options.spinMicros ?? 100;
+    this.#control = controlBlock(memory);
+  }
+
+  /**
+   * Starts `threads - 1` workers on `memory` (a shared memory `module` imports) and
+   * resolves when every one is ready. One pool per memory: the pool owns the control
+   * block in its reserved bytes until disposed.
+   */
+  static async create(
+    module: WebAssembly.Module,
+    memory: WebAssembly.Memory,
+    threads: number,
+    options: WorkerPoolOptions = {},
+  ): Promise<WorkerPool> {
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new RangeError(`threads must be a positive integer, got ${threads}`);
+    }
+    if (!(memory.buffer instanceof SharedArrayBuffer)) {
+      throw new TypeError("A worker pool needs a shared WebAssembly.Memory");
+    }
+    const pool = new WorkerPool(module, memory, threads, options);
+    const staticEnd = pool.exports.static_data_end();
+    if (staticEnd > CONTROL_OFFSET) {
+      throw new RangeError(
+        `The kernel module's static data ends at byte ${staticEnd}, past the worker ` +
+          `pool's control block at ${CONTROL_OFFSET}`,
+      );
+    }
+    const c = pool.#control;
+    if (Atomics.compareExchange(c, OWNER, 0, pool.#id) !== 0) {
+      throw new Error("This memory already has a worker pool: dispose it first");
+    }
+    pool.#owner = true;
+    try {
+      await Promise.all(
+        Array.from({ length: threads - 1 }, (_, i) => pool.#startWorker(module, i + 1)),
+      );
+    } catch (error) {
+      pool[Symbol.dispose]();
+      throw error;
+    }
+    return pool;
+  }
+
+  #startWorker(module: WebAssembly.Module, part: number): Promise<void> {
+    const worker = new Worker(new URL("./kernel_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    this.#workers.push(worker);
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (e: MessageEvent<{ ready?: true; error?: string }>) => {
+        worker.onmessage = worker.onerror = null;
+        if (e.data.ready) {
+          this.#serving++;
+          resolve();
+        } else reject(new Error(`Kernel worker ${part} failed to start: ${e.data.error}`));
+      };
+      worker.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        worker.onmessage = worker.onerror = null;
+        reject(new Error(`Kernel worker ${part} failed to start: ${e.message}`));
+      };
+      const init: WorkerInit = {
+        module,
+        memory: this.memory,
+        part,
+        threads: this.threads,
+        pool: this.#id,
+        spinMicros: this.#spinMicros,
+      };
+      worker.postMessage(init);
+    });
+  }
+
+  /** Runs `op` on every thread, each on its share of the units; throws what any threw. */
+  protected override run(op: KernelOp, args: number[]): void {
+    if (this.#disposed) throw new Error("This worker pool has been disposed");
+    const c = this.#control;
+    if (this.threads === 1 || op.size(args) < this.#serialBelow) {
+      super.run(op, args);
+      return;
+    }
+    for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i];
+    c[OP] = op.id;
+    c[PARTS] = this.threads;
+    c[DONE] = 0;
+    c[ERROR] = 0;
+    // A sequentially consistent write: the workers that see the new epoch see all of the above.
+    Atomics.add(c, EPOCH, 1);
+    Atomics.notify(c, EPOCH);
+    let failure: unknown;
+    try {
+      runPart(this.exports, op, args, 0, this.threads);
+    } catch (error) {
+      failure = error;
+    }
+    const workers = this.threads - 1;
+    for (let done; (done = Atomics.load(c, DONE)) !== workers;) {
+      if (!spinWhile(c, DONE, done, this.#spinMicros)) Atomics.wait(c, DONE, done);
+    }
+    if (failure !== undefined) throw failure;
+    const failed = Atomics.load(c, ERROR);
+    if (failed !== 0) {
+      const bytes = new Uint8Array(this.memory.buffer, CONTROL_OFFSET + MESSAGE, c[ERROR_LENGTH]);
+      throw new Error(
+        `Kernel ${op.name} failed in worker ${failed} of ${this.threads - 1}: ${
+          new TextDecoder().decode(bytes.slice())
+        }`,
+      );
+    }
+  }
+
+  /**
+   * Stops every worker, waits until each has left the control block (so that a new pool
+   * can take the memory), and terminates them; the pool can no longer run kernels.
+   */
+  override [Symbol.dispose](): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (!this.#owner) return;
+    const c = this.#control;
+    c[OP] = STOP;
+    c[DONE] = 0;
+    Atomics.add(c, EPOCH, 1);
+    Atomics.notify(c, EPOCH);
+    // A worker that left the loop counts itself; a second is far more than enough.
+    const deadline = performance.now() + 1000;
+    for (let done; (done = Atomics.load(c, DONE)) < this.#serving;) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      Atomics.wait(c, DONE, done, left);
+    }
+    for (const worker of this.#workers) worker.terminate();
+    this.#workers = [];
+    Atomics.store(c, OWNER, 0);
+  }
+}
+
+/**
+ * The kernels on `threads` threads (default: one per logical CPU): a plain `WasmKernels`
+ * for one, a `WorkerPool` otherwise.
+ */
+export async function createKernels(
+  module: WebAssembly.Module,
+  memory: WebAssembly.Memory,
+  threads: number = navigator.hardwareConcurrency,
+  options: WorkerPoolOptions = {},
+): Promise<Kernels> {
+  if (threads === 1) return new WasmKernels(module, memory);
+  return await WorkerPool.create(module, memory, threads, options);
+}

@@ -49,6 +49,11 @@ export function samplingFlags(nsamples: number) {
       help: "sample from the smallest set of tokens with this much probability",
     },
     models_dir: { type: "string", default: "models", help: "folder holding the model folders" },
+    threads: {
+      type: "int",
+      default: navigator.hardwareConcurrency,
+      help: "threads that run the model; the samples do not depend on it",
+    },
   } satisfies Record<string, FlagSpec>;
 }
 
@@ -79,7 +84,13 @@ export async function openSession(flags: SamplingFlags): Promise<Session> {
   if (!(flags.top_p! > 0 && flags.top_p! <= 1)) {
     throw new UsageError(`--top_p must be in (0, 1], got ${flags.top_p}`);
   }
-  const model = await loadModel(`${flags.models_dir}/${flags.model_name}`, { batch: batch_size });
+  if (!(flags.threads! >= 1)) {
+    throw new UsageError(`--threads must be at least 1, got ${flags.threads}`);
+  }
+  const model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
+    batch: batch_size,
+    threads: flags.threads,
+  });
   const { n_ctx } = model.hparams;
   const length = flags.length === undefined || flags.length <= 0
     ? Math.floor(n_ctx / 2)

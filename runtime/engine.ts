@@ -7,7 +7,8 @@ import type { HParams } from "./hparams.ts";
 import type { Kernels } from "./kernels.ts";
 import { KVCache } from "./kv_cache.ts";
 import { type MemoryPlan, planMemory } from "./memory_plan.ts";
-import { createMemory, kernelModule, WasmKernels } from "./wasm_kernels.ts";
+import { createMemory, kernelModule } from "./wasm_kernels.ts";
+import { createKernels } from "./worker_pool.ts";
 import type { TensorSource } from "./checkpoint/tensor_source.ts";
 import type { NameMap } from "./tensor_names.ts";
 import { loadWeights } from "./weights.ts";
@@ -17,6 +18,8 @@ export interface EngineOptions {
   batch?: number;
   /** The most new tokens per sequence one pass takes; longer inputs go in chunks. */
   chunk?: number;
+  /** Threads that run the kernels (default: one per logical CPU). */
+  threads?: number;
 }
 
 export class Engine implements Disposable {
@@ -31,7 +34,11 @@ export class Engine implements Disposable {
     const plan = planMemory(hparams, options);
     const module = await kernelModule();
     const memory = createMemory(plan.bytes);
-    return new Engine(plan, new WasmKernels(module, memory));
+    const threads = options.threads ?? navigator.hardwareConcurrency;
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new RangeError(`threads must be a positive integer, got ${threads}`);
+    }
+    return new Engine(plan, await createKernels(module, memory, threads));
   }
 
   get hparams(): HParams {

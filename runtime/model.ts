@@ -15,6 +15,8 @@ import { Tokenizer } from "./tokenizer.ts";
 export interface LoadOptions {
   /** Sequences decoded side by side by `generateBatch` (default 1). */
   batch?: number;
+  /** Threads that run the kernels (default: one per logical CPU); results do not depend on it. */
+  threads?: number;
 }
 
 /** Options of {@linkcode Model.generate} and its kin. */
@@ -38,7 +40,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       `The tokenizer in "${dir}" has ${tokenizer.vocabSize} tokens, but the model's n_vocab is ${files.hparams.n_vocab}`,
     );
   }
-  const engine = await Engine.create(files.hparams, { batch: options.batch });
+  const engine = await Engine.create(files.hparams, options);
   try {
     await engine.load(files.source, files.names);
   } catch (e) {

@@ -137,3 +137,15 @@ Deno.test("a tokenizer that does not match n_vocab is refused", async () => {
 });
 
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+
+Deno.test("logits and sampled tokens are bit-identical for 1, 2 and 3 threads", async () => {
+  const results = [];
+  for (const threads of [1, 2, 3]) {
+    using model = await loadModel(dir, { threads, batch: 2 });
+    const logits = await model.logits([3, 1, 4, 1, 5, 9, 2, 6]);
+    const tokens = await collect(model.generateBatch([2, 7], { length: 20, seed: 8, topP: 0.9 }));
+    results.push({ logits, tokens });
+  }
+  assertEquals(results[1], results[0]);
+  assertEquals(results[2], results[0]);
+});

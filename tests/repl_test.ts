@@ -141,3 +141,20 @@ Deno.test("generate_unconditional: nsamples samples from <|endoftext|>, numbered
   for (let n = 1; n <= 4; n++) assertEquals(r.stdout.split(SEP(n)).length - 1, 1);
   assert(!r.stdout.includes(SEP(5)));
 });
+
+Deno.test("repl: the same seed gives the same samples whatever the thread count", async () => {
+  const args = [
+    ...tiny,
+    "--length=24",
+    "--top_k=40",
+    "--seed=11",
+    "--nsamples=2",
+    "--batch_size=2",
+  ];
+  const runs = await Promise.all(
+    ["1", "2", "3"].map((t) => run("repl.ts", [...args, `--threads=${t}`], "Hello\n")),
+  );
+  for (const r of runs) assertEquals(r.code, 0, r.stderr);
+  assertEquals(runs[1].stdout, runs[0].stdout);
+  assertEquals(runs[2].stdout, runs[0].stdout);
+});

@@ -1,0 +1,201 @@
+/**
+ * End-to-end speed of GPT-2 124M's shape (fp32) on the WebAssembly kernels: loading,
+ * prefill of a prompt, greedy decoding after it and after 896 cached positions, and the
+ * machine's read bandwidth measured with the same threads in the same run. The weights
+ * are synthetic (speed does not depend on their values). Prints one JSON line.
+ *
+ *   deno task bench:generate [--threads N] [--prompt 128] [--generate 128] [--batch 1]
+ *
+ * Fields: load_s (kernels started, weights in place and packed); prefill_tok_s (prompt
+ * tokens per second, all sequences); decode_tok_s (generated tokens per second, all
+ * sequences, the cache holding `prompt` positions and more); decode_tok_s_past896 (the
+ * same from 896 cached positions); read_gb_s (a plain SIMD sum over 1 GiB); decode_gb_s
+ * (weight bytes one decoding step reads, times steps per second); bandwidth_fraction
+ * (decode_gb_s / read_gb_s); peak_rss_mb (the process's peak resident memory up to the
+ * end of decoding, before the bandwidth probe adds its own); threads; backend; dtype;
+ * batch.
+ */
+import { forward } from "../runtime/forward.ts";
+import { GPT2_SIZES, type HParams } from "../runtime/hparams.ts";
+import type { Kernels } from "../runtime/kernels.ts";
+import { KVCache } from "../runtime/kv_cache.ts";
+import { planMemory, RESERVED_BYTES } from "../runtime/memory_plan.ts";
+import type { TensorInfo, TensorSource } from "../runtime/checkpoint/tensor_source.ts";
+import { tfTensorShapes } from "../runtime/tensor_names.ts";
+import { createMemory, kernelModule, READ_BLOCK } from "../runtime/wasm_kernels.ts";
+import { loadWeights } from "../runtime/weights.ts";
+import { createKernels } from "../runtime/worker_pool.ts";
+
+interface Options {
+  threads: number;
+  prompt: number;
+  generate: number;
+  batch: number;
+}
+
+function parseOptions(args: string[]): Options {
+  const options: Options = {
+    threads: navigator.hardwareConcurrency,
+    prompt: 128,
+    generate: 128,
+    batch: 1,
+  };
+  for (let i = 0; i < args.length; i += 2) {
+    const key = args[i].replace(/^--/, "");
+    const value = Number(args[i + 1]);
+    if (!(key in options) || !args[i].startsWith("--")) {
+      throw new TypeError(
+        `Unknown option ${
+          args[i]
+        }; usage: [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
+      );
+    }
+    if (!Number.isInteger(value) || value < 1) {
+      throw new RangeError(`--${key} must be a positive integer, got ${args[i + 1]}`);
+    }
+    options[key as keyof Options] = value;
+  }
+  return options;
+}
+
+/**
+ * Every tensor of a model of shape `hp`, filled with small values from a fast generator
+ * (an LCG): ±0.035 uniform for matrices (about GPT-2's N(0, 0.02²) spread), gains near 1.
+ */
+function syntheticSource(hp: HParams): TensorSource {
+  const tensors = new Map<string, TensorInfo>();
+  for (const [name, shape] of tfTensorShapes(hp)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    tensors.set(name, { name, dtype: "float32", shape, byteLength: n * 4 });
+  }
+  let state = 12345;
+  return {
+    path: "<synthetic>",
+    tensors,
+    read(name, dest) {
+      const f = new Float32Array(dest.buffer, dest.byteOffset, dest.byteLength / 4);
+      const gain = name.endsWith("/g");
+      for (let i = 0; i < f.length; i++) {
+        state = (Math.imul(state, 1664525) + 1013904223) | 0;
+        const u = state / 2 ** 31; // [-1, 1)
+        f[i] = gain ? 1 + 0.1 * u : 0.035 * u;
+      }
+      return Promise.resolve();
+    },
+    [Symbol.dispose]() {},
+  };
+}
+
+/** The index of the largest of `n` values at `offset` in `logits`. */
+function argmax(logits: Float32Array, offset: number, n: number): number {
+  let best = 0;
+  for (let v = 1; v < n; v++) if (logits[offset + v] > logits[offset + best]) best = v;
+  return best;
+}
+
+/** Greedy decoding of `steps` tokens per sequence after `logits`; returns seconds. */
+function decode(k: Kernels, cache: KVCache, logits: Float32Array, steps: number): number {
+  const { batch } = cache;
+  const V = cache.plan.hparams.n_vocab;
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) {
+    const next = Array.from({ length: batch }, (_, b) => [argmax(logits, b * V, V)]);
+    logits = forward(k, cache, next);
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+let peakRss = 0;
+function sampleRss(): void {
+  peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
+}
+
+const READ_BYTES = 2 ** 30;
+
+async function main(): Promise<void> {
+  const options = parseOptions(Deno.args);
+  const { threads, prompt, generate, batch } = options;
+  const hp = GPT2_SIZES["124M"];
+  if (prompt + generate > hp.n_ctx) {
+    throw new RangeError(
+      `--prompt ${prompt} plus --generate ${generate} exceeds the context of ${hp.n_ctx}`,
+    );
+  }
+  const plan = planMemory(hp, { batch, chunk: Math.min(prompt, 256) });
+  // The bandwidth probe reads 1 GiB from the end of the reserved bytes: past the model's
+  // own memory where the model is smaller. Those pages are not touched before the probe.
+  const sums = RESERVED_BYTES + READ_BYTES;
+  const blocks = READ_BYTES / (READ_BLOCK * 4);
+  const bytes = Math.max(plan.bytes, sums + blocks * 4);
+
+  const t0 = performance.now();
+  const module = await kernelModule();
+  using k = await createKernels(module, createMemory(bytes), threads);
+  using source = syntheticSource(hp);
+  await loadWeights(k, plan, source);
+  const loadS = (performance.now() - t0) / 1000;
+  sampleRss();
+
+  // Prefill, then decode from `prompt` cached positions.
+  const cache = new KVCache(plan);
+  const rows = Array.from(
+    { length: batch },
+    (_, b) => Array.from({ length: prompt }, (_, t) => (b * 7919 + t * 104729) % hp.n_vocab),
+  );
+  forward(k, cache, rows.map((r) => r.slice(0, 8))); // compiles the kernels' optimised tier
+  cache.reset();
+  const t1 = performance.now();
+  let logits = forward(k, cache, rows);
+  const prefillS = (performance.now() - t1) / 1000;
+  sampleRss();
+  const decodeS = decode(k, cache, logits, generate);
+  sampleRss();
+
+  // Decode from 896 cached positions: the prompt repeated to fill them, then new tokens.
+  const far = 896;
+  const farSteps = Math.min(generate, hp.n_ctx - far);
+  cache.reset();
+  logits = forward(k, cache, rows.map((r) => Array.from({ length: far }, (_, t) => r[t % prompt])));
+  const decodeFarS = decode(k, cache, logits, farSteps);
+  sampleRss();
+
+  // Read bandwidth: the same SIMD loads with the same threads, over 1 GiB.
+  new Uint8Array(k.memory.buffer, plan.bytes, Math.max(0, sums - plan.bytes)).fill(1);
+  const reads: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const t = performance.now();
+    k.readSum(sums, RESERVED_BYTES, blocks);
+    reads.push((performance.now() - t) / 1000);
+  }
+  reads.sort((a, b) => a - b);
+  const readGbS = READ_BYTES / reads[2] / 1e9;
+
+  // Every weight is read once per decoding step, whatever the batch.
+  const weightBytes = plan.ln_f_b + hp.n_embd * 4 - plan.wte;
+  const stepsPerS = generate / decodeS;
+  const decodeGbS = (weightBytes * stepsPerS) / 1e9;
+  const round = (x: number, digits = 3) => Number(x.toPrecision(digits + 1));
+  console.log(JSON.stringify({
+    load_s: round(loadS),
+    prefill_tok_s: round((batch * prompt) / prefillS),
+    decode_tok_s: round((batch * generate) / decodeS),
+    decode_tok_s_past896: round((batch * farSteps) / decodeFarS),
+    read_gb_s: round(readGbS),
+    decode_gb_s: round(decodeGbS),
+    bandwidth_fraction: round(decodeGbS / readGbS),
+    peak_rss_mb: Math.round(peakRss / 2 ** 20),
+    threads: k.threads,
+    backend: "wasm",
+    dtype: "f32",
+    batch,
+  }));
+}
+
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (error) {
+    console.error(`error: ${error instanceof Error ? error.message : error}`);
+    Deno.exit(1);
+  }
+}

@@ -1,10 +1,11 @@
 /**
  * End-to-end speed of GPT-2 124M's shape (fp32) on the WebAssembly kernels: loading,
  * prefill of a prompt, greedy decoding after it and after 896 cached positions, and the
- * machine's read bandwidth measured with the same threads in the same run. The weights
- * are synthetic (speed does not depend on their values). Prints one JSON line.
+ * machine's read bandwidth measured with the same threads in the same run. Without
+ * --model the weights are synthetic, with GPT-2 124M's shapes (speed does not depend on
+ * their values); with it, any model folder in either format. Prints one JSON line.
  *
- *   deno task bench:generate [--threads N] [--prompt 128] [--generate 128] [--batch 1]
+ *   deno task bench:generate [--model DIR] [--threads N] [--prompt 128] [--generate 128] [--batch 1]
  *
  * Fields: load_s (kernels started, weights in place and packed); prefill_tok_s (prompt
  * tokens per second, all sequences); decode_tok_s (generated tokens per second, all
@@ -24,9 +25,11 @@ import type { TensorInfo, TensorSource } from "../runtime/checkpoint/tensor_sour
 import { tfTensorShapes } from "../runtime/tensor_names.ts";
 import { createMemory, kernelModule, READ_BLOCK } from "../runtime/wasm_kernels.ts";
 import { loadWeights } from "../runtime/weights.ts";
+import { openModelFiles } from "../runtime/model_files.ts";
 import { createKernels } from "../runtime/worker_pool.ts";
 
 interface Options {
+  model?: string;
   threads: number;
   prompt: number;
   generate: number;
@@ -42,18 +45,22 @@ function parseOptions(args: string[]): Options {
   };
   for (let i = 0; i < args.length; i += 2) {
     const key = args[i].replace(/^--/, "");
+    if (args[i] === "--model") {
+      options.model = args[i + 1];
+      continue;
+    }
     const value = Number(args[i + 1]);
     if (!(key in options) || !args[i].startsWith("--")) {
       throw new TypeError(
         `Unknown option ${
           args[i]
-        }; usage: [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
+        }; usage: [--model DIR] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
       );
     }
     if (!Number.isInteger(value) || value < 1) {
       throw new RangeError(`--${key} must be a positive integer, got ${args[i + 1]}`);
     }
-    options[key as keyof Options] = value;
+    options[key as "threads" | "prompt" | "generate" | "batch"] = value;
   }
   return options;
 }
@@ -115,7 +122,9 @@ const READ_BYTES = 2 ** 30;
 async function main(): Promise<void> {
   const options = parseOptions(Deno.args);
   const { threads, prompt, generate, batch } = options;
-  const hp = GPT2_SIZES["124M"];
+  const t0 = performance.now();
+  using files = options.model === undefined ? undefined : await openModelFiles(options.model);
+  const hp = files?.hparams ?? GPT2_SIZES["124M"];
   if (prompt + generate > hp.n_ctx) {
     throw new RangeError(
       `--prompt ${prompt} plus --generate ${generate} exceeds the context of ${hp.n_ctx}`,
@@ -128,11 +137,10 @@ async function main(): Promise<void> {
   const blocks = READ_BYTES / (READ_BLOCK * 4);
   const bytes = Math.max(plan.bytes, sums + blocks * 4);
 
-  const t0 = performance.now();
   const module = await kernelModule();
   using k = await createKernels(module, createMemory(bytes), threads);
-  using source = syntheticSource(hp);
-  await loadWeights(k, plan, source);
+  using synthetic = files ? undefined : syntheticSource(hp);
+  await loadWeights(k, plan, files?.source ?? synthetic!, files?.names);
   const loadS = (performance.now() - t0) / 1000;
   sampleRss();
 
@@ -152,7 +160,7 @@ async function main(): Promise<void> {
   sampleRss();
 
   // Decode from 896 cached positions: the prompt repeated to fill them, then new tokens.
-  const far = 896;
+  const far = Math.min(896, hp.n_ctx - 1);
   const farSteps = Math.min(generate, hp.n_ctx - far);
   cache.reset();
   logits = forward(k, cache, rows.map((r) => Array.from({ length: far }, (_, t) => r[t % prompt])));

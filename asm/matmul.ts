@@ -263,13 +263,15 @@ function finishLanes(o: usize, y: v128, n: i32, mode: i32): void {
 
 /**
  * The output head with GPT-2's tied weights: logits = h · wteᵀ, for vocabulary rows
- * [v0, v1). Each logit reads its row of wte front to back, 32 features a step into
- * eight accumulators (vector i of a step into accumulator i: eight independent chains on
- * one stream of weights), adds the vectors left over to the first accumulators in order,
- * combines the eight as ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), then the lanes
- * as (l0 + l1) + (l2 + l3), then the remaining features in order. Every logit is computed
- * the same way whatever the split or the number of rows T; a row of wte is read from
- * memory once for all T rows of h.
+ * [v0, v1). Each logit reads its row of wte front to back, four features a vector, the
+ * even vectors into one accumulator and the odd ones into another (two chains of fused
+ * multiply-adds), adds the two, then the lanes as (l0 + l1) + (l2 + l3), then the
+ * remaining features in order. Every logit is computed the same way whatever the split or
+ * the number of rows T. The chains of up to four rows of h run side by side over one row
+ * of wte, so each vector of wte is loaded once for all of them, and wte is read as one
+ * stream (on a 2-core VM, reading two or eight rows of wte side by side made one row of
+ * h about 1.5 times slower than this). Vocabulary rows go in blocks of `HEAD_BLOCK`,
+ * which stay in cache while every group of four rows of h passes over them.
  * @param out (T, V) f32
  * @param h   (T, C) f32
  * @param wte (V, C) f32
@@ -285,51 +287,78 @@ export function logits(
   v1: i32,
 ): void {
   const row = <usize>C << 2;
-  const stepEnd = <usize>(C & ~31) << 2;
-  const vecEnd = <usize>(C & ~3) << 2;
-  for (let v = v0; v < v1; v++) {
-    const w = wte + <usize>v * row;
-    for (let t = 0; t < T; t++) {
+  const outRow = <usize>V << 2;
+  for (let b0 = v0; b0 < v1; b0 += HEAD_BLOCK) {
+    const b1 = min(v1, b0 + HEAD_BLOCK);
+    for (let t = 0; t < T; t += 4) {
+      const n = min(4, T - t);
       const x = h + <usize>t * row;
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
-      let wk = w;
-      let xk = x;
-      const end = x + stepEnd;
-      for (; xk < end; xk += 128) {
-        a0 = f32x4.relaxed_madd(v128.load(xk), v128.load(wk), a0);
-        a1 = f32x4.relaxed_madd(v128.load(xk, 16), v128.load(wk, 16), a1);
-        a2 = f32x4.relaxed_madd(v128.load(xk, 32), v128.load(wk, 32), a2);
-        a3 = f32x4.relaxed_madd(v128.load(xk, 48), v128.load(wk, 48), a3);
-        a4 = f32x4.relaxed_madd(v128.load(xk, 64), v128.load(wk, 64), a4);
-        a5 = f32x4.relaxed_madd(v128.load(xk, 80), v128.load(wk, 80), a5);
-        a6 = f32x4.relaxed_madd(v128.load(xk, 96), v128.load(wk, 96), a6);
-        a7 = f32x4.relaxed_madd(v128.load(xk, 112), v128.load(wk, 112), a7);
-        wk += 128;
+      const o = out + <usize>t * outRow;
+      if (n == 4) {
+        for (let v = b0; v < b1; v++) headRows(o, x, wte + <usize>v * row, C, outRow, v, 4);
+      } else if (n == 3) {
+        for (let v = b0; v < b1; v++) headRows(o, x, wte + <usize>v * row, C, outRow, v, 3);
+      } else if (n == 2) {
+        for (let v = b0; v < b1; v++) headRows(o, x, wte + <usize>v * row, C, outRow, v, 2);
+      } else {
+        for (let v = b0; v < b1; v++) headRows(o, x, wte + <usize>v * row, C, outRow, v, 1);
       }
-      // At most seven vectors are left: one each into a0, a1, a2, the rest into a3, in order.
-      let k = stepEnd;
-      if (k < vecEnd) {
-        a0 = f32x4.relaxed_madd(v128.load(x + k), v128.load(w + k), a0);
-        k += 16;
-        if (k < vecEnd) {
-          a1 = f32x4.relaxed_madd(v128.load(x + k), v128.load(w + k), a1);
-          k += 16;
-          if (k < vecEnd) {
-            a2 = f32x4.relaxed_madd(v128.load(x + k), v128.load(w + k), a2);
-            k += 16;
-            for (; k < vecEnd; k += 16) {
-              a3 = f32x4.relaxed_madd(v128.load(x + k), v128.load(w + k), a3);
-            }
-          }
-        }
-      }
-      let s = hsum(f32x4.add(
-        f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)),
-        f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7)),
-      ));
-      for (k = vecEnd; k < row; k += 4) s += load<f32>(x + k) * load<f32>(w + k);
-      store<f32>(out + ((<usize>t * <usize>V + <usize>v) << 2), s);
     }
   }
+}
+
+/** Rows of wte per block of `logits`: 64 rows of GPT-2 small are 192 KiB. */
+const HEAD_BLOCK: i32 = 64;
+
+/** Finishes one logit from its accumulators `a`, `b` and stores it at o + v. */
+// @ts-ignore: decorator
+@inline
+function headStore(o: usize, x: usize, w: usize, C: i32, v: i32, a: v128, b: v128): void {
+  let s = hsum(f32x4.add(a, b));
+  for (let k = <usize>(C & ~3) << 2; k < (<usize>C << 2); k += 4) {
+    s += load<f32>(x + k) * load<f32>(w + k);
+  }
+  store<f32>(o + (<usize>v << 2), s);
+}
+
+/** Rows 0 … n - 1 (n = 1 to 4, a constant) of x (stride C) against the wte row at w. */
+// @ts-ignore: decorator
+@inline
+function headRows(o: usize, x: usize, w: usize, C: i32, outRow: usize, v: i32, n: i32): void {
+  const row = <usize>C << 2;
+  const x1 = x + row, x2 = x + (row << 1), x3 = x + row * 3;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  const vecEnd = <usize>(C & ~3) << 2;
+  const pairEnd = <usize>(C & ~7) << 2;
+  let k: usize = 0;
+  for (; k < pairEnd; k += 32) {
+    const u = v128.load(w + k);
+    const z = v128.load(w + k, 16);
+    a0 = f32x4.relaxed_madd(v128.load(x + k), u, a0);
+    b0 = f32x4.relaxed_madd(v128.load(x + k, 16), z, b0);
+    if (n > 1) {
+      a1 = f32x4.relaxed_madd(v128.load(x1 + k), u, a1);
+      b1 = f32x4.relaxed_madd(v128.load(x1 + k, 16), z, b1);
+    }
+    if (n > 2) {
+      a2 = f32x4.relaxed_madd(v128.load(x2 + k), u, a2);
+      b2 = f32x4.relaxed_madd(v128.load(x2 + k, 16), z, b2);
+    }
+    if (n > 3) {
+      a3 = f32x4.relaxed_madd(v128.load(x3 + k), u, a3);
+      b3 = f32x4.relaxed_madd(v128.load(x3 + k, 16), z, b3);
+    }
+  }
+  if (k < vecEnd) {
+    const u = v128.load(w + k);
+    a0 = f32x4.relaxed_madd(v128.load(x + k), u, a0);
+    if (n > 1) a1 = f32x4.relaxed_madd(v128.load(x1 + k), u, a1);
+    if (n > 2) a2 = f32x4.relaxed_madd(v128.load(x2 + k), u, a2);
+    if (n > 3) a3 = f32x4.relaxed_madd(v128.load(x3 + k), u, a3);
+  }
+  headStore(o, x, w, C, v, a0, b0);
+  if (n > 1) headStore(o + outRow, x1, w, C, v, a1, b1);
+  if (n > 2) headStore(o + (outRow << 1), x2, w, C, v, a2, b2);
+  if (n > 3) headStore(o + outRow * 3, x3, w, C, v, a3, b3);
 }

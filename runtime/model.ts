@@ -34,20 +34,25 @@ export interface GenerateOptions extends SamplingOptions {
 /** Loads the model in `dir`: OpenAI's TensorFlow checkpoint folder or Hugging Face's. */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
   using files = await openModelFiles(dir);
-  const tokenizer = await Tokenizer.load(dir);
-  if (tokenizer.vocabSize !== files.hparams.n_vocab) {
-    throw new ModelFileError(
-      `The tokenizer in "${dir}" has ${tokenizer.vocabSize} tokens, but the model's n_vocab is ${files.hparams.n_vocab}`,
-    );
-  }
   const engine = await Engine.create(files.hparams, options);
+  // The tokenizer loads while the weights wait on the disk.
+  const [tokenizer, weights] = await Promise.allSettled([
+    Tokenizer.load(dir),
+    engine.load(files.source, files.names),
+  ]);
   try {
-    await engine.load(files.source, files.names);
+    if (tokenizer.status === "rejected") throw tokenizer.reason;
+    if (weights.status === "rejected") throw weights.reason;
+    if (tokenizer.value.vocabSize !== files.hparams.n_vocab) {
+      throw new ModelFileError(
+        `The tokenizer in "${dir}" has ${tokenizer.value.vocabSize} tokens, but the model's n_vocab is ${files.hparams.n_vocab}`,
+      );
+    }
   } catch (e) {
     engine[Symbol.dispose]();
     throw e;
   }
-  return new Model(engine, tokenizer);
+  return new Model(engine, tokenizer.value);
 }
 
 /** A GPT-2 model ready to run. Dispose it to free its memory and threads. */

@@ -100,9 +100,13 @@ Deno.test("the same seed gives the same tokens; another seed others", () => {
   assert(seqA.join() !== seqB.join());
 });
 
-Deno.test("Sampler without a seed picks a random one and reports it", () => {
-  const s = new Sampler();
-  assert(Number.isInteger(s.seed));
+Deno.test("Sampler without a seed picks a random one, which reproduces its draws", () => {
+  const x = Float32Array.from({ length: 300 }, (_, i) => Math.cos(i));
+  const draws = (s: Sampler) => Array.from({ length: 30 }, () => s.sample(x, 1)[0]);
+  const seeds = new Set(Array.from({ length: 5 }, () => new Sampler().seed));
+  assert(seeds.size > 1, "five unseeded samplers all got the same seed");
+  const unseeded = new Sampler();
+  assertEquals(draws(new Sampler({ seed: unseeded.seed })), draws(unseeded));
 });
 
 Deno.test("validateSampling() rejects bad values, naming them", () => {

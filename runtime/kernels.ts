@@ -4,6 +4,20 @@
  * (one wasm instance, a pool of workers, a GPU) implements it whole, and the model never
  * knows which it has. Callers validate sizes and offsets first: kernels do not check.
  */
+/**
+ * A Conv1D kernel: out (rows, OC) from inp (rows, C) · weight + bias, with the weight
+ * packed by `packPanels` and the bias padded to whole panels.
+ */
+export type Conv1d = (
+  out: number,
+  inp: number,
+  weight: number,
+  bias: number,
+  rows: number,
+  C: number,
+  OC: number,
+) => void;
+
 export interface Kernels extends Disposable {
   /** The memory every offset points into. */
   readonly memory: WebAssembly.Memory;
@@ -24,38 +38,14 @@ export interface Kernels extends Disposable {
   /** out (rows, C) = layer norm of inp (rows, C) with gain, bias (C). */
   layerNorm(out: number, inp: number, gain: number, bias: number, rows: number, C: number): void;
   /** out (rows, OC) = inp (rows, C) · weight + bias, weight packed by `packPanels`. */
-  conv1d(
-    out: number,
-    inp: number,
-    weight: number,
-    bias: number,
-    rows: number,
-    C: number,
-    OC: number,
-  ): void;
+  conv1d: Conv1d;
   /** out (rows, OC) = gelu(inp (rows, C) · weight + bias): `conv1d` then `gelu` in one pass. */
-  conv1dGelu(
-    out: number,
-    inp: number,
-    weight: number,
-    bias: number,
-    rows: number,
-    C: number,
-    OC: number,
-  ): void;
+  conv1dGelu: Conv1d;
   /**
    * out (rows, OC) += inp (rows, C) · weight + bias: `conv1d` added onto the residual
    * stream in one pass; inp must not overlap out.
    */
-  conv1dResidual(
-    out: number,
-    inp: number,
-    weight: number,
-    bias: number,
-    rows: number,
-    C: number,
-    OC: number,
-  ): void;
+  conv1dResidual: Conv1d;
   /** out (rows, V) = h (rows, C) · wteᵀ, wte (V, C). */
   logits(out: number, h: number, wte: number, rows: number, C: number, V: number): void;
   /**

@@ -7,6 +7,19 @@ import type { Kernels } from "./kernels.ts";
 import { MAX_MEMORY_BYTES, PANEL } from "./memory_plan.ts";
 
 /** The exports of asm/build/gpt2.wasm, with the work ranges each kernel takes last. */
+/** A Conv1D export: `Conv1d`'s arguments, then the panels [p0, p1) to compute. */
+type Conv1dPanels = (
+  out: number,
+  inp: number,
+  weight: number,
+  bias: number,
+  T: number,
+  C: number,
+  OC: number,
+  p0: number,
+  p1: number,
+) => void;
+
 export interface KernelExports {
   embed(
     out: number,
@@ -28,39 +41,9 @@ export interface KernelExports {
     r0: number,
     r1: number,
   ): void;
-  conv1d(
-    out: number,
-    inp: number,
-    weight: number,
-    bias: number,
-    T: number,
-    C: number,
-    OC: number,
-    p0: number,
-    p1: number,
-  ): void;
-  conv1d_gelu(
-    out: number,
-    inp: number,
-    weight: number,
-    bias: number,
-    T: number,
-    C: number,
-    OC: number,
-    p0: number,
-    p1: number,
-  ): void;
-  conv1d_residual(
-    out: number,
-    inp: number,
-    weight: number,
-    bias: number,
-    T: number,
-    C: number,
-    OC: number,
-    p0: number,
-    p1: number,
-  ): void;
+  conv1d: Conv1dPanels;
+  conv1d_gelu: Conv1dPanels;
+  conv1d_residual: Conv1dPanels;
   logits(
     out: number,
     h: number,

@@ -78,6 +78,21 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
   return out as FlagValues<S>;
 }
 
+/**
+ * `parseFlags` for a command's entry point: on `--help`, prints `usage` and returns
+ * `undefined`, for the command to exit 0.
+ */
+export function parseCommandLine<S extends Record<string, FlagSpec>>(
+  args: string[],
+  spec: S,
+  usage: string,
+): FlagValues<S> | undefined {
+  const flags = parseFlags(args, spec);
+  if (flags !== "help") return flags;
+  console.log(usage);
+  return undefined;
+}
+
 /** The flags part of `--help`: one line per flag with its default. */
 export function describeFlags(spec: Record<string, FlagSpec>): string {
   const rows = Object.entries(spec).map(([name, s]) => {

@@ -6,9 +6,9 @@
  *
  * @module
  */
-import { describeFlags, parseFlags } from "./flags.ts";
+import { describeFlags, parseCommandLine } from "./flags.ts";
 import { runMain } from "./run_main.ts";
-import { Interrupts, openSession, printBatch, samplingFlags, write } from "./sampling.ts";
+import { Interrupts, openSession, printBatch, samplingFlags } from "./sampling.ts";
 
 const FLAGS = samplingFlags(0);
 
@@ -21,11 +21,8 @@ flags:
 ${describeFlags(FLAGS)}`;
 
 export async function main(args: string[]): Promise<number> {
-  const flags = parseFlags(args, FLAGS);
-  if (flags === "help") {
-    write(USAGE + "\n");
-    return 0;
-  }
+  const flags = parseCommandLine(args, FLAGS, USAGE);
+  if (!flags) return 0;
   using session = await openSession(flags);
   using interrupts = new Interrupts(() => {});
   const start = [session.model.tokenizer.endOfText];

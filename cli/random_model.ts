@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { describeFlags, parseFlags } from "./flags.ts";
+import { describeFlags, parseCommandLine } from "./flags.ts";
 import { runMain } from "./run_main.ts";
 import { write } from "./sampling.ts";
 import { UsageError } from "../runtime/errors.ts";
@@ -42,11 +42,8 @@ ${describeFlags(FLAGS)}`;
 
 export async function main(args: string[]): Promise<number> {
   const dir = args.find((a) => !a.startsWith("-"));
-  const flags = parseFlags(args.filter((a) => a !== dir), FLAGS);
-  if (flags === "help") {
-    write(USAGE + "\n");
-    return 0;
-  }
+  const flags = parseCommandLine(args.filter((a) => a !== dir), FLAGS, USAGE);
+  if (!flags) return 0;
   if (dir === undefined) {
     throw new UsageError("Give the folder to write, e.g. models/random, see --help");
   }

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { describeFlags, parseFlags } from "./flags.ts";
+import { describeFlags, parseCommandLine } from "./flags.ts";
 import { stdinLineReader } from "./line_reader.ts";
 import { runMain } from "./run_main.ts";
 import { Interrupts, openSession, printBatch, samplingFlags, write } from "./sampling.ts";
@@ -23,11 +23,8 @@ flags:
 ${describeFlags(FLAGS)}`;
 
 export async function main(args: string[]): Promise<number> {
-  const flags = parseFlags(args, FLAGS);
-  if (flags === "help") {
-    write(USAGE + "\n");
-    return 0;
-  }
+  const flags = parseCommandLine(args, FLAGS, USAGE);
+  if (!flags) return 0;
   using session = await openSession(flags);
   const { model, length } = session;
   const max = model.hparams.n_ctx - length;

@@ -1,8 +1,13 @@
 /**
- * How fast a model folder loads, beside a plain read of the same files, and how much
+ * How fast a model folder loads, beside plain reads of the same files, and how much
  * memory loading takes, beside the size of the weights.
  *
  *   deno task bench:load [--model models/124M]
+ *
+ * Two plain reads are the baselines: `read` reads each file whole into a buffer of its
+ * size, as a program that reads the files once does (it pays, as loading does, for the
+ * fresh memory the bytes land in); `stream` reads them through one reused 16 MiB buffer,
+ * which is the disk's speed alone.
  *
  * Without --model it writes a random model with the real 124M shapes to a temporary folder
  * (speed does not depend on the values). Both are measured from a cold page cache when
@@ -15,8 +20,23 @@ import { loadModel } from "../runtime/model.ts";
 import { GPT2_SIZES } from "../runtime/hparams.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
 
+/** Reads every file of `dir` whole into a buffer of its size; returns the bytes read. */
+async function readFiles(dir: string): Promise<number> {
+  const files: Uint8Array[] = [];
+  for (const entry of Deno.readDirSync(dir)) {
+    if (!entry.isFile) continue;
+    using file = await Deno.open(`${dir}/${entry.name}`);
+    const bytes = new Uint8Array((await file.stat()).size);
+    for (let done = 0, n; done < bytes.length && (n = await file.read(bytes.subarray(done)));) {
+      done += n;
+    }
+    files.push(bytes);
+  }
+  return files.reduce((total, bytes) => total + bytes.byteLength, 0);
+}
+
 /** Reads every file of `dir` once through one 16 MiB buffer; returns the bytes read. */
-async function readAll(dir: string): Promise<number> {
+async function streamFiles(dir: string): Promise<number> {
   const buffer = new Uint8Array(16 << 20);
   let total = 0;
   for (const entry of Deno.readDirSync(dir)) {
@@ -35,8 +55,8 @@ function peakRss(): number {
 
 async function child(mode: string, dir: string): Promise<void> {
   const t0 = performance.now();
-  if (mode === "read") {
-    const bytes = await readAll(dir);
+  if (mode === "read" || mode === "stream") {
+    const bytes = await (mode === "read" ? readFiles : streamFiles)(dir);
     console.log(
       JSON.stringify({ seconds: (performance.now() - t0) / 1000, bytes, peak_rss: peakRss() }),
     );
@@ -90,8 +110,9 @@ if (import.meta.main) {
     }
     try {
       const cold = dropCaches();
-      if (!cold) await readAll(dir); // warm: every measurement finds the files cached
+      if (!cold) await streamFiles(dir); // warm: every measurement finds the files cached
       const read = await measure("read", dir);
+      const stream = await measure("stream", dir);
       const load = await measure("load", dir);
       const weightsBytes = read.bytes - [...Deno.readDirSync(dir)]
         .filter((e) => !e.name.startsWith("model."))
@@ -99,8 +120,10 @@ if (import.meta.main) {
       console.log(JSON.stringify({
         cache: cold ? "cold" : "warm",
         read_s: +read.seconds.toFixed(3),
+        stream_s: +stream.seconds.toFixed(3),
         load_s: +load.seconds.toFixed(3),
         load_over_read: +(load.seconds / read.seconds).toFixed(2),
+        load_over_stream: +(load.seconds / stream.seconds).toFixed(2),
         weights_mb: +(weightsBytes / 1e6).toFixed(1),
         read_peak_rss_mb: +(read.peak_rss / 1e6).toFixed(1),
         load_peak_rss_mb: +(load.peak_rss / 1e6).toFixed(1),

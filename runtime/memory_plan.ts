@@ -80,8 +80,14 @@ export interface MemoryPlan {
   readonly logits: number;
   /** (batch · n_head, n_ctx) attention weights, one row per (sequence, head). */
   readonly scratch: number;
-  /** (C, 4C) raw Conv1D weights on their way to being packed; overlaps the activations. */
-  readonly staging: number;
+  /**
+   * (C, 4C) slots for raw Conv1D weights on their way to being packed, so that one is
+   * read while another is checksummed and a third packed. They overlap the activations
+   * and the KV cache, which hold nothing while the weights load.
+   */
+  readonly staging: readonly number[];
+  /** Bytes from one staging slot to the next. */
+  readonly stagingSlotBytes: number;
 
   /** (batch, n_layer, 2, n_head, n_ctx, d_head) the KV cache. */
   readonly cache: number;
@@ -98,6 +104,9 @@ export interface MemoryPlan {
 export function packedSize(C: number, OC: number): number {
   return Math.ceil(OC / PANEL) * PANEL * C;
 }
+
+/** Conv1D weights in flight while loading: one read, one checksummed, one packed. */
+const STAGING_SLOTS = 3;
 
 class Allocator {
   offset = RESERVED_BYTES;
@@ -162,13 +171,15 @@ export function planMemory(
   const last = a.take(batch * C);
   const logits = a.take(batch * V);
   const scratch = a.take(batch * n_head * n_ctx);
-  // Staging is only used while loading, when no activation is live.
-  const staging = activationsStart;
-  a.offset = Math.max(a.offset, activationsStart + Math.ceil((C * 4 * C * 4) / ALIGN) * ALIGN);
 
   const cacheLayerStride = 2 * n_ctx * C;
   const cacheSeqStride = n_layer * cacheLayerStride;
   const cache = a.take(batch * cacheSeqStride);
+
+  // Staging is only used while loading, when no activation or cache entry is live.
+  const slot = Math.ceil((C * 4 * C * 4) / ALIGN) * ALIGN;
+  const staging = Array.from({ length: STAGING_SLOTS }, (_, i) => activationsStart + i * slot);
+  a.offset = Math.max(a.offset, activationsStart + STAGING_SLOTS * slot);
 
   return {
     hparams,
@@ -189,6 +200,7 @@ export function planMemory(
     logits,
     scratch,
     staging,
+    stagingSlotBytes: slot,
     cache,
     cacheLayerStride,
     cacheSeqStride,

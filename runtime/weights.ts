@@ -1,7 +1,9 @@
 /**
  * Puts a checkpoint's tensors where the memory plan wants them, checking each one's name,
- * dtype and shape first. Conv1D weights are read into a staging area and packed into
- * panels; everything else is read straight into place.
+ * dtype and shape first. Conv1D weights are read into a staging slot and packed into
+ * panels; everything else is read straight into place. Tensors are read in the order they
+ * lie in the files, and a Conv1D weight is packed while the next ones are read. Tensors are read in the order they
+ * lie in the files, and each is packed while the next one is read.
  */
 import { ModelFileError } from "./errors.ts";
 import type { Kernels } from "./kernels.ts";
@@ -81,26 +83,49 @@ export async function loadWeights(
       );
     }
     const size = shape.reduce((a, b) => a * b, 1);
-    return { name, size, target: targets.get(tfName)! };
+    return { name, size, target: targets.get(tfName)!, position: info.position ?? 0 };
   });
 
-  const f32 = new Float32Array(kernels.memory.buffer);
-  for (const { name, size, target } of plans) {
-    if (target.packed) {
-      await readAsFloat32(
-        source,
-        name,
-        f32.subarray(plan.staging >> 2, (plan.staging >> 2) + size),
-      );
-      kernels.packPanels(target.offset, plan.staging, target.packed[0], target.packed[1]);
-    } else {
-      await readAsFloat32(
-        source,
-        name,
-        f32.subarray(target.offset >> 2, (target.offset >> 2) + size),
-      );
-    }
+  // Read in file order, so the disk streams, with several tensors in flight: while one
+  // Conv1D weight is packed, the next is checksummed and the one after it read, each in a
+  // staging slot of its own.
+  plans.sort((a, b) => a.position - b.position);
+  // The slots borrow the token embedding's memory when it is big enough, and it is read
+  // last (it lies last in both formats' files anyway): pages it fills are resident anyway,
+  // so staging then costs no memory at all.
+  let staging = plan.staging;
+  const host = plans.find((p) => p.target.offset === plan.wte)!;
+  if (host.size * 4 >= staging.length * plan.stagingSlotBytes) {
+    plans.push(...plans.splice(plans.indexOf(host), 1));
+    staging = staging.map((_, i) => plan.wte + i * plan.stagingSlotBytes);
   }
+  const f32 = new Float32Array(kernels.memory.buffer);
+  const inFlight: { reading: Promise<void>; slot?: number; pack?: () => void }[] = [];
+  const finishOldest = async () => {
+    const { reading, pack } = inFlight.shift()!;
+    await reading;
+    pack?.();
+  };
+  let packed = 0;
+  for (const p of plans) {
+    const { name, size, target } = p;
+    if (p === host) { while (inFlight.length > 0) await finishOldest(); // its slots are free
+     }
+    let at = target.offset;
+    let slot: number | undefined;
+    let pack: (() => void) | undefined;
+    if (target.packed) {
+      slot = packed++ % staging.length;
+      const from = at = staging[slot];
+      const [C, OC] = target.packed;
+      pack = () => kernels.packPanels(target.offset, from, C, OC);
+      while (inFlight.some((t) => t.slot === slot)) await finishOldest();
+    }
+    const reading = readAsFloat32(source, name, f32.subarray(at >> 2, (at >> 2) + size));
+    reading.catch(() => {}); // awaited by finishOldest, in order
+    inFlight.push({ reading, slot, pack });
+  }
+  while (inFlight.length > 0) await finishOldest();
 }
 
 const FLOAT_DTYPES = new Set(["float32", "float16", "bfloat16"]);

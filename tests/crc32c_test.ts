@@ -1,6 +1,7 @@
 import fc from "fast-check";
-import { assertEquals } from "./asserts.ts";
+import { assertEquals, assertRejects } from "./asserts.ts";
 import { crc32c, maskCrc32c, unmaskCrc32c } from "../runtime/checkpoint/crc32c.ts";
+import { Crc32cThread } from "../runtime/checkpoint/crc32c_thread.ts";
 
 /** Bit-at-a-time CRC-32C straight from the definition: the oracle for the table version. */
 function crc32cBitwise(data: Uint8Array): number {
@@ -60,4 +61,28 @@ Deno.test("unmaskCrc32c() inverts maskCrc32c(), which rotates by 15 and adds 0xa
       assertEquals(maskCrc32c(unmaskCrc32c(crc)), crc);
     }),
   );
+});
+
+Deno.test("a Crc32cThread job equals crc32c() over shared memory in pieces, and over plain memory", async () => {
+  using thread = new Crc32cThread();
+  const shared = new Uint8Array(new SharedArrayBuffer(100_003));
+  const plain = new Uint8Array(100_003);
+  for (let i = 0; i < shared.length; i++) shared[i] = plain[i] = (i * 2654435761) >>> 24;
+  const expected = crc32c(plain);
+  for (const bytes of [shared, plain]) {
+    // Two jobs interleaved: each keeps its own running CRC.
+    const [whole, pieces] = [thread.job(bytes.buffer), thread.job(bytes.buffer)];
+    whole.update(bytes);
+    for (let at = 0; at < bytes.length; at += 7919) pieces.update(bytes.subarray(at, at + 7919));
+    assertEquals(await Promise.all([whole.digest(), pieces.digest()]), [expected, expected]);
+  }
+});
+
+Deno.test("disposing a Crc32cThread rejects a digest still awaited", async () => {
+  const thread = new Crc32cThread();
+  const job = thread.job(new SharedArrayBuffer(16));
+  job.update(new Uint8Array(new SharedArrayBuffer(1 << 20)));
+  const digest = job.digest();
+  thread[Symbol.dispose]();
+  await assertRejects(() => digest, Error, "closed");
 });

@@ -154,11 +154,15 @@ Deno.test("a truncated data shard, a flipped data byte and a missing checkpoint 
     "model.ckpt.data-00000-of-00001",
     "truncated",
   );
-  await expectBroken(async (d) => {
-    const bytes = await Deno.readFile(shard(d));
-    bytes[1000] ^= 0x40;
-    await Deno.writeFile(shard(d), bytes);
-  }, "model.ckpt.data-00000-of-00001");
+  await expectBroken(
+    async (d) => {
+      const bytes = await Deno.readFile(shard(d));
+      bytes[1000] ^= 0x40;
+      await Deno.writeFile(shard(d), bytes);
+    },
+    "model.ckpt.data-00000-of-00001",
+    "CRC-32C",
+  );
   await expectBroken((d) => Deno.remove(`${d}/checkpoint`), "checkpoint");
   await expectBroken((d) => Deno.remove(`${d}/model.ckpt.index`), "model.ckpt.index");
 });

@@ -14,6 +14,7 @@
  */
 import { writeAll, writeFileAtomically } from "../atomic_file.ts";
 import { ModelFileError } from "../errors.ts";
+import { FilePool } from "./file_pool.ts";
 import {
   checkReadTarget,
   checkTensorToWrite,
@@ -174,19 +175,23 @@ function parseHeader(
           `[${shape.join(", ")}]`,
       );
     }
-    tensors.set(name, { name, dtype, shape, byteLength: expected, dataOffsets: [begin, end] });
+    tensors.set(name, {
+      name,
+      dtype,
+      shape,
+      byteLength: expected,
+      dataOffsets: [begin, end],
+      position: begin,
+    });
   }
   return { tensors, metadata };
 }
 
 /** An open safetensors file. */
 export class SafetensorsFile implements TensorSource {
-  readonly #file: Deno.FsFile;
+  readonly #file: FilePool;
   /** File offset of the first data byte: 8 + header length. */
   readonly #dataStart: number;
-  /** Reads are serialised: each is a seek followed by reads. */
-  #queue: Promise<unknown> = Promise.resolve();
-  #disposed = false;
 
   constructor(
     readonly path: string,
@@ -196,32 +201,25 @@ export class SafetensorsFile implements TensorSource {
     /** The header's `__metadata__`, or `{}`. */
     readonly metadata: Record<string, string>,
   ) {
-    this.#file = file;
+    this.#file = new FilePool(path, () => Deno.open(path), undefined, file);
     this.#dataStart = dataStart;
   }
 
   async read(name: string, dest: Uint8Array): Promise<void> {
     const info = checkReadTarget(this, name, dest);
-    const run = this.#queue.then(async () => {
-      if (this.#disposed) throw new TypeError(`Cannot read "${this.path}": it has been closed`);
-      await this.#file.seek(this.#dataStart + info.dataOffsets[0], Deno.SeekMode.Start);
-      const got = await readFully(this.#file, dest);
-      if (got < dest.byteLength) {
-        throw new ModelFileError(
-          `Cannot read "${this.path}": tensor "${name}" needs bytes up to ` +
-            `${this.#dataStart + info.dataOffsets[1]}, the file ends at ` +
-            `${this.#dataStart + info.dataOffsets[0] + got} (the file is truncated)`,
-        );
-      }
-    });
-    this.#queue = run.catch(() => {});
-    await run;
+    const begin = this.#dataStart + info.dataOffsets[0];
+    const got = await this.#file.at(begin, (file) => readFully(file, dest));
+    if (got < dest.byteLength) {
+      throw new ModelFileError(
+        `Cannot read "${this.path}": tensor "${name}" needs bytes up to ` +
+          `${this.#dataStart + info.dataOffsets[1]}, the file ends at ${begin + got} (the ` +
+          `file is truncated)`,
+      );
+    }
   }
 
   [Symbol.dispose](): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    this.#file.close();
+    this.#file[Symbol.dispose]();
   }
 }
 

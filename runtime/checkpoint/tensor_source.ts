@@ -76,6 +76,11 @@ export interface TensorInfo {
   readonly shape: readonly number[];
   /** Size of the stored data in bytes: `elementCount(shape) * itemSize(dtype)` except for strings. */
   readonly byteLength: number;
+  /**
+   * Where the bytes lie among the other tensors' (e.g. the file offset), if the format
+   * knows: reading tensors in increasing position reads the files front to back.
+   */
+  readonly position?: number;
 }
 
 /** A tensor to write to a checkpoint: its raw little-endian bytes and what they hold. */

@@ -24,6 +24,8 @@
 import { isAbsolute, join } from "node:path";
 import { ModelFileError } from "../errors.ts";
 import { crc32c, unmaskCrc32c } from "./crc32c.ts";
+import { Crc32cThread } from "./crc32c_thread.ts";
+import { FilePool } from "./file_pool.ts";
 import {
   checkReadTarget,
   type DType,
@@ -246,10 +248,10 @@ const READ_CHUNK = 4 << 20;
 
 /** An open TensorFlow checkpoint: its header, tensors and data shards. */
 export class TfBundle implements TensorSource {
-  readonly #shards = new Map<number, Promise<Deno.FsFile>>();
-  /** Reads on a shard's file are serialised: each is a seek followed by reads. */
-  #queue: Promise<unknown> = Promise.resolve();
+  /** Each data shard's open handles, by shard id, opened on the first read of the shard. */
+  readonly #shards = new Map<number, FilePool>();
   #disposed = false;
+  readonly #crc = new Crc32cThread();
 
   constructor(
     /** The checkpoint prefix, e.g. `models/124M/model.ckpt`. */
@@ -268,9 +270,8 @@ export class TfBundle implements TensorSource {
       );
     }
     const isString = info.dtype === "string";
-    const run = this.#queue.then(() => this.#readAt(info.shardId, path, info, dest, !isString));
-    this.#queue = run.catch(() => {});
-    const crc = await run;
+    // The file handle is free for another read while this one's checksum is finished.
+    const crc = await (await this.#readAt(info.shardId, path, info, dest, !isString)).digest;
     const actual = isString ? stringTensorCrc32c(dest, elementCount(info.shape)) : crc;
     const expected = unmaskCrc32c(info.maskedCrc32c);
     if (actual === undefined) {
@@ -288,36 +289,46 @@ export class TfBundle implements TensorSource {
   }
 
   /**
-   * Reads the tensor's bytes into `dest` in chunks and, with `checksum`, returns their
-   * CRC-32C, computed on each chunk while the next one is being read.
+   * Reads the tensor's bytes into `dest` in chunks and, with `checksum`, starts their
+   * CRC-32C: each chunk is checksummed while the next one is being read (on the CRC
+   * thread when `dest` is shared memory). Returns once the bytes are read; `digest`
+   * settles when the checksum is done.
    */
-  async #readAt(
+  #readAt(
     shard: number,
     path: string,
     info: TfTensorInfo,
     dest: Uint8Array,
     checksum: boolean,
-  ): Promise<number> {
+  ): Promise<{ digest: Promise<number> }> {
     if (this.#disposed) throw new TypeError(`Cannot read "${this.path}": it has been closed`);
     let file = this.#shards.get(shard);
     if (file === undefined) {
-      file = Deno.open(path).catch((e) => {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
-        throw new ModelFileError(`Cannot open "${path}": file not found`);
-      });
+      file = new FilePool(path, () =>
+        Deno.open(path).catch((e) => {
+          if (!(e instanceof Deno.errors.NotFound)) throw e;
+          throw new ModelFileError(`Cannot open "${path}": file not found`);
+        }));
       this.#shards.set(shard, file);
     }
-    const handle = await file;
-    await handle.seek(info.offset, Deno.SeekMode.Start);
-    let crc = 0;
-    let checked = 0;
+    return file.at(info.offset, (handle) => this.#readInto(handle, path, info, dest, checksum));
+  }
+
+  async #readInto(
+    handle: Deno.FsFile,
+    path: string,
+    info: TfTensorInfo,
+    dest: Uint8Array,
+    checksum: boolean,
+  ): Promise<{ digest: Promise<number> }> {
+    const crc = checksum ? this.#crc.job(dest.buffer) : undefined;
     let done = 0;
+    let last = 0; // bytes read by the latest read(), not yet checksummed
     while (done < dest.byteLength) {
       const reading = handle.read(
         dest.subarray(done, Math.min(done + READ_CHUNK, dest.byteLength)),
       );
-      if (checksum) crc = crc32c(dest.subarray(checked, done), crc);
-      checked = done;
+      crc?.update(dest.subarray(done - last, done));
       const n = await reading;
       if (n === null) {
         throw new ModelFileError(
@@ -326,16 +337,16 @@ export class TfBundle implements TensorSource {
             `file is truncated)`,
         );
       }
-      done += n;
+      done += last = n;
     }
-    return checksum ? crc32c(dest.subarray(checked, done), crc) : 0;
+    crc?.update(dest.subarray(done - last, done));
+    return { digest: crc?.digest() ?? Promise.resolve(0) };
   }
 
   [Symbol.dispose](): void {
     this.#disposed = true;
-    for (const file of this.#shards.values()) {
-      file.then((f) => f.close(), () => {});
-    }
+    this.#crc[Symbol.dispose]();
+    for (const file of this.#shards.values()) file[Symbol.dispose]();
     this.#shards.clear();
   }
 }
@@ -618,7 +629,9 @@ function decodeEntry(name: string, value: Uint8Array): TfTensorInfo {
         `${dtype} of shape [${shape.join(", ")}] (the file is corrupt)`,
     );
   }
-  return { name, dtype, shape, byteLength: size, shardId, offset, maskedCrc32c, slices };
+  // Shards hold far less than 2^40 bytes each, so this orders by shard, then offset.
+  const position = shardId * 2 ** 40 + offset;
+  return { name, dtype, shape, byteLength: size, shardId, offset, position, maskedCrc32c, slices };
 }
 
 function decodeShape(name: string, r: ProtoReader): number[] {

@@ -1,0 +1,82 @@
+/**
+ * Positioned reads of one file, several at a time. Deno's files have no `pread`, so each
+ * read in flight borrows a handle of its own (opening one, up to a limit), seeks it and
+ * gives it back. Reads of different tensors then proceed side by side in Deno's I/O
+ * threads, whatever the calling thread is busy with meanwhile.
+ *
+ * @module
+ */
+
+/** Open handles on one file, lent to one read at a time. Dispose it to close them. */
+export class FilePool implements Disposable {
+  readonly #all: Deno.FsFile[] = [];
+  readonly #idle: Deno.FsFile[] = [];
+  readonly #waiting: PromiseWithResolvers<Deno.FsFile>[] = [];
+  #opening = 0;
+  #closed = false;
+
+  /**
+   * @param path the file, for messages
+   * @param open opens one more handle on the file
+   * @param limit the most handles open at once
+   * @param first a handle opened already, lent first
+   */
+  constructor(
+    readonly path: string,
+    readonly open: () => Promise<Deno.FsFile>,
+    readonly limit = 4,
+    first?: Deno.FsFile,
+  ) {
+    if (first) this.#all.push(first), this.#idle.push(first);
+  }
+
+  /** Runs `use` with a handle of its own, positioned at byte `offset` of the file. */
+  async at<T>(offset: number, use: (file: Deno.FsFile) => Promise<T>): Promise<T> {
+    const file = await this.#take();
+    try {
+      await file.seek(offset, Deno.SeekMode.Start);
+      return await use(file);
+    } finally {
+      this.#give(file);
+    }
+  }
+
+  async #take(): Promise<Deno.FsFile> {
+    if (this.#closed) throw new TypeError(`Cannot read "${this.path}": it has been closed`);
+    const idle = this.#idle.pop();
+    if (idle) return idle;
+    if (this.#all.length + this.#opening >= this.limit) {
+      const turn = Promise.withResolvers<Deno.FsFile>();
+      this.#waiting.push(turn);
+      return turn.promise;
+    }
+    this.#opening++;
+    try {
+      const file = await this.open();
+      if (this.#closed) {
+        file.close();
+        throw new TypeError(`Cannot read "${this.path}": it has been closed`);
+      }
+      this.#all.push(file);
+      return file;
+    } finally {
+      this.#opening--;
+    }
+  }
+
+  #give(file: Deno.FsFile): void {
+    if (this.#closed) return;
+    const next = this.#waiting.shift();
+    if (next) next.resolve(file);
+    else this.#idle.push(file);
+  }
+
+  /** Closes every handle; reads waiting for one reject, reads under way fail. */
+  [Symbol.dispose](): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const file of this.#all) file.close();
+    const error = new TypeError(`Cannot read "${this.path}": it has been closed`);
+    for (const turn of this.#waiting.splice(0)) turn.reject(error);
+  }
+}

@@ -78,3 +78,20 @@ Deno.test("disposing a FilePool rejects reads waiting for a handle and later rea
     await holding; // the read under way ends normally
   });
 });
+
+Deno.test("FilePool.read() gives every chunk in order and stops where the file ends", async () => {
+  await withTempDir(async (dir) => {
+    const { pool } = await patternFile(dir, 10_000, 2);
+    using _ = pool;
+    const dest = new Uint8Array(5000);
+    const seen: number[] = [];
+    assertEquals(await pool.read(3000, dest, 1024, (part) => seen.push(...part)), 5000);
+    assertEquals(seen, Array.from(dest, (_, i) => (3000 + i) % 251));
+    assertEquals(Array.from(dest), seen);
+
+    const past = new Uint8Array(3000);
+    let given = 0;
+    assertEquals(await pool.read(8000, past, 700, (part) => given += part.length), 2000);
+    assertEquals(given, 2000);
+  });
+});

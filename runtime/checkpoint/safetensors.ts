@@ -14,7 +14,7 @@
  */
 import { writeAll, writeFileAtomically } from "../atomic_file.ts";
 import { ModelFileError } from "../errors.ts";
-import { FilePool } from "./file_pool.ts";
+import { FilePool, readFully } from "./file_pool.ts";
 import {
   checkReadTarget,
   checkTensorToWrite,
@@ -208,7 +208,7 @@ export class SafetensorsFile implements TensorSource {
   async read(name: string, dest: Uint8Array): Promise<void> {
     const info = checkReadTarget(this, name, dest);
     const begin = this.#dataStart + info.dataOffsets[0];
-    const got = await this.#file.at(begin, (file) => readFully(file, dest));
+    const got = await this.#file.read(begin, dest);
     if (got < dest.byteLength) {
       throw new ModelFileError(
         `Cannot read "${this.path}": tensor "${name}" needs bytes up to ` +
@@ -279,17 +279,6 @@ export async function writeSafetensors(
     await writeAll(file, prologue);
     for (const t of ordered) await writeAll(file, t.data);
   });
-}
-
-/** Reads until `dest` is full or the file ends; returns the number of bytes read. */
-async function readFully(file: Deno.FsFile, dest: Uint8Array): Promise<number> {
-  let done = 0;
-  while (done < dest.byteLength) {
-    const n = await file.read(dest.subarray(done));
-    if (n === null) break;
-    done += n;
-  }
-  return done;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

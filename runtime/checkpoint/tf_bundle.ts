@@ -243,7 +243,7 @@ export async function openTfBundle(prefix: string): Promise<TfBundle> {
   return new TfBundle(prefix, header, tensors);
 }
 
-/** Bytes per read: the checksum of one chunk runs while the next is read. */
+/** Bytes per read: each chunk is checksummed while the next is read. */
 const READ_CHUNK = 4 << 20;
 
 /** An open TensorFlow checkpoint: its header, tensors and data shards. */
@@ -270,8 +270,7 @@ export class TfBundle implements TensorSource {
       );
     }
     const isString = info.dtype === "string";
-    // The file handle is free for another read while this one's checksum is finished.
-    const crc = await (await this.#readAt(info.shardId, path, info, dest, !isString)).digest;
+    const crc = await this.#readAt(info.shardId, path, info, dest, !isString);
     const actual = isString ? stringTensorCrc32c(dest, elementCount(info.shape)) : crc;
     const expected = unmaskCrc32c(info.maskedCrc32c);
     if (actual === undefined) {
@@ -289,18 +288,17 @@ export class TfBundle implements TensorSource {
   }
 
   /**
-   * Reads the tensor's bytes into `dest` in chunks and, with `checksum`, starts their
-   * CRC-32C: each chunk is checksummed while the next one is being read (on the CRC
-   * thread when `dest` is shared memory). Returns once the bytes are read; `digest`
-   * settles when the checksum is done.
+   * Reads the tensor's bytes into `dest` in chunks and with `checksum` returns their
+   * CRC-32C (else 0): each chunk is checksummed while the next is read, on the CRC thread
+   * when `dest` is shared memory.
    */
-  #readAt(
+  async #readAt(
     shard: number,
     path: string,
     info: TfTensorInfo,
     dest: Uint8Array,
     checksum: boolean,
-  ): Promise<{ digest: Promise<number> }> {
+  ): Promise<number> {
     if (this.#disposed) throw new TypeError(`Cannot read "${this.path}": it has been closed`);
     let file = this.#shards.get(shard);
     if (file === undefined) {
@@ -311,36 +309,16 @@ export class TfBundle implements TensorSource {
         }));
       this.#shards.set(shard, file);
     }
-    return file.at(info.offset, (handle) => this.#readInto(handle, path, info, dest, checksum));
-  }
-
-  async #readInto(
-    handle: Deno.FsFile,
-    path: string,
-    info: TfTensorInfo,
-    dest: Uint8Array,
-    checksum: boolean,
-  ): Promise<{ digest: Promise<number> }> {
     const crc = checksum ? this.#crc.job(dest.buffer) : undefined;
-    let done = 0;
-    let last = 0; // bytes read by the latest read(), not yet checksummed
-    while (done < dest.byteLength) {
-      const reading = handle.read(
-        dest.subarray(done, Math.min(done + READ_CHUNK, dest.byteLength)),
+    const got = await file.read(info.offset, dest, READ_CHUNK, (part) => crc?.update(part));
+    if (got < dest.byteLength) {
+      throw new ModelFileError(
+        `Cannot read "${path}": tensor "${info.name}" needs bytes up to ` +
+          `${info.offset + info.byteLength}, the file ends at ${info.offset + got} (the ` +
+          `file is truncated)`,
       );
-      crc?.update(dest.subarray(done - last, done));
-      const n = await reading;
-      if (n === null) {
-        throw new ModelFileError(
-          `Cannot read "${path}": tensor "${info.name}" needs bytes up to ` +
-            `${info.offset + info.byteLength}, the file ends at ${info.offset + done} (the ` +
-            `file is truncated)`,
-        );
-      }
-      done += last = n;
     }
-    crc?.update(dest.subarray(done - last, done));
-    return { digest: crc?.digest() ?? Promise.resolve(0) };
+    return crc ? await crc.digest() : 0;
   }
 
   [Symbol.dispose](): void {

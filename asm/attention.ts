@@ -131,6 +131,53 @@ function weightedSum(o: usize, w: usize, V: usize, n: i32, d_head: i32): void {
   const headBytes = <usize>d_head << 2;
   const wEnd = w + (<usize>n << 2);
   let d = 0;
+  // Blocks of 64 features (a whole head of GPT-2) read each row of V once, front to back;
+  // sixteen accumulators and a weight are more than the registers hold, but a row of V
+  // from memory takes longer than the few spills.
+  for (; d + 64 <= d_head; d += 64) {
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+    let a8 = f32x4.splat(0), a9 = f32x4.splat(0), a10 = f32x4.splat(0), a11 = f32x4.splat(0);
+    let a12 = f32x4.splat(0), a13 = f32x4.splat(0), a14 = f32x4.splat(0), a15 = f32x4.splat(0);
+    let v = V + (<usize>d << 2);
+    for (let wj = w; wj < wEnd; wj += 4) {
+      const s = v128.load32_splat(wj);
+      a0 = f32x4.relaxed_madd(s, v128.load(v), a0);
+      a1 = f32x4.relaxed_madd(s, v128.load(v, 16), a1);
+      a2 = f32x4.relaxed_madd(s, v128.load(v, 32), a2);
+      a3 = f32x4.relaxed_madd(s, v128.load(v, 48), a3);
+      a4 = f32x4.relaxed_madd(s, v128.load(v, 64), a4);
+      a5 = f32x4.relaxed_madd(s, v128.load(v, 80), a5);
+      a6 = f32x4.relaxed_madd(s, v128.load(v, 96), a6);
+      a7 = f32x4.relaxed_madd(s, v128.load(v, 112), a7);
+      a8 = f32x4.relaxed_madd(s, v128.load(v, 128), a8);
+      a9 = f32x4.relaxed_madd(s, v128.load(v, 144), a9);
+      a10 = f32x4.relaxed_madd(s, v128.load(v, 160), a10);
+      a11 = f32x4.relaxed_madd(s, v128.load(v, 176), a11);
+      a12 = f32x4.relaxed_madd(s, v128.load(v, 192), a12);
+      a13 = f32x4.relaxed_madd(s, v128.load(v, 208), a13);
+      a14 = f32x4.relaxed_madd(s, v128.load(v, 224), a14);
+      a15 = f32x4.relaxed_madd(s, v128.load(v, 240), a15);
+      v += headBytes;
+    }
+    const od = o + (<usize>d << 2);
+    v128.store(od, a0);
+    v128.store(od, a1, 16);
+    v128.store(od, a2, 32);
+    v128.store(od, a3, 48);
+    v128.store(od, a4, 64);
+    v128.store(od, a5, 80);
+    v128.store(od, a6, 96);
+    v128.store(od, a7, 112);
+    v128.store(od, a8, 128);
+    v128.store(od, a9, 144);
+    v128.store(od, a10, 160);
+    v128.store(od, a11, 176);
+    v128.store(od, a12, 192);
+    v128.store(od, a13, 208);
+    v128.store(od, a14, 224);
+    v128.store(od, a15, 240);
+  }
   // Blocks of 32 features keep eight accumulators in registers across all j.
   for (; d + 32 <= d_head; d += 32) {
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { describeFlags, type FlagSpec, parseFlagsAndArguments } from "./flags.ts";
 import { runMain } from "./run_main.ts";
 import { UsageError } from "../runtime/errors.ts";
 import {
@@ -15,36 +15,38 @@ import {
   MODEL_SIZES,
 } from "../runtime/download.ts";
 
+/** The flags of `deno task download`. */
+export const DOWNLOAD_FLAGS = {
+  models_dir: {
+    type: "string",
+    default: "models",
+    help: "folder holding one subfolder per model size",
+  },
+  base_url: { type: "string", default: DEFAULT_BASE_URL, help: "where the files are served from" },
+} as const satisfies Record<string, FlagSpec>;
+
 /** The text `--help` prints. */
-export const USAGE = `usage: deno task download <size> [--models_dir models] [--base_url URL]
+export const USAGE = `usage: deno task download <size> [--models_dir=models] [--base_url=URL]
 
 Downloads OpenAI's GPT-2 checkpoint of the given size into <models_dir>/<size>/.
 Files already complete are skipped, so an interrupted download can be run again.
 
 arguments:
-  <size>             one of ${MODEL_SIZES.join(", ")}
+  <size>  one of ${MODEL_SIZES.join(", ")}
 
-options:
-  --models_dir DIR   folder holding one subfolder per model size (default: models)
-  --base_url URL     where the files are served from (default: ${DEFAULT_BASE_URL})
-  -h, --help         print this help and exit`;
+flags:
+${describeFlags(DOWNLOAD_FLAGS)}`;
 
 /** The command line, parsed: either a request for help or what to download and where. */
 export type DownloadArgs =
   | { help: true }
   | { help: false; size: string; modelsDir: string; baseUrl: string };
 
-const OPTIONS = {
-  models_dir: { type: "string" },
-  base_url: { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
 /**
  * Parses the CLI's arguments. The size is not checked here: `downloadModel` rejects an
  * unknown one with the list of valid sizes.
  *
- * @throws {UsageError} on an unknown option, an option without its value, a malformed
+ * @throws {UsageError} on an unknown flag, a flag without its value, a malformed
  *   `--base_url`, or not exactly one size
  *
  * @example
@@ -62,41 +64,19 @@ const OPTIONS = {
  * ```
  */
 export function parseDownloadArgs(args: string[]): DownloadArgs {
-  // Not strict: node's own messages for unknown options are long, so the tokens are checked
-  // here instead.
-  const { values, positionals, tokens } = parseArgs({
-    args,
-    options: OPTIONS,
-    allowPositionals: true,
-    strict: false,
-    tokens: true,
-  });
-  for (const token of tokens) {
-    if (token.kind !== "option") continue;
-    if (!Object.hasOwn(OPTIONS, token.name)) {
-      throw new UsageError(`Unknown option ${token.rawName}, see --help`);
-    }
-    const type = OPTIONS[token.name as keyof typeof OPTIONS].type;
-    if (type === "string" && token.value === undefined) {
-      throw new UsageError(`Option ${token.rawName} needs a value`);
-    }
-    if (type === "boolean" && token.value !== undefined) {
-      throw new UsageError(`Option ${token.rawName} takes no value`);
-    }
-  }
-  if (values.help) return { help: true };
-  if (positionals.length !== 1) {
-    const got = positionals.length === 0 ? "none" : positionals.join(" ");
+  const parsed = parseFlagsAndArguments(args, DOWNLOAD_FLAGS);
+  if (parsed === "help") return { help: true };
+  const { flags, args: sizes } = parsed;
+  if (sizes.length !== 1) {
+    const got = sizes.length === 0 ? "none" : sizes.join(" ");
     throw new UsageError(
       `Expected one model size (${MODEL_SIZES.join(", ")}), got ${got}; see --help`,
     );
   }
-  const baseUrl = (values.base_url as string | undefined) ?? DEFAULT_BASE_URL;
-  if (!/^https?:$/.test(URL.parse(baseUrl)?.protocol ?? "")) {
-    throw new UsageError(`--base_url must be an http or https URL, got "${baseUrl}"`);
+  if (!/^https?:$/.test(URL.parse(flags.base_url)?.protocol ?? "")) {
+    throw new UsageError(`--base_url must be an http or https URL, got "${flags.base_url}"`);
   }
-  const modelsDir = (values.models_dir as string | undefined) ?? "models";
-  return { help: false, size: positionals[0], modelsDir, baseUrl };
+  return { help: false, size: sizes[0], modelsDir: flags.models_dir, baseUrl: flags.base_url };
 }
 
 /**

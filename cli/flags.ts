@@ -21,12 +21,31 @@ export type FlagValues<S extends Record<string, FlagSpec>> = {
 
 /**
  * Parses `args` against `spec`. Returns `"help"` for `-h`/`--help`.
- * @throws {UsageError} naming an unknown flag, a missing value or a value of the wrong type
+ * @throws {UsageError} naming an unknown flag, a missing value, a value of the wrong type
+ *   or an argument that is not a flag
  */
 export function parseFlags<S extends Record<string, FlagSpec>>(
   args: string[],
   spec: S,
 ): FlagValues<S> | "help" {
+  const parsed = parseFlagsAndArguments(args, spec);
+  if (parsed === "help") return parsed;
+  if (parsed.args.length > 0) {
+    throw new UsageError(
+      `Unexpected argument "${parsed.args[0]}": give flags as --name=value, see --help`,
+    );
+  }
+  return parsed.flags;
+}
+
+/**
+ * `parseFlags` for commands that also take plain arguments (such as a model size): the
+ * flags, and the other arguments in order, for the command to check.
+ */
+export function parseFlagsAndArguments<S extends Record<string, FlagSpec>>(
+  args: string[],
+  spec: S,
+): { flags: FlagValues<S>; args: string[] } | "help" {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
     help: { type: "boolean", short: "h" },
   };
@@ -43,6 +62,9 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
     if (!Object.hasOwn(options, t.name)) {
       throw new UsageError(`Unknown flag ${t.rawName}, see --help`);
     }
+    if (t.name === "help" && t.value !== undefined) {
+      throw new UsageError(`Flag ${t.rawName} takes no value`);
+    }
     if (t.name !== "help" && t.value === undefined) {
       throw new UsageError(
         `Flag ${t.rawName} needs a value, e.g. ${t.rawName}=${spec[t.name].default ?? 1}`,
@@ -50,11 +72,6 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
     }
   }
   if (values.help) return "help";
-  if (positionals.length > 0) {
-    throw new UsageError(
-      `Unexpected argument "${positionals[0]}": give flags as --name=value, see --help`,
-    );
-  }
   const out: Record<string, string | number | undefined> = {};
   for (const [name, s] of Object.entries(spec)) {
     const raw = values[name];
@@ -75,7 +92,7 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
     }
     out[name] = n;
   }
-  return out as FlagValues<S>;
+  return { flags: out as FlagValues<S>, args: positionals };
 }
 
 /**

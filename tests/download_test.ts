@@ -384,8 +384,8 @@ Deno.test("parseDownloadArgs() reads the size and both options, in either form",
 });
 
 Deno.test("parseDownloadArgs() rejects bad command lines with one-line usage errors", () => {
-  assertThrows(() => parseDownloadArgs(["124M", "--bogus"]), UsageError, "Unknown option --bogus");
-  assertThrows(() => parseDownloadArgs(["124M", "-x"]), UsageError, "Unknown option -x");
+  assertThrows(() => parseDownloadArgs(["124M", "--bogus"]), UsageError, "Unknown flag --bogus");
+  assertThrows(() => parseDownloadArgs(["124M", "-x"]), UsageError, "Unknown flag -x");
   assertThrows(
     () => parseDownloadArgs([]),
     UsageError,
@@ -512,7 +512,7 @@ Deno.test("CLI: an unknown flag exits 1 with one error line and no stack trace",
   const { code, stdout, stderr } = await runCli(["124M", "--bogus"]);
   assertEquals(code, 1);
   assertEquals(stdout, "");
-  assertEquals(stderr, "error: Unknown option --bogus, see --help\n");
+  assertEquals(stderr, "error: Unknown flag --bogus, see --help\n");
 });
 
 Deno.test("CLI: an unknown size exits 1 and lists the valid sizes", async () => {

@@ -81,6 +81,11 @@ export interface StreamDecoder {
   flush(): string;
 }
 
+/** A line of whitespace only, or none. */
+const BLANK = /^\s*$/;
+/** A merge line of two tokens and one space, nothing else. */
+const SIMPLE_MERGE = /^\S+ \S+$/;
+
 /** How the constructor's errors begin; `load()` swaps it for the file names. */
 const INVALID = "Invalid tokenizer data: ";
 /** Word-cache entries beyond this many clear the cache, so memory stays bounded. */
@@ -158,18 +163,16 @@ export class Tokenizer {
     merges: readonly string[],
   ) {
     // A Map (or any ReadonlyMap) is used as it is; a plain object's own keys become a Map.
-    const isMap = Symbol.iterator in encoder;
-    const entries = isMap ? [...(encoder as ReadonlyMap<string, number>)] : Object.entries(encoder);
-    const ids: ReadonlyMap<string, number> = isMap
+    const ids: ReadonlyMap<string, number> = Symbol.iterator in encoder
       ? encoder as ReadonlyMap<string, number>
-      : new Map(entries);
-    const tokens = new Array<string>(entries.length);
-    for (const [token, id] of entries) {
-      if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= entries.length) {
+      : new Map(Object.entries(encoder));
+    const tokens = new Array<string>(ids.size);
+    for (const [token, id] of ids) {
+      if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= ids.size) {
         throw new ModelFileError(
           `${INVALID}token ${JSON.stringify(token)} has id ${
             JSON.stringify(id)
-          }, expected an integer in [0, ${entries.length})`,
+          }, expected an integer in [0, ${ids.size})`,
         );
       }
       if (tokens[id] !== undefined) {
@@ -227,7 +230,7 @@ export class Tokenizer {
     }
 
     // Merge ranks. A repeated pair keeps its last rank, as encoder.py's dict does.
-    const lines = merges.filter((line) => line.trim() !== "");
+    const lines = merges.filter((line) => !BLANK.test(line));
     this.#rankLeft = new Int32Array(lines.length);
     this.#rankRight = new Int32Array(lines.length);
     this.#rankMerged = new Int32Array(lines.length);
@@ -237,7 +240,12 @@ export class Tokenizer {
     this.#pairRanks = new Int32Array(capacity);
     this.#pairMask = capacity - 1;
     for (let rank = 0; rank < lines.length; rank++) {
-      const parts = lines[rank].trim().split(/\s+/);
+      const line = lines[rank];
+      // Nearly every line is "left right"; others (tabs, runs of spaces) take the slow way.
+      const space = line.indexOf(" ");
+      const parts = space > 0 && SIMPLE_MERGE.test(line)
+        ? [line.slice(0, space), line.slice(space + 1)]
+        : line.trim().split(/\s+/);
       const [left, right] = parts;
       const leftId = ids.get(left);
       const rightId = ids.get(right);
@@ -616,15 +624,19 @@ function parseEncoder(text: string): Map<string, number> | string {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return "not a JSON object from token strings to ids";
   }
-  // JSON.parse makes "__proto__" an own key, and Object.entries lists own keys only.
-  return new Map(Object.entries(value as Record<string, number>));
+  // JSON.parse makes "__proto__" an own key; for-in lists it, and Object.prototype has no
+  // enumerable keys to add.
+  const encoder = new Map<string, number>();
+  const object = value as Record<string, number>;
+  for (const token in object) encoder.set(token, object[token]);
+  return encoder;
 }
 
 /** The merge lines of `vocab.bpe` or `merges.txt`: without the `#version` line and blanks. */
 function mergeLines(text: string): string[] {
   const lines = text.split("\n");
   if (lines.length > 0 && lines[0].startsWith("#version")) lines.shift();
-  return lines.filter((line) => line.trim() !== "");
+  return lines.filter((line) => !BLANK.test(line));
 }
 
 /** Reads a text file; `undefined` if it does not exist, a ModelFileError for anything else. */

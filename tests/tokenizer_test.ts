@@ -142,6 +142,18 @@ Deno.test("Tokenizer keeps encoder keys such as __proto__ and constructor as tok
   assertEquals(toy.decode([257, 258]), "__proto__constructor");
 });
 
+Deno.test("merge lines split on any whitespace, blank lines skipped, as encoder.py's split()", () => {
+  const entries = bytesToUnicode().map((char, byte) => [char, byte]);
+  const json = JSON.stringify(Object.fromEntries(entries)).slice(0, -1) +
+    ',"he":256,"hel":257,"hell":258,"<|endoftext|>":259}';
+  // One plain line, one with a tab, one with runs of spaces and a CR, and blank lines.
+  const merges = "#version: 0.2\nh e\n\n he\tl \n  hel   l\r\n\n";
+  const toy = Tokenizer.fromText(json, merges);
+  assertEquals(toy.encode("hell"), [258]);
+  assertEquals(toy.encode("hel"), [257]);
+  assertThrows(() => Tokenizer.fromText(json, "h e x\n"), ModelFileError, "merge 1");
+});
+
 Deno.test("pretokenize() splits on Unicode White_Space as Python's regex module does", () => {
   // U+0085 is White_Space: it is a whitespace run of its own, not punctuation with "!".
   assertEquals(pretokenize("a\u0085!"), ["a", "\u0085", "!"]);

@@ -232,6 +232,8 @@ Deno.test("attention() equals the reference and appends the new keys and values"
     [1, 7, 3, 1, 17],
     [3, 2, 6, 2, 20],
     [1, 1, 200, 2, 64],
+    [1, 2, 7, 1, 100], // a block of 64 features, then 4 at a time
+    [2, 1, 5, 2, 67], // a block of 64, then one at a time
   ];
   for (const [B, T, past, nHead, dHead] of cases) {
     h.reset();

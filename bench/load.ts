@@ -63,7 +63,9 @@ async function child(mode: string, dir: string): Promise<void> {
   } else {
     using model = await loadModel(dir);
     const seconds = (performance.now() - t0) / 1000;
-    const weights = model.engine.plan.cache - model.engine.plan.wte; // weights, packed
+    // Every tensor of the model as float32, as they lie in memory (biases padded to panels).
+    const plan = model.engine.plan;
+    const weights = plan.ln_f_b + plan.hparams.n_embd * 4 - plan.wte;
     console.log(JSON.stringify({ seconds, weights, peak_rss: peakRss() }));
   }
 }
@@ -114,9 +116,7 @@ if (import.meta.main) {
       const read = await measure("read", dir);
       const stream = await measure("stream", dir);
       const load = await measure("load", dir);
-      const weightsBytes = read.bytes - [...Deno.readDirSync(dir)]
-        .filter((e) => !e.name.startsWith("model."))
-        .reduce((s, e) => s + Deno.statSync(`${dir}/${e.name}`).size, 0);
+      const weightsBytes = load.weights;
       console.log(JSON.stringify({
         cache: cold ? "cold" : "warm",
         read_s: +read.seconds.toFixed(3),

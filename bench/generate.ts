@@ -8,8 +8,9 @@
  *   deno task bench:generate [--model DIR] [--threads N] [--prompt 128] [--generate 128] [--batch 1]
  *
  * Fields: load_s (kernels started, weights in place and packed); prefill_tok_s (prompt
- * tokens per second, all sequences, after one warm-up pass of the same size); decode_tok_s (generated tokens per second, all
- * sequences, the cache holding `prompt` positions and more); decode_tok_s_past896 (the
+ * tokens per second, all sequences, after one warm-up pass of the same size);
+ * decode_tok_s (generated tokens per second, all sequences, the cache holding `prompt`
+ * positions and more); decode_tok_s_past896 (the
  * same from 896 cached positions); read_gb_s (a plain SIMD sum over 1 GiB); decode_gb_s
  * (weight bytes one decoding step reads, times steps per second); bandwidth_fraction
  * (decode_gb_s / read_gb_s); peak_rss_mb (the process's peak resident memory up to the

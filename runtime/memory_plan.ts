@@ -83,7 +83,8 @@ export interface MemoryPlan {
   /**
    * (C, 4C) slots for raw Conv1D weights on their way to being packed, so that one is
    * read while another is checksummed and a third packed. They overlap the activations
-   * and the KV cache, which hold nothing while the weights load.
+   * and the KV cache, which hold nothing while the weights load. (The loader puts them in
+   * the token embedding's memory instead when it is big enough: see runtime/weights.ts.)
    */
   readonly staging: readonly number[];
   /** Bytes from one staging slot to the next. */

@@ -2,8 +2,7 @@
  * Puts a checkpoint's tensors where the memory plan wants them, checking each one's name,
  * dtype and shape first. Conv1D weights are read into a staging slot and packed into
  * panels; everything else is read straight into place. Tensors are read in the order they
- * lie in the files, and a Conv1D weight is packed while the next ones are read. Tensors are read in the order they
- * lie in the files, and each is packed while the next one is read.
+ * lie in the files, and a Conv1D weight is packed while the next ones are read.
  */
 import { ModelFileError } from "./errors.ts";
 import type { Kernels } from "./kernels.ts";
@@ -109,8 +108,10 @@ export async function loadWeights(
   let packed = 0;
   for (const p of plans) {
     const { name, size, target } = p;
-    if (p === host) { while (inFlight.length > 0) await finishOldest(); // its slots are free
-     }
+    if (p === host) {
+      // The embedding's read overwrites the slots: every weight staged there goes first.
+      while (inFlight.length > 0) await finishOldest();
+    }
     let at = target.offset;
     let slot: number | undefined;
     let pack: (() => void) | undefined;

@@ -83,6 +83,8 @@ Deno.test("disposing a Crc32cThread rejects a digest still awaited", async () =>
   const job = thread.job(new SharedArrayBuffer(16));
   job.update(new Uint8Array(new SharedArrayBuffer(1 << 20)));
   const digest = job.digest();
+  const later = thread.job(new SharedArrayBuffer(16));
   thread[Symbol.dispose]();
   await assertRejects(() => digest, Error, "closed");
+  await assertRejects(() => later.digest(), Error, "closed");
 });

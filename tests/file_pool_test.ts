@@ -10,7 +10,7 @@ async function patternFile(dir: string, size: number, limit: number) {
   const pool = new FilePool(path, () => {
     counts.opened++;
     return Deno.open(path);
-  }, limit);
+  }, { limit });
   return { pool, counts };
 }
 
@@ -59,7 +59,8 @@ Deno.test("FilePool lends a handle given at construction first, and hands back a
     assertEquals(counts.opened, 1);
 
     const first = await Deno.open(`${dir}/data`);
-    using given = new FilePool(`${dir}/data`, () => Promise.reject(new Error("no open")), 1, first);
+    const refuse = () => Promise.reject(new Error("no open"));
+    using given = new FilePool(`${dir}/data`, refuse, { limit: 1, first });
     assertEquals(Array.from(await readAt(given, 251, 3)), [0, 1, 2]);
   });
 });

@@ -25,17 +25,23 @@ export interface Crc32cJob {
 /** One worker that checksums shared bytes, started on the first job that needs it. */
 export class Crc32cThread implements Disposable {
   #worker: Worker | undefined;
+  #closed = false;
   #nextJob = 1;
   readonly #waiting = new Map<number, PromiseWithResolvers<number>>();
 
   /** Starts a job for bytes of `buffer`: on the worker if it is shared, else here. */
   job(buffer: ArrayBufferLike): Crc32cJob {
     if (!(buffer instanceof SharedArrayBuffer)) return inlineJob();
+    if (this.#closed) throw new TypeError("The CRC-32C thread was closed");
     const worker = this.#worker ??= this.#start();
     const job = this.#nextJob++;
     return {
       update: (bytes) => worker.postMessage({ job, bytes } satisfies Crc32cRequest),
       digest: () => {
+        if (this.#closed) return Promise.reject(new TypeError("The CRC-32C thread was closed"));
+        if (this.#worker !== worker) {
+          return Promise.reject(new Error("The CRC-32C worker stopped before the job's digest"));
+        }
         const result = Promise.withResolvers<number>();
         this.#waiting.set(job, result);
         worker.postMessage({ job } satisfies Crc32cRequest);
@@ -66,9 +72,10 @@ export class Crc32cThread implements Disposable {
     this.#worker = undefined;
   }
 
-  /** Stops the worker; digests still awaited reject. */
+  /** Stops the worker; digests awaited or asked for later reject. */
   [Symbol.dispose](): void {
-    this.#fail(new Error("The CRC-32C thread was closed"));
+    this.#closed = true;
+    this.#fail(new TypeError("The CRC-32C thread was closed"));
   }
 }
 

@@ -15,20 +15,25 @@ export class FilePool implements Disposable {
   readonly #waiting: PromiseWithResolvers<Deno.FsFile>[] = [];
   #opening = 0;
   #closed = false;
+  /** The most handles open at once. */
+  readonly limit: number;
 
   /**
    * @param path the file, for messages
    * @param open opens one more handle on the file
-   * @param limit the most handles open at once
-   * @param first a handle opened already, lent first
+   * @param options.limit the most handles open at once (default 4); options.first a handle
+   *   opened already, lent first
    */
   constructor(
     readonly path: string,
     readonly open: () => Promise<Deno.FsFile>,
-    readonly limit = 4,
-    first?: Deno.FsFile,
+    options: { limit?: number; first?: Deno.FsFile } = {},
   ) {
-    if (first) this.#all.push(first), this.#idle.push(first);
+    this.limit = options.limit ?? 4;
+    if (options.first) {
+      this.#all.push(options.first);
+      this.#idle.push(options.first);
+    }
   }
 
   /** Runs `use` with a handle of its own, positioned at byte `offset` of the file. */

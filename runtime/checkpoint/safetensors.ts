@@ -201,7 +201,7 @@ export class SafetensorsFile implements TensorSource {
     /** The header's `__metadata__`, or `{}`. */
     readonly metadata: Record<string, string>,
   ) {
-    this.#file = new FilePool(path, () => Deno.open(path), undefined, file);
+    this.#file = new FilePool(path, () => Deno.open(path), { first: file });
     this.#dataStart = dataStart;
   }
 

@@ -25,6 +25,15 @@ export function pack_panels(dst: usize, src: usize, C: i32, OC: i32, p0: i32, p1
     const col = p * PANEL;
     const width = min(PANEL, OC - col);
     let d = dst + (<usize>p * <usize>C * PANEL << 2);
+    if (width == PANEL) {
+      // A whole panel: each of its rows is a copy of PANEL floats, four at a time.
+      for (let k = 0; k < C; k++) {
+        const s = src + ((<usize>k * <usize>OC + <usize>col) << 2);
+        for (let c: usize = 0; c < <usize>PANEL << 2; c += 16) v128.store(d + c, v128.load(s + c));
+        d += PANEL << 2;
+      }
+      continue;
+    }
     for (let k = 0; k < C; k++) {
       const s = src + ((<usize>k * <usize>OC + <usize>col) << 2);
       for (let c = 0; c < PANEL; c++) {

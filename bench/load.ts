@@ -10,11 +10,11 @@
  * which is the disk's speed alone.
  *
  * Without --model it writes a random model with the real 124M shapes to a temporary folder
- * (speed does not depend on the values). Both are measured from a cold page cache when
- * the process may drop it (root on Linux), else warm: `cache` says which. Each
- * measurement runs in its own process (with
- * --allow-all, which reading /proc/self/status for the peak memory needs), and the result
- * is one JSON line.
+ * (speed does not depend on the values). Each measurement runs in its own process (with
+ * --allow-all, which reading /proc/self/status for the peak memory needs), from a cold
+ * page cache when the process may drop it (root on Linux), else warm: `cache` says which.
+ * The three are measured in turn, `ROUNDS` times; the result is one JSON line with the
+ * median times and the largest peak memory.
  */
 import { loadModel } from "../runtime/model.ts";
 import { GPT2_SIZES } from "../runtime/hparams.ts";
@@ -52,6 +52,9 @@ function peakRss(): number {
   const status = Deno.readTextFileSync("/proc/self/status");
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }
+
+/** Each of read, stream and load is measured this many times; the medians are printed. */
+const ROUNDS = 3;
 
 async function child(mode: string, dir: string): Promise<void> {
   const t0 = performance.now();
@@ -113,21 +116,29 @@ if (import.meta.main) {
     try {
       const cold = dropCaches();
       if (!cold) await streamFiles(dir); // warm: every measurement finds the files cached
-      const read = await measure("read", dir);
-      const stream = await measure("stream", dir);
-      const load = await measure("load", dir);
+      // Rounds of the three, side by side, then the median of each: this machine's disk
+      // and memory speeds drift between runs.
+      const rounds: Record<string, Record<string, number>[]> = { read: [], stream: [], load: [] };
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const mode of ["read", "stream", "load"]) rounds[mode].push(await measure(mode, dir));
+      }
+      const median = (mode: string) =>
+        rounds[mode].sort((a, b) => a.seconds - b.seconds)[ROUNDS >> 1];
+      const peak = (mode: string) => Math.max(...rounds[mode].map((m) => m.peak_rss));
+      const [read, stream, load] = [median("read"), median("stream"), median("load")];
       const weightsBytes = load.weights;
       console.log(JSON.stringify({
         cache: cold ? "cold" : "warm",
+        rounds: ROUNDS,
         read_s: +read.seconds.toFixed(3),
         stream_s: +stream.seconds.toFixed(3),
         load_s: +load.seconds.toFixed(3),
         load_over_read: +(load.seconds / read.seconds).toFixed(2),
         load_over_stream: +(load.seconds / stream.seconds).toFixed(2),
         weights_mb: +(weightsBytes / 1e6).toFixed(1),
-        read_peak_rss_mb: +(read.peak_rss / 1e6).toFixed(1),
-        load_peak_rss_mb: +(load.peak_rss / 1e6).toFixed(1),
-        rss_over_weights: +(load.peak_rss / weightsBytes).toFixed(2),
+        read_peak_rss_mb: +(peak("read") / 1e6).toFixed(1),
+        load_peak_rss_mb: +(peak("load") / 1e6).toFixed(1),
+        rss_over_weights: +(peak("load") / weightsBytes).toFixed(2),
       }));
     } finally {
       if (temp) await Deno.remove(temp, { recursive: true });

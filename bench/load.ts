@@ -17,6 +17,7 @@
  * median times and the largest peak memory.
  */
 import { loadModel } from "../runtime/model.ts";
+import { readFully } from "../runtime/checkpoint/file_pool.ts";
 import { GPT2_SIZES } from "../runtime/hparams.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
 
@@ -27,9 +28,7 @@ async function readFiles(dir: string): Promise<number> {
     if (!entry.isFile) continue;
     using file = await Deno.open(`${dir}/${entry.name}`);
     const bytes = new Uint8Array((await file.stat()).size);
-    for (let done = 0, n; done < bytes.length && (n = await file.read(bytes.subarray(done)));) {
-      done += n;
-    }
+    await readFully(file, bytes);
     files.push(bytes);
   }
   return files.reduce((total, bytes) => total + bytes.byteLength, 0);

@@ -1,5 +1,5 @@
 import { assertEquals, assertRejects } from "./asserts.ts";
-import { FilePool } from "../runtime/checkpoint/file_pool.ts";
+import { FilePool, readFully } from "../runtime/checkpoint/file_pool.ts";
 import { withTempDir } from "./temp_dir.ts";
 
 /** A file whose byte i is i mod 251, and a pool on it that counts the handles it opens. */
@@ -15,11 +15,9 @@ async function patternFile(dir: string, size: number, limit: number) {
 }
 
 async function readAt(pool: FilePool, offset: number, length: number): Promise<Uint8Array> {
-  return await pool.at(offset, async (file) => {
-    const bytes = new Uint8Array(length);
-    for (let done = 0; done < length;) done += (await file.read(bytes.subarray(done)))!;
-    return bytes;
-  });
+  const bytes = new Uint8Array(length);
+  await pool.at(offset, (file) => readFully(file, bytes));
+  return bytes;
 }
 
 Deno.test("FilePool runs reads side by side, each from its own offset, within its handle limit", async () => {

@@ -82,13 +82,12 @@ export interface MemoryPlan {
   readonly scratch: number;
   /**
    * (C, 4C) slots for raw Conv1D weights on their way to being packed, so that one is
-   * read while another is checksummed and a third packed. They overlap the activations
-   * and the KV cache, which hold nothing while the weights load. (The loader puts them in
-   * the token embedding's memory instead when it is big enough: see runtime/weights.ts.)
+   * read while another is checksummed and a third packed. They lie in the token
+   * embedding's memory when it is big enough (so the loader must read wte after every
+   * staged weight is packed, and staging then costs no memory of its own), else over the
+   * activations and the KV cache; both hold nothing yet while the weights load.
    */
   readonly staging: readonly number[];
-  /** Bytes from one staging slot to the next. */
-  readonly stagingSlotBytes: number;
 
   /** (batch, n_layer, 2, n_head, n_ctx, d_head) the KV cache. */
   readonly cache: number;
@@ -177,10 +176,13 @@ export function planMemory(
   const cacheSeqStride = n_layer * cacheLayerStride;
   const cache = a.take(batch * cacheSeqStride);
 
-  // Staging is only used while loading, when no activation or cache entry is live.
+  // Staging is only used while loading: in wte, read last, or where no activation or cache
+  // entry is live yet.
   const slot = Math.ceil((C * 4 * C * 4) / ALIGN) * ALIGN;
-  const staging = Array.from({ length: STAGING_SLOTS }, (_, i) => activationsStart + i * slot);
-  a.offset = Math.max(a.offset, activationsStart + STAGING_SLOTS * slot);
+  const inWte = V * C * 4 >= STAGING_SLOTS * slot;
+  const stagingStart = inWte ? wte : activationsStart;
+  const staging = Array.from({ length: STAGING_SLOTS }, (_, i) => stagingStart + i * slot);
+  a.offset = Math.max(a.offset, stagingStart + STAGING_SLOTS * slot);
 
   return {
     hparams,
@@ -201,7 +203,6 @@ export function planMemory(
     logits,
     scratch,
     staging,
-    stagingSlotBytes: slot,
     cache,
     cacheLayerStride,
     cacheSeqStride,

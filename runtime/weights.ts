@@ -89,15 +89,13 @@ export async function loadWeights(
   // Conv1D weight is packed, the next is checksummed and the one after it read, each in a
   // staging slot of its own.
   plans.sort((a, b) => a.position - b.position);
-  // The slots borrow the token embedding's memory when it is big enough, and it is read
-  // last (it lies last in both formats' files anyway): pages it fills are resident anyway,
-  // so staging then costs no memory at all.
-  let staging = plan.staging;
-  const host = plans.find((p) => p.target.offset === plan.wte)!;
-  if (host.size * 4 >= staging.length * plan.stagingSlotBytes) {
-    plans.push(...plans.splice(plans.indexOf(host), 1));
-    staging = staging.map((_, i) => plan.wte + i * plan.stagingSlotBytes);
-  }
+  // When the plan stages in the token embedding's memory, the embedding is read last, after
+  // every weight staged there is packed.
+  const staging = plan.staging;
+  const host = staging[0] === plan.wte
+    ? plans.find((p) => p.target.offset === plan.wte)
+    : undefined;
+  if (host) plans.push(...plans.splice(plans.indexOf(host), 1));
   const f32 = new Float32Array(kernels.memory.buffer);
   const inFlight: { reading: Promise<void>; slot?: number; pack?: () => void }[] = [];
   const finishOldest = async () => {
@@ -109,7 +107,6 @@ export async function loadWeights(
   for (const p of plans) {
     const { name, size, target } = p;
     if (p === host) {
-      // The embedding's read overwrites the slots: every weight staged there goes first.
       while (inFlight.length > 0) await finishOldest();
     }
     let at = target.offset;

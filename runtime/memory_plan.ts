@@ -5,7 +5,10 @@
  */
 import type { HParams } from "./hparams.ts";
 
-/** Columns per packed Conv1D weight panel; must equal `PANEL` in asm/matmul.ts. */
+/**
+ * Columns per packed Conv1D weight panel; must equal `PANEL` in asm/matmul.ts, which also
+ * decides how the columns of a panel are laid out (the runtime only needs its size).
+ */
 export const PANEL = 16;
 
 /**

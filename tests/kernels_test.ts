@@ -32,7 +32,15 @@ const exports = instantiate(await kernelModule(), h.memory);
 
 Deno.test("conv1d() equals the reference on random shapes", () => {
   const rng = new Rng(1);
-  const shapes: [number, number, number][] = [[1, 768, 2304], [5, 64, 37], [4, 3, 8]];
+  // Both panel layouts (striped up to C = 1024, 16 columns above) at decode and prefill T.
+  const shapes: [number, number, number][] = [
+    [1, 768, 2304],
+    [5, 64, 37],
+    [4, 3, 8],
+    [12, 100, 45],
+    [4, 1100, 40],
+    [9, 1030, 19],
+  ];
   for (let i = 0; i < 40; i++) {
     shapes.push([randint(rng, 1, 11), randint(rng, 1, 70), randint(rng, 1, 70)]);
   }
@@ -92,18 +100,19 @@ Deno.test("conv1dGelu() and conv1dResidual() equal conv1d() then gelu() or add()
   }
 });
 
-Deno.test("packPanels() lays out PANEL columns per panel, as memory_plan.ts's PANEL says", () => {
-  const [C, OC] = [3, PANEL + 2];
-  const w = Float32Array.from({ length: C * OC }, (_, i) => i + 1);
-  h.reset();
-  const packed = h.put(packedSize(C, OC));
-  k.packPanels(packed, h.put(w), C, OC);
-  const got = h.get(packed, packedSize(C, OC));
-  for (let p = 0; p < 2; p++) {
-    for (let kk = 0; kk < C; kk++) {
-      for (let c = 0; c < PANEL; c++) {
-        const col = p * PANEL + c;
-        assertEquals(got[(p * C + kk) * PANEL + c], col < OC ? w[kk * OC + col] : 0);
+Deno.test("packPanels() lays out PANEL columns per panel: two 8-column strips up to 1024 features", () => {
+  // asm/matmul.ts documents both layouts; the runtime only needs their size (packedSize).
+  for (const [C, OC, W] of [[3, PANEL + 2, 8], [1025, PANEL + 9, PANEL]]) {
+    const w = Float32Array.from({ length: C * OC }, (_, i) => i + 1);
+    h.reset();
+    const packed = h.put(packedSize(C, OC));
+    k.packPanels(packed, h.put(w), C, OC);
+    const got = h.get(packed, packedSize(C, OC));
+    for (let col = 0; col < packedSize(C, OC) / C; col++) {
+      const [block, c] = [Math.floor(col / W), col % W];
+      for (let kk = 0; kk < C; kk++) {
+        const want = col < OC ? w[kk * OC + col] : 0;
+        assertEquals(got[(block * C + kk) * W + c], want, `C=${C} column ${col} row ${kk}`);
       }
     }
   }

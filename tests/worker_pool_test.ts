@@ -112,7 +112,7 @@ Deno.test("the control block lies in the reserved bytes, above the module's stat
 });
 
 Deno.test("conv1d() and packPanels() are bit-identical on 1, 2 and 3 threads", async () => {
-  for (const [T, C, OC] of [[1, 64, 200], [5, 33, 37], [9, 40, 8 * PANEL + 3]]) {
+  for (const [T, C, OC] of [[1, 64, 200], [5, 33, 37], [9, 40, 8 * PANEL + 3], [4, 1040, 70]]) {
     const rng = new Rng(T * 1000 + OC);
     const inp = randn(rng, T * C);
     const w = randn(rng, C * OC);

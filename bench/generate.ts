@@ -15,7 +15,10 @@
  * one run before prefill and one after decoding); decode_gb_s (weight bytes one decoding
  * step reads, times steps per second); bandwidth_fraction (decode_gb_s / read_gb_s);
  * peak_rss_mb (the process's peak resident memory up to the end of decoding, less what
- * the bandwidth probe adds); threads; backend; dtype; batch.
+ * the bandwidth probe adds); threads; backend; dtype; batch. With --batch above 1 also
+ * decode_tok_s_batch1 (one sequence decoding the same way, two runs, each right after one
+ * of the batch's) and batch_speedup (decode_tok_s / decode_tok_s_batch1), so that the
+ * gain of batching is measured against a baseline of the same moment.
  */
 import { forward } from "../runtime/forward.ts";
 import { GPT2_SIZES, type HParams } from "../runtime/hparams.ts";
@@ -186,6 +189,16 @@ async function main(): Promise<void> {
   let decodeS = decode(k, cache, logits, generate);
   sampleRss();
 
+  // One sequence, for batch_speedup: a batch-1 plan lays the weights out where this one
+  // does; its activations and cache overlap the batch's, which is prefilled again before
+  // it decodes next.
+  const single = batch > 1 ? new KVCache(planMemory(hp, { batch: 1, chunk: plan.chunk })) : null;
+  const decodeSingle = () => {
+    single!.reset();
+    return decode(k, single!, forward(k, single!, [rows[0]]), generate);
+  };
+  let singleS = single ? decodeSingle() : 0;
+
   // Decode from 896 cached positions: the prompt repeated to fill them, then new tokens.
   const far = Math.min(896, hp.n_ctx - 1);
   const farSteps = Math.min(generate, hp.n_ctx - far);
@@ -199,6 +212,7 @@ async function main(): Promise<void> {
   cache.reset();
   forward(k, cache, rows);
   decodeS = (decodeS + decode(k, cache, prompted, generate)) / 2;
+  if (single) singleS = (singleS + decodeSingle()) / 2;
 
   const readGbS = (readBefore + readGbPerS()) / 2;
 
@@ -220,6 +234,10 @@ async function main(): Promise<void> {
     backend: "wasm",
     dtype: "f32",
     batch,
+    ...(single && {
+      decode_tok_s_batch1: round(generate / singleS),
+      batch_speedup: round(singleS * batch / decodeS),
+    }),
   }));
 }
 

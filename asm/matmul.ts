@@ -16,7 +16,11 @@ import { hsum, storeLanes } from "./simd";
  *   matrices took 5–7% less time in the whole model than with two passes of two rows over
  *   16-column panels (12–17% less on their own), and were no slower at T = 1 or T = 128.
  *   For C = 3072 the four rows of input (48 KiB) crowd the cache and strips were 20%
- *   slower, so the MLP's projection keeps 16-column rows.
+ *   slower, so the MLP's projection keeps 16-column rows. The cost: one row alone sums a
+ *   strip in two chains of fused multiply-adds instead of four, so from cache it runs at
+ *   half the speed (latency-bound); from memory, where GPT-2's weights are, two threads
+ *   were as fast as with 16-column panels and one thread 1–5% slower. (One row over both
+ *   strips at once, two streams, was 20% slower from memory.)
  */
 const PANEL: i32 = 16;
 

@@ -14,7 +14,8 @@ import { hsum, storeLanes } from "./simd";
  *   rows, with 8 accumulators (4 rows × 2 vectors): 16 columns × 4 rows would need 16
  *   accumulators and spill. On the 2-core machine of issue 5, with four sequences, these
  *   matrices took 5–7% less time in the whole model than with two passes of two rows over
- *   16-column panels (12–17% less on their own), and were no slower at T = 1 or T = 128.
+ *   16-column panels (12–17% less on their own), and with two threads no slower at T = 1
+ *   or T = 128.
  *   For C = 3072 the four rows of input (48 KiB) crowd the cache and strips were 20%
  *   slower, so the MLP's projection keeps 16-column rows. The cost: one row alone sums a
  *   strip in two chains of fused multiply-adds instead of four, so from cache it runs at

@@ -83,7 +83,7 @@ export function forward(
 /** Embeds `T` new tokens per sequence (already in plan.tokens) and runs every block. */
 function runBlocks(k: Kernels, cache: KVCache, T: number): void {
   const plan = cache.plan;
-  const { n_embd: C, n_head, n_ctx } = plan.hparams;
+  const { n_embd: C, n_head } = plan.hparams;
   const B = plan.batch;
   const rows = B * T;
   const past = cache.length;
@@ -102,7 +102,7 @@ function runBlocks(k: Kernels, cache: KVCache, T: number): void {
       past,
       n_head,
       C / n_head,
-      n_ctx,
+      plan.cachePositions,
       plan.cacheSeqStride,
     );
     k.conv1dResidual(plan.x, plan.attn, w.attn_proj_w, w.attn_proj_b, rows, C, C);

@@ -51,7 +51,8 @@ export interface Kernels extends Disposable {
   /**
    * Masked attention of B sequences' T new positions over `past + T` cached ones; appends
    * the new keys and values to `cache` (this layer's, sequence 0; `seqStride` floats
-   * apart). out (B·T, C), qkv (B·T, 3C), scratch (B·nHead, nCtx).
+   * apart; nCtx positions per head, a multiple of 4, keys in the block layout of
+   * asm/attention.ts). out (B·T, C), qkv (B·T, 3C), scratch (B·nHead, nCtx).
    */
   attention(
     out: number,

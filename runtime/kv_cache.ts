@@ -1,9 +1,23 @@
 /**
  * The KV cache: the keys and values of every position seen so far, for `batch` sequences
- * side by side, in the memory the plan set aside: (batch, n_layer, 2, n_head, n_ctx,
- * d_head) f32. Every sequence of the batch holds the same number of positions.
+ * side by side, in the memory the plan set aside (see `MemoryPlan.cache`). Every sequence
+ * of the batch holds the same number of positions.
  */
-import type { MemoryPlan } from "./memory_plan.ts";
+import { KEY_BLOCK, type MemoryPlan } from "./memory_plan.ts";
+
+/**
+ * Where feature d of the key at position j lies in a head's keys (floats from the first):
+ * blocks of KEY_BLOCK positions, each laid out [d / 4][j % 4][d % 4] for the first
+ * dHead & ~3 features and [d][j % 4] for the rest, as asm/attention.ts reads them. Values
+ * are plain rows: feature d of position j at j · dHead + d.
+ */
+export function keyIndex(j: number, d: number, dHead: number): number {
+  const block = Math.floor(j / KEY_BLOCK) * KEY_BLOCK * dHead;
+  const slot = j % KEY_BLOCK;
+  const vectorEnd = dHead & ~3;
+  if (d < vectorEnd) return block + (d & ~3) * KEY_BLOCK + slot * 4 + (d & 3);
+  return block + d * KEY_BLOCK + slot;
+}
 
 export class KVCache {
   #length = 0;

@@ -92,8 +92,13 @@ export interface MemoryPlan {
    */
   readonly staging: readonly number[];
 
-  /** (batch, n_layer, 2, n_head, n_ctx, d_head) the KV cache. */
+  /**
+   * (batch, n_layer, 2, n_head, cachePositions, d_head) the KV cache: keys then values of
+   * each layer. asm/attention.ts lays each head's keys out in blocks of four positions.
+   */
   readonly cache: number;
+  /** Positions per head in the cache and per row of `scratch`: n_ctx up to a multiple of 4. */
+  readonly cachePositions: number;
   /** Floats from one layer's cache to the next. */
   readonly cacheLayerStride: number;
   /** Floats from one sequence's cache to the next. */
@@ -107,6 +112,9 @@ export interface MemoryPlan {
 export function packedSize(C: number, OC: number): number {
   return Math.ceil(OC / PANEL) * PANEL * C;
 }
+
+/** Positions per block of the key cache; must equal `KEY_BLOCK` in asm/attention.ts. */
+export const KEY_BLOCK = 4;
 
 /** Conv1D weights in flight while loading: one read, one checksummed, one packed. */
 const STAGING_SLOTS = 3;
@@ -173,9 +181,10 @@ export function planMemory(
   const fc = a.take(rows * 4 * C);
   const last = a.take(batch * C);
   const logits = a.take(batch * V);
-  const scratch = a.take(batch * n_head * n_ctx);
+  const cachePositions = Math.ceil(n_ctx / KEY_BLOCK) * KEY_BLOCK;
+  const scratch = a.take(batch * n_head * cachePositions);
 
-  const cacheLayerStride = 2 * n_ctx * C;
+  const cacheLayerStride = 2 * cachePositions * C;
   const cacheSeqStride = n_layer * cacheLayerStride;
   const cache = a.take(batch * cacheSeqStride);
 
@@ -207,6 +216,7 @@ export function planMemory(
     scratch,
     staging,
     cache,
+    cachePositions,
     cacheLayerStride,
     cacheSeqStride,
     bytes: a.offset,

@@ -11,6 +11,7 @@
 import { assertClose } from "./assert_close.ts";
 import { assertEquals } from "./asserts.ts";
 import { Harness, randint, randn } from "./kernel_harness.ts";
+import { keyIndex } from "../runtime/kv_cache.ts";
 import { packedSize, PANEL } from "../runtime/memory_plan.ts";
 import { Rng } from "../runtime/random.ts";
 import { instantiate, kernelModule, READ_BLOCK } from "../runtime/wasm_kernels.ts";
@@ -246,23 +247,25 @@ Deno.test("attention() equals the reference and appends the new keys and values"
   ];
   for (const [B, T, past, nHead, dHead] of cases) {
     h.reset();
-    const nCtx = past + T + 3;
+    const nCtx = Math.ceil((past + T + 3) / 4) * 4;
     const C = nHead * dHead;
     const qkv = randn(rng, B * T * 3 * C);
     const pastK = randn(rng, B * nHead * past * dHead);
     const pastV = randn(rng, B * nHead * past * dHead);
-    // The kernel's cache layout: (B, 2, nHead, nCtx, dHead), here one layer per sequence.
+    // The kernel's cache layout: (B, 2, nHead, nCtx, dHead), here one layer per sequence,
+    // each head's keys in blocks (keyIndex).
     const seqStride = 2 * nHead * nCtx * dHead;
+    const keys = (b: number, hd: number) => b * seqStride + hd * nCtx * dHead;
+    const values = (b: number, hd: number) => b * seqStride + (nHead + hd) * nCtx * dHead;
     const cache = new Float32Array(B * seqStride);
     for (let b = 0; b < B; b++) {
       for (let hd = 0; hd < nHead; hd++) {
         for (let j = 0; j < past; j++) {
           const from = ((b * nHead + hd) * past + j) * dHead;
-          cache.set(pastK.subarray(from, from + dHead), b * seqStride + (hd * nCtx + j) * dHead);
-          cache.set(
-            pastV.subarray(from, from + dHead),
-            b * seqStride + ((nHead + hd) * nCtx + j) * dHead,
-          );
+          for (let d = 0; d < dHead; d++) {
+            cache[keys(b, hd) + keyIndex(j, d, dHead)] = pastK[from + d];
+          }
+          cache.set(pastV.subarray(from, from + dHead), values(b, hd) + j * dHead);
         }
       }
     }
@@ -288,15 +291,14 @@ Deno.test("attention() equals the reference and appends the new keys and values"
     const ns = past + T;
     for (let b = 0; b < B; b++) {
       for (let hd = 0; hd < nHead; hd++) {
-        const at = (kv: number) => b * seqStride + ((kv * nHead + hd) * nCtx) * dHead;
         const want = (b * nHead + hd) * ns * dHead;
-        assertEquals(
-          after.subarray(at(0), at(0) + ns * dHead),
-          ref.k.subarray(want, want + ns * dHead),
-          msg,
+        const gotK = Float32Array.from(
+          { length: ns * dHead },
+          (_, i) => after[keys(b, hd) + keyIndex(Math.floor(i / dHead), i % dHead, dHead)],
         );
+        assertEquals(gotK, ref.k.subarray(want, want + ns * dHead), msg);
         assertEquals(
-          after.subarray(at(1), at(1) + ns * dHead),
+          after.subarray(values(b, hd), values(b, hd) + ns * dHead),
           ref.v.subarray(want, want + ns * dHead),
           msg,
         );

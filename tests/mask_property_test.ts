@@ -7,9 +7,10 @@
 import fc from "fast-check";
 import { assert, assertEquals } from "./asserts.ts";
 import { Harness } from "./kernel_harness.ts";
+import { keyIndex } from "../runtime/kv_cache.ts";
 import { attentionMask } from "../runtime/reference.ts";
 
-const N_CTX = 32; // also d_head, so that every key has its own one-hot value
+const N_CTX = 32; // also d_head, so that every key has its own one-hot value; a multiple of 4
 const h = await Harness.create(16 << 20);
 
 /**
@@ -27,7 +28,7 @@ function attend(
   h.reset();
   const cache = new Float32Array(2 * N_CTX * d);
   for (let j = 0; j < past; j++) {
-    for (let i = 0; i < d; i++) cache[j * d + i] = qk(j, i);
+    for (let i = 0; i < d; i++) cache[keyIndex(j, i, d)] = qk(j, i);
     cache[(N_CTX + j) * d + j] = value(j);
   }
   const qkv = new Float32Array(nd * 3 * d);

@@ -108,10 +108,11 @@ function argmax(logits: Float32Array, offset: number, n: number): number {
 function decode(k: Kernels, cache: KVCache, logits: Float32Array, steps: number): number {
   const { batch } = cache;
   const V = cache.plan.hparams.n_vocab;
+  const out = new Float32Array(batch * V);
   const t0 = performance.now();
   for (let s = 0; s < steps; s++) {
     const next = Array.from({ length: batch }, (_, b) => [argmax(logits, b * V, V)]);
-    logits = forward(k, cache, next);
+    logits = forward(k, cache, next, { out });
   }
   return (performance.now() - t0) / 1000;
 }

@@ -9,11 +9,18 @@ import type { KVCache } from "./kv_cache.ts";
 export interface ForwardOptions {
   /** Return the logits of every new position, (B, T, n_vocab), not only the last, (B, n_vocab). */
   allPositions?: boolean;
+  /**
+   * Write the logits into this array (its first elements) and return a view of them,
+   * instead of a fresh array: a decoding loop that reuses one saves allocating and
+   * faulting in B · n_vocab new floats every step.
+   */
+  out?: Float32Array;
 }
 
 /**
  * Runs `tokens` through the model: one row of new token ids per sequence of the batch, all
- * rows of the same length. Returns a fresh Float32Array of logits.
+ * rows of the same length. Returns the logits: a fresh Float32Array, or a view of
+ * `options.out`.
  */
 export function forward(
   kernels: Kernels,
@@ -52,7 +59,13 @@ export function forward(
   }
 
   const all = options.allPositions ?? false;
-  const result = new Float32Array((all ? B * T : B) * V);
+  const size = (all ? B * T : B) * V;
+  if (options.out && options.out.length < size) {
+    throw new RangeError(
+      `The output array holds ${options.out.length} floats; these logits need ${size}`,
+    );
+  }
+  const result = options.out?.subarray(0, size) ?? new Float32Array(size);
   for (let start = 0; start < T; start += plan.chunk) {
     const n = Math.min(plan.chunk, T - start);
     const ids = new Int32Array(kernels.memory.buffer, plan.tokens, B * n);

@@ -106,7 +106,9 @@ export class Model implements Disposable {
     const eot = this.tokenizer.endOfText;
     const ended = new Array<boolean>(this.batch).fill(false);
     this.engine.cache.reset();
-    let logits = this.engine.forward(Array.from({ length: this.batch }, () => ids));
+    // One array for every step's logits: the sampler is done with them before the next.
+    const out = new Float32Array(this.batch * this.hparams.n_vocab);
+    let logits = this.engine.forward(Array.from({ length: this.batch }, () => ids), { out });
     for (let i = 0; i < length; i++) {
       const next = sampler.sample(logits, this.batch);
       yield next;
@@ -115,7 +117,7 @@ export class Model implements Disposable {
       // Let timers and signal handlers run, so that `signal` can be aborted meanwhile.
       await new Promise((resolve) => setImmediate(resolve));
       options.signal?.throwIfAborted();
-      logits = this.engine.forward(next.map((t) => [t]));
+      logits = this.engine.forward(next.map((t) => [t]), { out });
     }
   }
 

@@ -3,7 +3,7 @@
  * scalar reference, and decoding with the KV cache against recomputing from scratch.
  */
 import { assertClose } from "./assert_close.ts";
-import { assertEquals, assertThrows } from "./asserts.ts";
+import { assert, assertEquals, assertThrows } from "./asserts.ts";
 import { Engine } from "../runtime/engine.ts";
 import type { HParams } from "../runtime/hparams.ts";
 import { Rng } from "../runtime/random.ts";
@@ -118,4 +118,29 @@ Deno.test("forward() rejects bad input with a RangeError that says what is wrong
   );
   e.forward([new Array(HP.n_ctx).fill(0)]);
   assertThrows(() => e.forward([[0]]), RangeError, "after 40 cached");
+});
+
+Deno.test("forward() with `out` writes the same logits into it and returns a view of them", async () => {
+  const rng = new Rng(6);
+  const tokens = randomTokens(rng, 9);
+  using fresh = await engine();
+  using reused = await engine();
+  const out = new Float32Array(HP.n_vocab * 9 + 5).fill(NaN);
+  const all = reused.forward([tokens], { allPositions: true, out });
+  assertEquals(all.buffer, out.buffer);
+  assertEquals(all.length, HP.n_vocab * 9);
+  assertEquals(all, fresh.forward([tokens], { allPositions: true }));
+  assert(Number.isNaN(out[HP.n_vocab * 9]), "wrote past the logits");
+  // Decoding into the same array step after step.
+  for (let step = 0; step < 3; step++) {
+    const id = randomTokens(rng, 1);
+    const last = reused.forward([id], { out });
+    assertEquals(last.buffer, out.buffer);
+    assertEquals(last, fresh.forward([id]));
+  }
+  assertThrows(
+    () => reused.forward([[0]], { out: new Float32Array(HP.n_vocab - 1) }),
+    RangeError,
+    "these logits need 97",
+  );
 });

@@ -38,22 +38,87 @@ export function argmax(x: ArrayLike<number>): number {
 }
 
 /**
- * The smallest logit a token may have and still be kept by top-k and then top-p, over
- * `logits` already divided by the temperature. Like the original, ties at the threshold
- * are all kept.
+ * Scratch for `sampleToken`, reused from call to call so that sampling a token allocates
+ * nothing in the common cases: `scaled` holds the logits divided by the temperature, `kept`
+ * the indices of the tokens top-k keeps, in order, and `weights` their e^(logit - max).
  */
-export function keepThreshold(logits: Float32Array, topK: number, topP: number): number {
-  let threshold = -Infinity;
-  if (topK > 0 && topK < logits.length) threshold = kthLargest(logits, topK);
-  if (topP >= 1) return threshold;
-  const m = maxOf(logits);
-  let full = 0;
-  for (const v of logits) if (v >= threshold) full += Math.exp(v - m);
-  const target = topP * full;
-  // Tokens more than 40 nats below the best weigh under e^-40 each: the nucleus is almost
-  // always found among the rest, so sort those first and all kept tokens only if needed.
-  for (const cutoff of [Math.max(threshold, m - 40), threshold]) {
-    const sorted = logits.filter((v) => v >= cutoff).sort().reverse();
+let scaled = new Float32Array(0);
+let kept = new Int32Array(0);
+let weights = new Float64Array(0);
+
+/** Draws one token from `logits` (n_vocab) with the given options and generator. */
+export function sampleToken(
+  logits: Float32Array,
+  options: Required<SamplingOptions>,
+  rng: Rng,
+): number {
+  const { temperature, topK, topP } = options;
+  if (temperature === 0) return argmax(logits);
+  const n = logits.length;
+  if (kept.length < n) {
+    scaled = new Float32Array(n);
+    kept = new Int32Array(n);
+    weights = new Float64Array(n);
+  }
+  let x = logits;
+  if (temperature !== 1) {
+    x = scaled.subarray(0, n);
+    for (let i = 0; i < n; i++) x[i] = logits[i] / temperature;
+  }
+  const m = maxOf(x);
+  let threshold = topK > 0 && topK < n ? kthLargest(x, topK) : -Infinity;
+  // The kept tokens and their weights, once: the nucleus and the draw both sum them.
+  let count = 0;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    if (!(x[i] >= threshold)) continue;
+    const e = Math.exp(x[i] - m);
+    kept[count] = i;
+    weights[count++] = e;
+    total += e;
+  }
+  if (topP < 1) {
+    threshold = nucleusThreshold(x, count, m, topP * total);
+    total = 0;
+    for (let j = 0; j < count; j++) if (x[kept[j]] >= threshold) total += weights[j];
+  }
+  const u = rng.next() * total;
+  let sum = 0;
+  let last = 0;
+  for (let j = 0; j < count; j++) {
+    const i = kept[j];
+    if (x[i] < threshold) continue;
+    sum += weights[j];
+    last = i;
+    if (u < sum) return i;
+  }
+  return last; // rounding left u at the very top of the range
+}
+
+/**
+ * The smallest logit of the nucleus: walking the first `count` tokens of `kept` from the
+ * most likely down, the one at which their weights reach `target`; ties with it are kept
+ * too, like the original. Sorting every kept token can take milliseconds, so it sorts only
+ * those within d nats of the best (`m`), for d = 4, 8, 16, 40, until they hold the
+ * target, and all of them only if they must. The walk is the same whichever d ends it:
+ * those tokens are the top of the full order.
+ */
+function nucleusThreshold(x: Float32Array, count: number, m: number, target: number): number {
+  const threshold = lowest(x, count);
+  for (const d of [4, 8, 16, 40, Infinity]) {
+    const cutoff = Math.max(threshold, m - d);
+    let mass = 0;
+    let within = 0;
+    for (let j = 0; j < count; j++) {
+      if (x[kept[j]] >= cutoff) {
+        mass += weights[j];
+        within++;
+      }
+    }
+    if (mass < target && cutoff > threshold) continue;
+    const sorted = new Float32Array(within);
+    for (let j = 0, s = 0; j < count; j++) if (x[kept[j]] >= cutoff) sorted[s++] = x[kept[j]];
+    sorted.sort().reverse();
     let sum = 0;
     for (const v of sorted) {
       sum += Math.exp(v - m);
@@ -64,31 +129,11 @@ export function keepThreshold(logits: Float32Array, topK: number, topP: number):
   return threshold;
 }
 
-/** Draws one token from `logits` (n_vocab) with the given options and generator. */
-export function sampleToken(
-  logits: Float32Array,
-  options: Required<SamplingOptions>,
-  rng: Rng,
-): number {
-  const { temperature, topK, topP } = options;
-  if (temperature === 0) return argmax(logits);
-  const scaled = temperature === 1 ? logits : logits.map((v) => v / temperature);
-  const threshold = keepThreshold(scaled, topK, topP);
-  const m = maxOf(scaled);
-  let total = 0;
-  for (let i = 0; i < scaled.length; i++) {
-    if (scaled[i] >= threshold) total += Math.exp(scaled[i] - m);
-  }
-  const u = rng.next() * total;
-  let sum = 0;
-  let last = 0;
-  for (let i = 0; i < scaled.length; i++) {
-    if (scaled[i] < threshold) continue;
-    sum += Math.exp(scaled[i] - m);
-    last = i;
-    if (u < sum) return i;
-  }
-  return last; // rounding left u at the very top of the range
+/** The smallest logit among the first `count` kept tokens. */
+function lowest(x: Float32Array, count: number): number {
+  let low = Infinity;
+  for (let j = 0; j < count; j++) if (x[kept[j]] < low) low = x[kept[j]];
+  return low;
 }
 
 /** Draws tokens for each row of a batch, in row order, with one generator. */
@@ -124,8 +169,23 @@ function maxOf(x: Float32Array): number {
   return m;
 }
 
-/** The k-th largest value (k >= 1) by quickselect on a copy: linear time on average. */
+/**
+ * The k-th largest value (k >= 1). For small k, one pass keeping the k largest seen so far
+ * in ascending order (a value enters only if it beats the smallest of them: rarely, after
+ * the first few thousand); else quickselect on a copy, linear time on average.
+ */
 function kthLargest(x: Float32Array, k: number): number {
+  if (k <= 64) {
+    const top = new Float32Array(k).fill(-Infinity);
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i];
+      if (!(v > top[0])) continue;
+      let j = 1;
+      for (; j < k && top[j] < v; j++) top[j - 1] = top[j];
+      top[j - 1] = v;
+    }
+    return top[0];
+  }
   const a = Float32Array.from(x);
   let lo = 0;
   let hi = a.length - 1;

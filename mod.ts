@@ -36,6 +36,7 @@ export { Sampler, type SamplingOptions } from "./runtime/sampler.ts";
 export { Rng } from "./runtime/random.ts";
 export { GPT2_SIZES, type HParams } from "./runtime/hparams.ts";
 export { Engine, type EngineOptions } from "./runtime/engine.ts";
+export type { ForwardOptions } from "./runtime/forward.ts";
 export { openModelFiles } from "./runtime/model_files.ts";
 export {
   downloadModel,

@@ -21,7 +21,10 @@ import { hsum, storeLanes } from "./simd";
  *   strip in two chains of fused multiply-adds instead of four, so from cache it runs at
  *   half the speed (latency-bound); from memory, where GPT-2's weights are, two threads
  *   were as fast as with 16-column panels and one thread 1–5% slower. (One row over both
- *   strips at once, two streams, was 20% slower from memory.)
+ *   strips at once, two streams, was 20% slower from memory.) From five rows on, the strips
+ *   go two at a time under the 2-row kernel (five to eight rows at once, one strip per pass,
+ *   were 10–16% slower than that); from memory that is 3–6% slower than 16-column panels for
+ *   5 to 16 rows, and the same for a 128-token prompt, whose panels stay in cache.
  */
 const PANEL: i32 = 16;
 
@@ -147,8 +150,8 @@ function conv1dPanels(
 ): void {
   const rowIn = <usize>C << 2;
   const rowOut = <usize>OC << 2;
-  if (stripes(C) && T <= 8) {
-    // A few rows (a batch decoding): each strip once for up to four rows at a time.
+  if (stripes(C) && T <= 4) {
+    // Up to four rows (a batch decoding): each strip once for all of them.
     const stripBytes = <usize>C * 8 << 2;
     for (let s = p0 * 2; s < p1 * 2; s++) {
       const col = s * 8;

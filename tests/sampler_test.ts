@@ -64,8 +64,11 @@ Deno.test("a sampled token is always inside the top-k set and the nucleus", () =
     fc.double({ min: 0.1, max: 3, noNaN: true }),
     fc.integer(),
     (x, topK, topP, temperature, seed) => {
-      const k = topKSet(x, topK);
-      const n = nucleus(x, temperature, topP, k);
+      // As the original (and the sampler) do: divide in float32 first, so that logits a
+      // hair apart may tie after it; then top-k and the nucleus over what it gives.
+      const scaled = Float32Array.from(x, (v) => v / temperature);
+      const k = topKSet(scaled, topK);
+      const n = nucleus(scaled, 1, topP, k);
       const rng = new Rng(seed);
       const options = validateSampling({ topK, topP, temperature });
       for (let draw = 0; draw < 20; draw++) {

@@ -81,7 +81,7 @@ export interface MemoryPlan {
   readonly last: number;
   /** (batch, n_vocab) logits. */
   readonly logits: number;
-  /** (batch · n_head, n_ctx) attention weights, one row per (sequence, head). */
+  /** (batch · n_head, cachePositions) attention weights, one row per (sequence, head). */
   readonly scratch: number;
   /**
    * (C, 4C) slots for raw Conv1D weights on their way to being packed, so that one is

@@ -45,6 +45,8 @@ export function argmax(x: ArrayLike<number>): number {
 let scaled = new Float32Array(0);
 let kept = new Int32Array(0);
 let weights = new Float64Array(0);
+/** The copy `kthLargest` partitions, for k above 64. */
+let selection = new Float32Array(0);
 
 /** Draws one token from `logits` (n_vocab) with the given options and generator. */
 export function sampleToken(
@@ -172,7 +174,7 @@ function maxOf(x: Float32Array): number {
 /**
  * The k-th largest value (k >= 1). For small k, one pass keeping the k largest seen so far
  * in ascending order (a value enters only if it beats the smallest of them: rarely, after
- * the first few thousand); else quickselect on a copy, linear time on average.
+ * the first few thousand); else quickselect on a reused copy, linear time on average.
  */
 function kthLargest(x: Float32Array, k: number): number {
   if (k <= 64) {
@@ -186,7 +188,9 @@ function kthLargest(x: Float32Array, k: number): number {
     }
     return top[0];
   }
-  const a = Float32Array.from(x);
+  if (selection.length < x.length) selection = new Float32Array(x.length);
+  const a = selection.subarray(0, x.length);
+  a.set(x);
   let lo = 0;
   let hi = a.length - 1;
   const want = k - 1; // index in descending order

@@ -31,6 +31,7 @@ import { createMemory, kernelModule, READ_BLOCK } from "../runtime/wasm_kernels.
 import { loadWeights } from "../runtime/weights.ts";
 import { openModelFiles } from "../runtime/model_files.ts";
 import { createKernels } from "../runtime/worker_pool.ts";
+import { argmax } from "../runtime/sampler.ts";
 
 interface Options {
   model?: string;
@@ -97,13 +98,6 @@ function syntheticSource(hp: HParams): TensorSource {
   };
 }
 
-/** The index of the largest of `n` values at `offset` in `logits`. */
-function argmax(logits: Float32Array, offset: number, n: number): number {
-  let best = 0;
-  for (let v = 1; v < n; v++) if (logits[offset + v] > logits[offset + best]) best = v;
-  return best;
-}
-
 /** Greedy decoding of `steps` tokens per sequence after `logits`; returns seconds. */
 function decode(k: Kernels, cache: KVCache, logits: Float32Array, steps: number): number {
   const { batch } = cache;
@@ -111,7 +105,10 @@ function decode(k: Kernels, cache: KVCache, logits: Float32Array, steps: number)
   const out = new Float32Array(batch * V);
   const t0 = performance.now();
   for (let s = 0; s < steps; s++) {
-    const next = Array.from({ length: batch }, (_, b) => [argmax(logits, b * V, V)]);
+    const next = Array.from(
+      { length: batch },
+      (_, b) => [argmax(logits.subarray(b * V, (b + 1) * V))],
+    );
     logits = forward(k, cache, next, { out });
   }
   return (performance.now() - t0) / 1000;

@@ -33,7 +33,13 @@ export function validateSampling(options: SamplingOptions): Required<SamplingOpt
 /** Index of the largest value; the first one on ties, like `argmax`. */
 export function argmax(x: ArrayLike<number>): number {
   let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  let top = x[0];
+  for (let i = 1; i < x.length; i++) {
+    if (x[i] > top) {
+      top = x[i];
+      best = i;
+    }
+  }
   return best;
 }
 

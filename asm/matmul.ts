@@ -159,18 +159,11 @@ function conv1dPanels(
       if (width <= 0) break;
       const w = weight + <usize>s * stripBytes;
       const bp = bias + (<usize>col << 2);
-      let o = out + (<usize>col << 2);
-      let x = inp;
-      let t = 0;
-      for (; t + 4 <= T; t += 4) {
-        stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 4);
-        o += rowOut << 2;
-        x += rowIn << 2;
-      }
-      const rest = T - t;
-      if (rest == 3) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 3);
-      else if (rest == 2) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 2);
-      else if (rest == 1) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 1);
+      const o = out + (<usize>col << 2);
+      if (T == 4) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 4);
+      else if (T == 3) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 3);
+      else if (T == 2) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 2);
+      else stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 1);
     }
     return;
   }

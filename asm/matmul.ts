@@ -281,7 +281,7 @@ function stripRows(
 
 /**
  * Rows t and t + 1 of one panel: out = finish(x · w + bias), where row k of the panel's
- * columns 0–7 is at w + k·step and of its columns 8–15 at w2 + k·step.
+ * columns 0–7 is at w + k·step and of its columns 8–15 at high + k·step.
  */
 // @ts-ignore: decorator
 @inline
@@ -289,7 +289,7 @@ function rowPair(
   o: usize,
   x: usize,
   w: usize,
-  w2: usize,
+  high: usize,
   step: usize,
   bp: usize,
   rowIn: usize,
@@ -299,7 +299,7 @@ function rowPair(
 ): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
-  let wp = w, wq = w2;
+  let wp = w, wq = high;
   const end = x + rowIn;
   for (let xk = x; xk < end; xk += 4) {
     const w0 = v128.load(wp);
@@ -323,14 +323,14 @@ function rowPair(
   finish16(o + rowOut, bp, c10, c11, c12, c13, width, mode);
 }
 
-/** One row of one panel, as `rowPair` computes each of its two (same w, w2, step). */
+/** One row of one panel, as `rowPair` computes each of its two (same w, high, step). */
 // @ts-ignore: decorator
 @inline
 function oneRow(
   o: usize,
   x: usize,
   w: usize,
-  w2: usize,
+  high: usize,
   step: usize,
   bp: usize,
   rowIn: usize,
@@ -338,7 +338,7 @@ function oneRow(
   mode: i32,
 ): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
-  let wp = w, wq = w2;
+  let wp = w, wq = high;
   const end = x + rowIn;
   for (let xk = x; xk < end; xk += 4) {
     const a = v128.load32_splat(xk);

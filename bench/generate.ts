@@ -191,6 +191,9 @@ async function main(): Promise<void> {
   // does; its activations and cache overlap the batch's, which is prefilled again before
   // it decodes next.
   const single = batch > 1 ? new KVCache(planMemory(hp, { batch: 1, chunk: plan.chunk })) : null;
+  if (single && (single.plan.wte !== plan.wte || single.plan.ln_f_b !== plan.ln_f_b)) {
+    throw new Error("The batch-1 plan puts the weights elsewhere: batch_speedup cannot share them");
+  }
   const decodeSingle = () => {
     single!.reset();
     return decode(k, single!, forward(k, single!, [rows[0]]), generate);

@@ -66,21 +66,24 @@ export function forward(
     );
   }
   const result = options.out?.subarray(0, size) ?? new Float32Array(size);
+  const C = plan.hparams.n_embd;
   for (let start = 0; start < T; start += plan.chunk) {
     const n = Math.min(plan.chunk, T - start);
     const ids = new Int32Array(kernels.memory.buffer, plan.tokens, B * n);
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < n; t++) ids[b * n + t] = tokens[b][start + t];
     }
-    runBlocks(kernels, cache, n);
-    const f32 = new Float32Array(kernels.memory.buffer);
-    const C = plan.hparams.n_embd;
-    // Final norm, then logits for the wanted rows, `B` at a time through `last`.
-    kernels.layerNorm(plan.h, plan.x, plan.ln_f_g, plan.ln_f_b, B * n, C);
+    // Logits of this chunk's last position only, or of all, or (an earlier chunk) of none.
     const wanted = all ? n : (start + n === T ? 1 : 0);
-    for (let t = n - wanted; t < n; t++) {
+    // `kept` rows per sequence leave the blocks: all n, or only the last when that is all
+    // the logits need (the last block then skips the others' projection and MLP).
+    const kept = runBlocks(kernels, cache, n, wanted === 1 ? 1 : n);
+    const f32 = new Float32Array(kernels.memory.buffer);
+    // Final norm, then logits for the wanted rows, `B` at a time through `last`.
+    kernels.layerNorm(plan.h, plan.x, plan.ln_f_g, plan.ln_f_b, B * kept, C);
+    for (let t = kept - wanted; t < kept; t++) {
       for (let b = 0; b < B; b++) {
-        const from = (plan.h >> 2) + (b * n + t) * C;
+        const from = (plan.h >> 2) + (b * kept + t) * C;
         f32.copyWithin((plan.last >> 2) + b * C, from, from + C);
       }
       kernels.logits(plan.logits, plan.last, plan.wte, B, C, V);
@@ -93,13 +96,18 @@ export function forward(
   return result;
 }
 
-/** Embeds `T` new tokens per sequence (already in plan.tokens) and runs every block. */
-function runBlocks(k: Kernels, cache: KVCache, T: number): void {
+/**
+ * Embeds `T` new tokens per sequence (already in plan.tokens) and runs every block. With
+ * `kept` = 1, the last block computes every position's keys and values but carries only each
+ * sequence's last position through its projection and MLP, as only that one's logits are
+ * needed: the hidden states leave as B rows instead of B · T. Returns rows per sequence.
+ */
+function runBlocks(k: Kernels, cache: KVCache, T: number, kept: number): number {
   const plan = cache.plan;
-  const { n_embd: C, n_head } = plan.hparams;
+  const { n_embd: C, n_head, n_layer } = plan.hparams;
   const B = plan.batch;
-  const rows = B * T;
   const past = cache.length;
+  let rows = B * T;
   k.embed(plan.x, plan.tokens, plan.wte, plan.wpe, B, T, C, past);
   plan.layers.forEach((w, l) => {
     // x = x + attn(ln_1(x))
@@ -118,6 +126,10 @@ function runBlocks(k: Kernels, cache: KVCache, T: number): void {
       plan.cachePositions,
       plan.cacheSeqStride,
     );
+    if (l === n_layer - 1 && kept < T) {
+      keepLastRows(k.memory, [plan.x, plan.attn], B, T, C);
+      rows = B;
+    }
     k.conv1dResidual(plan.x, plan.attn, w.attn_proj_w, w.attn_proj_b, rows, C, C);
     // x = x + mlp(ln_2(x))
     k.layerNorm(plan.h, plan.x, w.ln_2_g, w.ln_2_b, rows, C);
@@ -125,4 +137,27 @@ function runBlocks(k: Kernels, cache: KVCache, T: number): void {
     k.conv1dResidual(plan.x, plan.fc, w.mlp_proj_w, w.mlp_proj_b, rows, 4 * C, C);
   });
   cache.advance(T);
+  return rows / B;
+}
+
+/**
+ * Moves row `b · T + T − 1` (sequence b's last position) of each (B · T, C) activation to
+ * row b. Every kernel computes a row the same way however many rows it is given, so the
+ * kept rows come out as they would have among all of them.
+ */
+function keepLastRows(
+  memory: WebAssembly.Memory,
+  offsets: readonly number[],
+  B: number,
+  T: number,
+  C: number,
+): void {
+  const f32 = new Float32Array(memory.buffer);
+  for (const offset of offsets) {
+    const base = offset >> 2;
+    for (let b = 0; b < B; b++) {
+      const from = base + (b * T + T - 1) * C;
+      f32.copyWithin(base + b * C, from, from + C);
+    }
+  }
 }

@@ -114,22 +114,29 @@ Deno.test("a batch of sequences gives each the logits it gets alone", async () =
 
 Deno.test("the last position's logits are the same bit for bit when only they are wanted", async () => {
   // Without allPositions the last block carries only each sequence's last position past
-  // attention. Batch 3, chunks of 7, prompts of 9 and 7 (one chunk), then a decoded token:
-  // the next step reads every key and value the shortened pass wrote.
+  // attention. Batches of 1 and 3, chunks of 7, prompts of 9 and 7 (one chunk), then a
+  // decoded token: the next step reads every key and value the shortened pass wrote.
   const rng = new Rng(7);
   const V = HP.n_vocab;
-  for (const T of [9, 7, 1]) {
-    const rows = [randomTokens(rng, T), randomTokens(rng, T), randomTokens(rng, T)];
-    const next = rows.map(() => randomTokens(rng, 1));
-    using lastOnly = await engine(HP, { batch: 3, chunk: 7 });
-    using every = await engine(HP, { batch: 3, chunk: 7 });
-    const all = every.forward(rows, { allPositions: true });
-    const last = lastOnly.forward(rows);
-    for (let b = 0; b < 3; b++) {
-      const at = (b * T + T - 1) * V;
-      assertEquals(last.subarray(b * V, (b + 1) * V), all.subarray(at, at + V), `T ${T}, row ${b}`);
+  for (const B of [1, 3]) {
+    for (const T of [9, 7, 1]) {
+      const rows = Array.from({ length: B }, () => randomTokens(rng, T));
+      const next = rows.map(() => randomTokens(rng, 1));
+      using lastOnly = await engine(HP, { batch: B, chunk: 7 });
+      using every = await engine(HP, { batch: B, chunk: 7 });
+      const all = every.forward(rows, { allPositions: true });
+      const last = lastOnly.forward(rows);
+      const msg = `batch ${B}, T ${T}`;
+      for (let b = 0; b < B; b++) {
+        const at = (b * T + T - 1) * V;
+        assertEquals(
+          last.subarray(b * V, (b + 1) * V),
+          all.subarray(at, at + V),
+          `${msg}, row ${b}`,
+        );
+      }
+      assertEquals(lastOnly.forward(next), every.forward(next), `${msg}, the step after`);
     }
-    assertEquals(lastOnly.forward(next), every.forward(next), `T ${T}, the step after`);
   }
 });
 

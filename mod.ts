@@ -34,7 +34,7 @@ export { type GenerateOptions, loadModel, type LoadOptions, Model } from "./runt
 export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer.ts";
 export { Sampler, type SamplingOptions } from "./runtime/sampler.ts";
 export { Rng } from "./runtime/random.ts";
-export { GPT2_SIZES, type HParams } from "./runtime/hparams.ts";
+export { GPT2_SIZES, type HParams } from "./runtime/gpt2/hparams.ts";
 export { Engine, type EngineOptions } from "./runtime/engine.ts";
 export type { ForwardOptions } from "./runtime/forward.ts";
 export { openModelFiles } from "./runtime/model_files.ts";

@@ -21,16 +21,16 @@
  * gain of batching is measured against a baseline of the same moment.
  */
 import { forward } from "../runtime/forward.ts";
-import { GPT2_SIZES, type HParams } from "../runtime/hparams.ts";
-import type { Kernels } from "../runtime/kernels.ts";
+import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
+import type { Kernels } from "../runtime/backend/wasm/kernels.ts";
 import { KVCache } from "../runtime/kv_cache.ts";
-import { planMemory, RESERVED_BYTES } from "../runtime/memory_plan.ts";
+import { planMemory, RESERVED_BYTES } from "../runtime/backend/wasm/memory_plan.ts";
 import type { TensorInfo, TensorSource } from "../runtime/checkpoint/tensor_source.ts";
-import { tfTensorShapes } from "../runtime/tensor_names.ts";
-import { createMemory, kernelModule, READ_BLOCK } from "../runtime/wasm_kernels.ts";
+import { tfTensorShapes } from "../runtime/gpt2/tensor_names.ts";
+import { createMemory, kernelModule, READ_BLOCK } from "../runtime/backend/wasm/wasm_kernels.ts";
 import { loadWeights } from "../runtime/weights.ts";
 import { openModelFiles } from "../runtime/model_files.ts";
-import { createKernels } from "../runtime/worker_pool.ts";
+import { createKernels } from "../runtime/backend/wasm/worker_pool.ts";
 import { argmax } from "../runtime/sampler.ts";
 
 interface Options {

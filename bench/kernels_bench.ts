@@ -10,10 +10,10 @@
  */
 import { benchRate } from "./report.ts";
 import { Harness, randn } from "../tests/kernel_harness.ts";
-import { packedSize, PANEL } from "../runtime/memory_plan.ts";
+import { packedSize, PANEL } from "../runtime/backend/wasm/memory_plan.ts";
 import { Rng } from "../runtime/random.ts";
-import { createMemory, kernelModule } from "../runtime/wasm_kernels.ts";
-import { WorkerPool } from "../runtime/worker_pool.ts";
+import { createMemory, kernelModule } from "../runtime/backend/wasm/wasm_kernels.ts";
+import { WorkerPool } from "../runtime/backend/wasm/worker_pool.ts";
 import {
   refAttention,
   refConv1d,
@@ -21,7 +21,7 @@ import {
   refLayerNorm,
   refLogits,
   refSoftmax,
-} from "../runtime/reference.ts";
+} from "../runtime/backend/reference/ops.ts";
 
 const h = await Harness.create(1 << 30);
 const k = h.kernels;

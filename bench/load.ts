@@ -18,7 +18,7 @@
  */
 import { loadModel } from "../runtime/model.ts";
 import { readFully } from "../runtime/checkpoint/file_pool.ts";
-import { GPT2_SIZES } from "../runtime/hparams.ts";
+import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
 
 /** Reads every file of `dir` whole into a buffer of its size; returns the bytes read. */

@@ -11,7 +11,7 @@ import { describeFlags, parseCommandLine } from "./flags.ts";
 import { runMain } from "./run_main.ts";
 import { write } from "./sampling.ts";
 import { UsageError } from "../runtime/errors.ts";
-import { GPT2_SIZES, type HParams } from "../runtime/hparams.ts";
+import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
 
 /** A small shape that loads in milliseconds. */

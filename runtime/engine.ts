@@ -3,14 +3,14 @@
  * it, the KV cache, and the forward pass.
  */
 import { forward, type ForwardOptions } from "./forward.ts";
-import type { HParams } from "./hparams.ts";
-import type { Kernels } from "./kernels.ts";
+import type { HParams } from "./gpt2/hparams.ts";
+import type { Kernels } from "./backend/wasm/kernels.ts";
 import { KVCache } from "./kv_cache.ts";
-import { type MemoryPlan, planMemory } from "./memory_plan.ts";
-import { createMemory, kernelModule } from "./wasm_kernels.ts";
-import { createKernels } from "./worker_pool.ts";
+import { type MemoryPlan, planMemory } from "./backend/wasm/memory_plan.ts";
+import { createMemory, kernelModule } from "./backend/wasm/wasm_kernels.ts";
+import { createKernels } from "./backend/wasm/worker_pool.ts";
 import type { TensorSource } from "./checkpoint/tensor_source.ts";
-import type { NameMap } from "./tensor_names.ts";
+import type { NameMap } from "./gpt2/tensor_names.ts";
 import { loadWeights } from "./weights.ts";
 
 export interface EngineOptions {

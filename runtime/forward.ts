@@ -3,7 +3,7 @@
  * original `model(X, past)`, it appends the new positions' keys and values to the cache
  * and returns logits.
  */
-import type { Kernels } from "./kernels.ts";
+import type { Kernels } from "./backend/wasm/kernels.ts";
 import type { KVCache } from "./kv_cache.ts";
 
 export interface ForwardOptions {

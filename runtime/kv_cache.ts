@@ -3,7 +3,7 @@
  * side by side, in the memory the plan set aside (see `MemoryPlan.cache`). Every sequence
  * of the batch holds the same number of positions.
  */
-import { KEY_BLOCK, type MemoryPlan } from "./memory_plan.ts";
+import { KEY_BLOCK, type MemoryPlan } from "./backend/wasm/memory_plan.ts";
 
 /**
  * Where feature d of the key at position j lies in a head's keys (floats from the first):

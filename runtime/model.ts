@@ -6,7 +6,7 @@
 import { setImmediate } from "node:timers";
 import { Engine } from "./engine.ts";
 import { ModelFileError } from "./errors.ts";
-import type { HParams } from "./hparams.ts";
+import type { HParams } from "./gpt2/hparams.ts";
 import { openModelFiles } from "./model_files.ts";
 import { Sampler, type SamplingOptions } from "./sampler.ts";
 import { Tokenizer } from "./tokenizer.ts";

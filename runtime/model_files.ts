@@ -8,8 +8,8 @@ import { openSafetensors } from "./checkpoint/safetensors.ts";
 import type { TensorSource } from "./checkpoint/tensor_source.ts";
 import { openTfBundle, resolveCheckpointPrefix } from "./checkpoint/tf_bundle.ts";
 import { ModelFileError } from "./errors.ts";
-import { type HParams, validateHParams } from "./hparams.ts";
-import { hfNames, type NameMap, tfNames } from "./tensor_names.ts";
+import { type HParams, validateHParams } from "./gpt2/hparams.ts";
+import { hfNames, type NameMap, tfNames } from "./gpt2/tensor_names.ts";
 
 /** An open model folder: its shape and its weights, and how their names map. */
 export interface ModelFiles extends Disposable {

@@ -5,10 +5,10 @@
 import { writeTextFileAtomically } from "./atomic_file.ts";
 import { writeSafetensors } from "./checkpoint/safetensors.ts";
 import { writeCheckpointFile, writeTfBundle } from "./checkpoint/tf_bundle_writer.ts";
-import type { HParams } from "./hparams.ts";
+import type { HParams } from "./gpt2/hparams.ts";
 import { Rng } from "./random.ts";
 import { bytesToUnicode } from "./tokenizer.ts";
-import { hfNames, tfTensorShapes } from "./tensor_names.ts";
+import { hfNames, tfTensorShapes } from "./gpt2/tensor_names.ts";
 
 /** A named float32 tensor held in memory. */
 export interface NamedTensor {

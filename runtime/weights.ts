@@ -5,11 +5,11 @@
  * lie in the files, and a Conv1D weight is packed while the next ones are read.
  */
 import { ModelFileError } from "./errors.ts";
-import type { Kernels } from "./kernels.ts";
-import type { MemoryPlan } from "./memory_plan.ts";
+import type { Kernels } from "./backend/wasm/kernels.ts";
+import type { MemoryPlan } from "./backend/wasm/memory_plan.ts";
 import { readAsFloat32, type TensorInfo, type TensorSource } from "./checkpoint/tensor_source.ts";
 import type { Weights } from "./random_model.ts";
-import { type NameMap, tfNames, tfTensorShapes } from "./tensor_names.ts";
+import { type NameMap, tfNames, tfTensorShapes } from "./gpt2/tensor_names.ts";
 
 /** A `TensorSource` over weights held in memory, as `randomWeights` makes them. */
 export function memorySource(weights: Weights, path = "<memory>"): TensorSource {

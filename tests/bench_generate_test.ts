@@ -3,9 +3,9 @@
  * and its derived figures agree with the ones they come from.
  */
 import { assert, assertEquals } from "./asserts.ts";
-import { planMemory } from "../runtime/memory_plan.ts";
+import { planMemory } from "../runtime/backend/wasm/memory_plan.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
-import type { HParams } from "../runtime/hparams.ts";
+import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { withTempDir } from "./temp_dir.ts";
 
 const HP: HParams = { n_vocab: 300, n_ctx: 64, n_embd: 32, n_head: 2, n_layer: 2 };

@@ -5,10 +5,10 @@
 import { assertClose } from "./assert_close.ts";
 import { assert, assertEquals, assertThrows } from "./asserts.ts";
 import { Engine } from "../runtime/engine.ts";
-import type { HParams } from "../runtime/hparams.ts";
+import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { Rng } from "../runtime/random.ts";
 import { randomWeights } from "../runtime/random_model.ts";
-import { referenceForward } from "../runtime/reference.ts";
+import { referenceForward } from "../runtime/backend/reference/ops.ts";
 import { memorySource } from "../runtime/weights.ts";
 
 const HP: HParams = { n_vocab: 97, n_ctx: 40, n_embd: 48, n_head: 4, n_layer: 3 };

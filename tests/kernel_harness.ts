@@ -2,8 +2,8 @@
  * A scratch memory for kernel tests: one single-threaded kernel instance on a fresh shared
  * memory, and a bump allocator that copies arrays in and reads them back.
  */
-import { RESERVED_BYTES } from "../runtime/memory_plan.ts";
-import { createMemory, kernelModule, WasmKernels } from "../runtime/wasm_kernels.ts";
+import { RESERVED_BYTES } from "../runtime/backend/wasm/memory_plan.ts";
+import { createMemory, kernelModule, WasmKernels } from "../runtime/backend/wasm/wasm_kernels.ts";
 import { Rng } from "../runtime/random.ts";
 
 export class Harness {

@@ -12,9 +12,9 @@ import { assertClose } from "./assert_close.ts";
 import { assertEquals } from "./asserts.ts";
 import { Harness, randint, randn } from "./kernel_harness.ts";
 import { keyIndex } from "../runtime/kv_cache.ts";
-import { packedSize, PANEL } from "../runtime/memory_plan.ts";
+import { packedSize, PANEL } from "../runtime/backend/wasm/memory_plan.ts";
 import { Rng } from "../runtime/random.ts";
-import { instantiate, kernelModule, READ_BLOCK } from "../runtime/wasm_kernels.ts";
+import { instantiate, kernelModule, READ_BLOCK } from "../runtime/backend/wasm/wasm_kernels.ts";
 import {
   refAdd,
   refAttention,
@@ -24,7 +24,7 @@ import {
   refLayerNorm,
   refLogits,
   refSoftmax,
-} from "../runtime/reference.ts";
+} from "../runtime/backend/reference/ops.ts";
 
 const h = await Harness.create(256 << 20);
 const k = h.kernels;

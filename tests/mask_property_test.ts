@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { assert, assertEquals } from "./asserts.ts";
 import { Harness } from "./kernel_harness.ts";
 import { keyIndex } from "../runtime/kv_cache.ts";
-import { attentionMask } from "../runtime/reference.ts";
+import { attentionMask } from "../runtime/backend/reference/ops.ts";
 
 const N_CTX = 32; // also d_head, so that every key has its own one-hot value; a multiple of 4
 const h = await Harness.create(16 << 20);

@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "./asserts.ts";
-import { GPT2_SIZES } from "../runtime/hparams.ts";
-import { packedSize, planMemory } from "../runtime/memory_plan.ts";
+import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
+import { packedSize, planMemory } from "../runtime/backend/wasm/memory_plan.ts";
 
 Deno.test("staging slots lie in the token embedding when it holds them, else past the weights", () => {
   // GPT-2 124M: wte (154 MB) holds the three (C, 4C) slots, so staging adds no memory.

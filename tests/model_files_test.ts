@@ -8,10 +8,10 @@ import { withTempDir } from "./temp_dir.ts";
 import { assertEquals, assertRejects } from "./asserts.ts";
 import { Engine } from "../runtime/engine.ts";
 import { ModelFileError } from "../runtime/errors.ts";
-import type { HParams } from "../runtime/hparams.ts";
+import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { openModelFiles } from "../runtime/model_files.ts";
 import { randomWeights, type Weights, writeModelFolder } from "../runtime/random_model.ts";
-import { referenceForward } from "../runtime/reference.ts";
+import { referenceForward } from "../runtime/backend/reference/ops.ts";
 import { writeTfBundle } from "../runtime/checkpoint/tf_bundle_writer.ts";
 
 const HP: HParams = { n_vocab: 300, n_ctx: 16, n_embd: 24, n_head: 2, n_layer: 2 };

@@ -1,7 +1,7 @@
 /** The library API on a generated model folder: loadModel, logits, generate and kin. */
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
 import { loadModel, type Model } from "../runtime/model.ts";
-import type { HParams } from "../runtime/hparams.ts";
+import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
 import { argmax } from "../runtime/sampler.ts";
 

@@ -4,7 +4,7 @@
  */
 import { assert, assertEquals } from "./asserts.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
-import type { HParams } from "../runtime/hparams.ts";
+import type { HParams } from "../runtime/gpt2/hparams.ts";
 
 const HP: HParams = { n_vocab: 400, n_ctx: 64, n_embd: 32, n_head: 2, n_layer: 2 };
 const modelsDir = await Deno.makeTempDir({ prefix: "gpt2-repl-" });

@@ -6,8 +6,8 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "./asserts.ts";
 import { randint, randn } from "./kernel_harness.ts";
 import { forward } from "../runtime/forward.ts";
-import type { HParams } from "../runtime/hparams.ts";
-import type { Kernels } from "../runtime/kernels.ts";
+import type { HParams } from "../runtime/gpt2/hparams.ts";
+import type { Kernels } from "../runtime/backend/wasm/kernels.ts";
 import { KVCache } from "../runtime/kv_cache.ts";
 import {
   CONTROL_BYTES,
@@ -16,7 +16,7 @@ import {
   PANEL,
   planMemory,
   RESERVED_BYTES,
-} from "../runtime/memory_plan.ts";
+} from "../runtime/backend/wasm/memory_plan.ts";
 import { Rng } from "../runtime/random.ts";
 import { randomWeights } from "../runtime/random_model.ts";
 import {
@@ -25,9 +25,9 @@ import {
   kernelModule,
   READ_BLOCK,
   WasmKernels,
-} from "../runtime/wasm_kernels.ts";
+} from "../runtime/backend/wasm/wasm_kernels.ts";
 import { loadWeights, memorySource } from "../runtime/weights.ts";
-import { createKernels, share, WorkerPool } from "../runtime/worker_pool.ts";
+import { createKernels, share, WorkerPool } from "../runtime/backend/wasm/worker_pool.ts";
 
 const module = await kernelModule();
 const THREADS = [1, 2, 3];

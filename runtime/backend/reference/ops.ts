@@ -4,8 +4,8 @@
  * `referenceForward`, the whole model as picoGPT would run it (no cache, one sequence).
  * Shapes follow the kernels' comments; arrays are row-major.
  */
-import type { HParams } from "./hparams.ts";
-import type { Weights } from "./random_model.ts";
+import type { HParams } from "../../gpt2/hparams.ts";
+import type { Weights } from "../../random_model.ts";
 
 /** out (T, OC) = inp (T, C) · weight (C, OC) + bias (OC). */
 export function refConv1d(

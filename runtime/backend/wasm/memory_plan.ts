@@ -3,7 +3,7 @@
  * activations of one forward pass and the KV cache, laid out once, up front. Kernels get
  * byte offsets from here and nothing else.
  */
-import type { HParams } from "./hparams.ts";
+import type { HParams } from "../../gpt2/hparams.ts";
 
 /**
  * Columns per packed Conv1D weight panel; must equal `PANEL` in asm/matmul.ts, which also

@@ -208,7 +208,7 @@ let compiled: Promise<WebAssembly.Module> | undefined;
 
 /** Compiles asm/build/gpt2.wasm once per process. */
 export function kernelModule(): Promise<WebAssembly.Module> {
-  compiled ??= Deno.readFile(new URL("../asm/build/gpt2.wasm", import.meta.url))
+  compiled ??= Deno.readFile(new URL("../../../asm/build/gpt2.wasm", import.meta.url))
     .then((bytes) => WebAssembly.compile(bytes));
   return compiled;
 }

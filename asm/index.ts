@@ -6,6 +6,25 @@ export { add, gelu, softmax } from "./activations";
 export { attention } from "./attention";
 export { embed } from "./embedding";
 export { conv1d, conv1d_gelu, conv1d_residual, logits, pack_panels } from "./matmul";
+export {
+  conv1d_q8,
+  conv1d_q8_gelu,
+  conv1d_q8_residual,
+  embed_q8,
+  logits_q8,
+  pack_q8,
+  quantize_q8,
+  relaxed_dot_probe,
+} from "./matmul_q8";
+export {
+  conv1d_f16,
+  conv1d_f16_gelu,
+  conv1d_f16_residual,
+  convert_f16,
+  embed_f16,
+  logits_f16,
+  pack_f16,
+} from "./matmul_f16";
 export { layer_norm } from "./norm";
 export { read_sum, static_data_end } from "./memory";
 export { exp } from "./math";

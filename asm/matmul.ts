@@ -69,9 +69,9 @@ export function pack_panels(dst: usize, src: usize, C: i32, OC: i32, p0: i32, p1
 }
 
 /** What a Conv1D does with each output element y = Σ_k inp·weight + bias. */
-const STORE: i32 = 0; // out = y
-const GELU: i32 = 1; // out = gelu(y)
-const RESIDUAL: i32 = 2; // out = out + y
+export const STORE: i32 = 0; // out = y
+export const GELU: i32 = 1; // out = gelu(y)
+export const RESIDUAL: i32 = 2; // out = out + y
 
 /**
  * Conv1D as GPT-2 names it: out = inp · weight + bias, for the output columns of panels
@@ -358,7 +358,7 @@ function oneRow(
  */
 // @ts-ignore: decorator
 @inline
-function finish(o: usize, bp: usize, c0: v128, c1: v128, width: i32, mode: i32): void {
+export function finish(o: usize, bp: usize, c0: v128, c1: v128, width: i32, mode: i32): void {
   const y0 = f32x4.add(c0, v128.load(bp));
   const y1 = f32x4.add(c1, v128.load(bp, 16));
   if (width >= 8) {
@@ -390,7 +390,7 @@ function finish16(
 /** Applies `mode` to the four outputs `y` and stores them at `o`. */
 // @ts-ignore: decorator
 @inline
-function finishVector(o: usize, y: v128, mode: i32): void {
+export function finishVector(o: usize, y: v128, mode: i32): void {
   if (mode == GELU) y = gelu4(y);
   else if (mode == RESIDUAL) y = f32x4.add(v128.load(o), y);
   v128.store(o, y);
@@ -399,7 +399,7 @@ function finishVector(o: usize, y: v128, mode: i32): void {
 /** `finishVector` for the first `n` (1 to 4) lanes, lane for lane the same arithmetic. */
 // @ts-ignore: decorator
 @inline
-function finishLanes(o: usize, y: v128, n: i32, mode: i32): void {
+export function finishLanes(o: usize, y: v128, n: i32, mode: i32): void {
   if (n >= 4) {
     finishVector(o, y, mode);
     return;

@@ -5,6 +5,7 @@
  */
 import type { Kernels } from "./kernels.ts";
 import { MAX_MEMORY_BYTES, PANEL } from "./memory_plan.ts";
+import { quantPanels } from "./quant_layout.ts";
 
 /** The exports of asm/build/gpt2.wasm, with the work ranges each kernel takes last. */
 /** A Conv1D export: `Conv1d`'s arguments, then the panels [p0, p1) to compute. */
@@ -76,6 +77,41 @@ export interface KernelExports {
   /** out = e^inp on elements [i0, i1): the kernels' vector exp, exported for its test. */
   exp(out: number, inp: number, i0: number, i1: number): void;
   static_data_end(): number;
+
+  // Int8 and float16 weights (asm/matmul_q8.ts, asm/matmul_f16.ts).
+  quantize_q8(dst: number, inp: number, C: number, r0: number, r1: number): void;
+  pack_q8(
+    dst: number,
+    src: number,
+    C: number,
+    OC: number,
+    transposed: number,
+    p0: number,
+    p1: number,
+  ): void;
+  conv1d_q8: Conv1dPanels;
+  conv1d_q8_gelu: Conv1dPanels;
+  conv1d_q8_residual: Conv1dPanels;
+  logits_q8(
+    out: number,
+    qh: number,
+    wte: number,
+    T: number,
+    C: number,
+    V: number,
+    p0: number,
+    p1: number,
+  ): void;
+  embed_q8: KernelExports["embed"];
+  /** out (4 i32) = the relaxed int8 dot product of 16 bytes at a and b, for its test. */
+  relaxed_dot_probe(out: number, a: number, b: number): void;
+  pack_f16(dst: number, src: number, C: number, OC: number, p0: number, p1: number): void;
+  convert_f16(dst: number, src: number, i0: number, i1: number): void;
+  conv1d_f16: Conv1dPanels;
+  conv1d_f16_gelu: Conv1dPanels;
+  conv1d_f16_residual: Conv1dPanels;
+  logits_f16: KernelExports["logits"];
+  embed_f16: KernelExports["embed"];
 }
 
 /** Floats per partial sum of `read_sum`; must equal `READ_BLOCK` in asm/memory.ts. */
@@ -193,6 +229,108 @@ const SPECS = {
     units: (a) => a[2],
     size: (a) => a[2] * READ_BLOCK,
     run: (k, a, u0, u1) => k.read_sum(a[0], a[1], u0, u1),
+  },
+  // Int8 (q8) weights: activations go through quantizeQ8 into a (rows, q8RowBytes(C))
+  // buffer, which the q8 products read in place of f32 rows.
+  // dst, inp, rows, C
+  quantizeQ8: {
+    name: "quantizeQ8",
+    units: (a) => a[2],
+    size: (a) => 2 * a[2] * a[3],
+    run: (k, a, u0, u1) => k.quantize_q8(a[0], a[1], a[3], u0, u1),
+  },
+  // dst, src, C, OC, transposed (1: src is (OC, C))
+  packQ8: {
+    name: "packQ8",
+    units: (a) => quantPanels(a[3]),
+    size: (a) => 2 * a[2] * a[3],
+    run: (k, a, u0, u1) => k.pack_q8(a[0], a[1], a[2], a[3], a[4], u0, u1),
+  },
+  // out, qinp, weight, bias, rows, C, OC
+  conv1dQ8: {
+    name: "conv1dQ8",
+    units: (a) => quantPanels(a[6]),
+    size: (a) => (a[4] + a[5]) * a[6] / 4,
+    run: (k, a, u0, u1) => k.conv1d_q8(a[0], a[1], a[2], a[3], a[4], a[5], a[6], u0, u1),
+  },
+  // out, qinp, weight, bias, rows, C, OC
+  conv1dQ8Gelu: {
+    name: "conv1dQ8Gelu",
+    units: (a) => quantPanels(a[6]),
+    size: (a) => (a[4] + a[5]) * a[6] / 4,
+    run: (k, a, u0, u1) => k.conv1d_q8_gelu(a[0], a[1], a[2], a[3], a[4], a[5], a[6], u0, u1),
+  },
+  // out, qinp, weight, bias, rows, C, OC
+  conv1dQ8Residual: {
+    name: "conv1dQ8Residual",
+    units: (a) => quantPanels(a[6]),
+    size: (a) => (a[4] + a[5]) * a[6] / 4,
+    run: (k, a, u0, u1) => k.conv1d_q8_residual(a[0], a[1], a[2], a[3], a[4], a[5], a[6], u0, u1),
+  },
+  // out, qh, wte, rows, C, V
+  logitsQ8: {
+    name: "logitsQ8",
+    units: (a) => quantPanels(a[5]),
+    size: (a) => (a[3] + a[4]) * a[5] / 4,
+    run: (k, a, u0, u1) => k.logits_q8(a[0], a[1], a[2], a[3], a[4], a[5], u0, u1),
+  },
+  // out, tokens, wte, wpe, B, T, C, past
+  embedQ8: {
+    name: "embedQ8",
+    units: (a) => a[4] * a[5],
+    size: (a) => 2 * a[4] * a[5] * a[6],
+    run: (k, a, u0, u1) => k.embed_q8(a[0], a[1], a[2], a[3], a[5], a[6], a[7], u0, u1),
+  },
+  // Float16 weights.
+  // dst, src, C, OC
+  packF16: {
+    name: "packF16",
+    units: (a) => quantPanels(a[3]),
+    size: (a) => 2 * a[2] * a[3],
+    run: (k, a, u0, u1) => k.pack_f16(a[0], a[1], a[2], a[3], u0, u1),
+  },
+  // dst, src, n
+  convertF16: {
+    name: "convertF16",
+    units: (a) => a[2],
+    align: 16,
+    size: (a) => 2 * a[2],
+    run: (k, a, u0, u1) => k.convert_f16(a[0], a[1], u0, u1),
+  },
+  // out, inp, weight, bias, rows, C, OC
+  conv1dF16: {
+    name: "conv1dF16",
+    units: (a) => quantPanels(a[6]),
+    size: (a) => (a[4] + a[5]) * a[6] / 2,
+    run: (k, a, u0, u1) => k.conv1d_f16(a[0], a[1], a[2], a[3], a[4], a[5], a[6], u0, u1),
+  },
+  // out, inp, weight, bias, rows, C, OC
+  conv1dF16Gelu: {
+    name: "conv1dF16Gelu",
+    units: (a) => quantPanels(a[6]),
+    size: (a) => (a[4] + a[5]) * a[6] / 2,
+    run: (k, a, u0, u1) => k.conv1d_f16_gelu(a[0], a[1], a[2], a[3], a[4], a[5], a[6], u0, u1),
+  },
+  // out, inp, weight, bias, rows, C, OC
+  conv1dF16Residual: {
+    name: "conv1dF16Residual",
+    units: (a) => quantPanels(a[6]),
+    size: (a) => (a[4] + a[5]) * a[6] / 2,
+    run: (k, a, u0, u1) => k.conv1d_f16_residual(a[0], a[1], a[2], a[3], a[4], a[5], a[6], u0, u1),
+  },
+  // out, h, wte, rows, C, V
+  logitsF16: {
+    name: "logitsF16",
+    units: (a) => a[5],
+    size: (a) => (a[3] + a[4]) * a[5] / 2,
+    run: (k, a, u0, u1) => k.logits_f16(a[0], a[1], a[2], a[3], a[4], a[5], u0, u1),
+  },
+  // out, tokens, wte, wpe, B, T, C, past
+  embedF16: {
+    name: "embedF16",
+    units: (a) => a[4] * a[5],
+    size: (a) => 2 * a[4] * a[5] * a[6],
+    run: (k, a, u0, u1) => k.embed_f16(a[0], a[1], a[2], a[3], a[5], a[6], a[7], u0, u1),
   },
 } satisfies Record<string, OpSpec>;
 

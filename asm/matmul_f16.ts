@@ -1,0 +1,420 @@
+// Float16 matrix products: Conv1D and the output head with weights stored as IEEE binary16
+// and widened to f32 in the kernels, which otherwise compute exactly as the f32 ones do.
+import { finish } from "./matmul";
+import { hsum } from "./simd";
+
+/**
+ * Constants of `widen`, kept in static data (a vector constant written inline is rebuilt
+ * at each use inside a loop; see math.ts): the bits an f32 keeps of a half shifted into
+ * place, and 2^112, the ratio of the two formats' exponent biases (2^(127 − 15)).
+ */
+const H: StaticArray<u32> = [0x8fffe000, 0x77800000];
+
+/**
+ * Columns per panel, as for f32: two strips of 8 columns one after the other, each C rows
+ * of 8 halves (16 bytes, one vector): `[c / 8][k][c % 8]`, the f32 kernels' striped layout
+ * (asm/matmul.ts) for every C.
+ */
+const PANEL: i32 = 16;
+
+/**
+ * The f32 value of four halves given in the upper 16 bits of each i32 lane: an arithmetic
+ * shift by 3 puts exponent and mantissa where an f32 has them and copies the sign into the
+ * three bits above, the mask keeps sign, exponent and mantissa, and the product with 2^112
+ * rebiases the exponent. Exact for every finite half, subnormals included (wasm keeps
+ * f32 subnormals); infinities and NaNs are not kept (GPT-2's weights are far below 65504).
+ */
+// @ts-ignore: decorator
+@inline
+function widen(hi: v128, mask: v128, scale: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shr_s(hi, 3), mask), scale);
+}
+
+/** Halves 0–3 of h into the upper 16 bits of four i32 lanes. */
+// @ts-ignore: decorator
+@inline
+function lowHalves(h: v128): v128 {
+  return i8x16.shuffle(i32x4.splat(0), h, 0, 1, 16, 17, 0, 1, 18, 19, 0, 1, 20, 21, 0, 1, 22, 23);
+}
+
+/** Halves 4–7 of h into the upper 16 bits of four i32 lanes. */
+// @ts-ignore: decorator
+@inline
+function highHalves(h: v128): v128 {
+  return i8x16.shuffle(i32x4.splat(0), h, 0, 1, 24, 25, 0, 1, 26, 27, 0, 1, 28, 29, 0, 1, 30, 31);
+}
+
+/** The f32 value of the half at p (scalar `widen`). */
+// @ts-ignore: decorator
+@inline
+function halfAt(p: usize): f32 {
+  const x = <i32>load<u16>(p) << 16;
+  return reinterpret<f32>(<u32>(x >> 3) & 0x8fffe000) * reinterpret<f32>(<u32>0x77800000);
+}
+
+/**
+ * The binary16 bits nearest to x, ties to even (IEEE round to nearest): values past the
+ * largest half (65504) round to infinity, those below half the smallest subnormal to zero,
+ * and NaNs stay NaNs.
+ */
+// @ts-ignore: decorator
+@inline
+function toHalf(x: f32): u16 {
+  const b = reinterpret<u32>(x);
+  const sign = (b >> 16) & 0x8000;
+  const e = <i32>((b >> 23) & 0xff);
+  const m = b & 0x7fffff;
+  if (e == 0xff) return <u16>(sign | 0x7c00 | (m != 0 ? 0x200 | (m >> 13) : 0));
+  const he = e - 127 + 15;
+  if (he >= 0x1f) return <u16>(sign | 0x7c00);
+  if (he <= 0) {
+    // A subnormal half, m' · 2^-24: the significand with its leading 1, shifted down.
+    const shift = 14 - he;
+    if (shift > 24) return <u16>sign;
+    const full = m | 0x800000;
+    let q = full >> shift;
+    const rest = full & ((1 << shift) - 1);
+    const halfway = <u32>1 << (shift - 1);
+    if (rest > halfway || (rest == halfway && (q & 1) != 0)) q++;
+    return <u16>(sign | q);
+  }
+  let h = (<u32>he << 10) | (m >> 13);
+  const rest = m & 0x1fff;
+  // A carry out of the mantissa steps the exponent up, to infinity past 65504.
+  if (rest > 0x1000 || (rest == 0x1000 && (h & 1) != 0)) h++;
+  return <u16>(sign | h);
+}
+
+/**
+ * Converts elements [i0, i1) of src to binary16, rounding to nearest even: the output
+ * head's wte (V, C) keeps its row-major layout.
+ * @param dst (n) f16
+ * @param src (n) f32
+ */
+export function convert_f16(dst: usize, src: usize, i0: i32, i1: i32): void {
+  for (let i = i0; i < i1; i++) {
+    store<u16>(dst + (<usize>i << 1), toHalf(load<f32>(src + (<usize>i << 2))));
+  }
+}
+
+/**
+ * Repacks a Conv1D weight (C, OC) f32 into panels of binary16 (see PANEL), panels
+ * [p0, p1), rounding to nearest even, zero in the columns past OC.
+ * @param dst (ceil(OC / 16), C, 16) f16
+ * @param src (C, OC) f32
+ */
+export function pack_f16(dst: usize, src: usize, C: i32, OC: i32, p0: i32, p1: i32): void {
+  for (let s = p0 * (PANEL / 8); s < p1 * (PANEL / 8); s++) {
+    const col = s * 8;
+    const width = min(8, OC - col);
+    let d = dst + (<usize>s * <usize>C << 4);
+    for (let k = 0; k < C; k++) {
+      const a = src + ((<usize>k * <usize>OC + <usize>col) << 2);
+      for (let c = 0; c < 8; c++) {
+        store<u16>(d + (<usize>c << 1), c < width ? toHalf(load<f32>(a + (<usize>c << 2))) : 0);
+      }
+      d += 16;
+    }
+  }
+}
+
+/** What a Conv1D does with each output: as in asm/matmul.ts. */
+const STORE: i32 = 0;
+const GELU: i32 = 1;
+const RESIDUAL: i32 = 2;
+
+/**
+ * Conv1D with float16 weights: out = inp · weight + bias for panels [p0, p1). Each output
+ * is the sum over k = 0 … C − 1 in order, one fused multiply-add per step, plus the bias,
+ * as `conv1d` computes it: so the result equals `conv1d` on the weights rounded to
+ * float16, bit for bit, whatever the split or T.
+ * @param out    (T, OC) f32
+ * @param inp    (T, C)  f32
+ * @param weight (ceil(OC / 16), C, 16) f16, packed by `pack_f16`
+ * @param bias   (ceil(OC / 16) · 16) f32, zero past OC
+ */
+export function conv1d_f16(
+  out: usize,
+  inp: usize,
+  weight: usize,
+  bias: usize,
+  T: i32,
+  C: i32,
+  OC: i32,
+  p0: i32,
+  p1: i32,
+): void {
+  f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
+}
+
+/** `conv1d_f16` with GPT-2's GELU applied to each output, as `conv1d_gelu`. */
+export function conv1d_f16_gelu(
+  out: usize,
+  inp: usize,
+  weight: usize,
+  bias: usize,
+  T: i32,
+  C: i32,
+  OC: i32,
+  p0: i32,
+  p1: i32,
+): void {
+  f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
+}
+
+/** `conv1d_f16` added onto `out`, the residual stream, as `conv1d_residual`. */
+export function conv1d_f16_residual(
+  out: usize,
+  inp: usize,
+  weight: usize,
+  bias: usize,
+  T: i32,
+  C: i32,
+  OC: i32,
+  p0: i32,
+  p1: i32,
+): void {
+  f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+}
+
+// @ts-ignore: decorator
+@inline
+function f16Panels(
+  out: usize,
+  inp: usize,
+  weight: usize,
+  bias: usize,
+  T: i32,
+  C: i32,
+  OC: i32,
+  p0: i32,
+  p1: i32,
+  mode: i32,
+): void {
+  const rowIn = <usize>C << 2;
+  const rowOut = <usize>OC << 2;
+  const stripBytes = <usize>C << 4;
+  const mask = v128.splat<u32>(H[0]);
+  const scale = v128.splat<u32>(H[1]);
+  for (let s = p0 * (PANEL / 8); s < p1 * (PANEL / 8); s++) {
+    const col = s * 8;
+    const width = min(8, OC - col);
+    if (width <= 0) break;
+    const w = weight + <usize>s * stripBytes;
+    const bp = bias + (<usize>col << 2);
+    let o = out + (<usize>col << 2);
+    let x = inp;
+    // Four rows at a time: each strip row widened once for all of them. The strip (C · 16
+    // bytes) stays in cache while the groups of rows pass over it.
+    let t = 0;
+    for (; t + 4 <= T; t += 4) {
+      stripRows(o, x, w, bp, rowIn, rowOut, width, mode, mask, scale, 4);
+      o += rowOut << 2;
+      x += rowIn << 2;
+    }
+    const n = T - t;
+    if (n == 3) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, mask, scale, 3);
+    else if (n == 2) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, mask, scale, 2);
+    else if (n == 1) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, mask, scale, 1);
+  }
+}
+
+/** Rows 0 … n − 1 (n = 1 to 4, a constant) of one 8-column strip of halves at w. */
+// @ts-ignore: decorator
+@inline
+function stripRows(
+  o: usize,
+  x: usize,
+  w: usize,
+  bp: usize,
+  rowIn: usize,
+  rowOut: usize,
+  width: i32,
+  mode: i32,
+  mask: v128,
+  scale: v128,
+  n: i32,
+): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  let wp = w;
+  const end = x + rowIn;
+  for (let xk = x; xk < end; xk += 4) {
+    const h = v128.load(wp);
+    wp += 16;
+    const w0 = widen(lowHalves(h), mask, scale);
+    const w1 = widen(highHalves(h), mask, scale);
+    const a0 = v128.load32_splat(xk);
+    c00 = f32x4.relaxed_madd(a0, w0, c00);
+    c01 = f32x4.relaxed_madd(a0, w1, c01);
+    if (n > 1) {
+      const a1 = v128.load32_splat(xk + rowIn);
+      c10 = f32x4.relaxed_madd(a1, w0, c10);
+      c11 = f32x4.relaxed_madd(a1, w1, c11);
+    }
+    if (n > 2) {
+      const a2 = v128.load32_splat(xk + (rowIn << 1));
+      c20 = f32x4.relaxed_madd(a2, w0, c20);
+      c21 = f32x4.relaxed_madd(a2, w1, c21);
+    }
+    if (n > 3) {
+      const a3 = v128.load32_splat(xk + rowIn * 3);
+      c30 = f32x4.relaxed_madd(a3, w0, c30);
+      c31 = f32x4.relaxed_madd(a3, w1, c31);
+    }
+  }
+  finish(o, bp, c00, c01, width, mode);
+  if (n > 1) finish(o + rowOut, bp, c10, c11, width, mode);
+  if (n > 2) finish(o + (rowOut << 1), bp, c20, c21, width, mode);
+  if (n > 3) finish(o + rowOut * 3, bp, c30, c31, width, mode);
+}
+
+/** Rows of wte per block of `logits_f16`, as `HEAD_BLOCK` in asm/matmul.ts. */
+const HEAD_BLOCK: i32 = 64;
+
+/**
+ * The output head with float16 wte: logits = h · wteᵀ for vocabulary rows [v0, v1),
+ * computed exactly as `logits` computes them (the same two chains, lane order and scalar
+ * tail), so equal to it on wte rounded to float16, bit for bit.
+ * @param out (T, V) f32
+ * @param h   (T, C) f32
+ * @param wte (V, C) f16, from `convert_f16`
+ */
+export function logits_f16(
+  out: usize,
+  h: usize,
+  wte: usize,
+  T: i32,
+  C: i32,
+  V: i32,
+  v0: i32,
+  v1: i32,
+): void {
+  const row = <usize>C << 2;
+  const wRow = <usize>C << 1;
+  const outRow = <usize>V << 2;
+  const mask = v128.splat<u32>(H[0]);
+  const scale = v128.splat<u32>(H[1]);
+  for (let b0 = v0; b0 < v1; b0 += HEAD_BLOCK) {
+    const b1 = min(v1, b0 + HEAD_BLOCK);
+    for (let t = 0; t < T; t += 4) {
+      const n = min(4, T - t);
+      const x = h + <usize>t * row;
+      const o = out + <usize>t * outRow;
+      if (n == 4) {
+        for (let v = b0; v < b1; v++) {
+          headRows(o, x, wte + <usize>v * wRow, C, outRow, v, mask, scale, 4);
+        }
+      } else if (n == 3) {
+        for (let v = b0; v < b1; v++) {
+          headRows(o, x, wte + <usize>v * wRow, C, outRow, v, mask, scale, 3);
+        }
+      } else if (n == 2) {
+        for (let v = b0; v < b1; v++) {
+          headRows(o, x, wte + <usize>v * wRow, C, outRow, v, mask, scale, 2);
+        }
+      } else {
+        for (let v = b0; v < b1; v++) {
+          headRows(o, x, wte + <usize>v * wRow, C, outRow, v, mask, scale, 1);
+        }
+      }
+    }
+  }
+}
+
+/** Finishes one logit from its accumulators a, b and stores it at o + v. */
+// @ts-ignore: decorator
+@inline
+function headStore(o: usize, x: usize, w: usize, C: i32, v: i32, a: v128, b: v128): void {
+  let s = hsum(f32x4.add(a, b));
+  for (let k = C & ~3; k < C; k++) {
+    s += load<f32>(x + (<usize>k << 2)) * halfAt(w + (<usize>k << 1));
+  }
+  store<f32>(o + (<usize>v << 2), s);
+}
+
+/** Rows 0 … n − 1 (n = 1 to 4, a constant) of x (stride C) against the f16 wte row at w. */
+// @ts-ignore: decorator
+@inline
+function headRows(
+  o: usize,
+  x: usize,
+  w: usize,
+  C: i32,
+  outRow: usize,
+  v: i32,
+  mask: v128,
+  scale: v128,
+  n: i32,
+): void {
+  const row = <usize>C << 2;
+  const x1 = x + row, x2 = x + (row << 1), x3 = x + row * 3;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  const vecEnd = <usize>(C & ~3) << 2;
+  const pairEnd = <usize>(C & ~7) << 2;
+  let k: usize = 0;
+  let wk = w;
+  for (; k < pairEnd; k += 32) {
+    const hv = v128.load(wk);
+    wk += 16;
+    const u = widen(lowHalves(hv), mask, scale);
+    const z = widen(highHalves(hv), mask, scale);
+    a0 = f32x4.relaxed_madd(v128.load(x + k), u, a0);
+    b0 = f32x4.relaxed_madd(v128.load(x + k, 16), z, b0);
+    if (n > 1) {
+      a1 = f32x4.relaxed_madd(v128.load(x1 + k), u, a1);
+      b1 = f32x4.relaxed_madd(v128.load(x1 + k, 16), z, b1);
+    }
+    if (n > 2) {
+      a2 = f32x4.relaxed_madd(v128.load(x2 + k), u, a2);
+      b2 = f32x4.relaxed_madd(v128.load(x2 + k, 16), z, b2);
+    }
+    if (n > 3) {
+      a3 = f32x4.relaxed_madd(v128.load(x3 + k), u, a3);
+      b3 = f32x4.relaxed_madd(v128.load(x3 + k, 16), z, b3);
+    }
+  }
+  if (k < vecEnd) {
+    const u = widen(lowHalves(v128.load64_zero(wk)), mask, scale);
+    a0 = f32x4.relaxed_madd(v128.load(x + k), u, a0);
+    if (n > 1) a1 = f32x4.relaxed_madd(v128.load(x1 + k), u, a1);
+    if (n > 2) a2 = f32x4.relaxed_madd(v128.load(x2 + k), u, a2);
+    if (n > 3) a3 = f32x4.relaxed_madd(v128.load(x3 + k), u, a3);
+  }
+  headStore(o, x, w, C, v, a0, b0);
+  if (n > 1) headStore(o + outRow, x1, w, C, v, a1, b1);
+  if (n > 2) headStore(o + (outRow << 1), x2, w, C, v, a2, b2);
+  if (n > 3) headStore(o + outRow * 3, x3, w, C, v, a3, b3);
+}
+
+/**
+ * out[r] = wte[tokens[r]] + wpe[past + r % T] for rows [r0, r1), as `embed`, with wte
+ * in float16, each feature widened exactly.
+ * @param out (B·T, C) f32
+ * @param wte (V, C) f16
+ * @param wpe (n_ctx, C) f32
+ */
+export function embed_f16(
+  out: usize,
+  tokens: usize,
+  wte: usize,
+  wpe: usize,
+  T: i32,
+  C: i32,
+  past: i32,
+  r0: i32,
+  r1: i32,
+): void {
+  const row = <usize>C << 2;
+  for (let r = r0; r < r1; r++) {
+    const tok = load<i32>(tokens + (<usize>r << 2));
+    const w = wte + <usize>tok * (<usize>C << 1);
+    const p = wpe + <usize>(past + r % T) * row;
+    const o = out + <usize>r * row;
+    for (let k = 0; k < C; k++) {
+      const b = <usize>k << 2;
+      store<f32>(o + b, halfAt(w + (<usize>k << 1)) + load<f32>(p + b));
+    }
+  }
+}

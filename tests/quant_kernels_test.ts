@@ -1,0 +1,610 @@
+/**
+ * The int8 (q8) and float16 kernels (asm/matmul_q8.ts, asm/matmul_f16.ts) against the
+ * scalar references of runtime/backend/reference/quant.ts, on a direct harness over one
+ * WebAssembly instance.
+ *
+ * Tolerances:
+ * - q8 kernels vs the scalar q8 emulation: the integer block sums are exact on both sides,
+ *   so the only difference is the kernel's f32 accumulation of one term per block (and the
+ *   bias): |kernel − emulation| ≤ (blocks + 2) · 2⁻²³ · (Σ|terms| + |bias|), a float32
+ *   sum's worst case.
+ * - q8 vs the float32 product: within the worst case of the stored values' rounding
+ *   (`q8ErrorBound`), and, on GPT-2-like data (x ~ N(0, 1), w ~ N(0, 0.02²), C = 768), a
+ *   normalised mean squared error (ggml's NMSE) below 5e-4; about 1.5e-4 is typical
+ *   (7-bit weights: (2.5σ / 63)² / 12 ≈ 1.3e-4 relative noise, 8-bit activations a quarter
+ *   of that).
+ * - f16 kernels vs the f32 kernels on weights rounded to float16: bit for bit, since they
+ *   compute the same sums in the same order; vs the float64 reference as kernels_test.ts
+ *   holds the f32 kernels (atol C · 1e-7, rtol 1e-5).
+ */
+import { assertClose } from "./assert_close.ts";
+import { assert, assertEquals } from "./asserts.ts";
+import { Harness, randint, randn } from "./kernel_harness.ts";
+import { packedSize } from "../runtime/backend/wasm/memory_plan.ts";
+import {
+  f16PackedBytes,
+  q8PackedBytes,
+  q8RowBytes,
+  QUANT_PANEL,
+} from "../runtime/backend/wasm/quant_layout.ts";
+import { Rng } from "../runtime/random.ts";
+import {
+  instantiate,
+  kernelModule,
+  type KernelOp,
+  OPS,
+} from "../runtime/backend/wasm/wasm_kernels.ts";
+import { refConv1d, refGelu, refLogits } from "../runtime/backend/reference/ops.ts";
+import {
+  dequantizeQ8,
+  Q8_BLOCK,
+  q8ErrorBound,
+  q8Product,
+  quantizeQ8Rows,
+  quantizeQ8Weight,
+  refConv1dQ8,
+  refLogitsQ8,
+  roundArrayToFloat16,
+  roundHalfEven,
+  roundToFloat16,
+} from "../runtime/backend/reference/quant.ts";
+import { float16BitsToFloat32Bits } from "../runtime/checkpoint/tensor_source.ts";
+
+const h = await Harness.create(256 << 20);
+const k = h.kernels;
+const exports = instantiate(await kernelModule(), h.memory);
+
+/** Runs units [u0, u1) of `op` (all of them by default) on this thread. */
+function run(op: KernelOp, args: number[], u0 = 0, u1 = op.units(args)): void {
+  op.run(exports, args, u0, u1);
+}
+
+/** `bytes` zero bytes in the harness memory (with its guard after them). */
+function putBytes(bytes: number): number {
+  return h.put(Math.ceil(bytes / 4));
+}
+
+function bytesAt(offset: number, n: number): Uint8Array {
+  return new Uint8Array(h.memory.buffer, offset, n).slice();
+}
+
+/** The bias as the kernels take it: padded with zeros to whole panels. */
+function padBias(b: Float32Array, OC: number): Float32Array {
+  const padded = new Float32Array(Math.ceil(OC / QUANT_PANEL) * QUANT_PANEL);
+  padded.set(b);
+  return padded;
+}
+
+/** Float32 bits, so that equal arrays are equal bit for bit (NaN and −0 included). */
+function bits(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+/** Random shapes (T, C, OC) with C and OC off the block (32) and panel (16) sizes too. */
+function shapes(rng: Rng, extra: [number, number, number][]): [number, number, number][] {
+  const out = [...extra];
+  for (let i = 0; i < 16; i++) {
+    out.push([randint(rng, 1, 9), randint(rng, 1, 100), randint(rng, 1, 60)]);
+  }
+  return out;
+}
+
+/**
+ * Lane i of a relaxed int8 dot product of 16 bytes, Σ_j a[4i + j] · b[4i + j], as one of
+ * the semantics the instruction allows: b read as signed or unsigned bytes, and the pair
+ * sums of 16 bits saturated or wrapped.
+ */
+function emulateDot(
+  a: Int8Array,
+  b: Uint8Array,
+  signedB: boolean,
+  saturate: boolean,
+): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    let s = 0;
+    for (let pair = 0; pair < 2; pair++) {
+      let p = 0;
+      for (let j = 0; j < 2; j++) {
+        const n = 4 * i + 2 * pair + j;
+        p += a[n] * (signedB && b[n] > 127 ? b[n] - 256 : b[n]);
+      }
+      p = saturate ? Math.max(-32768, Math.min(32767, p)) : ((p + 32768) & 0xffff) - 32768;
+      s += p;
+    }
+    out.push(s);
+  }
+  return out;
+}
+
+/** What this engine's `i32x4.relaxed_dot_i8x16_i7x16_add_s` gives for a and b. */
+function engineDot(a: Int8Array, b: Uint8Array): number[] {
+  const [pa, pb, po] = [putBytes(16), putBytes(16), h.put(4)];
+  new Int8Array(h.memory.buffer, pa, 16).set(a);
+  new Uint8Array(h.memory.buffer, pb, 16).set(b);
+  exports.relaxed_dot_probe(po, pa, pb);
+  return [...new Int32Array(h.memory.buffer, po, 4)];
+}
+
+Deno.test("relaxed int8 dot: the q8 ranges (a in [-127, 127], b in [0, 127]) give one answer on every engine", () => {
+  const rng = new Rng(20);
+  h.reset();
+  for (let trial = 0; trial < 500; trial++) {
+    const a = Int8Array.from({ length: 16 }, () => randint(rng, -127, 127));
+    const b = Uint8Array.from({ length: 16 }, () => randint(rng, 0, 127));
+    // Extremes too: the largest pair sums, 2 · 127 · 127.
+    if (trial === 0) a.fill(127), b.fill(127);
+    if (trial === 1) a.fill(-127), b.fill(127);
+    const want = emulateDot(a, b, true, true);
+    for (const [signedB, saturate] of [[true, false], [false, true], [false, false]]) {
+      assertEquals(emulateDot(a, b, signedB, saturate), want, `semantics ${signedB} ${saturate}`);
+    }
+    assertEquals(engineDot(a, b), want);
+  }
+  // The ranges matter: a weight stored as a signed 7-bit byte (here −1, 0xff) reads as 255
+  // under the unsigned semantics (x86's pmaddubsw), so it would depend on the engine.
+  const a = new Int8Array(16).fill(1);
+  const b = new Uint8Array(16).fill(0xff);
+  assert(emulateDot(a, b, true, true)[0] !== emulateDot(a, b, false, true)[0]);
+});
+
+Deno.test("quantize_q8() equals the scalar quantisation: bytes, scales and corrections", () => {
+  const rng = new Rng(21);
+  for (const [T, C] of [[3, 64], [2, 32], [4, 100], [1, 7], [5, 768], [2, 33]]) {
+    h.reset();
+    const x = randn(rng, T * C, 2);
+    // A block of zeros, and a block whose largest value is a tie (x / e = 63.5 exactly
+    // rounds to 64, even).
+    if (C >= 64) x.fill(0, 32, 64);
+    x[0] = 127;
+    x[1] = 63.5;
+    x.fill(1, 2, Math.min(C, 32));
+    const nb = Math.ceil(C / Q8_BLOCK);
+    const dst = putBytes(T * q8RowBytes(C));
+    const args = [dst, h.put(x), T, C];
+    // Rows in two ranges: one call or two give the same bytes.
+    run(OPS.quantizeQ8, args, 0, 1);
+    run(OPS.quantizeQ8, args, 1, T);
+    const got = bytesAt(dst, T * q8RowBytes(C));
+    const view = new DataView(got.buffer);
+    const ref = quantizeQ8Rows(x, T, C);
+    for (let t = 0; t < T; t++) {
+      for (let b = 0; b < nb; b++) {
+        const at = (t * nb + b) * 40;
+        let sum = 0;
+        for (let j = 0; j < Q8_BLOCK; j++) {
+          const q = view.getInt8(at + j);
+          const kk = b * Q8_BLOCK + j;
+          assertEquals(q, ref.q[kk * T + t], `T=${T} C=${C} row ${t} feature ${kk}`);
+          sum += q;
+        }
+        assertEquals(view.getFloat32(at + 32, true), ref.scales[b * T + t], `scale ${t} ${b}`);
+        assertEquals(view.getInt32(at + 36, true), (-64 * sum) | 0, `correction ${t} ${b}`);
+      }
+    }
+    assertEquals(ref.q[0], 127);
+    if (C >= 2) assertEquals(ref.q[T], 64, "63.5 rounds to the even 64");
+  }
+});
+
+Deno.test("roundHalfEven() rounds ties to the even integer, as wasm's nearest", () => {
+  assertEquals([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 2.4, -2.6].map(roundHalfEven), [
+    -2,
+    -2,
+    -0,
+    0,
+    2,
+    2,
+    2,
+    -3,
+  ]);
+});
+
+/** Reads weight (k, o) of a `pack_q8` panel layout: [scale, q]. */
+function packedQ8(packed: Uint8Array, C: number, k: number, o: number): [number, number] {
+  const nb = Math.ceil(C / Q8_BLOCK);
+  const view = new DataView(packed.buffer);
+  const [p, c] = [Math.floor(o / QUANT_PANEL), o % QUANT_PANEL];
+  const [b, kk] = [Math.floor(k / Q8_BLOCK), k % Q8_BLOCK];
+  const blk = (p * nb + b) * 576;
+  const u = packed[blk + 64 + (kk >> 2) * 64 + c * 4 + (kk & 3)];
+  assert(u >= 1 && u <= 127, `stored weight byte ${u} outside [1, 127]`);
+  return [view.getFloat32(blk + c * 4, true), u - 64];
+}
+
+Deno.test("pack_q8() stores the scalar quantisation of the weight, (C, OC) and transposed", () => {
+  const rng = new Rng(22);
+  for (const [C, OC] of [[64, 16], [70, 37], [32, 1], [5, 20]]) {
+    for (const transposed of [false, true]) {
+      h.reset();
+      const w = randn(rng, C * OC, 0.02);
+      w[3] = 0.5; // an outlier decides its block's scale
+      const packed = putBytes(q8PackedBytes(C, OC));
+      const args = [packed, h.put(w), C, OC, transposed ? 1 : 0];
+      const units = OPS.packQ8.units(args);
+      run(OPS.packQ8, args, 0, units >> 1);
+      run(OPS.packQ8, args, units >> 1, units);
+      assertEquals(h.guard(packed, q8PackedBytes(C, OC) / 4), 12345, "pack_q8 wrote past its end");
+      const got = bytesAt(packed, q8PackedBytes(C, OC));
+      const ref = quantizeQ8Weight(w, C, OC, transposed);
+      const nb = Math.ceil(C / Q8_BLOCK);
+      for (let o = 0; o < Math.ceil(OC / QUANT_PANEL) * QUANT_PANEL; o++) {
+        for (let kk = 0; kk < nb * Q8_BLOCK; kk++) {
+          const [d, q] = packedQ8(got, C, kk, o);
+          const inside = o < OC && kk < C;
+          const msg = `C=${C} OC=${OC} ${transposed ? "transposed " : ""}(${kk}, ${o})`;
+          assertEquals(q, inside ? ref.q[kk * OC + o] : 0, msg);
+          const b = Math.floor(kk / Q8_BLOCK);
+          assertEquals(d, o < OC ? ref.scales[b * OC + o] : 0, msg);
+        }
+      }
+    }
+  }
+});
+
+/**
+ * Asserts that each kernel output is within a float32 sum's rounding of the q8 emulation:
+ * (blocks + 2) · 2⁻²³ · (Σ|terms| + |bias|).
+ */
+function assertNearEmulation(
+  got: Float32Array,
+  want: Float32Array,
+  magnitude: Float64Array,
+  bias: Float32Array,
+  C: number,
+  OC: number,
+  msg: string,
+) {
+  const slack = (Math.ceil(C / Q8_BLOCK) + 2) * 2 ** -23;
+  for (let i = 0; i < got.length; i++) {
+    const limit = slack * (magnitude[i] + Math.abs(bias[i % OC] ?? 0)) + 1e-30;
+    const diff = Math.abs(got[i] - want[i]);
+    assert(diff <= limit, `${msg}: element ${i} is ${got[i]}, emulation ${want[i]} (> ${limit})`);
+  }
+}
+
+/** Quantises x (T, C) and packs w (C, OC) in the harness: [qinp, packed weight]. */
+function setupQ8(
+  x: Float32Array,
+  w: Float32Array,
+  T: number,
+  C: number,
+  OC: number,
+  transposed = false,
+) {
+  const qx = putBytes(T * q8RowBytes(C));
+  run(OPS.quantizeQ8, [qx, h.put(x), T, C]);
+  const packed = putBytes(q8PackedBytes(C, OC));
+  run(OPS.packQ8, [packed, h.put(w), C, OC, transposed ? 1 : 0]);
+  return [qx, packed];
+}
+
+Deno.test("conv1d_q8() equals the scalar q8 emulation within float32 rounding", () => {
+  const rng = new Rng(23);
+  for (const [T, C, OC] of shapes(rng, [[1, 768, 48], [4, 768, 40], [7, 96, 33], [2, 3072, 16]])) {
+    h.reset();
+    const x = randn(rng, T * C);
+    const w = randn(rng, C * OC, 0.02);
+    const b = randn(rng, OC, 0.1);
+    const [qx, packed] = setupQ8(x, w, T, C, OC);
+    const out = h.put(T * OC);
+    run(OPS.conv1dQ8, [out, qx, packed, h.put(padBias(b, OC)), T, C, OC]);
+    const msg = `T=${T} C=${C} OC=${OC}`;
+    assertEquals(h.guard(out, T * OC), 12345, `conv1d_q8 wrote past its output (${msg})`);
+    const wq = quantizeQ8Weight(w, C, OC);
+    const want = refConv1dQ8(x, wq, b, T);
+    assertNearEmulation(h.get(out, T * OC), want, q8Product(x, wq, T).magnitude, b, C, OC, msg);
+  }
+});
+
+Deno.test("conv1d_q8() is within the q8 rounding bound of the float32 product, NMSE below 5e-4", () => {
+  const rng = new Rng(24);
+  let [err, norm] = [0, 0];
+  for (const [T, C, OC] of [[4, 768, 64], [3, 200, 50], [1, 3072, 32]]) {
+    h.reset();
+    const x = randn(rng, T * C);
+    const w = randn(rng, C * OC, 0.02);
+    const b = new Float32Array(OC);
+    const [qx, packed] = setupQ8(x, w, T, C, OC);
+    const out = h.put(T * OC);
+    run(OPS.conv1dQ8, [out, qx, packed, h.put(padBias(b, OC)), T, C, OC]);
+    const got = h.get(out, T * OC);
+    const exact = refConv1d(x, w, b, T, C, OC);
+    const bound = q8ErrorBound(x, w, T, C, OC);
+    for (let i = 0; i < got.length; i++) {
+      // The bound plus the float rounding of the sums.
+      const limit = bound[i] * (1 + 1e-5) + 1e-5;
+      assert(
+        Math.abs(got[i] - exact[i]) <= limit,
+        `T=${T} C=${C} OC=${OC}: element ${i} is ${got[i]}, f32 product ${
+          exact[i]
+        }, bound ${limit}`,
+      );
+      err += (got[i] - exact[i]) ** 2;
+      norm += exact[i] ** 2;
+    }
+  }
+  const nmse = err / norm;
+  assert(nmse < 5e-4, `NMSE ${nmse} of q8 against f32 is not below 5e-4`);
+});
+
+Deno.test("conv1d_q8 gelu and residual forms equal conv1d_q8() then gelu() or add(), bit for bit", () => {
+  const rng = new Rng(25);
+  for (const [T, C, OC] of [[1, 64, 48], [5, 33, 37], [4, 96, 13], [2, 40, 130]]) {
+    h.reset();
+    const x = randn(rng, T * C);
+    const w = randn(rng, C * OC, 0.3);
+    const bias = h.put(padBias(randn(rng, OC), OC));
+    const residual = randn(rng, T * OC);
+    const [qx, packed] = setupQ8(x, w, T, C, OC);
+    const [plain, fused, sum, fusedSum] = [
+      h.put(T * OC),
+      h.put(T * OC),
+      h.put(T * OC),
+      h.put(residual),
+    ];
+    const msg = `T=${T} C=${C} OC=${OC}`;
+    run(OPS.conv1dQ8, [plain, qx, packed, bias, T, C, OC]);
+    k.gelu(plain, plain, T * OC);
+    run(OPS.conv1dQ8Gelu, [fused, qx, packed, bias, T, C, OC]);
+    assertEquals(bits(h.get(fused, T * OC)), bits(h.get(plain, T * OC)), msg);
+    run(OPS.conv1dQ8, [sum, qx, packed, bias, T, C, OC]);
+    k.add(sum, h.put(residual), sum, T * OC);
+    run(OPS.conv1dQ8Residual, [fusedSum, qx, packed, bias, T, C, OC]);
+    assertEquals(bits(h.get(fusedSum, T * OC)), bits(h.get(sum, T * OC)), msg);
+    // GELU of the emulation, as a check that the fused form is GELU at all.
+    assertClose(h.get(fused, T * OC), refGelu(h.get(sum, T * OC).map((v, i) => v - residual[i])), {
+      atol: 1e-4,
+      rtol: 1e-4,
+      msg,
+    });
+  }
+});
+
+Deno.test("q8 kernels give the same bits whatever the panel split and the number of rows", () => {
+  const rng = new Rng(26);
+  for (const [T, C, OC] of [[7, 96, 70], [5, 768, 64], [4, 40, 33]]) {
+    h.reset();
+    const x = randn(rng, T * C);
+    const w = randn(rng, C * OC, 0.1);
+    const bias = h.put(padBias(randn(rng, OC), OC));
+    const [qx, packed] = setupQ8(x, w, T, C, OC);
+    const whole = h.put(T * OC);
+    run(OPS.conv1dQ8, [whole, qx, packed, bias, T, C, OC]);
+    const want = bits(h.get(whole, T * OC));
+    // Panels in uneven ranges.
+    const split = h.put(T * OC);
+    const args = [split, qx, packed, bias, T, C, OC];
+    const units = OPS.conv1dQ8.units(args);
+    for (let u = 0; u < units;) {
+      const next = Math.min(units, u + randint(rng, 1, 3));
+      run(OPS.conv1dQ8, args, u, next);
+      u = next;
+    }
+    assertEquals(bits(h.get(split, T * OC)), want, `split T=${T} C=${C} OC=${OC}`);
+    // Each row alone (the T = 1 kernel) and in pairs.
+    const rowBytes = q8RowBytes(C);
+    for (const step of [1, 2]) {
+      const rows = h.put(T * OC);
+      for (let t = 0; t < T; t += step) {
+        const n = Math.min(step, T - t);
+        run(OPS.conv1dQ8, [rows + t * OC * 4, qx + t * rowBytes, packed, bias, n, C, OC]);
+      }
+      assertEquals(bits(h.get(rows, T * OC)), want, `rows ${step} at a time, T=${T} C=${C}`);
+    }
+  }
+});
+
+Deno.test("logits_q8() equals the scalar q8 head, the same bits in any split", () => {
+  const rng = new Rng(27);
+  for (const [T, C, V] of [[1, 768, 100], [4, 64, 37], [3, 50, 16], [6, 128, 201]]) {
+    h.reset();
+    const x = randn(rng, T * C);
+    const wte = randn(rng, V * C, 0.1);
+    const [qx, packed] = setupQ8(x, wte, T, C, V, true);
+    const out = h.put(T * V);
+    const args = [out, qx, packed, T, C, V];
+    run(OPS.logitsQ8, args);
+    const msg = `T=${T} C=${C} V=${V}`;
+    assertEquals(h.guard(out, T * V), 12345, `logits_q8 wrote past its output (${msg})`);
+    const wq = quantizeQ8Weight(wte, C, V, true);
+    const got = h.get(out, T * V);
+    const { magnitude } = q8Product(x, wq, T);
+    assertNearEmulation(got, refLogitsQ8(x, wq, T), magnitude, new Float32Array(V), C, V, msg);
+    // Against the f32 head: the q8 rounding bound, computed on wteᵀ.
+    const wt = new Float32Array(C * V);
+    for (let v = 0; v < V; v++) for (let kk = 0; kk < C; kk++) wt[kk * V + v] = wte[v * C + kk];
+    const bound = q8ErrorBound(x, wt, T, C, V);
+    const exact = refLogits(x, wte, T, C, V);
+    for (let i = 0; i < got.length; i++) {
+      assert(Math.abs(got[i] - exact[i]) <= bound[i] * (1 + 1e-5) + 1e-5, `${msg}: logit ${i}`);
+    }
+    const split = h.put(T * V);
+    const units = OPS.logitsQ8.units(args);
+    run(OPS.logitsQ8, [split, ...args.slice(1)], 0, units >> 1);
+    run(OPS.logitsQ8, [split, ...args.slice(1)], units >> 1, units);
+    assertEquals(bits(h.get(split, T * V)), bits(got), `split ${msg}`);
+  }
+});
+
+Deno.test("embed_q8() is exact: the token's dequantised row plus the position row", () => {
+  const rng = new Rng(28);
+  const [V, C, nCtx, B, T, past] = [37, 70, 16, 2, 3, 5];
+  h.reset();
+  const wte = randn(rng, V * C, 0.1);
+  const wpe = randn(rng, nCtx * C, 0.01);
+  const tokens = Int32Array.from({ length: B * T }, () => randint(rng, 0, V - 1));
+  tokens[0] = V - 1;
+  const packed = putBytes(q8PackedBytes(C, V));
+  run(OPS.packQ8, [packed, h.put(wte), C, V, 1]);
+  const out = h.put(B * T * C);
+  run(OPS.embedQ8, [out, h.put(tokens), packed, h.put(wpe), B, T, C, past]);
+  const rows = dequantizeQ8(quantizeQ8Weight(wte, C, V, true)); // (C, V)
+  const want = new Float32Array(B * T * C);
+  for (let r = 0; r < B * T; r++) {
+    for (let kk = 0; kk < C; kk++) {
+      want[r * C + kk] = rows[kk * V + tokens[r]] + wpe[(past + (r % T)) * C + kk];
+    }
+  }
+  assertEquals(bits(h.get(out, B * T * C)), bits(want));
+});
+
+/** Float32 values of n halves at `offset`. */
+function halvesAt(offset: number, n: number): Float32Array {
+  const u = new Uint16Array(h.memory.buffer, offset, n);
+  return new Float32Array(Uint32Array.from(u, float16BitsToFloat32Bits).buffer);
+}
+
+Deno.test("convert_f16() rounds to the nearest float16, ties to even, as Math.f16round", () => {
+  const rng = new Rng(29);
+  const special = [
+    0,
+    -0,
+    1,
+    1 + 2 ** -11, // a tie: to 1
+    1 + 3 * 2 ** -11, // a tie: to 1 + 2⁻⁹
+    65504,
+    65519.99,
+    65520, // halfway past the largest half: to infinity
+    -70000,
+    2 ** -14, // the smallest normal
+    2 ** -24, // the smallest subnormal
+    2 ** -25, // a tie with zero: to 0
+    2 ** -25 * 1.0001,
+    3 * 2 ** -25, // a tie between subnormals 1 and 2 · 2⁻²⁴: to 2
+    6.1e-5,
+    1e-10,
+    Infinity,
+    -Infinity,
+    3.4e38,
+  ];
+  const x = new Float32Array(special.length + 2000);
+  x.set(special);
+  for (let i = special.length; i < x.length; i++) {
+    x[i] = rng.normal() * 2 ** randint(rng, -30, 17);
+  }
+  h.reset();
+  const dst = putBytes(2 * x.length);
+  const args = [dst, h.put(x), x.length];
+  run(OPS.convertF16, args, 0, 700);
+  run(OPS.convertF16, args, 700, x.length);
+  const got = halvesAt(dst, x.length);
+  const want = roundArrayToFloat16(x);
+  assertEquals(bits(got), bits(want));
+  const f16round = (Math as unknown as { f16round?: (v: number) => number }).f16round;
+  if (f16round) assertEquals(bits(got), bits(x.map(f16round)));
+  assertEquals(roundToFloat16(65520), Infinity);
+  assertEquals(roundToFloat16(3 * 2 ** -25), 2 ** -23);
+});
+
+Deno.test("pack_f16() lays out float16 panels as two strips of 8 columns", () => {
+  const rng = new Rng(30);
+  for (const [C, OC] of [[3, 18], [1030, 25], [17, 16]]) {
+    h.reset();
+    const w = randn(rng, C * OC);
+    const packed = putBytes(f16PackedBytes(C, OC));
+    run(OPS.packF16, [packed, h.put(w), C, OC]);
+    const got = halvesAt(packed, f16PackedBytes(C, OC) / 2);
+    const rounded = roundArrayToFloat16(w);
+    for (let col = 0; col < Math.ceil(OC / QUANT_PANEL) * QUANT_PANEL; col++) {
+      const [strip, c] = [Math.floor(col / 8), col % 8];
+      for (let kk = 0; kk < C; kk++) {
+        const want = col < OC ? rounded[kk * OC + col] : 0;
+        assertEquals(got[(strip * C + kk) * 8 + c], want, `C=${C} column ${col} row ${kk}`);
+      }
+    }
+  }
+});
+
+Deno.test("conv1d_f16() equals conv1d() on float16-rounded weights, bit for bit, and the reference", () => {
+  const rng = new Rng(31);
+  for (
+    const [T, C, OC] of shapes(rng, [[1, 768, 48], [4, 768, 40], [9, 1030, 19], [5, 3072, 16]])
+  ) {
+    h.reset();
+    const x = randn(rng, T * C);
+    const w = randn(rng, C * OC);
+    const b = randn(rng, OC);
+    const rounded = roundArrayToFloat16(w);
+    const [pi, pb, src] = [h.put(x), h.put(padBias(b, OC)), h.put(w)];
+    const packed16 = putBytes(f16PackedBytes(C, OC));
+    run(OPS.packF16, [packed16, src, C, OC]);
+    const packed32 = h.put(packedSize(C, OC));
+    k.packPanels(packed32, h.put(rounded), C, OC);
+    const [out16, out32] = [h.put(T * OC), h.put(T * OC)];
+    run(OPS.conv1dF16, [out16, pi, packed16, pb, T, C, OC]);
+    k.conv1d(out32, pi, packed32, pb, T, C, OC);
+    const msg = `T=${T} C=${C} OC=${OC}`;
+    assertEquals(h.guard(out16, T * OC), 12345, `conv1d_f16 wrote past its output (${msg})`);
+    const got = h.get(out16, T * OC);
+    assertEquals(bits(got), bits(h.get(out32, T * OC)), msg);
+    assertClose(got, refConv1d(x, rounded, b, T, C, OC), { atol: C * 1e-7, rtol: 1e-5, msg });
+  }
+});
+
+Deno.test("conv1d_f16 gelu and residual forms equal conv1d_f16() then gelu() or add(), in any split", () => {
+  const rng = new Rng(32);
+  for (const [T, C, OC] of [[1, 64, 48], [5, 33, 37], [4, 17, 13], [6, 40, 130]]) {
+    h.reset();
+    const x = randn(rng, T * C);
+    const w = randn(rng, C * OC, 0.3);
+    const bias = h.put(padBias(randn(rng, OC), OC));
+    const residual = randn(rng, T * OC);
+    const pi = h.put(x);
+    const packed = putBytes(f16PackedBytes(C, OC));
+    run(OPS.packF16, [packed, h.put(w), C, OC]);
+    const [plain, fused, sum, fusedSum] = [
+      h.put(T * OC),
+      h.put(T * OC),
+      h.put(T * OC),
+      h.put(residual),
+    ];
+    const msg = `T=${T} C=${C} OC=${OC}`;
+    run(OPS.conv1dF16, [plain, pi, packed, bias, T, C, OC]);
+    k.gelu(plain, plain, T * OC);
+    const gArgs = [fused, pi, packed, bias, T, C, OC];
+    const units = OPS.conv1dF16Gelu.units(gArgs);
+    run(OPS.conv1dF16Gelu, gArgs, 0, units >> 1);
+    run(OPS.conv1dF16Gelu, gArgs, units >> 1, units);
+    assertEquals(bits(h.get(fused, T * OC)), bits(h.get(plain, T * OC)), msg);
+    run(OPS.conv1dF16, [sum, pi, packed, bias, T, C, OC]);
+    k.add(sum, h.put(residual), sum, T * OC);
+    run(OPS.conv1dF16Residual, [fusedSum, pi, packed, bias, T, C, OC]);
+    assertEquals(bits(h.get(fusedSum, T * OC)), bits(h.get(sum, T * OC)), msg);
+  }
+});
+
+Deno.test("logits_f16() equals logits() on float16-rounded wte bit for bit; embed_f16() is exact", () => {
+  const rng = new Rng(33);
+  for (const [T, C, V] of [[1, 768, 70], [4, 61, 37], [6, 36, 20], [2, 5, 9]]) {
+    h.reset();
+    const x = randn(rng, T * C);
+    const wte = randn(rng, V * C, 0.1);
+    const rounded = roundArrayToFloat16(wte);
+    const w16 = putBytes(2 * V * C);
+    run(OPS.convertF16, [w16, h.put(wte), V * C]);
+    const px = h.put(x);
+    const [out16, out32] = [h.put(T * V), h.put(T * V)];
+    const args = [out16, px, w16, T, C, V];
+    run(OPS.logitsF16, args, 0, 5);
+    run(OPS.logitsF16, args, 5, V);
+    k.logits(out32, px, h.put(rounded), T, C, V);
+    const msg = `T=${T} C=${C} V=${V}`;
+    const got = h.get(out16, T * V);
+    assertEquals(bits(got), bits(h.get(out32, T * V)), msg);
+    assertClose(got, refLogits(x, rounded, T, C, V), { atol: C * 1e-7, rtol: 1e-5, msg });
+
+    const [B, Tn, past, nCtx] = [2, 2, 3, 8];
+    const wpe = randn(rng, nCtx * C);
+    const tokens = Int32Array.from({ length: B * Tn }, () => randint(rng, 0, V - 1));
+    const out = h.put(B * Tn * C);
+    run(OPS.embedF16, [out, h.put(tokens), w16, h.put(wpe), B, Tn, C, past]);
+    const want = new Float32Array(B * Tn * C);
+    for (let r = 0; r < B * Tn; r++) {
+      for (let kk = 0; kk < C; kk++) {
+        want[r * C + kk] = rounded[tokens[r] * C + kk] + wpe[(past + (r % Tn)) * C + kk];
+      }
+    }
+    assertEquals(bits(h.get(out, B * Tn * C)), bits(want), `embed ${msg}`);
+  }
+});

@@ -30,18 +30,21 @@ function widen(hi: v128, mask: v128, scale: v128): v128 {
   return f32x4.mul(v128.and(i32x4.shr_s(hi, 3), mask), scale);
 }
 
-/** Halves 0–3 of h into the upper 16 bits of four i32 lanes. */
+/**
+ * Halves 0–3 of h into the upper 16 bits of four i32 lanes: an interleave of 16-bit lanes
+ * with zeros, one instruction (punpcklwd on x86).
+ */
 // @ts-ignore: decorator
 @inline
 function lowHalves(h: v128): v128 {
-  return i8x16.shuffle(i32x4.splat(0), h, 0, 1, 16, 17, 0, 1, 18, 19, 0, 1, 20, 21, 0, 1, 22, 23);
+  return i8x16.shuffle(i32x4.splat(0), h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
 }
 
 /** Halves 4–7 of h into the upper 16 bits of four i32 lanes. */
 // @ts-ignore: decorator
 @inline
 function highHalves(h: v128): v128 {
-  return i8x16.shuffle(i32x4.splat(0), h, 0, 1, 24, 25, 0, 1, 26, 27, 0, 1, 28, 29, 0, 1, 30, 31);
+  return i8x16.shuffle(i32x4.splat(0), h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
 }
 
 /** The f32 value of the half at p (scalar `widen`). */

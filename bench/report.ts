@@ -9,6 +9,8 @@ interface Entry {
   work: number;
   unit: "GFLOP/s" | "GB/s" | "MB/s" | "tok/s";
   baseline: boolean;
+  /** Bytes of weights an iteration reads, for a "weights GB/s" column. */
+  weightBytes?: number;
   times: number[];
 }
 
@@ -26,6 +28,7 @@ export function benchRate(
     unit: Entry["unit"];
     baseline?: boolean;
     n?: number;
+    weightBytes?: number;
   },
   fn: () => void,
 ): void {
@@ -55,7 +58,7 @@ function median(xs: number[]): number {
 const scale = { "GFLOP/s": 1e9, "GB/s": 1e9, "MB/s": 1e6, "tok/s": 1 };
 
 globalThis.addEventListener("unload", () => {
-  const rows: string[][] = [["benchmark", "rate", "× baseline"]];
+  const rows: string[][] = [["benchmark", "rate", "× baseline", "weights GB/s"]];
   const base = new Map<string, number>();
   const rate = (e: Entry) => e.work / (median(e.times) / 1000) / scale[e.unit];
   for (const e of entries) if (e.baseline && e.times.length) base.set(e.group, rate(e));
@@ -63,7 +66,10 @@ globalThis.addEventListener("unload", () => {
     if (!e.times.length) continue;
     const r = rate(e);
     const b = base.get(e.group);
-    rows.push([e.name, `${r.toPrecision(4)} ${e.unit}`, b ? (r / b).toFixed(1) : ""]);
+    const gbs = e.weightBytes
+      ? (e.weightBytes / (median(e.times) / 1000) / 1e9).toPrecision(3)
+      : "";
+    rows.push([e.name, `${r.toPrecision(4)} ${e.unit}`, b ? (r / b).toFixed(2) : "", gbs]);
   }
   if (rows.length === 1) return;
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));

@@ -1,0 +1,115 @@
+/**
+ * The int8 (q8) and float16 Conv1D kernels beside the float32 one at GPT-2 124M shapes,
+ * for one token (T = 1, decoding) and a 128-token prompt, on one thread and on a 2-thread
+ * worker pool. The q8 figures include quantising the input rows (`quantizeQ8`), which
+ * the model pays before each q8 product. The table gives GFLOP/s and the ratio to the f32
+ * kernel on the same threads in the same run; the output head (T = 1) follows in GB/s of
+ * weights read.
+ *
+ *   deno task bench bench/quant_kernels_bench.ts
+ */
+import { benchRate } from "./report.ts";
+import { Harness, randn } from "../tests/kernel_harness.ts";
+import { packedSize, PANEL } from "../runtime/backend/wasm/memory_plan.ts";
+import { f16PackedBytes, q8PackedBytes, q8RowBytes } from "../runtime/backend/wasm/quant_layout.ts";
+import { Rng } from "../runtime/random.ts";
+import {
+  instantiate,
+  kernelModule,
+  type KernelOp,
+  OPS,
+} from "../runtime/backend/wasm/wasm_kernels.ts";
+import { WorkerPool } from "../runtime/backend/wasm/worker_pool.ts";
+
+const h = await Harness.create(1 << 30);
+const rng = new Rng(0);
+const exports = instantiate(await kernelModule(), h.memory);
+const pool = await WorkerPool.create(await kernelModule(), h.memory, 2);
+globalThis.addEventListener("unload", () => pool[Symbol.dispose]());
+
+/** Runs `op` whole on this thread, or shared by the pool's two threads. */
+function run(threads: 1 | 2, op: KernelOp, args: number[]): void {
+  // `run` is how every pool method hands an op to the workers.
+  if (threads === 2) pool["run"](op, args);
+  else op.run(exports, args, 0, op.units(args));
+}
+
+const bytes = (n: number) => h.put(Math.ceil(n / 4));
+
+for (const T of [1, 128]) {
+  for (const [C, OC] of [[768, 2304], [768, 768], [768, 3072], [3072, 768]]) {
+    const x = randn(rng, T * C);
+    const w = randn(rng, C * OC, 0.02);
+    const bias = h.put(randn(rng, Math.ceil(OC / PANEL) * PANEL, 0.1));
+    const [px, po, src] = [h.put(x), h.put(T * OC), h.put(w)];
+    const p32 = h.put(packedSize(C, OC));
+    run(1, OPS.packPanels, [p32, src, C, OC]);
+    const p16 = bytes(f16PackedBytes(C, OC));
+    run(1, OPS.packF16, [p16, src, C, OC]);
+    const p8 = bytes(q8PackedBytes(C, OC));
+    run(1, OPS.packQ8, [p8, src, C, OC, 0]);
+    const qx = bytes(T * q8RowBytes(C));
+    const work = 2 * T * C * OC;
+    for (const threads of [1, 2] as const) {
+      const group = `conv1d T=${T} ${C}x${OC} ${threads === 1 ? "1 thread" : "2 threads"}`;
+      const n = T > 1 ? 20 : 200;
+      benchRate({
+        group,
+        name: `${group} f32`,
+        work,
+        unit: "GFLOP/s",
+        baseline: true,
+        n,
+        weightBytes: 4 * C * OC,
+      }, () => {
+        run(threads, OPS.conv1d, [po, px, p32, bias, T, C, OC]);
+      });
+      benchRate(
+        { group, name: `${group} f16`, work, unit: "GFLOP/s", n, weightBytes: 2 * C * OC },
+        () => {
+          run(threads, OPS.conv1dF16, [po, px, p16, bias, T, C, OC]);
+        },
+      );
+      benchRate({
+        group,
+        name: `${group} q8`,
+        work,
+        unit: "GFLOP/s",
+        n,
+        weightBytes: q8PackedBytes(C, OC),
+      }, () => {
+        run(threads, OPS.quantizeQ8, [qx, px, T, C]);
+        run(threads, OPS.conv1dQ8, [po, qx, p8, bias, T, C, OC]);
+      });
+    }
+  }
+}
+
+{
+  // The output head for one token: streaming wte is the cost, so GB/s of weights read.
+  const [T, C, V] = [1, 768, 50257];
+  const wte = randn(rng, V * C, 0.02);
+  const [px, po, p32] = [h.put(randn(rng, T * C)), h.put(T * V), h.put(wte)];
+  const p16 = bytes(2 * V * C);
+  run(1, OPS.convertF16, [p16, p32, V * C]);
+  const p8 = bytes(q8PackedBytes(C, V));
+  run(1, OPS.packQ8, [p8, p32, C, V, 1]);
+  const qx = bytes(T * q8RowBytes(C));
+  for (const threads of [1, 2] as const) {
+    const group = `logits T=1 768x50257 ${threads === 1 ? "1 thread" : "2 threads"}`;
+    benchRate(
+      { group, name: `${group} f32`, work: 4 * V * C, unit: "GB/s", baseline: true, n: 30 },
+      () => run(threads, OPS.logits, [po, px, p32, T, C, V]),
+    );
+    benchRate({ group, name: `${group} f16`, work: 2 * V * C, unit: "GB/s", n: 30 }, () => {
+      run(threads, OPS.logitsF16, [po, px, p16, T, C, V]);
+    });
+    benchRate(
+      { group, name: `${group} q8`, work: q8PackedBytes(C, V), unit: "GB/s", n: 30 },
+      () => {
+        run(threads, OPS.quantizeQ8, [qx, px, T, C]);
+        run(threads, OPS.logitsQ8, [po, qx, p8, T, C, V]);
+      },
+    );
+  }
+}

@@ -199,6 +199,15 @@ function f16Panels(
   const stripBytes = <usize>C << 4;
   const mask = v128.splat<u32>(H[0]);
   const scale = v128.splat<u32>(H[1]);
+  if (T == 1) {
+    // One row (decoding): both strips of a panel side by side, four chains of multiply-adds
+    // instead of two (one row over one strip is bound by their latency).
+    for (let p = p0; p < p1; p++) {
+      const col = p * PANEL;
+      panelRow(out + (<usize>col << 2), inp, weight + <usize>p * (stripBytes << 1), bias + (<usize>col << 2), rowIn, stripBytes, min(PANEL, OC - col), mode, mask, scale);
+    }
+    return;
+  }
   for (let s = p0 * (PANEL / 8); s < p1 * (PANEL / 8); s++) {
     const col = s * 8;
     const width = min(8, OC - col);
@@ -220,6 +229,38 @@ function f16Panels(
     else if (n == 2) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, mask, scale, 2);
     else if (n == 1) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, mask, scale, 1);
   }
+}
+
+/** One row of a whole panel at w: its two strips, `stripBytes` apart, summed side by side. */
+// @ts-ignore: decorator
+@inline
+function panelRow(
+  o: usize,
+  x: usize,
+  w: usize,
+  bp: usize,
+  rowIn: usize,
+  stripBytes: usize,
+  width: i32,
+  mode: i32,
+  mask: v128,
+  scale: v128,
+): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+  let wp = w;
+  const end = x + rowIn;
+  for (let xk = x; xk < end; xk += 4) {
+    const h0 = v128.load(wp);
+    const h1 = v128.load(wp + stripBytes);
+    wp += 16;
+    const a = v128.load32_splat(xk);
+    c0 = f32x4.relaxed_madd(a, widen(lowHalves(h0), mask, scale), c0);
+    c1 = f32x4.relaxed_madd(a, widen(highHalves(h0), mask, scale), c1);
+    c2 = f32x4.relaxed_madd(a, widen(lowHalves(h1), mask, scale), c2);
+    c3 = f32x4.relaxed_madd(a, widen(highHalves(h1), mask, scale), c3);
+  }
+  finish(o, bp, c0, c1, width, mode);
+  if (width > 8) finish(o + 32, bp + 32, c2, c3, width - 8, mode);
 }
 
 /** Rows 0 … n − 1 (n = 1 to 4, a constant) of one 8-column strip of halves at w. */

@@ -497,7 +497,7 @@ Deno.test("convert_f16() rounds to the nearest float16, ties to even, as Math.f1
   assertEquals(roundToFloat16(3 * 2 ** -25), 2 ** -23);
 });
 
-Deno.test("pack_f16() lays out float16 panels as two strips of 8 columns", () => {
+Deno.test("pack_f16() lays out float16 panels of 16 columns, row after row", () => {
   const rng = new Rng(30);
   for (const [C, OC] of [[3, 18], [1030, 25], [17, 16]]) {
     h.reset();
@@ -507,10 +507,14 @@ Deno.test("pack_f16() lays out float16 panels as two strips of 8 columns", () =>
     const got = halvesAt(packed, f16PackedBytes(C, OC) / 2);
     const rounded = roundArrayToFloat16(w);
     for (let col = 0; col < Math.ceil(OC / QUANT_PANEL) * QUANT_PANEL; col++) {
-      const [strip, c] = [Math.floor(col / 8), col % 8];
+      const [panel, c] = [Math.floor(col / QUANT_PANEL), col % QUANT_PANEL];
       for (let kk = 0; kk < C; kk++) {
         const want = col < OC ? rounded[kk * OC + col] : 0;
-        assertEquals(got[(strip * C + kk) * 8 + c], want, `C=${C} column ${col} row ${kk}`);
+        assertEquals(
+          got[(panel * C + kk) * QUANT_PANEL + c],
+          want,
+          `C=${C} column ${col} row ${kk}`,
+        );
       }
     }
   }

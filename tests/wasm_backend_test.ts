@@ -15,6 +15,7 @@ import { assertClose } from "./assert_close.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "./asserts.ts";
 import { Harness, randint, randn } from "./kernel_harness.ts";
 import type { Tensor, WeightRole } from "../runtime/backend/backend.ts";
+import { BackendError } from "../runtime/errors.ts";
 import { WasmBackend } from "../runtime/backend/wasm/wasm_backend.ts";
 import { kernelModule } from "../runtime/backend/wasm/kernel_module.ts";
 import { OPS } from "../runtime/backend/wasm/ops.ts";
@@ -463,14 +464,14 @@ Deno.test("tensors above 2 GiB: ops give the same bits, and the untouched gigaby
   assert(grew < 256 * 2 ** 20, `resident memory grew by ${grew} bytes`);
 });
 
-Deno.test("a model past 4 GiB is a one-line RangeError that names the need and the fix", async () => {
+Deno.test("a model past 4 GiB is a one-line BackendError that names the need and the fix", async () => {
   using be = await WasmBackend.create({ threads: 1 });
   be.tensor([2 ** 30 / 4]); // 1 GiB
   const before = be.allocatedBytes;
   const error = assertThrows(
     // GPT-2 1558M's cache for 8 sequences: 4.69 GiB, after the 1 GiB above.
     () => be.kvCache({ layers: 48, slots: 8, positions: 1024, heads: 25, headDim: 64 }),
-    RangeError,
+    BackendError,
     "The model needs 5.69 GiB of wasm memory, more than the 4 GiB a WebAssembly memory " +
       "holds: use a smaller model, fewer slots or a shorter context",
   );
@@ -603,12 +604,16 @@ Deno.test("a staging load that fails frees its slot for the next", async () => {
   assertEquals(packed.subarray(0, 8), new Float32Array(8).fill(3));
 });
 
-Deno.test("measureReadBandwidth() reports a positive rate", async () => {
+Deno.test("readBandwidthProbe() keeps its bytes resident and reports a positive rate", async () => {
   using be = await WasmBackend.create({ threads: 2 });
-  const gbPerS = be.measureReadBandwidth(8 << 20, 3);
-  assert(gbPerS > 0 && Number.isFinite(gbPerS), `${gbPerS} GB/s`);
+  const before = be.allocatedBytes;
+  const probe = be.readBandwidthProbe(8 << 20);
+  assert(probe.resident >= 8 << 20 && be.allocatedBytes - before >= probe.resident);
   const allocated = be.allocatedBytes;
-  be.measureReadBandwidth(4 << 20, 1); // fewer bytes: the same probe
+  for (let i = 0; i < 2; i++) {
+    const gbPerS = probe.gbPerS();
+    assert(gbPerS > 0 && Number.isFinite(gbPerS), `${gbPerS} GB/s`);
+  }
   assertEquals(be.allocatedBytes, allocated);
 });
 

@@ -7,6 +7,7 @@
  * @module
  */
 import type { Backend, DType, KVCacheShape, Tensor, WeightRole } from "../backend.ts";
+import { BackendError } from "../../errors.ts";
 import { type KernelConstants, kernelModule } from "./kernel_module.ts";
 import { type Op, type OpArgs, OPS } from "./ops.ts";
 import { RESERVED_BYTES, WorkerPool } from "./worker_pool.ts";
@@ -139,7 +140,6 @@ export class WasmBackend implements Backend {
   /** Loads waiting for a staging slot, first come first served. */
   #waiting: ((slot: number) => void)[] = [];
   #scratch = { ptr: 0, floats: 0 };
-  #probe: { ptr: number; blocks: number; sums: number } | undefined;
 
   private constructor(memory: WebAssembly.Memory, pool: WorkerPool) {
     this.#memory = memory;
@@ -374,28 +374,31 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * The memory's read bandwidth in GB/s, as the kernels see it: `read_sum` (plain SIMD
-   * loads on every thread) over `bytes` (rounded up to whole blocks), the median of `runs`
-   * passes. The first call allocates the bytes read and fills them, so they stay resident
-   * for the backend's life (callers measuring the model's memory leave them out); later
-   * calls with no more bytes reuse them.
+   * A probe of the memory's read bandwidth as the kernels see it: `gbPerS()` runs
+   * `read_sum` (plain SIMD loads on every thread) over `bytes` (rounded up to whole
+   * blocks) five times and returns the median rate in GB/s. The bytes read are allocated
+   * and filled once, here, and stay resident for the backend's life: `resident` says how
+   * many, for callers that leave them out of the model's memory use.
    */
-  measureReadBandwidth(bytes: number, runs = 5): number {
+  readBandwidthProbe(bytes: number): { gbPerS(): number; readonly resident: number } {
     const blockBytes = 4 * this.#constants.READ_BLOCK;
     const blocks = Math.max(1, Math.ceil(bytes / blockBytes));
-    if (!this.#probe || this.#probe.blocks < blocks) {
-      const ptr = this.#alloc(blocks * blockBytes);
-      this.#f32.fill(1, ptr / 4, ptr / 4 + blocks * blockBytes / 4);
-      this.#probe = { ptr, blocks, sums: this.#alloc(4 * blocks) };
-    }
-    const times: number[] = [];
-    for (let r = 0; r < runs; r++) {
-      const t0 = performance.now();
-      this.#run(OPS.readSum, { out: this.#probe.sums, inp: this.#probe.ptr, blocks });
-      times.push((performance.now() - t0) / 1000);
-    }
-    times.sort((a, b) => a - b);
-    return blocks * blockBytes / times[Math.floor(runs / 2)] / 1e9;
+    const inp = this.#alloc(blocks * blockBytes);
+    const out = this.#alloc(4 * blocks);
+    this.#f32.fill(1, inp / 4, (inp + blocks * blockBytes) / 4);
+    return {
+      resident: blocks * blockBytes + 4 * blocks,
+      gbPerS: () => {
+        const times: number[] = [];
+        for (let r = 0; r < 5; r++) {
+          const t0 = performance.now();
+          this.#run(OPS.readSum, { out, inp, blocks });
+          times.push((performance.now() - t0) / 1000);
+        }
+        times.sort((a, b) => a - b);
+        return blocks * blockBytes / times[2] / 1e9;
+      },
+    };
   }
 
   /** Stops the worker pool; the backend can no longer run ops. */
@@ -435,7 +438,7 @@ export class WasmBackend implements Backend {
     const at = this.#end;
     const end = Math.ceil((at + bytes) / ALIGN) * ALIGN;
     if (end > MAX_MEMORY_BYTES) {
-      throw new RangeError(
+      throw new BackendError(
         `The model needs ${gib(end)} GiB of wasm memory, more than the 4 GiB a WebAssembly ` +
           `memory holds: use a smaller model, fewer slots or a shorter context`,
       );
@@ -445,8 +448,9 @@ export class WasmBackend implements Backend {
       try {
         this.#memory.grow(pages);
       } catch (error) {
-        throw new RangeError(
-          `Cannot grow the wasm memory to ${gib(end)} GiB: ${(error as Error).message}`,
+        throw new BackendError(
+          `Cannot grow the wasm memory to ${gib(end)} GiB (${(error as Error).message}): ` +
+            `use a smaller model, fewer slots or a shorter context`,
         );
       }
       // A shared buffer never detaches, but views of the old one end at its old length.

@@ -22,7 +22,9 @@ export interface KernelConstants {
 
 /** One instance of the kernels: its functions and the constants it exports. */
 export interface KernelInstance {
+  /** The kernel functions. */
   readonly exports: KernelExports;
+  /** The layout constants, from the module's exported globals. */
   readonly constants: KernelConstants;
 }
 

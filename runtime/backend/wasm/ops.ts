@@ -18,6 +18,7 @@ export type OpArgs<A extends string = string> = Readonly<Record<A, number>>;
 export interface Op<A extends string = string> {
   /** Its index in `OP_LIST`, the number the worker pool sends. */
   readonly id: number;
+  /** Its key in `OPS`, named in error messages. */
   readonly name: string;
   /** Its arguments, in the order the worker pool sends them. */
   readonly args: readonly A[];
@@ -113,7 +114,8 @@ const SPECS = {
   }),
 };
 
-type Ops = { readonly [K in keyof typeof SPECS]: Op<(typeof SPECS)[K]["args"][number]> };
+/** The ops by name, each typed with its own argument names. */
+export type Ops = { readonly [K in keyof typeof SPECS]: Op<(typeof SPECS)[K]["args"][number]> };
 
 /** Every op, by name. */
 export const OPS: Ops = Object.fromEntries(

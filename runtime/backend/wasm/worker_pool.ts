@@ -55,10 +55,13 @@ const STOP = -1;
 
 /** What the pool sends each worker once, at startup. */
 export interface WorkerInit {
+  /** The compiled kernels. */
   readonly module: WebAssembly.Module;
+  /** The shared memory every thread's instance imports. */
   readonly memory: WebAssembly.Memory;
   /** This worker's part index, 1 … threads - 1 (the caller runs part 0). */
   readonly part: number;
+  /** Threads of the pool, the caller's included. */
   readonly threads: number;
   /** The pool's id in the control block's OWNER slot; a worker of another pool stops. */
   readonly pool: number;
@@ -66,6 +69,7 @@ export interface WorkerInit {
   readonly spinMicros: number;
 }
 
+/** Options of `WorkerPool.create`. */
 export interface WorkerPoolOptions {
   /**
    * A call that reads and writes fewer floats than this runs on the calling thread alone,

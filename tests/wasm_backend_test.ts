@@ -604,6 +604,26 @@ Deno.test("a staging load that fails frees its slot for the next", async () => {
   assertEquals(packed.subarray(0, 8), new Float32Array(8).fill(3));
 });
 
+Deno.test("a conv1d weight larger than the staging slots, declared while they are busy, loads all the same", async () => {
+  using be = await WasmBackend.create({ threads: 1 });
+  const small = be.weight("conv1d", [4, 4]);
+  let release = () => {};
+  const held = be.loadWeight(small, (dest) => {
+    dest.fill(1);
+    return new Promise((resolve) => release = resolve);
+  });
+  const [C, OC] = [8, 40];
+  const w = Float32Array.from({ length: C * OC }, (_, i) => i);
+  const large = await weight(be, "conv1d", [C, OC], w); // loads while `small` holds a slot
+  release();
+  await held;
+  const x = Float32Array.from({ length: C }, (_, i) => i % 3);
+  const out = be.tensor([1, OC]);
+  be.conv1d(out, await input(be, [1, C], x), large, be.weight("plain", [OC]), 1);
+  assertEquals(await get(be, out, OC), refConv1d(x, w, new Float32Array(OC), 1, C, OC));
+  assertEquals(await get(be, small, 4), new Float32Array(4).fill(1));
+});
+
 Deno.test("readBandwidthProbe() keeps its bytes resident and reports a positive rate", async () => {
   using be = await WasmBackend.create({ threads: 2 });
   const before = be.allocatedBytes;

@@ -39,8 +39,11 @@ export { Sampler, type SamplingOptions } from "./runtime/sampler.ts";
 export { Rng } from "./runtime/random.ts";
 export { GPT2_SIZES, type HParams } from "./runtime/gpt2/hparams.ts";
 export {
+  type DownloadedFile,
   downloadModel,
   type DownloadOptions,
+  type DownloadProgress,
+  type DownloadResult,
   MODEL_FILES,
   MODEL_SIZES,
 } from "./runtime/download.ts";

@@ -15,8 +15,8 @@ const H: StaticArray<u32> = [0x8fffe000, 0x77800000, 0x71800000, 0x45800000];
  * Columns per panel, as for f32: C rows of 16 halves (32 bytes), `[k][c]`, the f32 kernels'
  * layout for C > 1024 (asm/matmul.ts), for every C. One row of input streams the panel
  * once, front to back; more rows take each 8-column half in turn, four rows at a time.
- * (Two strips of 8 columns, the f32 layout for C ≤ 1024, read one row as two streams and
- * were 20% slower from memory: 13.3 against 10.5 GB/s at T = 1, 768×3072, one thread.)
+ * (Two strips of 8 columns, the f32 layout for C ≤ 1024, make one row read two streams,
+ * which was slower from memory.)
  */
 const PANEL: i32 = 16;
 
@@ -255,7 +255,7 @@ function f16Panels(
  * sums the last 2^12. Every product and sum is then the f32 kernel's scaled by 2^-12,
  * rounded the same, so the result is the same bit for bit unless an input exceeds 2^28 in
  * magnitude (then it overflows) or a partial sum is below 2^-114 without being zero. One
- * row is bound by these instructions: 15.0 -> 20.9 GFLOP/s from cache.
+ * row is bound by these instructions, so the fewer the better.
  */
 // @ts-ignore: decorator
 @inline
@@ -462,20 +462,21 @@ function headRows(
 }
 
 /**
- * out[r] = wte[tokens[r]] + wpe[past + r % T] for rows [r0, r1), as `embed`, with wte
- * in float16, each feature widened exactly.
- * @param out (B·T, C) f32
- * @param wte (V, C) f16
- * @param wpe (n_ctx, C) f32
+ * out[r] = wte[tokens[r]] + wpe[positions[r]] for rows [r0, r1), as `embed`, with wte in
+ * float16, each feature widened exactly.
+ * @param out       (rows, C) f32
+ * @param tokens    (rows) i32
+ * @param positions (rows) i32
+ * @param wte       (V, C) f16
+ * @param wpe       (n_ctx, C) f32
  */
 export function embed_f16(
   out: usize,
   tokens: usize,
+  positions: usize,
   wte: usize,
   wpe: usize,
-  T: i32,
   C: i32,
-  past: i32,
   r0: i32,
   r1: i32,
 ): void {
@@ -483,7 +484,7 @@ export function embed_f16(
   for (let r = r0; r < r1; r++) {
     const tok = load<i32>(tokens + (<usize>r << 2));
     const w = wte + <usize>tok * (<usize>C << 1);
-    const p = wpe + <usize>(past + r % T) * row;
+    const p = wpe + <usize>load<i32>(positions + (<usize>r << 2)) * row;
     const o = out + <usize>r * row;
     for (let k = 0; k < C; k++) {
       const b = <usize>k << 2;

@@ -19,10 +19,10 @@ import { finishLanes, finishVector, GELU, RESIDUAL, STORE } from "./matmul";
  *   Σ a·q = Σ a·u − 64 · Σ a exactly.
  * Rounding is to nearest, ties to even (`nearest`); a block of zeros has scale 0.
  */
-const QBLOCK: i32 = 32;
+export const QBLOCK: i32 = 32;
 
 /** Output columns (or vocabulary rows) per packed weight panel: the unit of work. */
-const QPANEL: i32 = 16;
+export const QPANEL: i32 = 16;
 
 /**
  * Bytes of one block of one panel: the 16 columns' f32 scales, then the 32 features in
@@ -241,20 +241,21 @@ export function logits_q8(
 }
 
 /**
- * out[r] = wte[tokens[r]] + wpe[past + r % T] for rows [r0, r1), as `embed`, with wte
+ * out[r] = wte[tokens[r]] + wpe[positions[r]] for rows [r0, r1), as `embed`, with wte
  * packed by `pack_q8` (transposed): each feature is dequantised as d · q in f32.
- * @param out (B·T, C) f32
- * @param wte (ceil(V / 16), ceil(C / 32), 576 bytes)
- * @param wpe (n_ctx, C) f32
+ * @param out       (rows, C) f32
+ * @param tokens    (rows) i32
+ * @param positions (rows) i32
+ * @param wte       (ceil(V / 16), ceil(C / 32), 576 bytes)
+ * @param wpe       (n_ctx, C) f32
  */
 export function embed_q8(
   out: usize,
   tokens: usize,
+  positions: usize,
   wte: usize,
   wpe: usize,
-  T: i32,
   C: i32,
-  past: i32,
   r0: i32,
   r1: i32,
 ): void {
@@ -264,7 +265,7 @@ export function embed_q8(
     const tok = load<i32>(tokens + (<usize>r << 2));
     const c = <usize>(tok & (QPANEL - 1)) << 2;
     const panel = wte + <usize>(tok / QPANEL) * <usize>nb * PANEL_BLOCK_BYTES;
-    const p = wpe + <usize>(past + r % T) * row;
+    const p = wpe + <usize>load<i32>(positions + (<usize>r << 2)) * row;
     const o = out + <usize>r * row;
     for (let k = 0; k < C; k++) {
       const blk = panel + <usize>(k / QBLOCK) * PANEL_BLOCK_BYTES;
@@ -340,8 +341,7 @@ function q8Panels(
  * s + the int8 dot product of a and u, four features per lane: the 16-bit pair sums of
  * `i16x8.relaxed_dot_i8x16_i7x16_s` (exact here, see QBLOCK), widened and added. V8 on x86
  * without AVX-VNNI turns `i32x4.relaxed_dot_i8x16_i7x16_add_s` into the same pmaddubsw
- * and pmaddwd plus a vector of ones rebuilt at every use: written out like this the
- * kernels ran 15–20% faster on the 2-core EPYC (65 → 76 GFLOP/s for four rows from cache).
+ * and pmaddwd plus a vector of ones rebuilt at every use, which this avoids.
  */
 // @ts-ignore: decorator
 @inline

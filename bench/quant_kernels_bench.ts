@@ -13,28 +13,24 @@
  */
 import { benchRate } from "./report.ts";
 import { Harness, randn } from "../tests/kernel_harness.ts";
-import { packedSize, PANEL } from "../runtime/backend/wasm/memory_plan.ts";
 import { f16PackedBytes, q8PackedBytes, q8RowBytes } from "../runtime/backend/wasm/quant_layout.ts";
 import { Rng } from "../runtime/random.ts";
-import {
-  instantiate,
-  kernelModule,
-  type KernelOp,
-  OPS,
-} from "../runtime/backend/wasm/wasm_kernels.ts";
+import { instantiate, kernelModule } from "../runtime/backend/wasm/kernel_module.ts";
+import { namedArgs, type Op, OPS } from "../runtime/backend/wasm/ops.ts";
 import { WorkerPool } from "../runtime/backend/wasm/worker_pool.ts";
 
 const h = await Harness.create(1.5 * 2 ** 30);
 const rng = new Rng(0);
-const exports = instantiate(await kernelModule(), h.memory);
+const { exports, constants } = instantiate(await kernelModule(), h.memory);
+const PANEL = constants.PANEL;
 const pool = await WorkerPool.create(await kernelModule(), h.memory, 2);
 globalThis.addEventListener("unload", () => pool[Symbol.dispose]());
 
-/** Runs `op` whole on this thread, or shared by the pool's two threads. */
-function run(threads: 1 | 2, op: KernelOp, args: number[]): void {
-  // `run` is how every pool method hands an op to the workers.
-  if (threads === 2) pool["run"](op, args);
-  else op.run(exports, args, 0, op.units(args));
+/** Runs `op` (its arguments in `op.args` order) whole on this thread, or on the pool's two. */
+function run(threads: 1 | 2, op: Op, values: number[]): void {
+  const args = namedArgs(op, values);
+  if (threads === 2) pool.run(op, args);
+  else op.run(exports, args, 0, op.units(args, constants));
 }
 
 const bytes = (n: number) => h.put(Math.ceil(n / 4));
@@ -52,7 +48,10 @@ for (const T of [1, 128]) {
       let i = 0;
       return () => list[i++ % list.length];
     };
-    const p32 = copies(4 * packedSize(C, OC), (at) => run(1, OPS.packPanels, [at, src, C, OC]));
+    const p32 = copies(
+      4 * C * Math.ceil(OC / PANEL) * PANEL,
+      (at) => run(1, OPS.packPanels, [at, src, C, OC]),
+    );
     const p16 = copies(f16PackedBytes(C, OC), (at) => run(1, OPS.packF16, [at, src, C, OC]));
     const p8 = copies(q8PackedBytes(C, OC), (at) => run(1, OPS.packQ8, [at, src, C, OC, 0]));
     const qx = bytes(T * q8RowBytes(C));

@@ -20,7 +20,6 @@
 import { assertClose } from "./assert_close.ts";
 import { assert, assertEquals } from "./asserts.ts";
 import { Harness, randint, randn } from "./kernel_harness.ts";
-import { packedSize } from "../runtime/backend/wasm/memory_plan.ts";
 import {
   f16PackedBytes,
   q8PackedBytes,
@@ -28,12 +27,8 @@ import {
   QUANT_PANEL,
 } from "../runtime/backend/wasm/quant_layout.ts";
 import { Rng } from "../runtime/random.ts";
-import {
-  instantiate,
-  kernelModule,
-  type KernelOp,
-  OPS,
-} from "../runtime/backend/wasm/wasm_kernels.ts";
+import { instantiate, kernelModule } from "../runtime/backend/wasm/kernel_module.ts";
+import { namedArgs, type Op, OPS } from "../runtime/backend/wasm/ops.ts";
 import { refConv1d, refGelu, refLogits } from "../runtime/backend/reference/ops.ts";
 import {
   dequantizeQ8,
@@ -51,17 +46,43 @@ import {
 import { float16BitsToFloat32Bits } from "../runtime/checkpoint/tensor_source.ts";
 
 const h = await Harness.create(256 << 20);
-const k = h.kernels;
-const exports = instantiate(await kernelModule(), h.memory);
+const { exports, constants } = instantiate(await kernelModule(), h.memory);
 
-/** Runs units [u0, u1) of `op` (all of them by default) on this thread. */
-function run(op: KernelOp, args: number[], u0 = 0, u1 = op.units(args)): void {
-  op.run(exports, args, u0, u1);
+/** The units of `op` called with `values` (its arguments in `op.args` order). */
+function unitsOf(op: Op, values: number[]): number {
+  return op.units(namedArgs(op, values), constants);
 }
 
-/** `bytes` zero bytes in the harness memory (with its guard after them). */
+/** Runs units [u0, u1) of `op` (all of them by default) on this thread. */
+function run(op: Op, values: number[], u0 = 0, u1 = unitsOf(op, values)): void {
+  op.run(exports, namedArgs(op, values), u0, u1);
+}
+
+/** A value after each array `put` places, which shows whether a kernel wrote past its end. */
+const GUARD = 12345;
+
+/** `n` floats (zeros, or `data`) followed by a guard value. */
+function put(data: Float32Array | number): number {
+  const n = typeof data === "number" ? data : data.length;
+  const at = h.put(n + 1);
+  if (typeof data !== "number") new Float32Array(h.memory.buffer, at, n).set(data);
+  new Float32Array(h.memory.buffer, at + 4 * n, 1)[0] = GUARD;
+  return at;
+}
+
+/** The value after `n` floats at `offset`: `GUARD` unless something wrote there. */
+function guard(offset: number, n: number): number {
+  return new Float32Array(h.memory.buffer, offset + 4 * n, 1)[0];
+}
+
+/** `bytes` zero bytes in the harness memory, with a guard after them (whole floats). */
 function putBytes(bytes: number): number {
-  return h.put(Math.ceil(bytes / 4));
+  return put(Math.ceil(bytes / 4));
+}
+
+/** i32 values in the harness memory. */
+function putInts(data: Int32Array): number {
+  return h.put(new Float32Array(data.buffer, data.byteOffset, data.length));
 }
 
 function bytesAt(offset: number, n: number): Uint8Array {
@@ -73,6 +94,12 @@ function padBias(b: Float32Array, OC: number): Float32Array {
   const padded = new Float32Array(Math.ceil(OC / QUANT_PANEL) * QUANT_PANEL);
   padded.set(b);
   return padded;
+}
+
+/** Adds `r` onto the floats at `offset`, in f32 (as the kernels' `add` did). */
+function addInto(offset: number, r: Float32Array): void {
+  const view = new Float32Array(h.memory.buffer, offset, r.length);
+  for (let i = 0; i < r.length; i++) view[i] = r[i] + view[i];
 }
 
 /** Float32 bits, so that equal arrays are equal bit for bit (NaN and −0 included). */
@@ -119,7 +146,7 @@ function emulateDot(
 
 /** What this engine's `i32x4.relaxed_dot_i8x16_i7x16_add_s` gives for a and b. */
 function engineDot(a: Int8Array, b: Uint8Array): number[] {
-  const [pa, pb, po] = [putBytes(16), putBytes(16), h.put(4)];
+  const [pa, pb, po] = [putBytes(16), putBytes(16), put(4)];
   new Int8Array(h.memory.buffer, pa, 16).set(a);
   new Uint8Array(h.memory.buffer, pb, 16).set(b);
   exports.relaxed_dot_probe(po, pa, pb);
@@ -161,7 +188,7 @@ Deno.test("quantize_q8() equals the scalar quantisation: bytes, scales and corre
     x.fill(1, 2, Math.min(C, 32));
     const nb = Math.ceil(C / Q8_BLOCK);
     const dst = putBytes(T * q8RowBytes(C));
-    const args = [dst, h.put(x), T, C];
+    const args = [dst, put(x), T, C];
     // Rows in two ranges: one call or two give the same bytes.
     run(OPS.quantizeQ8, args, 0, 1);
     run(OPS.quantizeQ8, args, 1, T);
@@ -220,11 +247,11 @@ Deno.test("pack_q8() stores the scalar quantisation of the weight, (C, OC) and t
       const w = randn(rng, C * OC, 0.02);
       w[3] = 0.5; // an outlier decides its block's scale
       const packed = putBytes(q8PackedBytes(C, OC));
-      const args = [packed, h.put(w), C, OC, transposed ? 1 : 0];
-      const units = OPS.packQ8.units(args);
+      const args = [packed, put(w), C, OC, transposed ? 1 : 0];
+      const units = unitsOf(OPS.packQ8, args);
       run(OPS.packQ8, args, 0, units >> 1);
       run(OPS.packQ8, args, units >> 1, units);
-      assertEquals(h.guard(packed, q8PackedBytes(C, OC) / 4), 12345, "pack_q8 wrote past its end");
+      assertEquals(guard(packed, q8PackedBytes(C, OC) / 4), GUARD, "pack_q8 wrote past its end");
       const got = bytesAt(packed, q8PackedBytes(C, OC));
       const ref = quantizeQ8Weight(w, C, OC, transposed);
       const nb = Math.ceil(C / Q8_BLOCK);
@@ -273,9 +300,9 @@ function setupQ8(
   transposed = false,
 ) {
   const qx = putBytes(T * q8RowBytes(C));
-  run(OPS.quantizeQ8, [qx, h.put(x), T, C]);
+  run(OPS.quantizeQ8, [qx, put(x), T, C]);
   const packed = putBytes(q8PackedBytes(C, OC));
-  run(OPS.packQ8, [packed, h.put(w), C, OC, transposed ? 1 : 0]);
+  run(OPS.packQ8, [packed, put(w), C, OC, transposed ? 1 : 0]);
   return [qx, packed];
 }
 
@@ -287,10 +314,10 @@ Deno.test("conv1d_q8() equals the scalar q8 emulation within float32 rounding", 
     const w = randn(rng, C * OC, 0.02);
     const b = randn(rng, OC, 0.1);
     const [qx, packed] = setupQ8(x, w, T, C, OC);
-    const out = h.put(T * OC);
-    run(OPS.conv1dQ8, [out, qx, packed, h.put(padBias(b, OC)), T, C, OC]);
+    const out = put(T * OC);
+    run(OPS.conv1dQ8, [out, qx, packed, put(padBias(b, OC)), T, C, OC]);
     const msg = `T=${T} C=${C} OC=${OC}`;
-    assertEquals(h.guard(out, T * OC), 12345, `conv1d_q8 wrote past its output (${msg})`);
+    assertEquals(guard(out, T * OC), GUARD, `conv1d_q8 wrote past its output (${msg})`);
     const wq = quantizeQ8Weight(w, C, OC);
     const want = refConv1dQ8(x, wq, b, T);
     assertNearEmulation(h.get(out, T * OC), want, q8Product(x, wq, T).magnitude, b, C, OC, msg);
@@ -306,8 +333,8 @@ Deno.test("conv1d_q8() is within the q8 rounding bound of the float32 product, N
     const w = randn(rng, C * OC, 0.02);
     const b = new Float32Array(OC);
     const [qx, packed] = setupQ8(x, w, T, C, OC);
-    const out = h.put(T * OC);
-    run(OPS.conv1dQ8, [out, qx, packed, h.put(padBias(b, OC)), T, C, OC]);
+    const out = put(T * OC);
+    run(OPS.conv1dQ8, [out, qx, packed, put(padBias(b, OC)), T, C, OC]);
     const got = h.get(out, T * OC);
     const exact = refConv1d(x, w, b, T, C, OC);
     const bound = q8ErrorBound(x, w, T, C, OC);
@@ -334,22 +361,22 @@ Deno.test("conv1d_q8 gelu and residual forms equal conv1d_q8() then gelu() or ad
     h.reset();
     const x = randn(rng, T * C);
     const w = randn(rng, C * OC, 0.3);
-    const bias = h.put(padBias(randn(rng, OC), OC));
+    const bias = put(padBias(randn(rng, OC), OC));
     const residual = randn(rng, T * OC);
     const [qx, packed] = setupQ8(x, w, T, C, OC);
     const [plain, fused, sum, fusedSum] = [
-      h.put(T * OC),
-      h.put(T * OC),
-      h.put(T * OC),
-      h.put(residual),
+      put(T * OC),
+      put(T * OC),
+      put(T * OC),
+      put(residual),
     ];
     const msg = `T=${T} C=${C} OC=${OC}`;
     run(OPS.conv1dQ8, [plain, qx, packed, bias, T, C, OC]);
-    k.gelu(plain, plain, T * OC);
+    exports.gelu(plain, plain, 0, T * OC);
     run(OPS.conv1dQ8Gelu, [fused, qx, packed, bias, T, C, OC]);
     assertEquals(bits(h.get(fused, T * OC)), bits(h.get(plain, T * OC)), msg);
     run(OPS.conv1dQ8, [sum, qx, packed, bias, T, C, OC]);
-    k.add(sum, h.put(residual), sum, T * OC);
+    addInto(sum, residual);
     run(OPS.conv1dQ8Residual, [fusedSum, qx, packed, bias, T, C, OC]);
     assertEquals(bits(h.get(fusedSum, T * OC)), bits(h.get(sum, T * OC)), msg);
     // GELU of the emulation, as a check that the fused form is GELU at all.
@@ -367,15 +394,15 @@ Deno.test("q8 kernels give the same bits whatever the panel split and the number
     h.reset();
     const x = randn(rng, T * C);
     const w = randn(rng, C * OC, 0.1);
-    const bias = h.put(padBias(randn(rng, OC), OC));
+    const bias = put(padBias(randn(rng, OC), OC));
     const [qx, packed] = setupQ8(x, w, T, C, OC);
-    const whole = h.put(T * OC);
+    const whole = put(T * OC);
     run(OPS.conv1dQ8, [whole, qx, packed, bias, T, C, OC]);
     const want = bits(h.get(whole, T * OC));
     // Panels in uneven ranges.
-    const split = h.put(T * OC);
+    const split = put(T * OC);
     const args = [split, qx, packed, bias, T, C, OC];
-    const units = OPS.conv1dQ8.units(args);
+    const units = unitsOf(OPS.conv1dQ8, args);
     for (let u = 0; u < units;) {
       const next = Math.min(units, u + randint(rng, 1, 3));
       run(OPS.conv1dQ8, args, u, next);
@@ -385,7 +412,7 @@ Deno.test("q8 kernels give the same bits whatever the panel split and the number
     // Each row alone (the T = 1 kernel) and in pairs.
     const rowBytes = q8RowBytes(C);
     for (const step of [1, 2]) {
-      const rows = h.put(T * OC);
+      const rows = put(T * OC);
       for (let t = 0; t < T; t += step) {
         const n = Math.min(step, T - t);
         run(OPS.conv1dQ8, [rows + t * OC * 4, qx + t * rowBytes, packed, bias, n, C, OC]);
@@ -402,11 +429,11 @@ Deno.test("logits_q8() equals the scalar q8 head, the same bits in any split", (
     const x = randn(rng, T * C);
     const wte = randn(rng, V * C, 0.1);
     const [qx, packed] = setupQ8(x, wte, T, C, V, true);
-    const out = h.put(T * V);
+    const out = put(T * V);
     const args = [out, qx, packed, T, C, V];
     run(OPS.logitsQ8, args);
     const msg = `T=${T} C=${C} V=${V}`;
-    assertEquals(h.guard(out, T * V), 12345, `logits_q8 wrote past its output (${msg})`);
+    assertEquals(guard(out, T * V), GUARD, `logits_q8 wrote past its output (${msg})`);
     const wq = quantizeQ8Weight(wte, C, V, true);
     const got = h.get(out, T * V);
     const { magnitude } = q8Product(x, wq, T);
@@ -419,8 +446,8 @@ Deno.test("logits_q8() equals the scalar q8 head, the same bits in any split", (
     for (let i = 0; i < got.length; i++) {
       assert(Math.abs(got[i] - exact[i]) <= bound[i] * (1 + 1e-5) + 1e-5, `${msg}: logit ${i}`);
     }
-    const split = h.put(T * V);
-    const units = OPS.logitsQ8.units(args);
+    const split = put(T * V);
+    const units = unitsOf(OPS.logitsQ8, args);
     run(OPS.logitsQ8, [split, ...args.slice(1)], 0, units >> 1);
     run(OPS.logitsQ8, [split, ...args.slice(1)], units >> 1, units);
     assertEquals(bits(h.get(split, T * V)), bits(got), `split ${msg}`);
@@ -429,24 +456,25 @@ Deno.test("logits_q8() equals the scalar q8 head, the same bits in any split", (
 
 Deno.test("embed_q8() is exact: the token's dequantised row plus the position row", () => {
   const rng = new Rng(28);
-  const [V, C, nCtx, B, T, past] = [37, 70, 16, 2, 3, 5];
+  const [V, C, nCtx, rows] = [37, 70, 16, 6];
   h.reset();
   const wte = randn(rng, V * C, 0.1);
   const wpe = randn(rng, nCtx * C, 0.01);
-  const tokens = Int32Array.from({ length: B * T }, () => randint(rng, 0, V - 1));
+  const tokens = Int32Array.from({ length: rows }, () => randint(rng, 0, V - 1));
+  const positions = Int32Array.from({ length: rows }, () => randint(rng, 0, nCtx - 1));
   tokens[0] = V - 1;
   const packed = putBytes(q8PackedBytes(C, V));
-  run(OPS.packQ8, [packed, h.put(wte), C, V, 1]);
-  const out = h.put(B * T * C);
-  run(OPS.embedQ8, [out, h.put(tokens), packed, h.put(wpe), B, T, C, past]);
-  const rows = dequantizeQ8(quantizeQ8Weight(wte, C, V, true)); // (C, V)
-  const want = new Float32Array(B * T * C);
-  for (let r = 0; r < B * T; r++) {
+  run(OPS.packQ8, [packed, put(wte), C, V, 1]);
+  const out = put(rows * C);
+  run(OPS.embedQ8, [out, putInts(tokens), putInts(positions), packed, put(wpe), rows, C]);
+  const table = dequantizeQ8(quantizeQ8Weight(wte, C, V, true)); // (C, V)
+  const want = new Float32Array(rows * C);
+  for (let r = 0; r < rows; r++) {
     for (let kk = 0; kk < C; kk++) {
-      want[r * C + kk] = rows[kk * V + tokens[r]] + wpe[(past + (r % T)) * C + kk];
+      want[r * C + kk] = table[kk * V + tokens[r]] + wpe[positions[r] * C + kk];
     }
   }
-  assertEquals(bits(h.get(out, B * T * C)), bits(want));
+  assertEquals(bits(h.get(out, rows * C)), bits(want));
 });
 
 /** Float32 values of n halves at `offset`. */
@@ -485,7 +513,7 @@ Deno.test("convert_f16() rounds to the nearest float16, ties to even, as Math.f1
   }
   h.reset();
   const dst = putBytes(2 * x.length);
-  const args = [dst, h.put(x), x.length];
+  const args = [dst, put(x), x.length];
   run(OPS.convertF16, args, 0, 700);
   run(OPS.convertF16, args, 700, x.length);
   const got = halvesAt(dst, x.length);
@@ -503,7 +531,7 @@ Deno.test("pack_f16() lays out float16 panels of 16 columns, row after row", () 
     h.reset();
     const w = randn(rng, C * OC);
     const packed = putBytes(f16PackedBytes(C, OC));
-    run(OPS.packF16, [packed, h.put(w), C, OC]);
+    run(OPS.packF16, [packed, put(w), C, OC]);
     const got = halvesAt(packed, f16PackedBytes(C, OC) / 2);
     const rounded = roundArrayToFloat16(w);
     for (let col = 0; col < Math.ceil(OC / QUANT_PANEL) * QUANT_PANEL; col++) {
@@ -530,16 +558,16 @@ Deno.test("conv1d_f16() equals conv1d() on float16-rounded weights, bit for bit,
     const w = randn(rng, C * OC);
     const b = randn(rng, OC);
     const rounded = roundArrayToFloat16(w);
-    const [pi, pb, src] = [h.put(x), h.put(padBias(b, OC)), h.put(w)];
+    const [pi, pb, src] = [put(x), put(padBias(b, OC)), put(w)];
     const packed16 = putBytes(f16PackedBytes(C, OC));
     run(OPS.packF16, [packed16, src, C, OC]);
-    const packed32 = h.put(packedSize(C, OC));
-    k.packPanels(packed32, h.put(rounded), C, OC);
-    const [out16, out32] = [h.put(T * OC), h.put(T * OC)];
+    const packed32 = put(Math.ceil(OC / constants.PANEL) * constants.PANEL * C);
+    run(OPS.packPanels, [packed32, put(rounded), C, OC]);
+    const [out16, out32] = [put(T * OC), put(T * OC)];
     run(OPS.conv1dF16, [out16, pi, packed16, pb, T, C, OC]);
-    k.conv1d(out32, pi, packed32, pb, T, C, OC);
+    run(OPS.conv1d, [out32, pi, packed32, pb, T, C, OC]);
     const msg = `T=${T} C=${C} OC=${OC}`;
-    assertEquals(h.guard(out16, T * OC), 12345, `conv1d_f16 wrote past its output (${msg})`);
+    assertEquals(guard(out16, T * OC), GUARD, `conv1d_f16 wrote past its output (${msg})`);
     const got = h.get(out16, T * OC);
     assertEquals(bits(got), bits(h.get(out32, T * OC)), msg);
     assertClose(got, refConv1d(x, rounded, b, T, C, OC), { atol: C * 1e-7, rtol: 1e-5, msg });
@@ -552,27 +580,27 @@ Deno.test("conv1d_f16 gelu and residual forms equal conv1d_f16() then gelu() or 
     h.reset();
     const x = randn(rng, T * C);
     const w = randn(rng, C * OC, 0.3);
-    const bias = h.put(padBias(randn(rng, OC), OC));
+    const bias = put(padBias(randn(rng, OC), OC));
     const residual = randn(rng, T * OC);
-    const pi = h.put(x);
+    const pi = put(x);
     const packed = putBytes(f16PackedBytes(C, OC));
-    run(OPS.packF16, [packed, h.put(w), C, OC]);
+    run(OPS.packF16, [packed, put(w), C, OC]);
     const [plain, fused, sum, fusedSum] = [
-      h.put(T * OC),
-      h.put(T * OC),
-      h.put(T * OC),
-      h.put(residual),
+      put(T * OC),
+      put(T * OC),
+      put(T * OC),
+      put(residual),
     ];
     const msg = `T=${T} C=${C} OC=${OC}`;
     run(OPS.conv1dF16, [plain, pi, packed, bias, T, C, OC]);
-    k.gelu(plain, plain, T * OC);
+    exports.gelu(plain, plain, 0, T * OC);
     const gArgs = [fused, pi, packed, bias, T, C, OC];
-    const units = OPS.conv1dF16Gelu.units(gArgs);
+    const units = unitsOf(OPS.conv1dF16Gelu, gArgs);
     run(OPS.conv1dF16Gelu, gArgs, 0, units >> 1);
     run(OPS.conv1dF16Gelu, gArgs, units >> 1, units);
     assertEquals(bits(h.get(fused, T * OC)), bits(h.get(plain, T * OC)), msg);
     run(OPS.conv1dF16, [sum, pi, packed, bias, T, C, OC]);
-    k.add(sum, h.put(residual), sum, T * OC);
+    addInto(sum, residual);
     run(OPS.conv1dF16Residual, [fusedSum, pi, packed, bias, T, C, OC]);
     assertEquals(bits(h.get(fusedSum, T * OC)), bits(h.get(sum, T * OC)), msg);
   }
@@ -586,29 +614,39 @@ Deno.test("logits_f16() equals logits() on float16-rounded wte bit for bit; embe
     const wte = randn(rng, V * C, 0.1);
     const rounded = roundArrayToFloat16(wte);
     const w16 = putBytes(2 * V * C);
-    run(OPS.convertF16, [w16, h.put(wte), V * C]);
-    const px = h.put(x);
-    const [out16, out32] = [h.put(T * V), h.put(T * V)];
+    run(OPS.convertF16, [w16, put(wte), V * C]);
+    const px = put(x);
+    const [out16, out32] = [put(T * V), put(T * V)];
     const args = [out16, px, w16, T, C, V];
     run(OPS.logitsF16, args, 0, 5);
     run(OPS.logitsF16, args, 5, V);
-    k.logits(out32, px, h.put(rounded), T, C, V);
+    run(OPS.logits, [out32, px, put(rounded), T, C, V]);
     const msg = `T=${T} C=${C} V=${V}`;
     const got = h.get(out16, T * V);
     assertEquals(bits(got), bits(h.get(out32, T * V)), msg);
     assertClose(got, refLogits(x, rounded, T, C, V), { atol: C * 1e-7, rtol: 1e-5, msg });
 
-    const [B, Tn, past, nCtx] = [2, 2, 3, 8];
+    const [rows, nCtx] = [5, 8];
     const wpe = randn(rng, nCtx * C);
-    const tokens = Int32Array.from({ length: B * Tn }, () => randint(rng, 0, V - 1));
-    const out = h.put(B * Tn * C);
-    run(OPS.embedF16, [out, h.put(tokens), w16, h.put(wpe), B, Tn, C, past]);
-    const want = new Float32Array(B * Tn * C);
-    for (let r = 0; r < B * Tn; r++) {
+    const tokens = Int32Array.from({ length: rows }, () => randint(rng, 0, V - 1));
+    const positions = Int32Array.from({ length: rows }, () => randint(rng, 0, nCtx - 1));
+    const out = put(rows * C);
+    run(OPS.embedF16, [out, putInts(tokens), putInts(positions), w16, put(wpe), rows, C]);
+    const want = new Float32Array(rows * C);
+    for (let r = 0; r < rows; r++) {
       for (let kk = 0; kk < C; kk++) {
-        want[r * C + kk] = rounded[tokens[r] * C + kk] + wpe[(past + (r % Tn)) * C + kk];
+        want[r * C + kk] = rounded[tokens[r] * C + kk] + wpe[positions[r] * C + kk];
       }
     }
-    assertEquals(bits(h.get(out, B * Tn * C)), bits(want), `embed ${msg}`);
+    assertEquals(bits(h.get(out, rows * C)), bits(want), `embed ${msg}`);
   }
+});
+
+Deno.test("quant_layout.ts sizes buffers with the kernels' own block and panel sizes", () => {
+  const globals = exports as unknown as Record<string, WebAssembly.Global>;
+  assertEquals(globals.QBLOCK.value, Q8_BLOCK);
+  assertEquals(globals.QPANEL.value, QUANT_PANEL);
+  assertEquals(q8RowBytes(33), 2 * 40);
+  assertEquals(q8PackedBytes(64, 17), 2 * 2 * 576);
+  assertEquals(f16PackedBytes(3, 17), 2 * 16 * 3 * 2);
 });

@@ -2,7 +2,9 @@
  * The WebAssembly backend: the SIMD kernels of asm/ on a worker pool over one shared
  * memory, which grows as tensors are allocated. Conv1D weights are packed into panels of
  * `PANEL` columns, biases padded to whole panels, and the KV cache holds each head's keys
- * in blocks of `KEY_BLOCK` positions; no byte offset leaves this file.
+ * in blocks of `KEY_BLOCK` positions; no byte offset leaves this file. With `dtype` "f16"
+ * or "q8" the Conv1D weights and the token embedding (also the output head) are stored
+ * as float16 or int8 (asm/matmul_f16.ts, asm/matmul_q8.ts), converted as they load.
  *
  * @module
  */
@@ -10,7 +12,14 @@ import type { Backend, DType, KVCacheShape, Tensor, WeightRole } from "../backen
 import { BackendError } from "../../errors.ts";
 import { type KernelConstants, kernelModule } from "./kernel_module.ts";
 import { type Op, type OpArgs, OPS } from "./ops.ts";
+import { f16PackedBytes, q8PackedBytes, q8RowBytes } from "./quant_layout.ts";
 import { RESERVED_BYTES, WorkerPool } from "./worker_pool.ts";
+
+/** How the backend stores Conv1D weights and the token embedding. */
+export type WeightDType = "f32" | "f16" | "q8";
+
+/** The weight types `WasmBackend.create` takes. */
+export const WEIGHT_DTYPES: readonly WeightDType[] = ["f32", "f16", "q8"];
 
 /** Options of `WasmBackend.create`. */
 export interface WasmBackendOptions {
@@ -23,6 +32,13 @@ export interface WasmBackendOptions {
   serialBelow?: number;
   /** µs a thread spins before it blocks while waiting for another (default 1000). */
   spinMicros?: number;
+  /**
+   * The element type of the `"conv1d"` and `"embedding"` weights (default "f32"):
+   * "f16", IEEE binary16 (rounded to nearest even); "q8", int8 in blocks of 32 input
+   * features with a scale each, the products' inputs quantised per block as they run.
+   * Other weights stay f32.
+   */
+  dtype?: WeightDType;
 }
 
 /** Bytes a WebAssembly memory can hold: 65536 pages of 64 KiB. */
@@ -140,8 +156,16 @@ export class WasmBackend implements Backend {
   /** Loads waiting for a staging slot, first come first served. */
   #waiting: ((slot: number) => void)[] = [];
   #scratch = { ptr: 0, floats: 0 };
+  /** Input rows of a q8 product, quantised by `quantizeQ8`. */
+  #q8Scratch = { ptr: 0, bytes: 0 };
+  /** Where an f16/q8 embedding is read as f32 before it is converted, if not `#staging`. */
+  #embeddingStage: { ptr: number; bytes: number; tailOf?: WasmTensor } | undefined;
 
-  private constructor(memory: WebAssembly.Memory, pool: WorkerPool) {
+  /** The element type of the `"conv1d"` and `"embedding"` weights. */
+  readonly dtype: WeightDType;
+
+  private constructor(memory: WebAssembly.Memory, pool: WorkerPool, dtype: WeightDType) {
+    this.dtype = dtype;
     this.#memory = memory;
     this.#pool = pool;
     this.#constants = pool.kernels.constants;
@@ -155,6 +179,12 @@ export class WasmBackend implements Backend {
     if (!Number.isInteger(threads) || threads < 1) {
       throw new RangeError(`threads must be a positive integer, got ${threads}`);
     }
+    const dtype = options.dtype ?? "f32";
+    if (!WEIGHT_DTYPES.includes(dtype)) {
+      throw new RangeError(
+        `Unknown weight dtype ${JSON.stringify(dtype)}: choose one of ${WEIGHT_DTYPES.join(", ")}`,
+      );
+    }
     const memory = new WebAssembly.Memory({
       initial: RESERVED_BYTES / PAGE_BYTES,
       maximum: MAX_MEMORY_BYTES / PAGE_BYTES,
@@ -164,7 +194,7 @@ export class WasmBackend implements Backend {
       serialBelow: options.serialBelow,
       spinMicros: options.spinMicros,
     });
-    return new WasmBackend(memory, pool);
+    return new WasmBackend(memory, pool, dtype);
   }
 
   /** Threads that run each kernel call. */
@@ -188,22 +218,33 @@ export class WasmBackend implements Backend {
   weight(role: WeightRole, shape: readonly number[]): Tensor {
     const n = elements(shape);
     const { PANEL } = this.#constants;
-    let floats: number;
+    let bytes: number;
+    let dtype = "f32";
     if (role === "conv1d" || role === "embedding") {
       if (shape.length !== 2) {
         throw new RangeError(`A ${role} weight has two dimensions, got [${shape.join(", ")}]`);
       }
-      // A packed Conv1D weight fills whole panels, zero past OC.
-      floats = role === "conv1d" ? Math.ceil(shape[1] / PANEL) * PANEL * shape[0] : n;
-      if (role === "conv1d") this.#largestConv1d = Math.max(this.#largestConv1d, n);
+      dtype = this.dtype;
+      const [rows, cols] = shape;
+      if (role === "conv1d") {
+        this.#largestConv1d = Math.max(this.#largestConv1d, n);
+        // A packed Conv1D weight fills whole panels, zero past OC.
+        bytes = dtype === "q8"
+          ? q8PackedBytes(rows, cols)
+          : dtype === "f16"
+          ? f16PackedBytes(rows, cols)
+          : 4 * Math.ceil(cols / PANEL) * PANEL * rows;
+      } else {
+        // wte (V, C): rows of halves, or q8 panels of 16 rows of wte (the head's columns).
+        bytes = dtype === "q8" ? q8PackedBytes(cols, rows) : (dtype === "f16" ? 2 : 4) * n;
+      }
     } else if (role === "plain") {
       // Zeros up to a whole panel, so that a bias is read as whole panels.
-      floats = Math.ceil(n / PANEL) * PANEL;
+      bytes = 4 * Math.ceil(n / PANEL) * PANEL;
     } else {
       throw new TypeError(`Unknown weight role ${JSON.stringify(role)}`);
     }
-    const bytes = 4 * floats;
-    return new WasmTensor(this, this.#alloc(bytes), [...shape], "f32", bytes, role);
+    return new WasmTensor(this, this.#alloc(bytes), [...shape], dtype, bytes, role);
   }
 
   async loadWeight(weight: Tensor, read: (dest: Float32Array) => Promise<void>): Promise<void> {
@@ -212,15 +253,26 @@ export class WasmBackend implements Backend {
     if (role === undefined) throw new TypeError("loadWeight() takes a tensor from weight()");
     const n = elements(w.shape);
     const ptr = WasmTensor.ptr(w);
-    if (role !== "conv1d") {
+    if (role === "plain" || (role === "embedding" && w.dtype === "f32")) {
       await read(this.#f32.subarray(ptr / 4, ptr / 4 + n));
+      return;
+    }
+    if (role === "embedding") {
+      // (V, C) read as f32 into a stage of its own, then converted in place in wasm.
+      const [V, C] = w.shape;
+      const stage = this.#embeddingStaging(n);
+      await read(this.#f32.subarray(stage / 4, stage / 4 + n));
+      if (w.dtype === "f16") this.#run(OPS.convertF16, { dst: ptr, src: stage, n });
+      else this.#run(OPS.packQ8, { dst: ptr, src: stage, C, OC: V, transposed: 1 });
       return;
     }
     const [C, OC] = w.shape;
     const slot = await this.#acquireSlot(n);
     try {
       await read(this.#f32.subarray(slot / 4, slot / 4 + n));
-      this.#run(OPS.packPanels, { dst: ptr, src: slot, C, OC });
+      if (w.dtype === "q8") this.#run(OPS.packQ8, { dst: ptr, src: slot, C, OC, transposed: 0 });
+      else if (w.dtype === "f16") this.#run(OPS.packF16, { dst: ptr, src: slot, C, OC });
+      else this.#run(OPS.packPanels, { dst: ptr, src: slot, C, OC });
     } finally {
       this.#releaseSlot(slot);
     }
@@ -285,7 +337,8 @@ export class WasmBackend implements Backend {
     wpe: Tensor,
     rows: number,
   ): void {
-    this.#run(OPS.embed, {
+    const op = wte.dtype === "q8" ? OPS.embedQ8 : wte.dtype === "f16" ? OPS.embedF16 : OPS.embed;
+    this.#run(op, {
       out: this.#ptr(out),
       tokens: this.#ptr(tokens),
       positions: this.#ptr(positions),
@@ -308,15 +361,15 @@ export class WasmBackend implements Backend {
   }
 
   conv1d(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
-    this.#run(OPS.conv1d, this.#conv1dArgs(out, inp, weight, bias, rows));
+    this.#conv1d("", out, inp, weight, bias, rows);
   }
 
   conv1dGelu(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
-    this.#run(OPS.conv1dGelu, this.#conv1dArgs(out, inp, weight, bias, rows));
+    this.#conv1d("Gelu", out, inp, weight, bias, rows);
   }
 
   conv1dResidual(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
-    this.#run(OPS.conv1dResidual, this.#conv1dArgs(out, inp, weight, bias, rows));
+    this.#conv1d("Residual", out, inp, weight, bias, rows);
   }
 
   attention(
@@ -353,14 +406,14 @@ export class WasmBackend implements Backend {
   }
 
   logits(out: Tensor, h: Tensor, wte: Tensor, rows: number): void {
-    this.#run(OPS.logits, {
-      out: this.#ptr(out),
-      h: this.#ptr(h),
-      wte: this.#ptr(wte),
-      rows,
-      C: wte.shape[1],
-      V: wte.shape[0],
-    });
+    const [V, C] = wte.shape;
+    const args = { out: this.#ptr(out), h: this.#ptr(h), wte: this.#ptr(wte), rows, C, V };
+    if (wte.dtype === "q8") {
+      const qh = this.#quantizeRows(args.h, rows, C);
+      this.#run(OPS.logitsQ8, { ...args, qh });
+    } else {
+      this.#run(wte.dtype === "f16" ? OPS.logitsF16 : OPS.logits, args);
+    }
   }
 
   gatherRows(out: Tensor, inp: Tensor, rows: readonly number[]): void {
@@ -414,20 +467,66 @@ export class WasmBackend implements Backend {
     this.#pool.run(op, args);
   }
 
-  #conv1dArgs(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number) {
+  /** A Conv1D form ("", "Gelu", "Residual") with the kernels of the weight's dtype. */
+  #conv1d(
+    form: "" | "Gelu" | "Residual",
+    out: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    rows: number,
+  ): void {
     const w = WasmTensor.of(weight, this);
     if (WasmTensor.role(w) !== "conv1d") {
       throw new TypeError('conv1d() takes a weight of role "conv1d"');
     }
-    return {
+    const [C, OC] = w.shape;
+    const args = {
       out: this.#ptr(out),
       inp: this.#ptr(inp),
       weight: WasmTensor.ptr(w),
       bias: this.#ptr(bias),
       rows,
-      C: w.shape[0],
-      OC: w.shape[1],
+      C,
+      OC,
     };
+    if (w.dtype === "q8") {
+      const qinp = this.#quantizeRows(args.inp, rows, C);
+      this.#run(OPS[`conv1dQ8${form}`], { ...args, qinp });
+    } else if (w.dtype === "f16") {
+      this.#run(OPS[`conv1dF16${form}`], args);
+    } else {
+      this.#run(OPS[`conv1d${form}`], args);
+    }
+  }
+
+  /** Quantises `rows` rows of C floats at `inp` for a q8 product; returns where they are. */
+  #quantizeRows(inp: number, rows: number, C: number): number {
+    const bytes = rows * q8RowBytes(C);
+    if (bytes > this.#q8Scratch.bytes) this.#q8Scratch = { ptr: this.#alloc(bytes), bytes };
+    const dst = this.#q8Scratch.ptr;
+    this.#run(OPS.quantizeQ8, { dst, inp, rows, C });
+    return dst;
+  }
+
+  /**
+   * Where an f16/q8 embedding of `floats` floats is read before it is converted: the end
+   * of the KV cache while that holds nothing yet and has room past the Conv1D staging
+   * slots at its start, else memory of its own (kept, as the allocator never frees).
+   */
+  #embeddingStaging(floats: number): number {
+    const bytes = 4 * floats;
+    const slotBytes = Math.ceil((4 * this.#largestConv1d) / ALIGN) * ALIGN;
+    const cache = this.#emptyCache;
+    if (cache && cache.bytes >= STAGING_SLOTS * slotBytes + bytes + ALIGN) {
+      const ptr = WasmTensor.ptr(cache) + cache.bytes - bytes;
+      this.#embeddingStage = { ptr: ptr - (ptr % ALIGN), bytes, tailOf: cache };
+    } else if (
+      !this.#embeddingStage || this.#embeddingStage.tailOf || this.#embeddingStage.bytes < bytes
+    ) {
+      this.#embeddingStage = { ptr: this.#alloc(bytes), bytes };
+    }
+    return this.#embeddingStage.ptr;
   }
 
   /**
@@ -518,6 +617,11 @@ export class WasmBackend implements Backend {
     if (this.#staging?.cache === cache) {
       this.#staging = undefined;
       this.#freeSlots = [];
+    }
+    if (this.#embeddingStage?.tailOf === cache) {
+      const start = this.#embeddingStage.ptr / 4;
+      this.#f32.fill(0, start, (WasmTensor.ptr(cache) + cache.bytes) / 4);
+      this.#embeddingStage = undefined;
     }
     this.#emptyCache = undefined;
   }

@@ -1,0 +1,227 @@
+/**
+ * The wasm backend with its weights in float16 and int8 (`WasmBackend.create({ dtype })`):
+ * each op that reads a converted weight against the scalar references of
+ * runtime/backend/reference/quant.ts, and the whole model on a generated checkpoint
+ * against the same model in float32.
+ *
+ * Tolerances: f16 ops as the f32 ones (atol C · 1e-7, rtol 1e-5) against the reference on
+ * float16-rounded weights; q8 ops within the f32 rounding of the q8 emulation, 2⁻²⁰ of
+ * the sum of its terms' magnitudes (quant_kernels_test.ts derives the exact bound). The
+ * whole model: f16's greedy tokens equal f32's; q8's top-1 token agrees with f32's at
+ * 95% of positions or more.
+ */
+import { assertClose } from "./assert_close.ts";
+import { assert, assertEquals, assertRejects } from "./asserts.ts";
+import { randn } from "./kernel_harness.ts";
+import type { Tensor } from "../runtime/backend/backend.ts";
+import { WasmBackend, type WeightDType } from "../runtime/backend/wasm/wasm_backend.ts";
+import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
+import type { HParams } from "../runtime/gpt2/hparams.ts";
+import { Rng } from "../runtime/random.ts";
+import { memorySource, randomWeights } from "../runtime/random_model.ts";
+import { refConv1d, refLogits } from "../runtime/backend/reference/ops.ts";
+import {
+  dequantizeQ8,
+  q8Product,
+  quantizeQ8Weight,
+  roundArrayToFloat16,
+} from "../runtime/backend/reference/quant.ts";
+
+async function loaded(backend: WasmBackend, t: Tensor, data: Float32Array): Promise<Tensor> {
+  await backend.loadWeight(t, (dest) => Promise.resolve(dest.set(data)));
+  return t;
+}
+
+async function read(backend: WasmBackend, t: Tensor, n: number): Promise<Float32Array> {
+  const out = new Float32Array(n);
+  await backend.read(t, out);
+  return out;
+}
+
+Deno.test("create() takes dtype f32, f16 or q8 and rejects any other with a RangeError", async () => {
+  for (const dtype of ["f32", "f16", "q8"] as const) {
+    using backend = await WasmBackend.create({ threads: 1, dtype });
+    assertEquals(backend.dtype, dtype);
+    assertEquals(backend.weight("conv1d", [64, 16]).dtype, dtype);
+    assertEquals(backend.weight("embedding", [10, 64]).dtype, dtype);
+    assertEquals(backend.weight("plain", [16]).dtype, "f32");
+  }
+  await assertRejects(
+    () => WasmBackend.create({ threads: 1, dtype: "int4" as WeightDType }),
+    RangeError,
+    'Unknown weight dtype "int4": choose one of f32, f16, q8',
+  );
+});
+
+Deno.test("weights hold their own type's bytes: f16 half of f32, q8 1.125 bytes a weight", async () => {
+  const bytes = async (dtype: WeightDType) => {
+    using backend = await WasmBackend.create({ threads: 1, dtype });
+    return [
+      backend.weight("conv1d", [768, 2304]).bytes,
+      backend.weight("embedding", [64, 768]).bytes,
+    ];
+  };
+  assertEquals(await bytes("f32"), [4 * 768 * 2304, 4 * 64 * 768]);
+  assertEquals(await bytes("f16"), [2 * 768 * 2304, 2 * 64 * 768]);
+  assertEquals(await bytes("q8"), [1.125 * 768 * 2304, 1.125 * 64 * 768]);
+});
+
+Deno.test("conv1d ops on f16 and q8 weights equal the references, the same bits on 1 and 2 threads", async () => {
+  const rng = new Rng(40);
+  for (const dtype of ["f16", "q8"] as const) {
+    for (const [T, C, OC] of [[1, 64, 48], [5, 70, 37], [3, 96, 130]]) {
+      const x = randn(rng, T * C);
+      const w = randn(rng, C * OC, 0.05);
+      const b = randn(rng, OC, 0.1);
+      const results: Float32Array[] = [];
+      for (const threads of [1, 2]) {
+        using backend = await WasmBackend.create({ threads, dtype, serialBelow: 0 });
+        const weight = await loaded(backend, backend.weight("conv1d", [C, OC]), w);
+        const bias = await loaded(backend, backend.weight("plain", [OC]), b);
+        const out = backend.tensor([T, OC]);
+        // An f32 input: a plain weight, which ops take like any f32 tensor.
+        const inp = await loaded(backend, backend.weight("plain", [T, C]), x);
+        backend.conv1d(out, inp, weight, bias, T);
+        results.push(await read(backend, out, T * OC));
+      }
+      const msg = `${dtype} T=${T} C=${C} OC=${OC}`;
+      assertEquals(results[1], results[0], `${msg}: 1 and 2 threads`);
+      if (dtype === "f16") {
+        const want = refConv1d(x, roundArrayToFloat16(w), b, T, C, OC);
+        assertClose(results[0], want, { atol: C * 1e-7, rtol: 1e-5, msg });
+      } else {
+        const wq = quantizeQ8Weight(w, C, OC);
+        const { y, magnitude } = q8Product(x, wq, T);
+        for (let i = 0; i < y.length; i++) {
+          const want = y[i] + b[i % OC];
+          const limit = 2 ** -20 * (magnitude[i] + Math.abs(b[i % OC]));
+          assert(Math.abs(results[0][i] - want) <= limit, `${msg}: element ${i}`);
+        }
+      }
+    }
+  }
+});
+
+Deno.test("embed() and logits() on an f16 or q8 embedding: its rows, and the head over them", async () => {
+  const rng = new Rng(41);
+  const [V, C, nCtx, rows] = [37, 70, 8, 4];
+  const wte = randn(rng, V * C, 0.1);
+  const wpe = randn(rng, nCtx * C, 0.01);
+  const tokens = Int32Array.from([0, V - 1, 17, 5]);
+  const positions = Int32Array.from([0, 3, 7, 1]);
+  for (const dtype of ["f16", "q8"] as const) {
+    using backend = await WasmBackend.create({ threads: 2, dtype, serialBelow: 0 });
+    const e = await loaded(backend, backend.weight("embedding", [V, C]), wte);
+    const p = await loaded(backend, backend.weight("plain", [nCtx, C]), wpe);
+    const [tok, pos] = [backend.tensor([rows], "i32"), backend.tensor([rows], "i32")];
+    backend.write(tok, tokens);
+    backend.write(pos, positions);
+    const x = backend.tensor([rows, C]);
+    backend.embed(x, tok, pos, e, p, rows);
+    // The table the backend holds, as (V, C) f32.
+    let table: Float32Array;
+    if (dtype === "f16") {
+      table = roundArrayToFloat16(wte);
+    } else {
+      const t = dequantizeQ8(quantizeQ8Weight(wte, C, V, true)); // (C, V)
+      table = new Float32Array(V * C);
+      for (let v = 0; v < V; v++) for (let k = 0; k < C; k++) table[v * C + k] = t[k * V + v];
+    }
+    const want = new Float32Array(rows * C);
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < C; k++) {
+        want[r * C + k] = table[tokens[r] * C + k] + wpe[positions[r] * C + k];
+      }
+    }
+    const got = await read(backend, x, rows * C);
+    assertEquals(new Uint32Array(got.buffer), new Uint32Array(want.buffer), `${dtype} embed`);
+
+    const logits = backend.tensor([rows, V]);
+    backend.logits(logits, x, e, rows);
+    const head = await read(backend, logits, rows * V);
+    if (dtype === "f16") {
+      assertClose(head, refLogits(got, table, rows, C, V), { atol: C * 1e-7, rtol: 1e-5 });
+    } else {
+      const { y, magnitude } = q8Product(got, quantizeQ8Weight(wte, C, V, true), rows);
+      for (let i = 0; i < y.length; i++) {
+        assert(Math.abs(head[i] - y[i]) <= 2 ** -20 * magnitude[i], `q8 logit ${i}`);
+      }
+    }
+  }
+});
+
+/** A generated model a little larger than the unit tests' (GPT-2's initialisation). */
+const HP: HParams = { n_vocab: 300, n_ctx: 64, n_embd: 128, n_head: 4, n_layer: 4 };
+const WEIGHTS = randomWeights(HP, 42);
+
+async function model(dtype: WeightDType): Promise<Gpt2> {
+  const g = await Gpt2.create(await WasmBackend.create({ threads: 2, dtype }), HP, { chunk: 32 });
+  await g.load(memorySource(WEIGHTS));
+  return g;
+}
+
+function argmax(a: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
+  return best;
+}
+
+/** Greedy decoding of `n` tokens after `prompt`. */
+async function greedy(g: Gpt2, prompt: number[], n: number): Promise<number[]> {
+  g.reset();
+  const out: number[] = [];
+  let logits = await g.forward([{ slot: 0, tokens: prompt }]);
+  for (let i = 0; i < n; i++) {
+    const next = argmax(logits);
+    out.push(next);
+    logits = await g.forward([{ slot: 0, tokens: [next] }]);
+  }
+  return out;
+}
+
+Deno.test("the whole model: f16 decodes the same greedy tokens as f32, q8 agrees on the top token at >= 95% of positions", async () => {
+  const rng = new Rng(43);
+  const prompt = Array.from({ length: 48 }, () => Math.floor(rng.next() * HP.n_vocab));
+  const V = HP.n_vocab;
+  const top: Record<WeightDType, number[]> = { f32: [], f16: [], q8: [] };
+  const tokens: Partial<Record<WeightDType, number[]>> = {};
+  for (const dtype of ["f32", "f16", "q8"] as const) {
+    using g = await model(dtype);
+    const logits = await g.forward([{ slot: 0, tokens: prompt }], { allPositions: true });
+    for (let t = 0; t < prompt.length; t++) {
+      top[dtype].push(argmax(logits.subarray(t * V, (t + 1) * V)));
+    }
+    tokens[dtype] = await greedy(g, prompt.slice(0, 8), 24);
+  }
+  assertEquals(tokens.f16, tokens.f32, "f16 greedy tokens");
+  assertEquals(top.f16, top.f32, "f16 top-1 at every prompt position");
+  const agree = top.q8.filter((v, i) => v === top.f32[i]).length / prompt.length;
+  assert(agree >= 0.95, `q8 top-1 agrees with f32 at ${(100 * agree).toFixed(1)}% of positions`);
+});
+
+Deno.test("an f16/q8 embedding is read in the empty KV cache's tail when it fits, which is zero again when used", async () => {
+  const rng = new Rng(44);
+  const [V, C] = [37, 70];
+  const wte = randn(rng, V * C, 0.1);
+  for (const dtype of ["f16", "q8"] as const) {
+    using backend = await WasmBackend.create({ threads: 1, dtype });
+    const e = backend.weight("embedding", [V, C]);
+    const shape = { layers: 2, slots: 2, positions: 64, heads: 2, headDim: 16 };
+    const cache = backend.kvCache(shape);
+    const before = backend.allocatedBytes;
+    await loaded(backend, e, wte);
+    assertEquals(backend.allocatedBytes, before, `${dtype}: staged without allocating`);
+    const n = cache.bytes / 4;
+    assertEquals(
+      (await read(backend, cache, n)).every((v) => v === 0),
+      true,
+      `${dtype}: the cache is zero`,
+    );
+    // Without a cache large enough, memory of its own.
+    using small = await WasmBackend.create({ threads: 1, dtype });
+    const e2 = small.weight("embedding", [V, C]);
+    const start = small.allocatedBytes;
+    await loaded(small, e2, wte);
+    assert(small.allocatedBytes >= start + 4 * V * C, `${dtype}: a stage of its own`);
+  }
+});

@@ -1,7 +1,8 @@
 // Float16 matrix products: Conv1D and the output head with weights stored as IEEE binary16
-// and widened to f32 in the kernels, which otherwise compute exactly as the f32 ones do.
+// and widened to f32 in the kernels, which otherwise compute exactly as the f32 Conv1D
+// does. The output head is a Conv1D over wteᵀ: wte is packed in the same panels, 16
+// vocabulary rows each, and `embed_f16` reads a token's row across them.
 import { finish } from "./matmul";
-import { hsum } from "./simd";
 
 /**
  * Constants of `widen`, kept in static data (a vector constant written inline is rebuilt
@@ -112,21 +113,35 @@ export function convert_f16(dst: usize, src: usize, i0: i32, i1: i32): void {
 
 /**
  * Repacks a Conv1D weight (C, OC) f32 into panels of binary16 (see PANEL), panels
- * [p0, p1), rounding to nearest even, zero in the columns past OC.
+ * [p0, p1), rounding to nearest even, zero in the columns past OC. With `transposed`,
+ * src is (OC, C) instead, the output head's wte (V, C), whose rows become the columns.
  * @param dst (ceil(OC / 16), C, 16) f16
- * @param src (C, OC) f32
+ * @param src (C, OC) f32, or (OC, C) when transposed
  */
-export function pack_f16(dst: usize, src: usize, C: i32, OC: i32, p0: i32, p1: i32): void {
+export function pack_f16(
+  dst: usize,
+  src: usize,
+  C: i32,
+  OC: i32,
+  transposed: bool,
+  p0: i32,
+  p1: i32,
+): void {
+  // Step between features and between columns in src, in bytes.
+  const kStep: usize = transposed ? 4 : <usize>OC << 2;
+  const cStep: usize = transposed ? <usize>C << 2 : 4;
   for (let p = p0; p < p1; p++) {
     const col = p * PANEL;
     const width = min(PANEL, OC - col);
-    let d = dst + (<usize>p * <usize>C * <usize>PANEL << 1);
-    for (let k = 0; k < C; k++) {
-      const a = src + ((<usize>k * <usize>OC + <usize>col) << 2);
-      for (let c = 0; c < PANEL; c++) {
-        store<u16>(d + (<usize>c << 1), c < width ? toHalf(load<f32>(a + (<usize>c << 2))) : 0);
+    const d = dst + (<usize>p * <usize>C * <usize>PANEL << 1);
+    for (let c = 0; c < width; c++) {
+      const a = src + <usize>(col + c) * cStep;
+      for (let k = 0; k < C; k++) {
+        store<u16>(d + ((<usize>k * <usize>PANEL + <usize>c) << 1), toHalf(load<f32>(a + <usize>k * kStep)));
       }
-      d += <usize>PANEL << 1;
+    }
+    for (let c = width; c < PANEL; c++) {
+      for (let k = 0; k < C; k++) store<u16>(d + ((<usize>k * <usize>PANEL + <usize>c) << 1), 0);
     }
   }
 }
@@ -135,6 +150,11 @@ export function pack_f16(dst: usize, src: usize, C: i32, OC: i32, p0: i32, p1: i
 const STORE: i32 = 0;
 const GELU: i32 = 1;
 const RESIDUAL: i32 = 2;
+/** The output head: no bias (it adds `ZEROS`), a plain store. */
+const HEAD: i32 = 3;
+
+/** The head's bias: a panel's worth of zeros, which leave every sum as it is. */
+const ZEROS: StaticArray<f32> = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /**
  * Conv1D with float16 weights: out = inp · weight + bias for panels [p0, p1). Each output
@@ -219,7 +239,7 @@ function f16Panels(
       const col = p * PANEL;
       const w = weight + <usize>p * panelBytes;
       const o = out + (<usize>col << 2);
-      const bp = bias + (<usize>col << 2);
+      const bp = mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>col << 2);
       panelRow(o, inp, w, bp, rowIn, min(PANEL, OC - col), mode, mask, xScale, yScale);
     }
     return;
@@ -230,7 +250,7 @@ function f16Panels(
     const width = min(8, OC - col);
     if (width <= 0) break;
     const w = weight + <usize>(s >> 1) * panelBytes + (<usize>(s & 1) << 4);
-    const bp = bias + (<usize>col << 2);
+    const bp = mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>col << 2);
     let o = out + (<usize>col << 2);
     let x = inp;
     // Four rows at a time: each row of the half widened once for all of them. The panel
@@ -342,16 +362,12 @@ function stripRows(
   if (n > 3) finish(o + rowOut * 3, bp, c30, c31, width, mode);
 }
 
-/** Rows of wte per block of `logits_f16`, as `HEAD_BLOCK` in asm/matmul.ts. */
-const HEAD_BLOCK: i32 = 64;
-
 /**
- * The output head with float16 wte: logits = h · wteᵀ for vocabulary rows [v0, v1),
- * computed exactly as `logits` computes them (the same two chains, lane order and scalar
- * tail), so equal to it on wte rounded to float16, bit for bit.
+ * The output head with float16 wte: logits = h · wteᵀ for vocabulary panels [p0, p1) (16
+ * rows of wte each), each logit computed as `conv1d_f16` computes a column, plus zero.
  * @param out (T, V) f32
  * @param h   (T, C) f32
- * @param wte (V, C) f16, from `convert_f16`
+ * @param wte (ceil(V / 16), C, 16) f16, from `pack_f16` with `transposed`
  */
 export function logits_f16(
   out: usize,
@@ -360,114 +376,19 @@ export function logits_f16(
   T: i32,
   C: i32,
   V: i32,
-  v0: i32,
-  v1: i32,
+  p0: i32,
+  p1: i32,
 ): void {
-  const row = <usize>C << 2;
-  const wRow = <usize>C << 1;
-  const outRow = <usize>V << 2;
-  const mask = v128.splat<u32>(H[0]);
-  const scale = v128.splat<u32>(H[1]);
-  for (let b0 = v0; b0 < v1; b0 += HEAD_BLOCK) {
-    const b1 = min(v1, b0 + HEAD_BLOCK);
-    for (let t = 0; t < T; t += 4) {
-      const n = min(4, T - t);
-      const x = h + <usize>t * row;
-      const o = out + <usize>t * outRow;
-      if (n == 4) {
-        for (let v = b0; v < b1; v++) {
-          headRows(o, x, wte + <usize>v * wRow, C, outRow, v, mask, scale, 4);
-        }
-      } else if (n == 3) {
-        for (let v = b0; v < b1; v++) {
-          headRows(o, x, wte + <usize>v * wRow, C, outRow, v, mask, scale, 3);
-        }
-      } else if (n == 2) {
-        for (let v = b0; v < b1; v++) {
-          headRows(o, x, wte + <usize>v * wRow, C, outRow, v, mask, scale, 2);
-        }
-      } else {
-        for (let v = b0; v < b1; v++) {
-          headRows(o, x, wte + <usize>v * wRow, C, outRow, v, mask, scale, 1);
-        }
-      }
-    }
-  }
-}
-
-/** Finishes one logit from its accumulators a, b and stores it at o + v. */
-// @ts-ignore: decorator
-@inline
-function headStore(o: usize, x: usize, w: usize, C: i32, v: i32, a: v128, b: v128): void {
-  let s = hsum(f32x4.add(a, b));
-  for (let k = C & ~3; k < C; k++) {
-    s += load<f32>(x + (<usize>k << 2)) * halfAt(w + (<usize>k << 1));
-  }
-  store<f32>(o + (<usize>v << 2), s);
-}
-
-/** Rows 0 … n − 1 (n = 1 to 4, a constant) of x (stride C) against the f16 wte row at w. */
-// @ts-ignore: decorator
-@inline
-function headRows(
-  o: usize,
-  x: usize,
-  w: usize,
-  C: i32,
-  outRow: usize,
-  v: i32,
-  mask: v128,
-  scale: v128,
-  n: i32,
-): void {
-  const row = <usize>C << 2;
-  const x1 = x + row, x2 = x + (row << 1), x3 = x + row * 3;
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-  const vecEnd = <usize>(C & ~3) << 2;
-  const pairEnd = <usize>(C & ~7) << 2;
-  let k: usize = 0;
-  let wk = w;
-  for (; k < pairEnd; k += 32) {
-    const hv = v128.load(wk);
-    wk += 16;
-    const u = widen(lowHalves(hv), mask, scale);
-    const z = widen(highHalves(hv), mask, scale);
-    a0 = f32x4.relaxed_madd(v128.load(x + k), u, a0);
-    b0 = f32x4.relaxed_madd(v128.load(x + k, 16), z, b0);
-    if (n > 1) {
-      a1 = f32x4.relaxed_madd(v128.load(x1 + k), u, a1);
-      b1 = f32x4.relaxed_madd(v128.load(x1 + k, 16), z, b1);
-    }
-    if (n > 2) {
-      a2 = f32x4.relaxed_madd(v128.load(x2 + k), u, a2);
-      b2 = f32x4.relaxed_madd(v128.load(x2 + k, 16), z, b2);
-    }
-    if (n > 3) {
-      a3 = f32x4.relaxed_madd(v128.load(x3 + k), u, a3);
-      b3 = f32x4.relaxed_madd(v128.load(x3 + k, 16), z, b3);
-    }
-  }
-  if (k < vecEnd) {
-    const u = widen(lowHalves(v128.load64_zero(wk)), mask, scale);
-    a0 = f32x4.relaxed_madd(v128.load(x + k), u, a0);
-    if (n > 1) a1 = f32x4.relaxed_madd(v128.load(x1 + k), u, a1);
-    if (n > 2) a2 = f32x4.relaxed_madd(v128.load(x2 + k), u, a2);
-    if (n > 3) a3 = f32x4.relaxed_madd(v128.load(x3 + k), u, a3);
-  }
-  headStore(o, x, w, C, v, a0, b0);
-  if (n > 1) headStore(o + outRow, x1, w, C, v, a1, b1);
-  if (n > 2) headStore(o + (outRow << 1), x2, w, C, v, a2, b2);
-  if (n > 3) headStore(o + outRow * 3, x3, w, C, v, a3, b3);
+  f16Panels(out, h, wte, 0, T, C, V, p0, p1, HEAD);
 }
 
 /**
- * out[r] = wte[tokens[r]] + wpe[positions[r]] for rows [r0, r1), as `embed`, with wte in
- * float16, each feature widened exactly.
+ * out[r] = wte[tokens[r]] + wpe[positions[r]] for rows [r0, r1), as `embed`, with wte
+ * packed by `pack_f16` (transposed): each feature of the token's column widened exactly.
  * @param out       (rows, C) f32
  * @param tokens    (rows) i32
  * @param positions (rows) i32
- * @param wte       (V, C) f16
+ * @param wte       (ceil(V / 16), C, 16) f16
  * @param wpe       (n_ctx, C) f32
  */
 export function embed_f16(
@@ -483,12 +404,12 @@ export function embed_f16(
   const row = <usize>C << 2;
   for (let r = r0; r < r1; r++) {
     const tok = load<i32>(tokens + (<usize>r << 2));
-    const w = wte + <usize>tok * (<usize>C << 1);
+    const w = wte + <usize>(tok / PANEL) * <usize>C * (<usize>PANEL << 1) + (<usize>(tok % PANEL) << 1);
     const p = wpe + <usize>load<i32>(positions + (<usize>r << 2)) * row;
     const o = out + <usize>r * row;
     for (let k = 0; k < C; k++) {
       const b = <usize>k << 2;
-      store<f32>(o + b, halfAt(w + (<usize>k << 1)) + load<f32>(p + b));
+      store<f32>(o + b, halfAt(w + (<usize>k * <usize>PANEL << 1)) + load<f32>(p + b));
     }
   }
 }

@@ -7,7 +7,7 @@
  * each iteration uses the next of several copies of the weight, 64 MB or more of them, so
  * that the weights come from memory (the L3 cache here is 32 MB), as when decoding; at
  * T = 128 one copy serves every row. The output head (T = 1) follows in GB/s of weights
- * read (its 43–154 MB never fit in cache).
+ * read (its 43–154 MB never fit in cache), also in GFLOP/s.
  *
  *   deno task bench bench/quant_kernels_bench.ts
  */
@@ -52,7 +52,7 @@ for (const T of [1, 128]) {
       4 * C * Math.ceil(OC / PANEL) * PANEL,
       (at) => run(1, OPS.packPanels, [at, src, C, OC]),
     );
-    const p16 = copies(f16PackedBytes(C, OC), (at) => run(1, OPS.packF16, [at, src, C, OC]));
+    const p16 = copies(f16PackedBytes(C, OC), (at) => run(1, OPS.packF16, [at, src, C, OC, 0]));
     const p8 = copies(q8PackedBytes(C, OC), (at) => run(1, OPS.packQ8, [at, src, C, OC, 0]));
     const qx = bytes(T * q8RowBytes(C));
     const work = 2 * T * C * OC;
@@ -96,26 +96,45 @@ for (const T of [1, 128]) {
   const [T, C, V] = [1, 768, 50257];
   const wte = randn(rng, V * C, 0.02);
   const [px, po, p32] = [h.put(randn(rng, T * C)), h.put(T * V), h.put(wte)];
-  const p16 = bytes(2 * V * C);
-  run(1, OPS.convertF16, [p16, p32, V * C]);
+  const p16 = bytes(f16PackedBytes(C, V));
+  run(1, OPS.packF16, [p16, p32, C, V, 1]);
   const p8 = bytes(q8PackedBytes(C, V));
   run(1, OPS.packQ8, [p8, p32, C, V, 1]);
   const qx = bytes(T * q8RowBytes(C));
+  // The head's arithmetic as GFLOP/s, so that the ratios compare times.
+  const work = 2 * V * C;
   for (const threads of [1, 2] as const) {
     const group = `logits T=1 768x50257 ${threads === 1 ? "1 thread" : "2 threads"}`;
+    benchRate({
+      group,
+      name: `${group} f32`,
+      work,
+      unit: "GFLOP/s",
+      baseline: true,
+      n: 30,
+      weightBytes: 4 * V * C,
+    }, () => run(threads, OPS.logits, [po, px, p32, T, C, V]));
     benchRate(
-      { group, name: `${group} f32`, work: 4 * V * C, unit: "GB/s", baseline: true, n: 30 },
-      () => run(threads, OPS.logits, [po, px, p32, T, C, V]),
-    );
-    benchRate({ group, name: `${group} f16`, work: 2 * V * C, unit: "GB/s", n: 30 }, () => {
-      run(threads, OPS.logitsF16, [po, px, p16, T, C, V]);
-    });
-    benchRate(
-      { group, name: `${group} q8`, work: q8PackedBytes(C, V), unit: "GB/s", n: 30 },
-      () => {
-        run(threads, OPS.quantizeQ8, [qx, px, T, C]);
-        run(threads, OPS.logitsQ8, [po, qx, p8, T, C, V]);
+      {
+        group,
+        name: `${group} f16`,
+        work,
+        unit: "GFLOP/s",
+        n: 30,
+        weightBytes: f16PackedBytes(C, V),
       },
+      () => run(threads, OPS.logitsF16, [po, px, p16, T, C, V]),
     );
+    benchRate({
+      group,
+      name: `${group} q8`,
+      work,
+      unit: "GFLOP/s",
+      n: 30,
+      weightBytes: q8PackedBytes(C, V),
+    }, () => {
+      run(threads, OPS.quantizeQ8, [qx, px, T, C]);
+      run(threads, OPS.logitsQ8, [po, qx, p8, T, C, V]);
+    });
   }
 }

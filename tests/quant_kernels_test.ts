@@ -525,19 +525,20 @@ Deno.test("convert_f16() rounds to the nearest float16, ties to even, as Math.f1
   assertEquals(roundToFloat16(3 * 2 ** -25), 2 ** -23);
 });
 
-Deno.test("pack_f16() lays out float16 panels of 16 columns, row after row", () => {
+Deno.test("pack_f16() lays out float16 panels of 16 columns, row after row, (C, OC) and transposed", () => {
   const rng = new Rng(30);
-  for (const [C, OC] of [[3, 18], [1030, 25], [17, 16]]) {
+  for (const [C, OC, transposed] of [[3, 18, 0], [1030, 25, 0], [17, 16, 0], [40, 37, 1]]) {
     h.reset();
     const w = randn(rng, C * OC);
     const packed = putBytes(f16PackedBytes(C, OC));
-    run(OPS.packF16, [packed, put(w), C, OC]);
+    run(OPS.packF16, [packed, put(w), C, OC, transposed]);
+    assertEquals(guard(packed, f16PackedBytes(C, OC) / 4), GUARD, "pack_f16 wrote past its end");
     const got = halvesAt(packed, f16PackedBytes(C, OC) / 2);
     const rounded = roundArrayToFloat16(w);
     for (let col = 0; col < Math.ceil(OC / QUANT_PANEL) * QUANT_PANEL; col++) {
       const [panel, c] = [Math.floor(col / QUANT_PANEL), col % QUANT_PANEL];
       for (let kk = 0; kk < C; kk++) {
-        const want = col < OC ? rounded[kk * OC + col] : 0;
+        const want = col < OC ? rounded[transposed ? col * C + kk : kk * OC + col] : 0;
         assertEquals(
           got[(panel * C + kk) * QUANT_PANEL + c],
           want,
@@ -560,7 +561,7 @@ Deno.test("conv1d_f16() equals conv1d() on float16-rounded weights, bit for bit,
     const rounded = roundArrayToFloat16(w);
     const [pi, pb, src] = [put(x), put(padBias(b, OC)), put(w)];
     const packed16 = putBytes(f16PackedBytes(C, OC));
-    run(OPS.packF16, [packed16, src, C, OC]);
+    run(OPS.packF16, [packed16, src, C, OC, 0]);
     const packed32 = put(Math.ceil(OC / constants.PANEL) * constants.PANEL * C);
     run(OPS.packPanels, [packed32, put(rounded), C, OC]);
     const [out16, out32] = [put(T * OC), put(T * OC)];
@@ -584,7 +585,7 @@ Deno.test("conv1d_f16 gelu and residual forms equal conv1d_f16() then gelu() or 
     const residual = randn(rng, T * OC);
     const pi = put(x);
     const packed = putBytes(f16PackedBytes(C, OC));
-    run(OPS.packF16, [packed, put(w), C, OC]);
+    run(OPS.packF16, [packed, put(w), C, OC, 0]);
     const [plain, fused, sum, fusedSum] = [
       put(T * OC),
       put(T * OC),
@@ -606,22 +607,30 @@ Deno.test("conv1d_f16 gelu and residual forms equal conv1d_f16() then gelu() or 
   }
 });
 
-Deno.test("logits_f16() equals logits() on float16-rounded wte bit for bit; embed_f16() is exact", () => {
+Deno.test("logits_f16() equals conv1d() on float16-rounded wteᵀ bit for bit; embed_f16() is exact", () => {
   const rng = new Rng(33);
   for (const [T, C, V] of [[1, 768, 70], [4, 61, 37], [6, 36, 20], [2, 5, 9]]) {
     h.reset();
     const x = randn(rng, T * C);
     const wte = randn(rng, V * C, 0.1);
     const rounded = roundArrayToFloat16(wte);
-    const w16 = putBytes(2 * V * C);
-    run(OPS.convertF16, [w16, put(wte), V * C]);
+    const w16 = putBytes(f16PackedBytes(C, V));
+    run(OPS.packF16, [w16, put(wte), C, V, 1]);
     const px = put(x);
     const [out16, out32] = [put(T * V), put(T * V)];
     const args = [out16, px, w16, T, C, V];
-    run(OPS.logitsF16, args, 0, 5);
-    run(OPS.logitsF16, args, 5, V);
-    run(OPS.logits, [out32, px, put(rounded), T, C, V]);
+    const units = unitsOf(OPS.logitsF16, args);
+    run(OPS.logitsF16, args, 0, units >> 1);
+    run(OPS.logitsF16, args, units >> 1, units);
+    // The f32 Conv1D over wteᵀ with a zero bias.
+    const wt = new Float32Array(C * V);
+    for (let v = 0; v < V; v++) for (let kk = 0; kk < C; kk++) wt[kk * V + v] = rounded[v * C + kk];
+    const packed32 = put(Math.ceil(V / constants.PANEL) * constants.PANEL * C);
+    run(OPS.packPanels, [packed32, put(wt), C, V]);
+    const zeros = put(Math.ceil(V / constants.PANEL) * constants.PANEL);
+    run(OPS.conv1d, [out32, px, packed32, zeros, T, C, V]);
     const msg = `T=${T} C=${C} V=${V}`;
+    assertEquals(guard(out16, T * V), GUARD, `logits_f16 wrote past its output (${msg})`);
     const got = h.get(out16, T * V);
     assertEquals(bits(got), bits(h.get(out32, T * V)), msg);
     assertClose(got, refLogits(x, rounded, T, C, V), { atol: C * 1e-7, rtol: 1e-5, msg });

@@ -163,10 +163,11 @@ const SPECS = {
   }),
   embedQ8: embedOp("embed_q8"),
   // Float16 weights (asm/matmul_f16.ts).
-  packF16: op(["dst", "src", "C", "OC"], {
+  // transposed = 1: src is (OC, C), the output head's wte.
+  packF16: op(["dst", "src", "C", "OC", "transposed"], {
     units: (a) => quantPanels(a.OC),
     size: (a) => 2 * a.C * a.OC,
-    run: (x, a, u0, u1) => x.pack_f16(a.dst, a.src, a.C, a.OC, u0, u1),
+    run: (x, a, u0, u1) => x.pack_f16(a.dst, a.src, a.C, a.OC, a.transposed, u0, u1),
   }),
   convertF16: op(["dst", "src", "n"], {
     units: (a) => a.n,
@@ -178,7 +179,7 @@ const SPECS = {
   conv1dF16Gelu: conv1dF16Op("conv1d_f16_gelu"),
   conv1dF16Residual: conv1dF16Op("conv1d_f16_residual"),
   logitsF16: op(["out", "h", "wte", "rows", "C", "V"], {
-    units: (a) => a.V,
+    units: (a) => quantPanels(a.V),
     size: (a) => (a.rows + a.C) * a.V / 2,
     run: (x, a, u0, u1) => x.logits_f16(a.out, a.h, a.wte, a.rows, a.C, a.V, u0, u1),
   }),

@@ -235,8 +235,12 @@ export class WasmBackend implements Backend {
           ? f16PackedBytes(rows, cols)
           : 4 * Math.ceil(cols / PANEL) * PANEL * rows;
       } else {
-        // wte (V, C): rows of halves, or q8 panels of 16 rows of wte (the head's columns).
-        bytes = dtype === "q8" ? q8PackedBytes(cols, rows) : (dtype === "f16" ? 2 : 4) * n;
+        // wte (V, C), or for f16/q8 panels of 16 rows of wte (the head's columns).
+        bytes = dtype === "q8"
+          ? q8PackedBytes(cols, rows)
+          : dtype === "f16"
+          ? f16PackedBytes(cols, rows)
+          : 4 * n;
       }
     } else if (role === "plain") {
       // Zeros up to a whole panel, so that a bias is read as whole panels.
@@ -262,8 +266,8 @@ export class WasmBackend implements Backend {
       const [V, C] = w.shape;
       const stage = this.#embeddingStaging(n);
       await read(this.#f32.subarray(stage / 4, stage / 4 + n));
-      if (w.dtype === "f16") this.#run(OPS.convertF16, { dst: ptr, src: stage, n });
-      else this.#run(OPS.packQ8, { dst: ptr, src: stage, C, OC: V, transposed: 1 });
+      const op = w.dtype === "f16" ? OPS.packF16 : OPS.packQ8;
+      this.#run(op, { dst: ptr, src: stage, C, OC: V, transposed: 1 });
       return;
     }
     const [C, OC] = w.shape;
@@ -271,8 +275,9 @@ export class WasmBackend implements Backend {
     try {
       await read(this.#f32.subarray(slot / 4, slot / 4 + n));
       if (w.dtype === "q8") this.#run(OPS.packQ8, { dst: ptr, src: slot, C, OC, transposed: 0 });
-      else if (w.dtype === "f16") this.#run(OPS.packF16, { dst: ptr, src: slot, C, OC });
-      else this.#run(OPS.packPanels, { dst: ptr, src: slot, C, OC });
+      else if (w.dtype === "f16") {
+        this.#run(OPS.packF16, { dst: ptr, src: slot, C, OC, transposed: 0 });
+      } else this.#run(OPS.packPanels, { dst: ptr, src: slot, C, OC });
     } finally {
       this.#releaseSlot(slot);
     }

@@ -13,18 +13,29 @@ import { finish } from "./matmul";
 const H: StaticArray<u32> = [0x8fffe000, 0x77800000, 0x71800000, 0x45800000];
 
 /**
- * Columns per panel, as for f32: C rows of 16 halves (32 bytes), `[k][c]`, the f32 kernels'
- * layout for C > 1024 (asm/matmul.ts), for every C. One row of input streams the panel
- * once, front to back; more rows take each 8-column half in turn, four rows at a time.
- * (Two strips of 8 columns, the f32 layout for C ≤ 1024, make one row read two streams,
- * which was slower from memory.)
+ * Columns per panel, as for f32: C rows of 16 halves (32 bytes), like the f32 kernels'
+ * layout for C > 1024 (asm/matmul.ts), for every C. Within a row, each 8-column half is
+ * one vector whose i32 lane i holds column i in its low 16 bits and column 4 + i in its
+ * high ones (`halfIndex`), so that the high columns are widened in place and the low ones
+ * after one shift. One row of input streams the panel once, front to back; more rows take
+ * each 8-column half in turn, four rows at a time. (Two strips of 8 columns, the f32 layout
+ * for C ≤ 1024, make one row read two streams, which was slower from memory.)
  */
 const PANEL: i32 = 16;
 
+/** Where column c (0 … 15) of a panel row lies among its 16 halves (see PANEL). */
+// @ts-ignore: decorator
+@inline
+function halfIndex(c: i32): i32 {
+  const j = c & 7;
+  return (c & 8) + (j < 4 ? j << 1 : ((j - 4) << 1) + 1);
+}
+
 /**
- * The f32 value of four halves given in the upper 16 bits of each i32 lane: an arithmetic
- * shift by 3 puts exponent and mantissa where an f32 has them and copies the sign into the
- * three bits above, the mask keeps sign, exponent and mantissa, and the product with 2^112
+ * The f32 value of four halves given in the upper 16 bits of each i32 lane (whatever the
+ * lower 16 hold): an arithmetic shift by 3 puts exponent and mantissa where an f32 has
+ * them and copies the sign into the three bits above, the mask keeps sign, exponent and
+ * mantissa (and drops the lower half, now below bit 13), and the product with 2^112
  * rebiases the exponent. Exact for every finite half, subnormals included (wasm keeps
  * f32 subnormals); infinities and NaNs are not kept (GPT-2's weights are far below 65504).
  */
@@ -41,21 +52,18 @@ function unscaled(hi: v128, mask: v128): v128 {
   return v128.and(i32x4.shr_s(hi, 3), mask);
 }
 
-/**
- * Halves 0–3 of h into the upper 16 bits of four i32 lanes: an interleave of 16-bit lanes
- * with zeros, one instruction (punpcklwd on x86).
- */
+/** Columns 0–3 of an 8-column half h (its lanes' low halves) into the upper 16 bits. */
 // @ts-ignore: decorator
 @inline
 function lowHalves(h: v128): v128 {
-  return i8x16.shuffle(i32x4.splat(0), h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+  return i32x4.shl(h, 16);
 }
 
-/** Halves 4–7 of h into the upper 16 bits of four i32 lanes. */
+/** Columns 4–7 of an 8-column half h: already in the lanes' upper 16 bits. */
 // @ts-ignore: decorator
 @inline
 function highHalves(h: v128): v128 {
-  return i8x16.shuffle(i32x4.splat(0), h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+  return h;
 }
 
 /** The f32 value of the half at p (scalar `widen`). */
@@ -137,11 +145,13 @@ export function pack_f16(
     for (let c = 0; c < width; c++) {
       const a = src + <usize>(col + c) * cStep;
       for (let k = 0; k < C; k++) {
-        store<u16>(d + ((<usize>k * <usize>PANEL + <usize>c) << 1), toHalf(load<f32>(a + <usize>k * kStep)));
+        const at = d + ((<usize>k * <usize>PANEL + <usize>halfIndex(c)) << 1);
+        store<u16>(at, toHalf(load<f32>(a + <usize>k * kStep)));
       }
     }
     for (let c = width; c < PANEL; c++) {
-      for (let k = 0; k < C; k++) store<u16>(d + ((<usize>k * <usize>PANEL + <usize>c) << 1), 0);
+      const at = d + (<usize>halfIndex(c) << 1);
+      for (let k = 0; k < C; k++) store<u16>(at + (<usize>k * <usize>PANEL << 1), 0);
     }
   }
 }
@@ -404,7 +414,8 @@ export function embed_f16(
   const row = <usize>C << 2;
   for (let r = r0; r < r1; r++) {
     const tok = load<i32>(tokens + (<usize>r << 2));
-    const w = wte + <usize>(tok / PANEL) * <usize>C * (<usize>PANEL << 1) + (<usize>(tok % PANEL) << 1);
+    const panel = wte + <usize>(tok / PANEL) * <usize>C * (<usize>PANEL << 1);
+    const w = panel + (<usize>halfIndex(tok % PANEL) << 1);
     const p = wpe + <usize>load<i32>(positions + (<usize>r << 2)) * row;
     const o = out + <usize>r * row;
     for (let k = 0; k < C; k++) {

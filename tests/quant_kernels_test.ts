@@ -525,6 +525,16 @@ Deno.test("convert_f16() rounds to the nearest float16, ties to even, as Math.f1
   assertEquals(roundToFloat16(3 * 2 ** -25), 2 ** -23);
 });
 
+/**
+ * Where column c of a 16-column f16 panel row lies among its halves, as asm/matmul_f16.ts
+ * documents it: each 8-column half is a vector whose 32-bit lane i holds columns i and
+ * 4 + i.
+ */
+function halfIndex(c: number): number {
+  const j = c & 7;
+  return (c & 8) + (j < 4 ? 2 * j : 2 * (j - 4) + 1);
+}
+
 Deno.test("pack_f16() lays out float16 panels of 16 columns, row after row, (C, OC) and transposed", () => {
   const rng = new Rng(30);
   for (const [C, OC, transposed] of [[3, 18, 0], [1030, 25, 0], [17, 16, 0], [40, 37, 1]]) {
@@ -540,7 +550,7 @@ Deno.test("pack_f16() lays out float16 panels of 16 columns, row after row, (C, 
       for (let kk = 0; kk < C; kk++) {
         const want = col < OC ? rounded[transposed ? col * C + kk : kk * OC + col] : 0;
         assertEquals(
-          got[(panel * C + kk) * QUANT_PANEL + c],
+          got[(panel * C + kk) * QUANT_PANEL + halfIndex(c)],
           want,
           `C=${C} column ${col} row ${kk}`,
         );

@@ -81,6 +81,24 @@ class Sequence {
 }
 
 /**
+ * Slots held for work of one's own on the `Gpt2` (a batch of sequences decoded side by
+ * side, a single pass): while a lease is held, the scheduler runs no pass. Dispose it to
+ * give the slots back.
+ */
+export interface SlotLease extends Disposable {
+  /** The slots held, each reset to no cached positions. */
+  readonly slots: readonly number[];
+}
+
+/** A lease waiting in line with the sequences, then held. */
+class LeaseRequest {
+  slots: number[] = [];
+  readonly granted = Promise.withResolvers<void>();
+  readonly released = Promise.withResolvers<void>();
+  constructor(readonly count: number) {}
+}
+
+/**
  * Runs concurrent generations on one `Gpt2`, up to `gpt2.slots` of them in one forward
  * pass per step.
  */
@@ -90,7 +108,10 @@ export class Scheduler {
   /** Slots no sequence holds, lowest first. */
   readonly #free: number[];
   readonly #active = new Set<Sequence>();
-  readonly #waiting: Sequence[] = [];
+  /** Sequences and leases in arrival order, waiting for slots. */
+  readonly #waiting: (Sequence | LeaseRequest)[] = [];
+  /** The lease being held: no pass runs until it is released. */
+  #lease: LeaseRequest | undefined;
   #running = false;
   /** Logits of one step, (slots, n_vocab), reused from step to step. */
   readonly #out: Float32Array;
@@ -167,6 +188,45 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Waits for `count` free slots, in line with the generations that wait for one, and for
+   * the pass in progress to end; then holds them, and no generation steps, until the
+   * lease is disposed.
+   * @throws {RangeError} if `count` is not in `[1, gpt2.slots]`
+   */
+  async lease(count: number, signal?: AbortSignal): Promise<SlotLease> {
+    if (!Number.isInteger(count) || count < 1 || count > this.#gpt2.slots) {
+      throw new RangeError(
+        `A lease takes 1 to ${this.#gpt2.slots} slots (the model's slots), got ${count}`,
+      );
+    }
+    signal?.throwIfAborted();
+    const request = new LeaseRequest(count);
+    const onAbort = () => {
+      const at = this.#waiting.indexOf(request);
+      if (at < 0) return;
+      this.#waiting.splice(at, 1);
+      request.granted.reject(signal!.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#waiting.push(request);
+    this.#kick();
+    try {
+      await request.granted.promise;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+    let released = false;
+    return {
+      slots: request.slots,
+      [Symbol.dispose]: () => {
+        if (released) return;
+        released = true;
+        request.released.resolve();
+      },
+    };
+  }
+
   /** Starts the decoding loop unless it runs. */
   #kick(): void {
     if (this.#running) return;
@@ -184,6 +244,16 @@ export class Scheduler {
       while (true) {
         this.#retire();
         this.#admit();
+        const lease = this.#lease;
+        if (lease) {
+          // No pass is in flight here: the lease's holder has the model to itself.
+          lease.granted.resolve();
+          await lease.released.promise;
+          this.#free.push(...lease.slots);
+          this.#free.sort((a, b) => a - b);
+          this.#lease = undefined;
+          continue;
+        }
         if (this.#active.size === 0) return;
         for (const seq of this.#active) {
           if (seq.slot >= 0 && seq.generated === 0 && !seq.cancelled) await this.#prefill(seq);
@@ -195,7 +265,10 @@ export class Scheduler {
       }
     } catch (e) {
       // A failed pass leaves the cache in an unknown state: every sequence ends with it.
-      for (const seq of [...this.#active, ...this.#waiting.splice(0)]) seq.fail(e);
+      for (const seq of [...this.#active, ...this.#waiting.splice(0)]) {
+        if (seq instanceof LeaseRequest) seq.granted.reject(e);
+        else seq.fail(e);
+      }
       for (const seq of this.#active) this.#release(seq);
     }
   }
@@ -225,14 +298,28 @@ export class Scheduler {
     this.#free.sort((a, b) => a - b);
   }
 
-  /** Gives free slots to waiting sequences, in arrival order. */
+  /**
+   * Gives free slots to what waits, in arrival order: a lease that needs more slots than
+   * are free holds up those behind it, so that it is not starved. A lease granted stops
+   * admission until it is released.
+   */
   #admit(): void {
-    while (this.#waiting.length > 0 && this.#free.length > 0) {
-      const seq = this.#waiting.shift()!;
-      if (seq.cancelled) continue;
-      seq.slot = this.#free.shift()!;
-      this.#gpt2.reset(seq.slot);
-      this.#active.add(seq);
+    while (this.#waiting.length > 0 && !this.#lease) {
+      const next = this.#waiting[0];
+      if (next instanceof LeaseRequest) {
+        if (this.#free.length < next.count) return;
+        this.#waiting.shift();
+        next.slots = this.#free.splice(0, next.count);
+        for (const slot of next.slots) this.#gpt2.reset(slot);
+        this.#lease = next;
+        return;
+      }
+      if (this.#free.length === 0) return;
+      this.#waiting.shift();
+      if (next.cancelled) continue;
+      next.slot = this.#free.shift()!;
+      this.#gpt2.reset(next.slot);
+      this.#active.add(next);
     }
   }
 

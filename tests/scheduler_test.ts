@@ -130,3 +130,32 @@ Deno.test("stopAtEndOfText ends a sequence after <|endoftext|>; bad prompts are 
   await fails([1, 2], HP.n_ctx - 1, "context window");
   await fails([1], 0, "length");
 });
+
+Deno.test("a lease holds free slots with no generation stepping; generations then go on unchanged", async () => {
+  using gpt2 = await open(3);
+  const scheduler = new Scheduler(gpt2, { endOfText: EOT });
+  const want = await collect(scheduler.generate([2, 3], { length: 30, seed: 8 }));
+  gpt2.reset(); // the scheduler is idle: the model is free to use directly
+  const alone = await gpt2.forward([{ slot: 0, tokens: [9, 8, 7] }]);
+  const running = scheduler.generate([2, 3], { length: 30, seed: 8 });
+  const got = [(await running.next()).value as number];
+  const lease = await scheduler.lease(2);
+  assertEquals(lease.slots.length, 2);
+  assert(lease.slots.every((s) => gpt2.cached(s) === 0), "leased slots start empty");
+  const forward = gpt2.forward.bind(gpt2);
+  let passes = 0;
+  gpt2.forward = (seqs, options) => {
+    passes++;
+    return forward(seqs, options);
+  };
+  const rest = collect(running);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assertEquals(passes, 0, "no generation steps while the lease is held");
+  const logits = await forward(lease.slots.map((slot) => ({ slot, tokens: [9, 8, 7] })));
+  assertEquals(logits.slice(0, HP.n_vocab), alone);
+  assertEquals(logits.slice(HP.n_vocab), alone);
+  lease[Symbol.dispose]();
+  got.push(...await rest);
+  assertEquals(got, want);
+  await assertRejects(() => scheduler.lease(4), RangeError, "slots");
+});

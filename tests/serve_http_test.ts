@@ -195,6 +195,7 @@ const BAD_REQUESTS: [string, string | Record<string, unknown>, number, string | 
   ["logprobs 6", { model: "test", prompt: "x", logprobs: 6 }, 400, "logprobs"],
   ["n 0", { model: "test", prompt: "x", n: 0 }, 400, "n"],
   ["seed a float", { model: "test", prompt: "x", seed: 0.5 }, 400, "seed"],
+  ["echo with logprobs", { model: "test", prompt: "x", echo: true, logprobs: 1 }, 400, "echo"],
   ["an unknown field", { model: "test", prompt: "x", max_token: 5 }, 400, "max_token"],
   ["a penalty", { model: "test", prompt: "x", presence_penalty: 1 }, 400, "presence_penalty"],
 ];

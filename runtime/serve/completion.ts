@@ -64,7 +64,7 @@ export async function* generateChoice(
     yield {
       index,
       text: request.promptText,
-      logprobs: request.logprobs === null ? null : emptyLogprobs(),
+      logprobs: null,
       finishReason: request.maxTokens === 0 ? "length" : null,
       tokens: 0,
     };
@@ -109,10 +109,6 @@ export async function* generateChoice(
     yield { index, text, logprobs, finishReason, tokens: 1 };
     if (finishReason) return;
   }
-}
-
-function emptyLogprobs(): LogprobsObject {
-  return { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
 }
 
 /** One token's entry of OpenAI's `logprobs` object. */

@@ -123,6 +123,11 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
     ? optionalInteger(b, "seed", 0, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
     : undefined;
 
+  if (echo && logprobs !== null) {
+    // The prompt's own log-probabilities would need the logits of every prompt position.
+    throw invalidField("echo", "echo with logprobs is not supported yet: ask for one or the other");
+  }
+
   let stop: string[] = [];
   if (present("stop")) {
     const s = b.stop;

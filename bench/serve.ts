@@ -31,7 +31,52 @@ if (flags === "help") {
   console.log("usage: deno task bench:serve [--model DIR] [--threads N] [--slots 8]");
   Deno.exit(0);
 }
-const { threads, slots, prompt, generate } = flags as Required<typeof flags>;
+const [threads, slots, prompt, generate] = [
+  flags.threads!,
+  flags.slots!,
+  flags.prompt!,
+  flags.generate!,
+];
+
+/** One client: streams a completion; returns its times in ms and its token count. */
+async function client(url: string, n_vocab: number, seed: number) {
+  // A prompt of distinct-looking token ids; the end-of-text id is left out.
+  const ids = Array.from(
+    { length: prompt },
+    (_, i) => (seed * 7919 + i * 104729) % (n_vocab - 1),
+  );
+  const start = performance.now();
+  const response = await fetch(url, {
+    method: "POST",
+    body: JSON.stringify({
+      model: "bench",
+      prompt: ids,
+      max_tokens: generate,
+      seed,
+      top_k: 40,
+      stream: true,
+    }),
+  });
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let first = 0;
+  let last = 0;
+  let tokens = 0;
+  let buffer = "";
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffer += value;
+    const events = buffer.split("\n\n");
+    buffer = events.pop()!;
+    for (const e of events) {
+      if (e === "data: [DONE]" || !e.startsWith("data: ")) continue;
+      tokens++;
+      last = performance.now();
+      if (tokens === 1) first = last;
+    }
+  }
+  return { ttft: first - start, tokens, end: last, decodeMs: last - first };
+}
 
 let dir = flags.model;
 let temp: string | undefined;
@@ -56,54 +101,16 @@ try {
   const url = await listening;
   const { n_vocab } = model.hparams;
 
-  /** One client: streams a completion; returns its times in ms and its token count. */
-  async function client(seed: number) {
-    // A prompt of distinct-looking token ids; the end-of-text id is left out.
-    const ids = Array.from(
-      { length: prompt },
-      (_, i) => (seed * 7919 + i * 104729) % (n_vocab - 1),
-    );
-    const start = performance.now();
-    const response = await fetch(url, {
-      method: "POST",
-      body: JSON.stringify({
-        model: "bench",
-        prompt: ids,
-        max_tokens: generate,
-        seed,
-        top_k: 40,
-        stream: true,
-      }),
-    });
-    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let first = 0;
-    let last = 0;
-    let tokens = 0;
-    let buffer = "";
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buffer += value;
-      const events = buffer.split("\n\n");
-      buffer = events.pop()!;
-      for (const e of events) {
-        if (e === "data: [DONE]" || !e.startsWith("data: ")) continue;
-        tokens++;
-        last = performance.now();
-        if (tokens === 1) first = last;
-      }
-    }
-    return { ttft: first - start, tokens, end: last, decodeMs: last - first };
-  }
-
   const quantile = (xs: number[], q: number) => {
     const s = [...xs].sort((a, b) => a - b);
     return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
   };
-  await client(0); // warm-up: compiles, faults the weights in
+  await client(url, n_vocab, 0); // warm-up: compiles, faults the weights in
   for (const clients of [1, 2, 4, 8]) {
     const t0 = performance.now();
-    const runs = await Promise.all(Array.from({ length: clients }, (_, i) => client(i + 1)));
+    const runs = await Promise.all(
+      Array.from({ length: clients }, (_, i) => client(url, n_vocab, i + 1)),
+    );
     const wall = (Math.max(...runs.map((r) => r.end)) - t0) / 1000;
     const total = runs.reduce((n, r) => n + r.tokens, 0);
     const perClient = runs.map((r) => (r.tokens - 1) / (r.decodeMs / 1000));

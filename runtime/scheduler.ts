@@ -170,11 +170,11 @@ export class Scheduler {
     this.#kick();
     try {
       while (true) {
+        signal?.throwIfAborted();
         if (seq.outbox.length > 0) {
           yield seq.outbox.shift()!;
           continue;
         }
-        signal?.throwIfAborted();
         if (seq.ended) {
           if (seq.error !== undefined) throw seq.error;
           return;

@@ -159,3 +159,15 @@ Deno.test("a lease holds free slots with no generation stepping; generations the
   assertEquals(got, want);
   await assertRejects(() => scheduler.lease(4), RangeError, "slots");
 });
+
+Deno.test("aborting stops a generation at once, even with tokens generated ahead of its reader", async () => {
+  using gpt2 = await open(1);
+  const scheduler = new Scheduler(gpt2, { endOfText: EOT });
+  const abort = new AbortController();
+  const g = scheduler.generate([1], { length: HP.n_ctx - 1, signal: abort.signal });
+  await g.next();
+  await new Promise((resolve) => setTimeout(resolve, 20)); // the decoding runs ahead
+  abort.abort(new Error("enough"));
+  await assertRejects(() => g.next(), Error, "enough");
+  assertEquals(scheduler.active, 0);
+});

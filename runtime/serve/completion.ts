@@ -75,7 +75,9 @@ export async function* generateChoice(
 
   const decoder = tokenizer.decoder();
   const stop = new StopText(request.stop);
-  let seen: StepLogprobs | undefined;
+  // The sampler may run ahead of this loop (continuous batching does), so the logprobs
+  // of each token it draws wait here, in order, until the token comes.
+  const seen: StepLogprobs[] = [];
   const top = request.logprobs;
   const options: GenerateOptions & SamplerOptions = {
     length: request.maxTokens,
@@ -85,11 +87,12 @@ export async function* generateChoice(
     seed: request.seed === undefined ? undefined : request.seed + index,
     stopAtEndOfText: true,
     signal,
-    onSample: top === null ? undefined : (row, token) => seen = stepLogprobs(row, token, top),
+    onSample: top === null ? undefined : (row, token) => seen.push(stepLogprobs(row, token, top)),
   };
   let count = 0;
   for await (const token of model.generate(request.promptIds, options)) {
     count++;
+    const lp = seen.shift();
     const last = count === request.maxTokens;
     if (token === tokenizer.endOfText) {
       const rest = stop.push(decoder.flush()).text + stop.flush();
@@ -103,7 +106,7 @@ export async function* generateChoice(
       text += end.text + (end.stopped ? "" : stop.flush());
       stopped = end.stopped;
     }
-    const logprobs = seen === undefined ? null : stepObject(tokenizer, seen, offset);
+    const logprobs = lp === undefined ? null : stepObject(tokenizer, lp, offset);
     offset += piece.length;
     const finishReason = stopped ? "stop" : last ? "length" : null;
     yield { index, text, logprobs, finishReason, tokens: 1 };

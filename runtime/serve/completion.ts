@@ -22,6 +22,11 @@ export interface CompletionModel {
     ids: readonly number[],
     options?: GenerateOptions & SamplerOptions,
   ): AsyncGenerator<number>;
+  /**
+   * For each prompt token after the first, the logprobs of it and of the `top` most likely
+   * tokens at its position (what `echo` with `logprobs` reports); optional.
+   */
+  promptLogprobs?(ids: readonly number[], top: number): Promise<StepLogprobs[]>;
 }
 
 /** OpenAI's `logprobs` object of a choice, or of one step of it when streaming. */
@@ -60,11 +65,15 @@ export async function* generateChoice(
   const { tokenizer } = model;
   let offset = 0;
   if (request.echo) {
+    let logprobs: LogprobsObject | null = null;
+    if (request.logprobs !== null && model.promptLogprobs) {
+      logprobs = await promptObject(model, request.promptIds, request.logprobs);
+    }
     offset = request.promptText.length;
     yield {
       index,
       text: request.promptText,
-      logprobs: null,
+      logprobs,
       finishReason: request.maxTokens === 0 ? "length" : null,
       tokens: 0,
     };
@@ -112,6 +121,41 @@ export async function* generateChoice(
     yield { index, text, logprobs, finishReason, tokens: 1 };
     if (finishReason) return;
   }
+}
+
+/**
+ * The prompt's entries of OpenAI's `logprobs` object: every prompt token, the first with
+ * no logprob (nothing comes before it), the others with theirs given what precedes them.
+ */
+async function promptObject(
+  model: CompletionModel,
+  ids: readonly number[],
+  top: number,
+): Promise<LogprobsObject> {
+  const { tokenizer } = model;
+  const steps = await model.promptLogprobs!(ids, top);
+  const object: LogprobsObject = {
+    tokens: [],
+    token_logprobs: [],
+    top_logprobs: [],
+    text_offset: [],
+  };
+  const decoder = tokenizer.decoder();
+  let offset = 0;
+  ids.forEach((id, i) => {
+    object.tokens.push(tokenString(tokenizer, id));
+    object.text_offset.push(offset);
+    offset += decoder.push(id).length;
+    if (i === 0) {
+      object.token_logprobs.push(null);
+      object.top_logprobs.push(null);
+      return;
+    }
+    const step = stepObject(tokenizer, steps[i - 1], 0);
+    object.token_logprobs.push(step.token_logprobs[0]);
+    object.top_logprobs.push(step.top_logprobs[0]);
+  });
+  return object;
 }
 
 /** One token's entry of OpenAI's `logprobs` object. */

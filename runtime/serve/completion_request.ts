@@ -53,6 +53,8 @@ export interface RequestLimits {
   encode(text: string): number[];
   /** Turns token ids back into text. */
   decode(ids: readonly number[]): string;
+  /** Whether the model gives the prompt's own logprobs, which `echo` with `logprobs` needs. */
+  readonly promptLogprobs: boolean;
 }
 
 const KNOWN_FIELDS = new Set([
@@ -123,9 +125,11 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
     ? optionalInteger(b, "seed", 0, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
     : undefined;
 
-  if (echo && logprobs !== null) {
-    // The prompt's own log-probabilities would need the logits of every prompt position.
-    throw invalidField("echo", "echo with logprobs is not supported yet: ask for one or the other");
+  if (echo && logprobs !== null && !limits.promptLogprobs) {
+    throw invalidField(
+      "echo",
+      "echo with logprobs is not supported by this model: ask for one or the other",
+    );
   }
 
   let stop: string[] = [];

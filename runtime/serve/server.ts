@@ -229,6 +229,7 @@ export class ApiServer {
       maxChoices: this.options.maxChoices,
       encode: (text) => tokenizer.encode(text),
       decode: (ids) => tokenizer.decode(ids),
+      promptLogprobs: this.model.promptLogprobs !== undefined,
     });
     if (this.#closing) throw new ShutdownError();
     // A request that fits no more goes away with a 503; one alone is always admitted.

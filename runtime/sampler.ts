@@ -5,6 +5,7 @@
  */
 import { Rng } from "./random.ts";
 
+/** How the next token is drawn: the original's `temperature`, `top_k` and `top_p`. */
 export interface SamplingOptions {
   /** Divides the logits; 0 picks the most likely token (default 1). */
   temperature?: number;
@@ -158,7 +159,9 @@ export interface SamplerOptions extends SamplingOptions {
 
 /** Draws tokens for each row of a batch, in row order, with one generator. */
 export class Sampler {
+  /** The options in force, defaults filled in. */
   readonly options: Required<SamplingOptions>;
+  /** The generator every draw takes its numbers from. */
   readonly rng: Rng;
   /** The seed in use: the one given, or a random one. */
   readonly seed: number;
@@ -166,6 +169,7 @@ export class Sampler {
   /** Called with each row of logits and the token drawn from it; see `SamplerOptions`. */
   readonly onSample: ((logits: Float32Array, token: number) => void) | undefined;
 
+  /** A sampler for `options`, seeded with `options.seed` or a random seed. */
   constructor(options: SamplerOptions = {}) {
     this.options = validateSampling(options);
     this.onSample = options.onSample;

@@ -18,7 +18,6 @@ import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
 import { loadModel } from "../runtime/model.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
-import { serialModel } from "../runtime/serve/serial_model.ts";
 
 const flags = parseFlags(Deno.args, {
   model: { type: "string", help: "a model folder; none: random weights of 124M's shape" },
@@ -88,8 +87,8 @@ if (dir === undefined) {
 }
 
 try {
-  using model = await loadModel(dir, { threads });
-  const api = new ApiServer(serialModel(model), { modelId: "bench", slots, queue: 64 });
+  using model = await loadModel(dir, { threads, slots });
+  const api = new ApiServer(model, { modelId: "bench", slots, queue: 64 });
   const stop = new AbortController();
   const { promise: listening, resolve } = Promise.withResolvers<string>();
   const http = Deno.serve({

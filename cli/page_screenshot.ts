@@ -13,7 +13,6 @@ import { drivePage } from "./page_driver.ts";
 import { loadModel } from "../runtime/model.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
-import { serialModel } from "../runtime/serve/serial_model.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
 
 const FLAGS = {
@@ -46,7 +45,7 @@ export async function main(args: string[]): Promise<number> {
   }
   try {
     using model = await loadModel(dir);
-    const api = new ApiServer(serialModel(model), {
+    const api = new ApiServer(model, {
       modelId: flags.models_dir === undefined ? "random" : flags.model_name,
       slots: 1,
       staticFiles: await loadStaticFiles(),

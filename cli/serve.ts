@@ -9,8 +9,8 @@ import { describeFlags, type FlagSpec, parseCommandLine } from "./flags.ts";
 import { runMain } from "./run_main.ts";
 import { loadModel } from "../runtime/model.ts";
 import { UsageError } from "../runtime/errors.ts";
+import { BACKEND_NAMES } from "../runtime/backend/create.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
-import { serialModel } from "../runtime/serve/serial_model.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
 import { DEFAULT_BODY_LIMIT } from "../runtime/serve/json_body.ts";
 
@@ -40,6 +40,11 @@ const FLAGS = {
     type: "int",
     default: DEFAULT_BODY_LIMIT,
     help: "largest request body in bytes; a larger one gets a 413",
+  },
+  backend: {
+    type: "string",
+    default: "wasm",
+    help: `what runs the model: ${BACKEND_NAMES.join(", ")}`,
   },
   threads: {
     type: "int",
@@ -73,8 +78,17 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
     throw new UsageError(`--body_limit must be at least 1024 bytes, got ${body_limit}`);
   }
   if (flags["api-key"] === "") throw new UsageError("--api-key must not be empty");
-  using model = await loadModel(`${flags.models_dir}/${flags.model_name}`, { threads });
-  const api = new ApiServer(serialModel(model), {
+  if (!(BACKEND_NAMES as readonly string[]).includes(flags.backend)) {
+    throw new UsageError(
+      `Unknown --backend "${flags.backend}": choose one of ${BACKEND_NAMES.join(", ")}`,
+    );
+  }
+  using model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
+    backend: flags.backend,
+    threads,
+    slots,
+  });
+  const api = new ApiServer(model, {
     modelId: flags.model_name,
     slots: slots!,
     queue,

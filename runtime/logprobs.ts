@@ -9,7 +9,9 @@
 
 /** One token and its log-probability. */
 export interface TokenLogprob {
+  /** The token id. */
   readonly token: number;
+  /** Its natural log-probability, at most 0. */
   readonly logprob: number;
 }
 

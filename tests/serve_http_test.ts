@@ -6,7 +6,6 @@
 import { assert, assertEquals } from "./asserts.ts";
 import { assertClose } from "./assert_close.ts";
 import { loadModel } from "../runtime/model.ts";
-import { serialModel } from "../runtime/serve/serial_model.ts";
 import {
   parseEvents,
   post,
@@ -28,7 +27,7 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
 
 Deno.test("a completion equals the library's tokens for the seed, streamed or not; one event per token, then [DONE]", async () => {
   using model = await open();
-  await using server = await startServer(serialModel(model));
+  await using server = await startServer(model);
   const url = server.url + "v1/completions";
   const request = { model: "test", prompt: "Hello world", max_tokens: 12, seed: 7, top_k: 20 };
   const ids = model.tokenizer.encode("Hello world");
@@ -78,7 +77,7 @@ Deno.test("a completion equals the library's tokens for the seed, streamed or no
 
 Deno.test("a stop string ends the text before it, streamed or not", async () => {
   using model = await open();
-  await using server = await startServer(serialModel(model));
+  await using server = await startServer(model);
   const url = server.url + "v1/completions";
   const request = { model: "test", prompt: "Once", max_tokens: 30, seed: 3 };
   const full = (await (await post(url, request)).json()).choices[0].text as string;
@@ -96,7 +95,7 @@ Deno.test("a stop string ends the text before it, streamed or not", async () => 
 
 Deno.test("logprobs are the log-softmax of the model's logits at each step, with the top alternatives", async () => {
   using model = await open();
-  await using server = await startServer(serialModel(model));
+  await using server = await startServer(model);
   const prompt = [5, 6, 7];
   const response = await post(server.url + "v1/completions", {
     model: "test",
@@ -132,9 +131,42 @@ Deno.test("logprobs are the log-softmax of the model's logits at each step, with
   assertEquals(lp.tokens.join(""), choice.text);
 });
 
+Deno.test("echo with logprobs gives the prompt's tokens their logprobs, the first none", async () => {
+  using model = await open();
+  await using server = await startServer(model);
+  const text = "Hello world again";
+  const prompt = model.tokenizer.encode(text);
+  const response = await post(server.url + "v1/completions", {
+    model: "test",
+    prompt: text,
+    max_tokens: 2,
+    seed: 1,
+    logprobs: 2,
+    echo: true,
+  });
+  const choice = (await response.json()).choices[0];
+  const lp = choice.logprobs;
+  assertEquals(lp.tokens.length, prompt.length + 2);
+  assertEquals(lp.token_logprobs[0], null);
+  assertEquals(lp.top_logprobs[0], null);
+  assertEquals(lp.tokens.slice(0, prompt.length).join(""), text);
+  assert(choice.text.startsWith(text));
+  for (let i = 1; i < prompt.length; i++) {
+    const logits = await model.logits(prompt.slice(0, i));
+    let max = -Infinity;
+    for (const v of logits) max = Math.max(max, v);
+    let sum = 0;
+    for (const v of logits) sum += Math.exp(v - max);
+    const logZ = max + Math.log(sum);
+    assertClose([lp.token_logprobs[i]], [logits[prompt[i]] - logZ], { atol: 1e-5, rtol: 0 });
+    assertEquals(Object.keys(lp.top_logprobs[i]).length <= 2, true);
+    assertEquals(lp.text_offset[i], model.tokenizer.decode(prompt.slice(0, i)).length);
+  }
+});
+
 Deno.test("echo puts the prompt first; n gives choice i the text of seed + i", async () => {
   using model = await open();
-  await using server = await startServer(serialModel(model));
+  await using server = await startServer(model);
   const url = server.url + "v1/completions";
   const base = { model: "test", prompt: "abc", max_tokens: 6, temperature: 1 };
   const one = (await (await post(url, { ...base, seed: 21 })).json()).choices[0].text;
@@ -195,14 +227,13 @@ const BAD_REQUESTS: [string, string | Record<string, unknown>, number, string | 
   ["logprobs 6", { model: "test", prompt: "x", logprobs: 6 }, 400, "logprobs"],
   ["n 0", { model: "test", prompt: "x", n: 0 }, 400, "n"],
   ["seed a float", { model: "test", prompt: "x", seed: 0.5 }, 400, "seed"],
-  ["echo with logprobs", { model: "test", prompt: "x", echo: true, logprobs: 1 }, 400, "echo"],
   ["an unknown field", { model: "test", prompt: "x", max_token: 5 }, 400, "max_token"],
   ["a penalty", { model: "test", prompt: "x", presence_penalty: 1 }, 400, "presence_penalty"],
 ];
 
 Deno.test("bad requests get a 400 in OpenAI's error shape naming the field", async () => {
   using model = await open();
-  await using server = await startServer(serialModel(model));
+  await using server = await startServer(model);
   for (const [what, body, status, param] of BAD_REQUESTS) {
     const response = await post(server.url + "v1/completions", body);
     assertEquals(response.status, status, what);
@@ -220,7 +251,7 @@ Deno.test("bad requests get a 400 in OpenAI's error shape naming the field", asy
 
 Deno.test("unknown paths get a 404, wrong methods a 405 with Allow, large bodies a 413", async () => {
   using model = await open();
-  await using server = await startServer(serialModel(model), { bodyLimit: 4096 });
+  await using server = await startServer(model, { bodyLimit: 4096 });
   const notFound = await fetch(server.url + "v1/chat/completions", { method: "POST" });
   assertEquals(notFound.status, 404);
   assertEquals((await notFound.json()).error.code, "not_found");
@@ -246,7 +277,7 @@ Deno.test("unknown paths get a 404, wrong methods a 405 with Allow, large bodies
 
 Deno.test("with an API key, requests without it or with a wrong one get a 401; the page and /health need none", async () => {
   using model = await open();
-  await using server = await startServer(serialModel(model), { apiKey: "sesame" });
+  await using server = await startServer(model, { apiKey: "sesame" });
   const body = { model: "test", prompt: "x", max_tokens: 2 };
   const none = await post(server.url + "v1/completions", body);
   assertEquals(none.status, 401);
@@ -269,7 +300,7 @@ Deno.test("with an API key, requests without it or with a wrong one get a 401; t
 
 Deno.test("/v1/models, /health, /tokenize and /detokenize", async () => {
   using model = await open();
-  await using server = await startServer(serialModel(model));
+  await using server = await startServer(model);
   const models = await (await fetch(server.url + "v1/models")).json();
   assertEquals(models.object, "list");
   assertEquals(models.data.map((m: { id: string }) => m.id), ["test"]);
@@ -301,7 +332,7 @@ async function waitIdle(url: string): Promise<void> {
 
 Deno.test("a client that disconnects frees its place; the next request runs", async () => {
   using model = await open();
-  await using server = await startServer(serialModel(slowModel(model, 20)), { slots: 1, queue: 0 });
+  await using server = await startServer(slowModel(model, 20), { slots: 1, queue: 0 });
   const url = server.url + "v1/completions";
   const request = { model: "test", prompt: "x", max_tokens: 50, stream: true };
   const abort = new AbortController();
@@ -333,7 +364,7 @@ Deno.test("a client that disconnects frees its place; the next request runs", as
 
 Deno.test("a request beyond the slots and the queue gets a 503 with Retry-After", async () => {
   using model = await open();
-  await using server = await startServer(serialModel(slowModel(model, 20)), { slots: 1, queue: 1 });
+  await using server = await startServer(slowModel(model, 20), { slots: 1, queue: 1 });
   const url = server.url + "v1/completions";
   const long = { model: "test", prompt: "x", max_tokens: 10 };
   const first = post(url, long);
@@ -351,7 +382,7 @@ Deno.test("a request beyond the slots and the queue gets a 503 with Retry-After"
 
 Deno.test("shutting down ends a running stream with an error event, and refuses new requests", async () => {
   using model = await open();
-  const server = await startServer(serialModel(slowModel(model, 20)));
+  const server = await startServer(slowModel(model, 20));
   const response = await post(server.url + "v1/completions", {
     model: "test",
     prompt: "x",

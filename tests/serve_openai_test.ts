@@ -2,14 +2,13 @@
 import OpenAI from "openai";
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
 import { loadModel } from "../runtime/model.ts";
-import { serialModel } from "../runtime/serve/serial_model.ts";
 import { post, startServer, writeTestModel } from "./serve_harness.ts";
 
 const dir = await writeTestModel();
 
 Deno.test("the openai client gets completions, streamed and not, equal to raw HTTP's", async () => {
   using model = await loadModel(dir, { threads: 1 });
-  await using server = await startServer(serialModel(model), { apiKey: "k" });
+  await using server = await startServer(model, { apiKey: "k" });
   const client = new OpenAI({ baseURL: server.url + "v1", apiKey: "k", maxRetries: 0 });
   const request = { model: "test", prompt: "The cat", max_tokens: 10, seed: 5, temperature: 0.8 };
   const raw = await (await post(server.url + "v1/completions", request, {
@@ -36,7 +35,7 @@ Deno.test("the openai client gets completions, streamed and not, equal to raw HT
 
 Deno.test("the openai client raises OpenAI's errors: 400 naming the field, 401 for a wrong key", async () => {
   using model = await loadModel(dir, { threads: 1 });
-  await using server = await startServer(serialModel(model), { apiKey: "k" });
+  await using server = await startServer(model, { apiKey: "k" });
   const client = new OpenAI({ baseURL: server.url + "v1", apiKey: "k", maxRetries: 0 });
   const error = <InstanceType<typeof OpenAI.BadRequestError>> await assertRejects(
     () => client.completions.create({ model: "test", prompt: "x", max_tokens: -3 }),

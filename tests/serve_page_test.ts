@@ -6,7 +6,6 @@
 import { assert, assertEquals } from "./asserts.ts";
 import type { PageResult, PageRun } from "../cli/page_driver.ts";
 import { loadModel } from "../runtime/model.ts";
-import { serialModel } from "../runtime/serve/serial_model.ts";
 import { post, slowModel, startServer, writeTestModel } from "./serve_harness.ts";
 
 const dir = await writeTestModel();
@@ -25,7 +24,7 @@ async function drive(run: PageRun): Promise<PageResult> {
 
 Deno.test("the page streams the completion the API gives for the same seed, and Stop stops one", async () => {
   using model = await loadModel(dir, { threads: 1 });
-  await using server = await startServer(serialModel(slowModel(model, 5)));
+  await using server = await startServer(slowModel(model, 5));
   const settings = { temperature: 0.9, top_k: 30, top_p: 0.95, max_tokens: 20, seed: 42 };
   const shown = await drive({ url: server.url, prompt: "The cat sat", ...settings });
   const api = await (await post(server.url + "v1/completions", {

@@ -106,7 +106,8 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
     if (++signals > 1) Deno.exit(130); // a second Ctrl-C does not wait
     console.log("Stopping: ending the requests in flight");
     api.shutdown();
-    stop.abort();
+    // The streams write their error event before the connections close.
+    api.drained().then(() => stop.abort());
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);

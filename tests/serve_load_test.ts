@@ -116,6 +116,7 @@ Deno.test("16 clients at once get the answers they get alone; nothing is lost or
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  let terminated = false;
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let out = "";
   while (!out.includes("\n")) out += (await lines.read()).value ?? "";
@@ -155,8 +156,30 @@ Deno.test("16 clients at once get the answers they get alone; nothing is lost or
     // The first round may grow the heap to its working size; later rounds must not grow it.
     const grown = rss[2] - Math.max(idle, rss[0]);
     assert(grown < 16 * 1024, `RSS idle ${idle} KiB, after rounds ${rss.join(", ")} KiB`);
-  } finally {
+
+    // SIGTERM with a stream in flight: the stream ends whole, with [DONE] if it was
+    // quicker than the signal, else with the shutdown error event; nothing hangs.
+    const response = await fetch(url + "v1/completions", {
+      method: "POST",
+      body: JSON.stringify({ model: name, prompt: "x", max_tokens: 60, stream: true }),
+    });
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = (await reader.read()).value ?? "";
     child.kill("SIGTERM");
+    terminated = true;
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    const last = parseEvents(text).at(-1)!;
+    assert(
+      last === "[DONE]" || JSON.parse(last).error?.code === "server_shutdown",
+      `the stream ends with [DONE] or the shutdown error: ${last}`,
+    );
+  } finally {
+    // A second signal would end it at once, without the clean stop.
+    if (!terminated) child.kill("SIGTERM");
     const status = await child.status;
     while (true) {
       const { done, value } = await lines.read();

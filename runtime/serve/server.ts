@@ -104,6 +104,17 @@ export class ApiServer {
     for (const c of this.#running) c.abort(new ShutdownError());
   }
 
+  /**
+   * Resolves once no completion is in flight (their streams have written their last
+   * event), or after `timeoutMs`: wait for it before closing the connections.
+   */
+  async drained(timeoutMs = 2000): Promise<void> {
+    const end = performance.now() + timeoutMs;
+    while (this.#running.size > 0 && performance.now() < end) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
   async #route(request: Request): Promise<Response> {
     const { pathname } = new URL(request.url);
     const file = this.options.staticFiles?.get(pathname);

@@ -1,36 +1,19 @@
 /**
- * The conformance suite: every backend, op by op and as a whole model, against the
- * reference backend (scalar TypeScript), with the same seeded inputs. Each backend states
- * the largest normalised mean squared error (NMSE) it may show, as ggml's
- * `test-backend-ops` holds its backends to the CPU one. Adding a backend is one line in
- * `BACKENDS`.
+ * The conformance suite, op by op: every backend of `BACKENDS` (backends.ts) runs each op
+ * of the `Backend` interface with the same seeded inputs as the reference backend, and
+ * each result must be within the backend's normalised mean squared error (NMSE) limit of
+ * the reference's; then the invariants every backend keeps, whatever its arithmetic.
  *
  * Sizes are odd on purpose: no feature, output or vocabulary count is a multiple of 4 or
  * 16, n_ctx is no multiple of 4, and steps cover 1, 3 and 17 rows of activations that are
  * allocated larger, as the model allocates them for its largest step.
  */
-import { assertNmse } from "./assert_close.ts";
-import { assert, assertEquals } from "./asserts.ts";
-import type { Backend, KVCacheShape, Tensor, WeightRole } from "../runtime/backend/backend.ts";
-import { ReferenceBackend } from "../runtime/backend/reference/reference_backend.ts";
-import { Rng } from "../runtime/random.ts";
-
-/** A backend under test: how to make one, and how close to the reference it must come. */
-interface BackendUnderTest {
-  /** The name in test names. */
-  readonly name: string;
-  /** A new instance; the test disposes it. */
-  readonly create: () => Backend | Promise<Backend>;
-  /** The largest NMSE allowed against the reference, for each op's output and the logits. */
-  readonly nmse: number;
-}
-
-/** Every backend the suite runs. */
-const BACKENDS: readonly BackendUnderTest[] = [
-  // The oracle against itself: its results are the expected ones, so they must be equal;
-  // the invariants and the whole-model checks against `referenceForward` hold for it too.
-  { name: "reference", create: () => new ReferenceBackend(), nmse: 0 },
-];
+import { assertNmse } from "../assert_close.ts";
+import { assert, assertEquals } from "../asserts.ts";
+import { BACKENDS, type BackendUnderTest } from "./backends.ts";
+import type { Backend, KVCacheShape, Tensor, WeightRole } from "../../runtime/backend/backend.ts";
+import { ReferenceBackend } from "../../runtime/backend/reference/reference_backend.ts";
+import { Rng } from "../../runtime/random.ts";
 
 /** The random inputs of one comparison come from this seed, the same for both backends. */
 const SEED = 20261201;

@@ -1,0 +1,25 @@
+/**
+ * The backends the conformance suite runs (ops_test.ts op by op, model_test.ts as a whole
+ * model), each against the reference backend. Adding a backend is one line in `BACKENDS`.
+ *
+ * @module
+ */
+import type { Backend } from "../../runtime/backend/backend.ts";
+import { ReferenceBackend } from "../../runtime/backend/reference/reference_backend.ts";
+
+/** A backend under test: how to make one, and how close to the reference it must come. */
+export interface BackendUnderTest {
+  /** The name in test names. */
+  readonly name: string;
+  /** A new instance; the test disposes it. */
+  readonly create: () => Backend | Promise<Backend>;
+  /** The largest NMSE allowed against the reference, for each op's output and the logits. */
+  readonly nmse: number;
+}
+
+/** Every backend the suite runs. */
+export const BACKENDS: readonly BackendUnderTest[] = [
+  // The oracle against itself: its results are the expected ones, so they must be equal;
+  // the invariants and the whole-model checks against `referenceForward` hold for it too.
+  { name: "reference", create: () => new ReferenceBackend(), nmse: 0 },
+];

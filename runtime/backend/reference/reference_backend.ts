@@ -12,6 +12,7 @@ import { refAttention, refConv1d, refGelu, refLayerNorm, refLogits } from "./ops
 class RefTensor implements Tensor {
   readonly bytes: number;
   constructor(
+    readonly owner: ReferenceBackend,
     readonly shape: readonly number[],
     readonly dtype: DType,
     readonly data: Float32Array | Int32Array,
@@ -24,11 +25,11 @@ class RefTensor implements Tensor {
 class RefCache extends RefTensor {
   readonly keys: Float32Array;
   readonly values: Float32Array;
-  constructor(readonly spec: KVCacheShape) {
+  constructor(owner: ReferenceBackend, readonly spec: KVCacheShape) {
     const { layers, slots, positions, heads, headDim } = spec;
     const size = layers * slots * heads * positions * headDim;
     const data = new Float32Array(2 * size);
-    super([layers, slots, 2, heads, positions, headDim], "f32", data);
+    super(owner, [layers, slots, 2, heads, positions, headDim], "f32", data);
     this.keys = data.subarray(0, size);
     this.values = data.subarray(size);
   }
@@ -49,11 +50,12 @@ export class ReferenceBackend implements Backend {
 
   tensor(shape: readonly number[], dtype: DType = "f32"): Tensor {
     const n = size(shape);
-    return new RefTensor(shape, dtype, dtype === "i32" ? new Int32Array(n) : new Float32Array(n));
+    const data = dtype === "i32" ? new Int32Array(n) : new Float32Array(n);
+    return new RefTensor(this, shape, dtype, data);
   }
 
   weight(_role: WeightRole, shape: readonly number[]): Tensor {
-    return new RefTensor(shape, "f32", new Float32Array(size(shape)));
+    return new RefTensor(this, shape, "f32", new Float32Array(size(shape)));
   }
 
   async loadWeight(weight: Tensor, read: (dest: Float32Array) => Promise<void>): Promise<void> {
@@ -61,7 +63,7 @@ export class ReferenceBackend implements Backend {
   }
 
   kvCache(shape: KVCacheShape): Tensor {
-    return new RefCache(shape);
+    return new RefCache(this, shape);
   }
 
   write(t: Tensor, data: Int32Array): void {
@@ -118,7 +120,9 @@ export class ReferenceBackend implements Backend {
     B: number,
     T: number,
   ): void {
-    if (!(cache instanceof RefCache)) throw new TypeError("Not a KV cache of this backend");
+    if (!(cache instanceof RefCache) || cache.owner !== this) {
+      throw new TypeError("Expected a KV cache of this reference backend");
+    }
     const { heads, headDim } = cache.spec;
     const C = heads * headDim;
     const q = this.#f32(qkv), o = this.#f32(out), s = this.#i32(seqs);
@@ -165,16 +169,16 @@ export class ReferenceBackend implements Backend {
 
   #f32(t: Tensor): Float32Array {
     this.#check();
-    if (!(t instanceof RefTensor) || !(t.data instanceof Float32Array)) {
-      throw new TypeError("Expected a float32 tensor of the reference backend");
+    if (!(t instanceof RefTensor) || t.owner !== this || !(t.data instanceof Float32Array)) {
+      throw new TypeError("Expected a float32 tensor of this reference backend");
     }
     return t.data;
   }
 
   #i32(t: Tensor): Int32Array {
     this.#check();
-    if (!(t instanceof RefTensor) || !(t.data instanceof Int32Array)) {
-      throw new TypeError("Expected an int32 tensor of the reference backend");
+    if (!(t instanceof RefTensor) || t.owner !== this || !(t.data instanceof Int32Array)) {
+      throw new TypeError("Expected an int32 tensor of this reference backend");
     }
     return t.data;
   }

@@ -22,4 +22,10 @@ export const BACKENDS: readonly BackendUnderTest[] = [
   // The oracle against itself: its results are the expected ones, so they must be equal;
   // the invariants and the whole-model checks against `referenceForward` hold for it too.
   { name: "reference", create: () => new ReferenceBackend(), nmse: 0 },
+  // float32 SIMD sums, in another order than the reference's float64 ones: 4e-13 at most
+  // per op and 1e-12 on the logits of the whole model, as measured; 1e-10 leaves a
+  // hundredfold margin and still fails one element in forty that is 0.1% off.
+  // Not on main yet (runtime/backend/wasm/wasm_backend.ts): uncomment, with its import,
+  // when it lands.
+  // { name: "wasm", create: () => WasmBackend.create({ threads: 2 }), nmse: 1e-10 },
 ];

@@ -105,15 +105,26 @@ for (const entry of BACKENDS) {
     // Each sequence's tokens so far, by slot; slot 2 stays empty.
     const seen = new Map<number, number[]>();
     using gpt2 = await model(entry, { slots: 4, chunk: 5 });
-    const step = async (list: { slot: number; tokens: number[] }[], what: string) => {
-      const got = await gpt2.forward(list);
+    // One pass of `list`; with `allPositions`, every new position is checked, (B, T, V).
+    const step = async (
+      list: { slot: number; tokens: number[] }[],
+      what: string,
+      allPositions = false,
+    ) => {
+      const got = await gpt2.forward(list, { allPositions });
+      const T = list[0].tokens.length;
       list.forEach(({ slot, tokens }, b) => {
-        const all = [...(seen.get(slot) ?? []), ...tokens];
+        const past = seen.get(slot) ?? [];
+        const all = [...past, ...tokens];
         seen.set(slot, all);
         assertEquals(gpt2.cached(slot), all.length);
+        const expected = allPositions
+          ? referenceForward(weights, HP, all).slice(past.length * V)
+          : referenceLast(all);
+        const rows = allPositions ? T : 1;
         assertNmse(
-          got.subarray(b * V, (b + 1) * V),
-          referenceLast(all),
+          got.subarray(b * rows * V, (b + 1) * rows * V),
+          expected,
           entry.nmse,
           `${entry.name}: ${what}, sequence ${b} (slot ${slot}, ${all.length} tokens)`,
         );
@@ -122,7 +133,8 @@ for (const entry of BACKENDS) {
     await step([{ slot: 3, tokens: randomTokens(rng, 9) }], "a prompt of 9 in slot 3");
     await step(
       [{ slot: 1, tokens: randomTokens(rng, 4) }, { slot: 0, tokens: randomTokens(rng, 4) }],
-      "prompts of 4 in slots 1 and 0",
+      "prompts of 4 in slots 1 and 0, every position",
+      true,
     );
     for (let i = 0; i < 3; i++) {
       await step(
@@ -132,7 +144,8 @@ for (const entry of BACKENDS) {
     }
     await step(
       [0, 3].map((slot) => ({ slot, tokens: randomTokens(rng, 3) })),
-      "3 more tokens in slots 0 and 3",
+      "3 more tokens in slots 0 and 3, every position",
+      true,
     );
     // Slot 3 goes back to 5 positions and on from there; slot 1 carries on beside it.
     gpt2.truncate(3, 5);

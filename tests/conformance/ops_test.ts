@@ -211,13 +211,15 @@ for (const entry of BACKENDS) {
   }
 
   Deno.test(`${entry.name}: attention() appends to the KV cache and reads it back, slot by slot`, async () => {
-    // headDim 5 and n_ctx 13: no multiple of 4. Slots are used out of order, one never.
+    // headDim 5 and n_ctx 13: no multiple of 4. Slots are used out of order.
     const shape: KVCacheShape = { layers: 2, slots: 4, positions: 13, heads: 3, headDim: 5 };
     const C = shape.heads * shape.headDim;
     // [slot, past] per sequence; each step runs both layers. Pasts differ within a step,
     // and slot 3 goes back to position 3, as after `truncate`, then forward over what
     // it held before; slots 0 and 2 end full.
     const steps: { seqs: [number, number][]; T: number }[] = [
+      // A new cache is all zeros: slot 1 may start at past 4, over four zero keys and values.
+      { seqs: [[1, 4]], T: 2 },
       { seqs: [[3, 0]], T: 5 },
       { seqs: [[3, 5], [0, 0], [2, 0]], T: 1 },
       { seqs: [[0, 1], [3, 6], [2, 1]], T: 5 },
@@ -227,7 +229,7 @@ for (const entry of BACKENDS) {
       { seqs: [[3, 4], [2, 8], [0, 8]], T: 5 },
     ];
     // The schedule itself: every past is at most what the slot holds, and fits.
-    const held = new Map<number, number>();
+    const held = new Map<number, number>([[1, shape.positions]]);
     for (const { seqs, T } of steps) {
       for (const [slot, past] of seqs) {
         assert(past <= (held.get(slot) ?? 0) && past + T <= shape.positions);

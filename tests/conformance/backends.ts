@@ -19,8 +19,9 @@ export interface BackendUnderTest {
 
 /** Every backend the suite runs. */
 export const BACKENDS: readonly BackendUnderTest[] = [
-  // The oracle against itself: its results are the expected ones, so they must be equal;
-  // the invariants and the whole-model checks against `referenceForward` hold for it too.
+  // The oracle itself: op by op it is compared with itself, so only the invariants test
+  // it; as a whole model it runs the same functions in the same order as
+  // `referenceForward`, so its logits must be those bit for bit.
   { name: "reference", create: () => new ReferenceBackend(), nmse: 0 },
   // float32 SIMD sums, in another order than the reference's float64 ones: 4e-13 at most
   // per op and 1e-12 on the logits of the whole model, as measured; 1e-10 leaves a

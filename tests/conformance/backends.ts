@@ -5,6 +5,7 @@
  * @module
  */
 import type { Backend } from "../../runtime/backend/backend.ts";
+import { WasmBackend } from "../../runtime/backend/wasm/wasm_backend.ts";
 import { ReferenceBackend } from "../../runtime/backend/reference/reference_backend.ts";
 
 /** A backend under test: how to make one, and how close to the reference it must come. */
@@ -26,7 +27,5 @@ export const BACKENDS: readonly BackendUnderTest[] = [
   // float32 SIMD sums, in another order than the reference's float64 ones: 4e-13 at most
   // per op and 1e-12 on the logits of the whole model, as measured; 1e-10 leaves a
   // hundredfold margin and still fails one element in forty that is 0.1% off.
-  // Not on main yet (runtime/backend/wasm/wasm_backend.ts): uncomment, with its import,
-  // when it lands.
-  // { name: "wasm", create: () => WasmBackend.create({ threads: 2 }), nmse: 1e-10 },
+  { name: "wasm", create: () => WasmBackend.create({ threads: 2 }), nmse: 1e-10 },
 ];

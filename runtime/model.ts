@@ -7,7 +7,6 @@
 import { setImmediate } from "node:timers";
 import { createBackend } from "./backend/create.ts";
 import { BackendError, ModelFileError } from "./errors.ts";
-import type { Backend } from "./backend/backend.ts";
 import { Gpt2 } from "./gpt2/gpt2.ts";
 import type { HParams } from "./gpt2/hparams.ts";
 import { openModelFiles } from "./model_files.ts";

@@ -225,3 +225,48 @@ Deno.test("an f16/q8 embedding is read in the empty KV cache's tail when it fits
     assert(small.allocatedBytes >= start + 4 * V * C, `${dtype}: a stage of its own`);
   }
 });
+
+Deno.test("every op on f16 and q8 weights gives the same bits on 1, 2 and 3 threads", async () => {
+  const rng = new Rng(45);
+  const [T, C, OC, V, nCtx] = [6, 100, 70, 53, 8];
+  const x = randn(rng, T * C);
+  const w = randn(rng, C * OC, 0.05);
+  const b = randn(rng, OC, 0.1);
+  const wte = randn(rng, V * C, 0.05);
+  const wpe = randn(rng, nCtx * C, 0.01);
+  const tokens = Int32Array.from({ length: T }, (_, i) => (7 * i) % V);
+  const positions = Int32Array.from({ length: T }, (_, i) => i % nCtx);
+  for (const dtype of ["f16", "q8"] as const) {
+    const runs: Float32Array[][] = [];
+    for (const threads of [1, 2, 3]) {
+      using be = await WasmBackend.create({ threads, dtype, serialBelow: 0 });
+      const weight = await loaded(be, be.weight("conv1d", [C, OC]), w);
+      const bias = await loaded(be, be.weight("plain", [OC]), b);
+      const e = await loaded(be, be.weight("embedding", [V, C]), wte);
+      const p = await loaded(be, be.weight("plain", [nCtx, C]), wpe);
+      const inp = await loaded(be, be.weight("plain", [T, C]), x);
+      const [tok, pos] = [be.tensor([T], "i32"), be.tensor([T], "i32")];
+      be.write(tok, tokens);
+      be.write(pos, positions);
+      const outs = [be.tensor([T, OC]), be.tensor([T, OC]), be.tensor([T, OC])];
+      be.conv1d(outs[0], inp, weight, bias, T);
+      be.conv1dGelu(outs[1], inp, weight, bias, T);
+      be.conv1dResidual(outs[2], inp, weight, bias, T);
+      const emb = be.tensor([T, C]);
+      be.embed(emb, tok, pos, e, p, T);
+      const head = be.tensor([T, V]);
+      be.logits(head, inp, e, T);
+      runs.push([
+        ...await Promise.all(outs.map((o) => read(be, o, T * OC))),
+        await read(be, emb, T * C),
+        await read(be, head, T * V),
+      ]);
+    }
+    for (let i = 1; i < runs.length; i++) {
+      runs[i].forEach((r, j) => {
+        const [a, e] = [new Uint32Array(r.buffer), new Uint32Array(runs[0][j].buffer)];
+        assertEquals(a, e, `${dtype}: output ${j} on ${i + 1} threads`);
+      });
+    }
+  }
+});

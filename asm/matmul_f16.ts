@@ -120,6 +120,48 @@ export function convert_f16(dst: usize, src: usize, i0: i32, i1: i32): void {
 }
 
 /**
+ * `toHalf` of four floats, each in the low 16 bits of its i32 lane. Lanes whose result is
+ * a normal half (2^-14 ≤ |x| < 65520, or up to 2^16 rounding to infinity) are rounded at
+ * once: adding 0xfff plus the lowest kept bit carries into the kept bits exactly when
+ * round-to-nearest-even goes up, and subtracting (127 − 15) << 23 rebiases the exponent.
+ * Any other lane (zero, subnormal, infinite, NaN) sends all four through `toHalf`.
+ */
+// @ts-ignore: decorator
+@inline
+function toHalf4(x: v128): v128 {
+  const abs = v128.and(x, i32x4.splat(0x7fffffff));
+  const normal = v128.and(
+    i32x4.ge_s(abs, i32x4.splat(0x38800000)),
+    i32x4.lt_s(abs, i32x4.splat(0x47800000)),
+  );
+  if (!i32x4.all_true(normal)) {
+    let h = i32x4.splat(toHalf(f32x4.extract_lane(x, 0)));
+    h = i32x4.replace_lane(h, 1, toHalf(f32x4.extract_lane(x, 1)));
+    h = i32x4.replace_lane(h, 2, toHalf(f32x4.extract_lane(x, 2)));
+    return i32x4.replace_lane(h, 3, toHalf(f32x4.extract_lane(x, 3)));
+  }
+  const lsb = v128.and(i32x4.shr_u(abs, 13), i32x4.splat(1));
+  const biased = i32x4.sub(i32x4.add(abs, i32x4.add(lsb, i32x4.splat(0xfff))), i32x4.splat(0x38000000));
+  return v128.or(i32x4.shr_u(biased, 13), v128.and(i32x4.shr_u(x, 16), i32x4.splat(0x8000)));
+}
+
+/**
+ * Four floats of src for columns c … c + 3 (of a panel whose first `width` are real), at
+ * byte `a` for column 0, columns `cStep` bytes apart: zero past the width.
+ */
+// @ts-ignore: decorator
+@inline
+function columns4(a: usize, cStep: usize, c: i32, width: i32): v128 {
+  if (cStep == 4 && c + 4 <= width) return v128.load(a + (<usize>c << 2));
+  let v = f32x4.splat(0);
+  if (c < width) v = f32x4.replace_lane(v, 0, load<f32>(a + <usize>c * cStep));
+  if (c + 1 < width) v = f32x4.replace_lane(v, 1, load<f32>(a + <usize>(c + 1) * cStep));
+  if (c + 2 < width) v = f32x4.replace_lane(v, 2, load<f32>(a + <usize>(c + 2) * cStep));
+  if (c + 3 < width) v = f32x4.replace_lane(v, 3, load<f32>(a + <usize>(c + 3) * cStep));
+  return v;
+}
+
+/**
  * Repacks a Conv1D weight (C, OC) f32 into panels of binary16 (see PANEL), panels
  * [p0, p1), rounding to nearest even, zero in the columns past OC. With `transposed`,
  * src is (OC, C) instead, the output head's wte (V, C), whose rows become the columns.
@@ -141,17 +183,19 @@ export function pack_f16(
   for (let p = p0; p < p1; p++) {
     const col = p * PANEL;
     const width = min(PANEL, OC - col);
-    const d = dst + (<usize>p * <usize>C * <usize>PANEL << 1);
-    for (let c = 0; c < width; c++) {
-      const a = src + <usize>(col + c) * cStep;
-      for (let k = 0; k < C; k++) {
-        const at = d + ((<usize>k * <usize>PANEL + <usize>halfIndex(c)) << 1);
-        store<u16>(at, toHalf(load<f32>(a + <usize>k * kStep)));
-      }
-    }
-    for (let c = width; c < PANEL; c++) {
-      const at = d + (<usize>halfIndex(c) << 1);
-      for (let k = 0; k < C; k++) store<u16>(at + (<usize>k * <usize>PANEL << 1), 0);
+    let d = dst + (<usize>p * <usize>C * <usize>PANEL << 1);
+    let a = src + <usize>col * cStep;
+    // Row by row of the panel: (C, OC) is read 16 floats at a time, (OC, C) as 16 streams.
+    // Each 8-column half is one vector: columns i and 4 + i share lane i (see PANEL).
+    for (let k = 0; k < C; k++) {
+      const h0 = toHalf4(columns4(a, cStep, 0, width));
+      const h1 = toHalf4(columns4(a, cStep, 4, width));
+      const h2 = toHalf4(columns4(a, cStep, 8, width));
+      const h3 = toHalf4(columns4(a, cStep, 12, width));
+      v128.store(d, v128.or(h0, i32x4.shl(h1, 16)));
+      v128.store(d, v128.or(h2, i32x4.shl(h3, 16)), 16);
+      d += <usize>PANEL << 1;
+      a += kStep;
     }
   }
 }

@@ -540,6 +540,10 @@ Deno.test("pack_f16() lays out float16 panels of 16 columns, row after row, (C, 
   for (const [C, OC, transposed] of [[3, 18, 0], [1030, 25, 0], [17, 16, 0], [40, 37, 1]]) {
     h.reset();
     const w = randn(rng, C * OC);
+    // Ties among normal values (rounded four lanes at once), and values that are not
+    // normal halves (each rounded on its own): zero, subnormal, too small, too large.
+    w.set([1 + 2 ** -11, 1 + 3 * 2 ** -11, -(1 + 2 ** -11), 0.5], 0);
+    w.set([0, 1e-6, -3 * 2 ** -25, 2 ** -26, 65519, 70000, -65520, 6e-5], 4);
     const packed = putBytes(f16PackedBytes(C, OC));
     run(OPS.packF16, [packed, put(w), C, OC, transposed]);
     assertEquals(guard(packed, f16PackedBytes(C, OC) / 4), GUARD, "pack_f16 wrote past its end");

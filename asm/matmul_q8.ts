@@ -143,6 +143,10 @@ export function pack_q8(
       const blk = panel + <usize>b * PANEL_BLOCK_BYTES;
       const k0 = b * QBLOCK;
       const n = min(QBLOCK, C - k0);
+      if (!transposed && n == QBLOCK && p * QPANEL + QPANEL <= OC) {
+        packBlock(blk, src + ((<usize>k0 * <usize>OC + <usize>(p * QPANEL)) << 2), kStep);
+        continue;
+      }
       for (let c = 0; c < QPANEL; c++) {
         const o = p * QPANEL + c;
         const col = src + <usize>o * cStep + <usize>k0 * kStep;
@@ -163,6 +167,64 @@ export function pack_q8(
       }
     }
   }
+}
+
+/**
+ * One full block of a (C, OC) weight, 32 rows of 16 columns from `a` (rows `rowBytes`
+ * apart), quantised as the scalar loop of `pack_q8` does it, four columns a vector: the
+ * same divisions and roundings, so the same bytes. A block of zeros divides 0 by 0, and
+ * trunc_sat turns the NaN into 0, so it needs no case of its own.
+ */
+// @ts-ignore: decorator
+@inline
+function packBlock(blk: usize, a: usize, rowBytes: usize): void {
+  let m0 = f32x4.splat(0), m1 = f32x4.splat(0), m2 = f32x4.splat(0), m3 = f32x4.splat(0);
+  let r = a;
+  for (let k = 0; k < QBLOCK; k++) {
+    m0 = f32x4.max(m0, f32x4.abs(v128.load(r)));
+    m1 = f32x4.max(m1, f32x4.abs(v128.load(r, 16)));
+    m2 = f32x4.max(m2, f32x4.abs(v128.load(r, 32)));
+    m3 = f32x4.max(m3, f32x4.abs(v128.load(r, 48)));
+    r += rowBytes;
+  }
+  const k63 = f32x4.splat(63);
+  const d0 = f32x4.div(m0, k63), d1 = f32x4.div(m1, k63);
+  const d2 = f32x4.div(m2, k63), d3 = f32x4.div(m3, k63);
+  v128.store(blk, d0);
+  v128.store(blk, d1, 16);
+  v128.store(blk, d2, 32);
+  v128.store(blk, d3, 48);
+  r = a;
+  for (let q = 0; q < 8; q++) {
+    // Rows 4q … 4q + 3: for each group of four columns, the 4 × 4 bytes of its quad.
+    const o = blk + 64 + (<usize>q << 6);
+    v128.store(o, quadBytes(r, rowBytes, 0, d0));
+    v128.store(o, quadBytes(r, rowBytes, 16, d1), 16);
+    v128.store(o, quadBytes(r, rowBytes, 32, d2), 32);
+    v128.store(o, quadBytes(r, rowBytes, 48, d3), 48);
+    r += rowBytes << 2;
+  }
+}
+
+/** q + 64 of four columns (at byte `at` of each row) in four rows from r, column-major. */
+// @ts-ignore: decorator
+@inline
+function quadBytes(r: usize, rowBytes: usize, at: usize, d: v128): v128 {
+  const x0 = quantizeWeights(v128.load(r + at), d);
+  const x1 = quantizeWeights(v128.load(r + rowBytes + at), d);
+  const x2 = quantizeWeights(v128.load(r + (rowBytes << 1) + at), d);
+  const x3 = quantizeWeights(v128.load(r + rowBytes * 3 + at), d);
+  // Row-major bytes [row][column] → [column][row]: each column's four features together.
+  const rows = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(x0, x1), i16x8.narrow_i32x4_s(x2, x3));
+  return i8x16.shuffle(rows, rows, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+}
+
+/** clamp(round(x / d), −63, 63) + 64 in each i32 lane. */
+// @ts-ignore: decorator
+@inline
+function quantizeWeights(x: v128, d: v128): v128 {
+  const q = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(x, d)));
+  return i32x4.add(i32x4.min_s(i32x4.max_s(q, i32x4.splat(-63)), i32x4.splat(63)), i32x4.splat(64));
 }
 
 /**

@@ -246,6 +246,8 @@ Deno.test("pack_q8() stores the scalar quantisation of the weight, (C, OC) and t
       h.reset();
       const w = randn(rng, C * OC, 0.02);
       w[3] = 0.5; // an outlier decides its block's scale
+      // A block of zeros in column 5 (row 5 when transposed): scale 0, every q 0.
+      for (let k = 0; k < Math.min(C, 32); k++) w[transposed ? 5 * C + k : k * OC + 5] = 0;
       const packed = putBytes(q8PackedBytes(C, OC));
       const args = [packed, put(w), C, OC, transposed ? 1 : 0];
       const units = unitsOf(OPS.packQ8, args);

@@ -18,7 +18,15 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
+/** A backend that cannot run here: no GPU adapter, a lost device; the message names the fix. */
+export class BackendError extends Error {
+  override name = "BackendError";
+}
+
 /** Whether `e` is an error the user caused and can fix, so a one-line message suffices. */
 export function isUserError(e: unknown): e is Error {
-  return e instanceof ModelFileError || e instanceof DownloadError || e instanceof UsageError;
+  return (
+    e instanceof ModelFileError || e instanceof DownloadError || e instanceof UsageError ||
+    e instanceof BackendError
+  );
 }

@@ -26,7 +26,7 @@ import type { Kernels } from "../runtime/backend/wasm/kernels.ts";
 import { KVCache } from "../runtime/kv_cache.ts";
 import { planMemory, RESERVED_BYTES } from "../runtime/backend/wasm/memory_plan.ts";
 import type { TensorInfo, TensorSource } from "../runtime/checkpoint/tensor_source.ts";
-import { tfTensorShapes } from "../runtime/gpt2/tensor_names.ts";
+import { gpt2Tensors } from "../runtime/gpt2/tensor_names.ts";
 import { createMemory, kernelModule, READ_BLOCK } from "../runtime/backend/wasm/wasm_kernels.ts";
 import { loadWeights } from "../runtime/weights.ts";
 import { openModelFiles } from "../runtime/model_files.ts";
@@ -76,7 +76,7 @@ function parseOptions(args: string[]): Options {
  */
 function syntheticSource(hp: HParams): TensorSource {
   const tensors = new Map<string, TensorInfo>();
-  for (const [name, shape] of tfTensorShapes(hp)) {
+  for (const { name, shape } of gpt2Tensors(hp)) {
     const n = shape.reduce((a, b) => a * b, 1);
     tensors.set(name, { name, dtype: "float32", shape, byteLength: n * 4 });
   }

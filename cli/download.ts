@@ -13,6 +13,7 @@ import {
   type DownloadProgress,
   MODEL_FILES,
   MODEL_SIZES,
+  PARTIAL_SUFFIX,
 } from "../runtime/download.ts";
 
 /** The flags of `deno task download`. */
@@ -29,7 +30,8 @@ export const DOWNLOAD_FLAGS = {
 export const USAGE = `usage: deno task download <size> [--models_dir=models] [--base_url=URL]
 
 Downloads OpenAI's GPT-2 checkpoint of the given size into <models_dir>/<size>/.
-Files already complete are skipped, so an interrupted download can be run again.
+Files already complete are skipped, and a file cut short resumes from its .part
+file, so an interrupted download continues when run again.
 
 arguments:
   <size>  one of ${MODEL_SIZES.join(", ")}
@@ -157,6 +159,7 @@ const TAIL_WIDTH = 36;
  *   file: "vocab.bpe",
  *   received: 250_000,
  *   total: 500_000,
+ *   resumedFrom: 0,
  *   bytesPerSecond: 100_000,
  *   state: "downloading",
  * } as const;
@@ -193,7 +196,8 @@ export function formatProgressBar(progress: DownloadProgress, columns = 80): str
 }
 
 /**
- * The line written when a file completes or is skipped and stderr is not a terminal.
+ * The line written when a file completes or is skipped and stderr is not a terminal; a
+ * resumed file says where it resumed, and its rate counts only the bytes fetched this time.
  *
  * @example
  * ```ts
@@ -203,6 +207,7 @@ export function formatProgressBar(progress: DownloadProgress, columns = 80): str
  *   file: "checkpoint",
  *   received: 77,
  *   total: 77,
+ *   resumedFrom: 77,
  *   bytesPerSecond: 0,
  *   state: "skipped",
  * } as const;
@@ -210,12 +215,18 @@ export function formatProgressBar(progress: DownloadProgress, columns = 80): str
  * ```
  */
 export function formatProgressLine(progress: DownloadProgress): string {
-  const { file, received, total, bytesPerSecond, state } = progress;
+  const { file, received, total, resumedFrom, bytesPerSecond, state } = progress;
   switch (state) {
     case "skipped":
       return `${file}: already complete (${formatBytes(received)}), skipped`;
-    case "done":
-      return `${file}: downloaded ${formatBytes(received)} (${formatBytes(bytesPerSecond)}/s)`;
+    case "done": {
+      if (resumedFrom > 0 && resumedFrom >= received) {
+        return `${file}: completed from its ${PARTIAL_SUFFIX} file (${formatBytes(received)})`;
+      }
+      const resumed = resumedFrom > 0 ? `, resumed at ${formatBytes(resumedFrom)}` : "";
+      const rate = `${formatBytes(bytesPerSecond)}/s`;
+      return `${file}: downloaded ${formatBytes(received)}${resumed} (${rate})`;
+    }
     case "downloading":
       return `${file}: ${formatByteRatio(received, total)}`;
   }
@@ -300,7 +311,8 @@ export async function main(args: string[]): Promise<number> {
     write: writeStderr,
     columns: terminalColumns,
   });
-  // Ctrl-C aborts the download, so that the partial file is removed before exiting.
+  // Ctrl-C aborts the download cleanly: the bytes received stay in the .part file, and the
+  // next run resumes from there.
   const controller = new AbortController();
   const interrupt = () => controller.abort();
   Deno.addSignalListener("SIGINT", interrupt);
@@ -318,7 +330,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     if (!controller.signal.aborted) throw e;
     reporter.end();
-    console.error("error: interrupted; finished files are kept and skipped on the next run");
+    console.error("error: interrupted; run the same command again to resume the download");
     return 130;
   } finally {
     reporter.end();

@@ -18,15 +18,17 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-/** A backend that cannot run here: no GPU adapter, a lost device; the message names the fix. */
+/**
+ * A backend that cannot run the model as asked: the model, its KV cache and activations
+ * do not fit its memory, or its device is missing or lost. The message names the backend
+ * and the fix (a smaller model, fewer slots, another backend).
+ */
 export class BackendError extends Error {
   override name = "BackendError";
 }
 
 /** Whether `e` is an error the user caused and can fix, so a one-line message suffices. */
 export function isUserError(e: unknown): e is Error {
-  return (
-    e instanceof ModelFileError || e instanceof DownloadError || e instanceof UsageError ||
-    e instanceof BackendError
-  );
+  return e instanceof ModelFileError || e instanceof DownloadError || e instanceof UsageError ||
+    e instanceof BackendError;
 }

@@ -6,9 +6,11 @@ import { writeTextFileAtomically } from "./atomic_file.ts";
 import { writeSafetensors } from "./checkpoint/safetensors.ts";
 import { writeCheckpointFile, writeTfBundle } from "./checkpoint/tf_bundle_writer.ts";
 import type { HParams } from "./gpt2/hparams.ts";
+import type { TensorInfo, TensorSource } from "./checkpoint/tensor_source.ts";
+import { ModelFileError } from "./errors.ts";
 import { Rng } from "./random.ts";
 import { bytesToUnicode } from "./tokenizer.ts";
-import { hfNames, tfTensorShapes } from "./gpt2/tensor_names.ts";
+import { gpt2Tensors, hfNames } from "./gpt2/tensor_names.ts";
 
 /** A named float32 tensor held in memory. */
 export interface NamedTensor {
@@ -27,7 +29,7 @@ export type Weights = Map<string, NamedTensor>;
 export function randomWeights(hp: HParams, seed = 0): Weights {
   const rng = new Rng(seed);
   const weights: Weights = new Map();
-  for (const [name, shape] of tfTensorShapes(hp)) {
+  for (const { name, shape } of gpt2Tensors(hp)) {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
     const leaf = name.slice(name.lastIndexOf("/") + 1);
     const isNorm = name.includes("/ln_");
@@ -158,4 +160,24 @@ export function syntheticVocabulary(
   }
   encoder.set("<|endoftext|>", encoder.size);
   return { encoder, merges };
+}
+
+/** A `TensorSource` over weights held in memory, as `randomWeights` makes them. */
+export function memorySource(weights: Weights, path = "<memory>"): TensorSource {
+  const tensors = new Map<string, TensorInfo>(
+    [...weights].map((
+      [name, t],
+    ) => [name, { name, dtype: "float32", shape: t.shape, byteLength: t.data.byteLength }]),
+  );
+  return {
+    path,
+    tensors,
+    read(name, dest) {
+      const t = weights.get(name);
+      if (!t) throw new ModelFileError(`Cannot load tensor "${name}": not found in ${path}`);
+      dest.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+      return Promise.resolve();
+    },
+    [Symbol.dispose]() {},
+  };
 }

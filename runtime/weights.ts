@@ -7,29 +7,8 @@
 import { ModelFileError } from "./errors.ts";
 import type { Kernels } from "./backend/wasm/kernels.ts";
 import type { MemoryPlan } from "./backend/wasm/memory_plan.ts";
-import { readAsFloat32, type TensorInfo, type TensorSource } from "./checkpoint/tensor_source.ts";
-import type { Weights } from "./random_model.ts";
-import { type NameMap, tfNames, tfTensorShapes } from "./gpt2/tensor_names.ts";
-
-/** A `TensorSource` over weights held in memory, as `randomWeights` makes them. */
-export function memorySource(weights: Weights, path = "<memory>"): TensorSource {
-  const tensors = new Map<string, TensorInfo>(
-    [...weights].map((
-      [name, t],
-    ) => [name, { name, dtype: "float32", shape: t.shape, byteLength: t.data.byteLength }]),
-  );
-  return {
-    path,
-    tensors,
-    read(name, dest) {
-      const t = weights.get(name);
-      if (!t) throw new ModelFileError(`Cannot load tensor "${name}": not found in ${path}`);
-      dest.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-      return Promise.resolve();
-    },
-    [Symbol.dispose]() {},
-  };
-}
+import { readAsFloat32, type TensorSource } from "./checkpoint/tensor_source.ts";
+import { gpt2Tensors, type NameMap, tfNames } from "./gpt2/tensor_names.ts";
 
 /** Reads every tensor of the model from `source` into the memory laid out by `plan`. */
 export async function loadWeights(
@@ -63,7 +42,7 @@ export async function loadWeights(
   });
 
   // Check every tensor before reading any, so a bad file fails fast.
-  const plans = tfTensorShapes(hp).map(([tfName, tfShape]) => {
+  const plans = gpt2Tensors(hp).map(({ name: tfName, shape: tfShape }) => {
     const { name, shape } = names(tfName, tfShape);
     const info = source.tensors.get(name);
     if (!info) {

@@ -9,7 +9,7 @@ import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { Rng } from "../runtime/random.ts";
 import { randomWeights } from "../runtime/random_model.ts";
 import { referenceForward } from "../runtime/backend/reference/ops.ts";
-import { memorySource } from "../runtime/weights.ts";
+import { memorySource } from "../runtime/random_model.ts";
 
 const HP: HParams = { n_vocab: 97, n_ctx: 40, n_embd: 48, n_head: 4, n_layer: 3 };
 const weights = randomWeights(HP, 11);

@@ -26,7 +26,8 @@ import {
   READ_BLOCK,
   WasmKernels,
 } from "../runtime/backend/wasm/wasm_kernels.ts";
-import { loadWeights, memorySource } from "../runtime/weights.ts";
+import { loadWeights } from "../runtime/weights.ts";
+import { memorySource } from "../runtime/random_model.ts";
 import { createKernels, share, WorkerPool } from "../runtime/backend/wasm/worker_pool.ts";
 
 const module = await kernelModule();

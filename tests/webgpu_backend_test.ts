@@ -10,7 +10,7 @@
 import { assertEquals } from "./asserts.ts";
 import { assertNmse, gpuTest, openWebGpu } from "./webgpu_harness.ts";
 import type { Tensor } from "../runtime/backend/backend.ts";
-import type { WebGpuBackend } from "../runtime/backend/webgpu/webgpu_backend.ts";
+import { WebGpuBackend } from "../runtime/backend/webgpu/webgpu_backend.ts";
 import { Rng } from "../runtime/random.ts";
 import {
   refAttention,
@@ -364,6 +364,59 @@ gpuTest("a process that used the backend exits on its own after dispose", gpu, a
   clearTimeout(timer);
   assertEquals(status, 0, "exit status (killed after 15 s if it hangs)");
   assertEquals(new TextDecoder().decode(stdout).trim(), "4,5,6,1,2,3");
+});
+
+Deno.test("no adapter is a one-line BackendError naming the fix, not a hang", async () => {
+  const script = new URL("../runtime/backend/webgpu/webgpu_backend.ts", import.meta.url).href;
+  const code = `
+    import { WebGpuBackend } from "${script}";
+    try {
+      await WebGpuBackend.create();
+      console.log("created");
+    } catch (e) {
+      console.log(e.name + ": " + e.message);
+    }
+  `;
+  // Vulkan alone, with no Vulkan driver to load: wgpu finds no adapter.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    env: { DENO_WEBGPU_BACKEND: "vulkan", VK_ICD_FILENAMES: "/nonexistent.json" },
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const timer = setTimeout(() => child.kill(), 15000);
+  const { code: status, stdout } = await child.output();
+  clearTimeout(timer);
+  assertEquals(status, 0, "exit status (killed after 15 s if it hangs)");
+  const line = new TextDecoder().decode(stdout).trim();
+  assertEquals(
+    line.startsWith("BackendError: webgpu backend: no WebGPU adapter found"),
+    true,
+    line,
+  );
+  assertEquals(line.endsWith("; run with --backend wasm"), true, line);
+});
+
+gpuTest("a device lost mid-run makes read() a one-line BackendError, not a hang", gpu, async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await adapter!.requestDevice();
+  const b = await WebGpuBackend.create({ device });
+  const x = await put(b, new Float32Array([1, 2, 3]), [1, 3]);
+  const out = b.tensor([1, 3]);
+  b.gatherRows(out, x, [0]);
+  assertEquals([...await get(b, out, 3)], [1, 2, 3]);
+  device.destroy();
+  b.gatherRows(out, x, [0]);
+  let caught: unknown;
+  try {
+    await get(b, out, 3);
+  } catch (e) {
+    caught = e;
+  }
+  assertEquals((caught as Error)?.name, "BackendError");
+  assertEquals((caught as Error).message.includes("\n"), false);
+  assertEquals((caught as Error).message.endsWith("run with --backend wasm"), true);
+  b.dispose();
 });
 
 gpuTest("dispose() destroys the device; later use is a TypeError", split, (b) => {

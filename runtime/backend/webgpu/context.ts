@@ -6,6 +6,7 @@
  * @module
  */
 import type { Tensor } from "../backend.ts";
+import { BackendError } from "../../errors.ts";
 
 /** A tensor the WebGPU backend owns: one GPU buffer, or one per KV-cache layer. */
 export class GpuTensor implements Tensor {
@@ -110,7 +111,7 @@ export class GpuContext {
     if (this.#disposed) throw new TypeError("webgpu backend: used after dispose");
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     if (size > this.device.limits.maxBufferSize) {
-      throw new RangeError(
+      throw new BackendError(
         `webgpu backend: a buffer of ${size} bytes exceeds the adapter's maxBufferSize ` +
           `${this.device.limits.maxBufferSize}; use a smaller batch or context, or --backend wasm`,
       );
@@ -246,7 +247,7 @@ export class GpuContext {
     if (bytes > 0) this.copy(src, 0, staging, 0, bytes);
     this.flush();
     if (bytes === 0) return;
-    const mapped = staging.mapAsync(GPUMapMode.READ, 0, bytes).then(() => true);
+    const mapped = staging.mapAsync(GPUMapMode.READ, 0, bytes).then(() => true, () => false);
     if (!await Promise.race([mapped, this.#lostSignal])) throw this.#failure();
     this.#check();
     into.set(new Uint8Array(staging.getMappedRange(0, bytes), 0, into.byteLength));
@@ -276,14 +277,14 @@ export class GpuContext {
     if (this.#lost !== null || this.#error !== null) throw this.#failure();
   }
 
-  #failure(): Error {
+  #failure(): BackendError {
     if (this.#lost !== null || this.#error === null) {
-      return new Error(
+      return new BackendError(
         `webgpu backend: the GPU device was lost (${this.#lost ?? "destroyed"}); ` +
           `run with --backend wasm`,
       );
     }
-    return new Error(`webgpu backend: ${this.#error}; run with --backend wasm`);
+    return new BackendError(`webgpu backend: ${this.#error}; run with --backend wasm`);
   }
 
   #encoderOf(): GPUCommandEncoder {
@@ -313,7 +314,7 @@ export class GpuContext {
         const offset = b.offset ?? 0;
         const size = b.size ?? buffer.size - offset;
         if (size > this.maxBinding) {
-          throw new RangeError(
+          throw new BackendError(
             `webgpu backend: binding ${size} bytes of a tensor of shape [${b.tensor.shape}] ` +
               `exceeds the adapter's maxStorageBufferBindingSize ${this.maxBinding}; ` +
               `use a smaller batch or chunk, or --backend wasm`,

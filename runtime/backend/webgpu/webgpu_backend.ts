@@ -25,6 +25,11 @@ export interface WebGpuOptions {
   vocabularySplitBytes?: number;
   /** Milliseconds to wait for an adapter and a device before giving up (default 20000). */
   timeoutMs?: number;
+  /**
+   * A device to run on instead of requesting one (an application that already has one);
+   * the backend takes it over, and `dispose` destroys it.
+   */
+  device?: GPUDevice;
 }
 
 /** What kind of WebGPU adapter this machine offers. */
@@ -97,6 +102,16 @@ export class WebGpuBackend implements Backend {
    * @throws {BackendError} when there is no WebGPU, no adapter, or no device
    */
   static async create(options: WebGpuOptions = {}): Promise<WebGpuBackend> {
+    if (options.device) {
+      const info = (options.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+      const fallback = (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter;
+      return new WebGpuBackend(
+        options.device,
+        info?.description || "a given device",
+        fallback ?? false,
+        options,
+      );
+    }
     const ms = options.timeoutMs ?? 20000;
     const adapter = await requestAdapter(ms);
     if (!adapter) {
@@ -172,11 +187,13 @@ export class WebGpuBackend implements Backend {
   kvCache(shape: KVCacheShape): Tensor {
     const { layers, slots, positions, heads, headDim } = shape;
     if (headDim > MAX_HEAD_DIM) {
-      throw new RangeError(`webgpu backend: head size ${headDim} exceeds ${MAX_HEAD_DIM}`);
+      throw new BackendError(
+        `webgpu backend: head size ${headDim} exceeds its attention kernel's ${MAX_HEAD_DIM}; ${FIX}`,
+      );
     }
     const layerBytes = slots * 2 * heads * positions * headDim * 4;
     if (layerBytes > this.#ctx.maxBinding) {
-      throw new RangeError(
+      throw new BackendError(
         `webgpu backend: one layer's KV cache for ${slots} slots is ${layerBytes} bytes, ` +
           `more than the adapter's storage binding limit ${this.#ctx.maxBinding}; ` +
           `use fewer slots (batch) or --backend wasm`,
@@ -284,7 +301,7 @@ export class WebGpuBackend implements Backend {
     const fit = Math.floor(this.#splitBytes / (V * 4) / step) * step;
     const block = rows * V * 4 <= this.#splitBytes ? rows : fit;
     if (block === 0) {
-      throw new RangeError(
+      throw new BackendError(
         `webgpu backend: a row of ${V} logits does not fit the ${this.#splitBytes}-byte ` +
           `binding limit; ${FIX}`,
       );
@@ -373,7 +390,7 @@ export class WebGpuBackend implements Backend {
     const step = this.#alignedRows(rowBytes);
     const count = Math.floor(this.#splitBytes / rowBytes / step) * step;
     if (count === 0) {
-      throw new RangeError(
+      throw new BackendError(
         `webgpu backend: an embedding row of ${rowBytes} bytes does not fit the ` +
           `${this.#splitBytes}-byte binding limit; ${FIX}`,
       );

@@ -295,6 +295,60 @@ gpuTest("logits() and embed() split by vocabulary ranges equal the reference", s
   assertNmse(await get(b, x, rows * C), expected, "split embed");
 });
 
+/** `x` rounded to float16 and back: what a float16 weight holds. */
+function half(x: Float32Array): Float32Array {
+  return new Float32Array(new Float16Array(x));
+}
+
+for (const shaderF16 of [true, false]) {
+  const how = shaderF16 ? "as f16 where the adapter has shader-f16" : "unpacked from u32 words";
+  gpuTest(
+    `float16 weights, read ${how}, equal the reference on the rounded values`,
+    gpu,
+    async () => {
+      const rng = new Rng(8);
+      // 12000-byte bindings split this wte (37 floats a row, 74 bytes in float16) in ranges
+      // of 128 rows, the multiple of rows that starts a range on a 256-byte boundary.
+      using b = await WebGpuBackend.create({
+        weights: "f16",
+        shaderF16,
+        vocabularySplitBytes: 12000,
+      });
+      for (const [T, C, OC] of [[1, 37, 129], [3, 64, 33], [21, 17, 45], [1, 1, 1]]) {
+        const x = randn(rng, T * C);
+        const w = randn(rng, C * OC, 1 / Math.sqrt(C));
+        const bias = randn(rng, OC, 0.1);
+        const wt = b.weight("conv1d", [C, OC]);
+        assertEquals([wt.dtype, wt.bytes], ["f16", Math.ceil(C * OC / 2) * 4]);
+        await b.loadWeight(wt, (dest) => Promise.resolve(dest.set(w)));
+        const out = b.tensor([T, OC]);
+        b.conv1dGelu(out, await put(b, x, [T, C]), wt, await put(b, bias, [OC]), T);
+        const expected = refGelu(refConv1d(x, half(w), bias, T, C, OC));
+        assertNmse(await get(b, out, T * OC), expected, `f16 conv1dGelu T=${T} C=${C} OC=${OC}`);
+      }
+      const [rows, C, V, P] = [3, 37, 301, 5];
+      const wte = randn(rng, V * C, 0.1);
+      const wpe = randn(rng, P * C, 0.1);
+      const w = b.weight("embedding", [V, C]);
+      await b.loadWeight(w, (dest) => Promise.resolve(dest.set(wte)));
+      const h = randn(rng, rows * C);
+      const logits = b.tensor([rows, V]);
+      const before = b.stats().dispatches;
+      b.logits(logits, await put(b, h, [rows, C]), w, rows);
+      assertEquals(b.stats().dispatches - before, 3, "ranges of 128 + 128 + 45 rows");
+      assertNmse(await get(b, logits, rows * V), refLogits(h, half(wte), rows, C, V), "f16 logits");
+      const tokens = [0, 300, 128];
+      const x = b.tensor([rows, C]);
+      b.embed(x, ints(b, tokens), ints(b, [4, 0, 2]), w, await put(b, wpe, [P, C]), rows);
+      const expected = new Float32Array(rows * C);
+      tokens.forEach((t, r) =>
+        expected.set(refEmbed([t], half(wte), wpe, 1, C, [4, 0, 2][r]), r * C)
+      );
+      assertNmse(await get(b, x, rows * C), expected, "f16 embed");
+    },
+  );
+}
+
 gpuTest("gatherRows() copies the chosen rows in order", gpu, async (b) => {
   const x = Float32Array.from({ length: 6 * 3 }, (_, i) => i);
   const out = b.tensor([4, 3]);

@@ -7,7 +7,8 @@
  *
  * @module
  */
-import type { Binding, GpuContext, GpuTensor, Kernel } from "./context.ts";
+import type { Binding, GpuContext, Kernel } from "./context.ts";
+import { weightBinding, weightHeader, type WeightStorage } from "./weight_storage.ts";
 
 /** What follows the product: + bias; + bias then GELU; out += product + bias; nothing. */
 export type MatmulEpilogue = "bias" | "gelu" | "residual" | "head";
@@ -28,7 +29,7 @@ const WIDE: Tile = { BM: 32, BN: 64, BK: 16, TM: 4, TN: 4 };
 /** Rows up to which the narrow tile is used. */
 const NARROW_ROWS = 8;
 
-function shader(tile: Tile, epilogue: MatmulEpilogue): string {
+function shader(tile: Tile, epilogue: MatmulEpilogue, storage: WeightStorage): string {
   const { BM, BN, BK, TM, TN } = tile;
   const WX = BN / TN;
   const WY = BM / TM;
@@ -38,12 +39,12 @@ function shader(tile: Tile, epilogue: MatmulEpilogue): string {
     ? `let k = i % BK; let n = i / BK;
       let col = col0 + n; let kk = k0 + k;
       var v = 0.0;
-      if (col < sz.N && kk < sz.K) { v = w[col * sz.K + kk]; }
+      if (col < sz.N && kk < sz.K) { v = w_load(col * sz.K + kk); }
       Bs[k * BN + n] = v;`
     : `let n = i % BN; let k = i / BN;
       let col = col0 + n; let kk = k0 + k;
       var v = 0.0;
-      if (col < sz.N && kk < sz.K) { v = w[kk * sz.N + col]; }
+      if (col < sz.N && kk < sz.K) { v = w_load(kk * sz.N + col); }
       Bs[k * BN + n] = v;`;
   const store = {
     bias: "out[o] = v + bias[c];",
@@ -51,11 +52,11 @@ function shader(tile: Tile, epilogue: MatmulEpilogue): string {
     residual: "out[o] = out[o] + (v + bias[c]);",
     head: "out[o] = v;",
   }[epilogue];
-  return /* wgsl */ `
+  return /* wgsl */ `${weightHeader(storage)}
 struct Sizes { rows: u32, K: u32, N: u32, ldOut: u32, colOff: u32 }
 @group(0) @binding(0) var<uniform> sz: Sizes;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+${weightBinding(storage, "w", 2)}
 ${
     head
       ? "@group(0) @binding(3) var<storage, read_write> out: array<f32>;"
@@ -121,39 +122,48 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 `;
 }
 
-/** One matrix-product op: a pipeline per tile shape, compiled once. */
+/** One matrix-product op: a pipeline per tile shape and weight storage, compiled once. */
 export class MatmulOp {
-  #narrow: Kernel;
-  #wide: Kernel;
+  #kernels = new Map<string, Kernel>();
 
-  constructor(private ctx: GpuContext, readonly epilogue: MatmulEpilogue) {
-    const access: ("read" | "write")[] = epilogue === "head"
-      ? ["read", "read", "write"]
-      : ["read", "read", "read", "write"];
-    this.#narrow = ctx.kernel(`matmul-${epilogue}-narrow`, shader(NARROW, epilogue), access);
-    this.#wide = ctx.kernel(`matmul-${epilogue}-wide`, shader(WIDE, epilogue), access);
+  constructor(private ctx: GpuContext, readonly epilogue: MatmulEpilogue) {}
+
+  #kernel(narrow: boolean, storage: WeightStorage): Kernel {
+    const label = `matmul-${this.epilogue}-${narrow ? "narrow" : "wide"}-${storage}`;
+    let k = this.#kernels.get(label);
+    if (!k) {
+      const access: ("read" | "write")[] = this.epilogue === "head"
+        ? ["read", "read", "write"]
+        : ["read", "read", "read", "write"];
+      const code = shader(narrow ? NARROW : WIDE, this.epilogue, storage);
+      k = this.ctx.kernel(label, code, access);
+      this.#kernels.set(label, k);
+    }
+    return k;
   }
 
   /**
    * Records out[r, colOff + c] (=, or += for "residual") inp[r] · column c of w (+ bias[c]).
    * @param out    (rows, ldOut) f32
    * @param inp    (rows, K) f32
-   * @param w      (K, N), or (N, K) for "head"; a binding so a slice of wte can be used
+   * @param w      (K, N), or (N, K) for "head", stored as `storage`; a binding, so a
+   *               slice of wte can be used
    * @param bias   (N), unused for "head"
    */
   record(
     out: Binding,
     inp: Binding,
     w: Binding,
-    bias: GpuTensor | null,
+    storage: WeightStorage,
+    bias: Binding | null,
     sizes: { rows: number; K: number; N: number; ldOut: number; colOff: number },
   ): void {
     const { rows, K, N, ldOut, colOff } = sizes;
     const narrow = rows <= NARROW_ROWS;
     const tile = narrow ? NARROW : WIDE;
-    const bindings: Binding[] = bias ? [inp, w, { tensor: bias }, out] : [inp, w, out];
+    const bindings: Binding[] = bias ? [inp, w, bias, out] : [inp, w, out];
     this.ctx.dispatch(
-      narrow ? this.#narrow : this.#wide,
+      this.#kernel(narrow, storage),
       [rows, K, N, ldOut, colOff],
       bindings,
       [Math.ceil(N / tile.BN), Math.ceil(rows / tile.BM)],

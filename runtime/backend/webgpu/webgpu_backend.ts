@@ -12,6 +12,7 @@ import { type Binding, GpuContext, GpuTensor, type WebGpuStats } from "./context
 import { EmbedOp } from "./embed.ts";
 import { LayerNormOp } from "./layer_norm.ts";
 import { MatmulOp } from "./matmul.ts";
+import { bytesPerElement, type WeightStorage } from "./weight_storage.ts";
 
 export type { WebGpuStats } from "./context.ts";
 
@@ -25,6 +26,18 @@ export interface WebGpuOptions {
   vocabularySplitBytes?: number;
   /** Milliseconds to wait for an adapter and a device before giving up (default 20000). */
   timeoutMs?: number;
+  /**
+   * The element type of Conv1D weights and the token embedding: `"f32"` (default) as the
+   * checkpoint gives them, or `"f16"`, half the bytes each step streams. Biases, norms and
+   * position embeddings stay float32.
+   */
+  weights?: "f32" | "f16";
+  /**
+   * Whether float16 weights are read as WGSL `f16` where the adapter has `shader-f16`
+   * (default true); false reads them as u32 pairs through `unpack2x16float` as on
+   * adapters without it (tests use it to run that path anywhere).
+   */
+  shaderF16?: boolean;
   /**
    * A device to run on instead of requesting one (an application that already has one);
    * the backend takes it over, and `dispose` destroys it.
@@ -76,6 +89,8 @@ export class WebGpuBackend implements Backend {
   #head: MatmulOp;
   #attention: AttentionOp;
   #caches = new WeakMap<GpuTensor, KVCacheShape>();
+  /** How float16 weights are read, or null when weights are float32. */
+  #half: WeightStorage | null;
 
   private constructor(
     device: GPUDevice,
@@ -86,6 +101,9 @@ export class WebGpuBackend implements Backend {
     options: WebGpuOptions,
   ) {
     this.#ctx = new GpuContext(device);
+    this.#half = options.weights === "f16"
+      ? (device.features.has("shader-f16") && options.shaderF16 !== false ? "f16" : "f16-packed")
+      : null;
     this.#splitBytes = Math.min(options.vocabularySplitBytes ?? Infinity, this.#ctx.maxBinding);
     this.#embed = new EmbedOp(this.#ctx);
     this.#layerNorm = new LayerNormOp(this.#ctx);
@@ -123,8 +141,10 @@ export class WebGpuBackend implements Backend {
     const limits = adapter.limits;
     let device: GPUDevice;
     try {
+      const features: GPUFeatureName[] = adapter.features.has("shader-f16") ? ["shader-f16"] : [];
       device = await within(
         adapter.requestDevice({
+          requiredFeatures: features,
           requiredLimits: {
             maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
             maxBufferSize: limits.maxBufferSize,
@@ -173,15 +193,31 @@ export class WebGpuBackend implements Backend {
     return this.#ctx.tensor(shape, dtype, bytes, [this.#ctx.buffer(bytes, STORAGE)]);
   }
 
-  weight(_role: WeightRole, shape: readonly number[]): Tensor {
-    return this.tensor(shape, "f32");
+  /** The storage of weight `t`'s elements. */
+  #storage(t: GpuTensor): WeightStorage {
+    return t.dtype === "f16" ? this.#half! : "f32";
+  }
+
+  weight(role: WeightRole, shape: readonly number[]): Tensor {
+    if (role === "plain" || this.#half === null) return this.tensor(shape, "f32");
+    // Float16 pairs fill u32 words; the last word is padded.
+    const bytes = Math.ceil(elements(shape) / 2) * 4;
+    return this.#ctx.tensor(shape, "f16", bytes, [this.#ctx.buffer(bytes, STORAGE)]);
   }
 
   async loadWeight(weight: Tensor, read: (dest: Float32Array) => Promise<void>): Promise<void> {
     const w = this.#own(weight);
-    const dest = new Float32Array(elements(w.shape));
+    const n = elements(w.shape);
+    const dest = new Float32Array(n);
     await read(dest);
-    this.#ctx.device.queue.writeBuffer(w.buffer, 0, dest);
+    if (w.dtype !== "f16") {
+      this.#ctx.device.queue.writeBuffer(w.buffer, 0, dest);
+      return;
+    }
+    // Round to nearest float16 (ties to even), padded to whole u32 words.
+    const half = new Float16Array(n + (n & 1));
+    half.set(dest);
+    this.#ctx.device.queue.writeBuffer(w.buffer, 0, half.buffer);
   }
 
   kvCache(shape: KVCacheShape): Tensor {
@@ -240,6 +276,7 @@ export class WebGpuBackend implements Backend {
         this.#own(tokens),
         this.#own(positions),
         part.binding,
+        this.#storage(e),
         this.#own(wpe),
         { rows, C, vStart: part.start, vCount: Math.min(part.count, V - part.start) },
       );
@@ -312,7 +349,7 @@ export class WebGpuBackend implements Backend {
       const outRows: Binding = { tensor: o, offset: r0 * V * 4, size: n * V * 4 };
       const inRows: Binding = { tensor: x, offset: r0 * C * 4, size: n * C * 4 };
       for (const part of parts) {
-        this.#head.record(outRows, inRows, part.binding, null, {
+        this.#head.record(outRows, inRows, part.binding, this.#storage(e), null, {
           rows: n,
           K: C,
           N: Math.min(part.count, V - part.start),
@@ -355,19 +392,14 @@ export class WebGpuBackend implements Backend {
     rows: number,
   ): void {
     const w = this.#own(weight);
-    const [K, N] = w.shape;
+    const [K, N] = w.shape.slice(-2);
     op.record(
       { tensor: this.#own(out) },
       { tensor: this.#own(inp) },
       { tensor: w },
-      this.#own(bias),
-      {
-        rows,
-        K,
-        N,
-        ldOut: N,
-        colOff: 0,
-      },
+      this.#storage(w),
+      { tensor: this.#own(bias) },
+      { rows, K, N, ldOut: N, colOff: 0 },
     );
   }
 
@@ -383,7 +415,7 @@ export class WebGpuBackend implements Backend {
    */
   #vocabularyParts(wte: GpuTensor): { start: number; count: number; binding: Binding }[] {
     const [V, C] = wte.shape;
-    const rowBytes = C * 4;
+    const rowBytes = C * bytesPerElement(this.#storage(wte));
     if (V * rowBytes <= this.#splitBytes) {
       return [{ start: 0, count: V, binding: { tensor: wte } }];
     }
@@ -398,11 +430,9 @@ export class WebGpuBackend implements Backend {
     const parts = [];
     for (let start = 0; start < V; start += count) {
       const n = Math.min(count, V - start);
-      parts.push({
-        start,
-        count: n,
-        binding: { tensor: wte, offset: start * rowBytes, size: n * rowBytes },
-      });
+      // The last range binds the rest of the buffer: its whole u32 words.
+      const size = start + n === V ? undefined : n * rowBytes;
+      parts.push({ start, count: n, binding: { tensor: wte, offset: start * rowBytes, size } });
     }
     return parts;
   }

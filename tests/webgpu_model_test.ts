@@ -109,6 +109,28 @@ gpuTest("the output head split by vocabulary ranges gives the same logits", prob
   });
 });
 
+gpuTest(
+  "float16 weights give referenceForward's logits on the rounded weights",
+  probe,
+  async () => {
+    // The reference on the weights a float16 backend holds: Conv1D weights and wte rounded.
+    const rounded = new Map(
+      [...weights].map(([name, t]) => [
+        name,
+        name.endsWith("/w") || name === "model/wte"
+          ? { shape: t.shape, data: new Float32Array(new Float16Array(t.data)) }
+          : t,
+      ]),
+    );
+    for (const shaderF16 of [true, false]) {
+      using m = await model({ slots: 2, chunk: 5 }, { weights: "f16", shaderF16 });
+      const ids = tokens(12, 11);
+      const got = await m.forward([{ slot: 1, tokens: ids }], { allPositions: true });
+      assertNmse(got, referenceForward(rounded, HP, ids), `shaderF16: ${shaderF16}`);
+    }
+  },
+);
+
 gpuTest("greedy decoding picks the reference backend's tokens", probe, async () => {
   const greedy = async (m: Gpt2) => {
     const out: number[][] = [tokens(9, 4), tokens(10, 4)];

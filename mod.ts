@@ -4,15 +4,17 @@
  *
  * @example Generate text from a model folder
  * ```ts
- * import { loadModel, randomWeights, writeModelFolder } from "./mod.ts";
+ * import { loadModel } from "./mod.ts";
+ * import { randomWeights, writeModelFolder } from "./runtime/random_model.ts";
  *
  * // A tiny random model stands in for models/124M here.
  * const dir = await Deno.makeTempDir();
  * const hparams = { n_vocab: 300, n_ctx: 64, n_embd: 32, n_head: 2, n_layer: 2 };
  * await writeModelFolder(dir, hparams, randomWeights(hparams));
  *
- * using model = await loadModel(dir);
+ * using model = await loadModel(dir, { backend: "wasm" });
  * model.hparams.n_ctx; // 64
+ * if (model.backend !== "wasm") throw new Error("backend");
  * const ids = model.tokenizer.encode("Hello");
  * if (model.tokenizer.decode(ids) !== "Hello") throw new Error("round trip");
  * const logits = await model.logits(ids); // Float32Array(n_vocab), last position
@@ -30,19 +32,19 @@
  *
  * @module
  */
-export { type GenerateOptions, loadModel, type LoadOptions, Model } from "./runtime/model.ts";
+export { type GenerateOptions, loadModel, type LoadOptions, type Model } from "./runtime/model.ts";
+export { BACKEND_NAMES, type BackendName } from "./runtime/backend/create.ts";
 export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer.ts";
 export { Sampler, type SamplingOptions } from "./runtime/sampler.ts";
 export { Rng } from "./runtime/random.ts";
 export { GPT2_SIZES, type HParams } from "./runtime/gpt2/hparams.ts";
-export { Engine, type EngineOptions } from "./runtime/engine.ts";
-export type { ForwardOptions } from "./runtime/forward.ts";
-export { openModelFiles } from "./runtime/model_files.ts";
 export {
+  type DownloadedFile,
   downloadModel,
   type DownloadOptions,
+  type DownloadProgress,
+  type DownloadResult,
   MODEL_FILES,
   MODEL_SIZES,
 } from "./runtime/download.ts";
-export { randomWeights, type Weights, writeModelFolder } from "./runtime/random_model.ts";
-export { DownloadError, ModelFileError, UsageError } from "./runtime/errors.ts";
+export { BackendError, DownloadError, ModelFileError, UsageError } from "./runtime/errors.ts";

@@ -1,4 +1,4 @@
-// Element-wise and row-wise activations: GELU, softmax, residual add.
+// Element-wise and row-wise activations: GELU and softmax.
 import { exp4, gelu4 } from "./math";
 import { hsum } from "./simd";
 
@@ -90,24 +90,4 @@ export function softmaxRow(out: usize, inp: usize, n: i32): void {
 export function softmax(out: usize, inp: usize, cols: i32, r0: i32, r1: i32): void {
   const row = <usize>cols << 2;
   for (let r = r0; r < r1; r++) softmaxRow(out + <usize>r * row, inp + <usize>r * row, cols);
-}
-
-/**
- * Residual add on elements [i0, i1): out = a + b.
- * @param out (n) f32, may equal a or b
- */
-export function add(out: usize, a: usize, b: usize, i0: i32, i1: i32): void {
-  let i = i0;
-  for (; i < i1 && (i & 3) != 0; i++) {
-    const o = <usize>i << 2;
-    store<f32>(out + o, load<f32>(a + o) + load<f32>(b + o));
-  }
-  for (; i + 4 <= i1; i += 4) {
-    const o = <usize>i << 2;
-    v128.store(out + o, f32x4.add(v128.load(a + o), v128.load(b + o)));
-  }
-  for (; i < i1; i++) {
-    const o = <usize>i << 2;
-    store<f32>(out + o, load<f32>(a + o) + load<f32>(b + o));
-  }
 }

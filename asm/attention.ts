@@ -3,36 +3,39 @@ import { hsum } from "./simd";
 import { softmaxRow } from "./activations";
 
 /**
- * Attention for `T` new positions per sequence against `past + T` cached ones, for the
- * (sequence, head) units [u0, u1) where unit u is sequence u / n_head, head u % n_head.
+ * Attention for `T` new positions of each of B sequences, for the (sequence, head) units
+ * [u0, u1) where unit u is sequence u / n_head, head u % n_head. Sequence b uses cache
+ * slot seqs[2b] and has seqs[2b + 1] positions cached already (its `past`), so sequences
+ * at different lengths run together.
  *
- * For each unit it first appends the new keys and values to the cache, then, for each new
+ * For each unit it first appends the new keys and values to the slot, then, for each new
  * position t (absolute position i = past + t), computes w_j = q·k_j / √d_head, applies
  * GPT-2's mask (keep where i >= j - ns + nd, i.e. j <= past + t; masked weights are
  * -1e10 in the original and so exp() to exactly 0, which is why they are skipped), takes
  * the softmax and writes out = Σ_j w_j v_j.
  *
- * The cache holds each head's keys in blocks of four positions (see `keyBlock`) and its
- * values one position after another.
+ * The cache holds each head's keys in blocks of KEY_BLOCK positions (see `keyBlock`) and
+ * its values one position after another.
  *
- * @param out     (B·T, C) f32, C = n_head · d_head
- * @param qkv     (B·T, 3C) f32: q, k, v side by side, as c_attn writes them
- * @param cache   this layer's cache of sequence 0: (2, n_head, n_ctx, d_head) f32, keys
- *                then values; sequence b's starts `seqStride` floats further on
- * @param scratch (B · n_head, n_ctx) f32, one row of weights per unit
- * @param n_ctx   positions per head in the cache: a multiple of KEY_BLOCK
+ * @param out        (B·T, C) f32, C = n_head · d_head
+ * @param qkv        (B·T, 3C) f32: q, k, v side by side, as c_attn writes them
+ * @param cache      this layer's cache of slot 0: (2, n_head, n_ctx, d_head) f32, keys
+ *                   then values; slot s's starts `slotStride` floats further on
+ * @param scratch    (B · n_head, n_ctx) f32, one row of weights per unit
+ * @param seqs       (B, 2) i32: each sequence's slot and past
+ * @param n_ctx      positions per head in the cache: a multiple of KEY_BLOCK
  */
 export function attention(
   out: usize,
   qkv: usize,
   cache: usize,
   scratch: usize,
+  seqs: usize,
   T: i32,
-  past: i32,
   n_head: i32,
   d_head: i32,
   n_ctx: i32,
-  seqStride: i32,
+  slotStride: i32,
   u0: i32,
   u1: i32,
 ): void {
@@ -42,7 +45,9 @@ export function attention(
   for (let u = u0; u < u1; u++) {
     const b = u / n_head;
     const h = u % n_head;
-    const seq = cache + (<usize>b * <usize>seqStride << 2);
+    const slot = load<i32>(seqs + (<usize>b << 3));
+    const past = load<i32>(seqs + (<usize>b << 3), 4);
+    const seq = cache + (<usize>slot * <usize>slotStride << 2);
     const K = seq + ((<usize>h * <usize>n_ctx * <usize>d_head) << 2);
     const V = seq + ((<usize>(n_head + h) * <usize>n_ctx * <usize>d_head) << 2);
     const w = scratch + (<usize>u * <usize>n_ctx << 2);
@@ -64,16 +69,15 @@ export function attention(
   }
 }
 
-/** Positions per block of the key cache. */
-const KEY_BLOCK: i32 = 4;
+/** Positions per block of the key cache; the runtime rounds a slot's positions up to it. */
+export const KEY_BLOCK: i32 = 4;
 
 /**
  * Byte offset of the block of keys that holds position j, from the head's first key. A
  * block is KEY_BLOCK · d_head floats: for each group of four features in turn (the first
  * d_head & ~3), those four features of the block's four keys, [d / 4][key][d % 4]; then
  * each remaining feature of the four keys, [d][key]. The scores then read one block front
- * to back, one stream, where rows of d_head features side by side were four streams (a
- * quarter less time for attention in decoding, measured in the whole model).
+ * to back, one stream, where rows of d_head features side by side would be four streams.
  */
 // @ts-ignore: decorator
 @inline
@@ -176,9 +180,8 @@ function weightedSum(o: usize, w: usize, V: usize, n: i32, d_head: i32): void {
   let d = 0;
   // Blocks of 64 features (a whole head of every GPT-2) read each row of V once, front to
   // back; sixteen accumulators and a weight are more than the registers hold, but a row of
-  // V from memory takes longer than the few spills. (Reading V in two passes of 32
-  // features was about 25% slower at 960 cached positions.) Other head sizes go four
-  // features at a time.
+  // V from memory takes longer than the few spills. Other head sizes go four features at
+  // a time.
   for (; d + 64 <= d_head; d += 64) {
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
     let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);

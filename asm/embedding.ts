@@ -1,21 +1,21 @@
 // Token and position embeddings.
 
 /**
- * out[r] = wte[tokens[r]] + wpe[past + r % T] for rows [r0, r1) of a (B, T) batch of new
- * tokens whose first position is `past`. Tokens are validated by the runtime.
- * @param out    (B·T, C) f32
- * @param tokens (B·T) i32
- * @param wte    (V, C) f32
- * @param wpe    (n_ctx, C) f32
+ * out[r] = wte[tokens[r]] + wpe[positions[r]] for rows [r0, r1). Tokens and positions are
+ * validated by the runtime.
+ * @param out       (rows, C) f32
+ * @param tokens    (rows) i32
+ * @param positions (rows) i32
+ * @param wte       (V, C) f32
+ * @param wpe       (n_ctx, C) f32
  */
 export function embed(
   out: usize,
   tokens: usize,
+  positions: usize,
   wte: usize,
   wpe: usize,
-  T: i32,
   C: i32,
-  past: i32,
   r0: i32,
   r1: i32,
 ): void {
@@ -23,7 +23,7 @@ export function embed(
   for (let r = r0; r < r1; r++) {
     const tok = load<i32>(tokens + (<usize>r << 2));
     const w = wte + <usize>tok * row;
-    const p = wpe + <usize>(past + r % T) * row;
+    const p = wpe + <usize>load<i32>(positions + (<usize>r << 2)) * row;
     const o = out + <usize>r * row;
     let k = 0;
     for (; k + 4 <= C; k += 4) {

@@ -3,7 +3,7 @@
 /**
  * The constants of `exp4` and `gelu4`, kept in static data: V8 rebuilds a vector constant
  * written inline at every use, inside the loop, where a load from this table is one
- * instruction (measured: exp 0.85 ns per element instead of 1.3).
+ * instruction.
  */
 const K: StaticArray<f32> = [
   1.4426950408889634, // 0: log2(e)

@@ -3,30 +3,21 @@ import { gelu4 } from "./math";
 import { hsum, storeLanes } from "./simd";
 
 /**
- * Columns per packed weight panel: the unit the runtime sizes buffers by and splits work
- * by (runtime/memory_plan.ts, `PANEL`). A panel holds its columns for all `C` input features
- * as one contiguous block, so a kernel streams each weight from memory once, front to back.
+ * Columns per packed weight panel: the unit the runtime sizes packed weights and padded
+ * biases by, and splits Conv1D work by. A panel holds its columns for all `C` input
+ * features as one contiguous block, so a kernel streams each weight from memory once,
+ * front to back.
  *
  * How a panel is laid out depends on C (`stripes`):
  * - C > STRIPE_MAX_C: C rows of 16 floats (64 bytes, one cache line): `[k][c]`.
  * - otherwise: two strips of 8 columns one after the other, each C rows of 8 floats:
- *   `[c / 8][k][c % 8]`. A batch of four sequences then reads each strip once for all four
- *   rows, with 8 accumulators (4 rows × 2 vectors): 16 columns × 4 rows would need 16
- *   accumulators and spill. On the 2-core machine of issue 5, with four sequences, these
- *   matrices took 5–7% less time in the whole model than with two passes of two rows over
- *   16-column panels (12–17% less on their own), and with two threads no slower at T = 1
- *   or T = 128.
- *   For C = 3072 the four rows of input (48 KiB) crowd the cache and strips were 20%
- *   slower, so the MLP's projection keeps 16-column rows. The cost: one row alone sums a
- *   strip in two chains of fused multiply-adds instead of four, so from cache it runs at
- *   half the speed (latency-bound); from memory, where GPT-2's weights are, two threads
- *   were as fast as with 16-column panels and one thread 1–5% slower. (One row over both
- *   strips at once, two streams, was 20% slower from memory.) From five rows on, the strips
- *   go two at a time under the 2-row kernel (five to eight rows at once, one strip per pass,
- *   were 10–16% slower than that); from memory that is 3–6% slower than 16-column panels for
- *   5 to 16 rows, and the same for a 128-token prompt, whose panels stay in cache.
+ *   `[c / 8][k][c % 8]`. Up to four rows of input (a batch decoding) then read each strip
+ *   once for all of them with 8 accumulators (4 rows × 2 vectors), where 16 columns × 4
+ *   rows would need 16 and spill. With C = 3072 four rows of input crowd the cache, so
+ *   wide inputs keep 16-column rows. From five rows on, the strips go two at a time under
+ *   the 2-row kernel.
  */
-const PANEL: i32 = 16;
+export const PANEL: i32 = 16;
 
 /** Inputs up to this many features use panels of two 8-column strips. */
 const STRIPE_MAX_C: i32 = 1024;
@@ -212,8 +203,8 @@ function stripRows(
   let wp = w;
   const end = x + rowIn;
   let xk = x;
-  // Two features a step (each sum still adds k, then k + 1): 3–7% faster at T = 4, 9% at
-  // T = 2; four a step were 9–36% slower.
+  // Two features a step (each sum still adds k, then k + 1), which keeps more loads in
+  // flight than one.
   for (; xk + 8 <= end; xk += 8) {
     const w0 = v128.load(wp), w1 = v128.load(wp, 16);
     const w2 = v128.load(wp, 32), w3 = v128.load(wp, 48);
@@ -423,8 +414,8 @@ function finishLanes(o: usize, y: v128, n: i32, mode: i32): void {
  * remaining features in order. Every logit is computed the same way whatever the split or
  * the number of rows T. The chains of up to four rows of h run side by side over one row
  * of wte, so each vector of wte is loaded once for all of them, and wte is read as one
- * stream (on a 2-core VM, reading two or eight rows of wte side by side made one row of
- * h about 1.5 times slower than this). Vocabulary rows go in blocks of `HEAD_BLOCK`,
+ * stream, which is faster than reading several rows of wte side by side. Vocabulary rows
+ * go in blocks of `HEAD_BLOCK`,
  * which stay in cache while every group of four rows of h passes over them.
  * @param out (T, V) f32
  * @param h   (T, C) f32

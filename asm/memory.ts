@@ -11,7 +11,7 @@ export function static_data_end(): usize {
 }
 
 /** Floats per partial sum of `read_sum`: 64 KiB. */
-const READ_BLOCK: i32 = 16384;
+export const READ_BLOCK: i32 = 16384;
 
 /**
  * Sums blocks [b0, b1) of `READ_BLOCK` floats each: out[b] = Σ inp[b·READ_BLOCK + i].

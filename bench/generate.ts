@@ -13,28 +13,25 @@
  * positions and more: two runs, before and after the next); decode_tok_s_past896 (the
  * same from 896 cached positions); read_gb_s (a plain SIMD sum over 1 GiB, the mean of
  * one run before prefill and one after decoding); decode_gb_s (weight bytes one decoding
- * step reads, times steps per second); bandwidth_fraction (decode_gb_s / read_gb_s);
+ * step reads, weight_bytes, times steps per second); bandwidth_fraction (decode_gb_s / read_gb_s);
  * peak_rss_mb (the process's peak resident memory up to the end of decoding, less what
  * the bandwidth probe adds); threads; backend; dtype; batch. With --batch above 1 also
  * decode_tok_s_batch1 (one sequence decoding the same way, two runs, each right after one
  * of the batch's) and batch_speedup (decode_tok_s / decode_tok_s_batch1), so that the
  * gain of batching is measured against a baseline of the same moment.
  */
-import { forward } from "../runtime/forward.ts";
-import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
-import type { Kernels } from "../runtime/backend/wasm/kernels.ts";
-import { KVCache } from "../runtime/kv_cache.ts";
-import { planMemory, RESERVED_BYTES } from "../runtime/backend/wasm/memory_plan.ts";
+import type { Backend } from "../runtime/backend/backend.ts";
+import { BACKEND_NAMES, createBackend } from "../runtime/backend/create.ts";
 import type { TensorInfo, TensorSource } from "../runtime/checkpoint/tensor_source.ts";
+import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
+import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
 import { gpt2Tensors } from "../runtime/gpt2/tensor_names.ts";
-import { createMemory, kernelModule, READ_BLOCK } from "../runtime/backend/wasm/wasm_kernels.ts";
-import { loadWeights } from "../runtime/weights.ts";
 import { openModelFiles } from "../runtime/model_files.ts";
-import { createKernels } from "../runtime/backend/wasm/worker_pool.ts";
 import { argmax } from "../runtime/sampler.ts";
 
 interface Options {
   model?: string;
+  backend: string;
   threads: number;
   prompt: number;
   generate: number;
@@ -43,6 +40,7 @@ interface Options {
 
 function parseOptions(args: string[]): Options {
   const options: Options = {
+    backend: "wasm",
     threads: navigator.hardwareConcurrency,
     prompt: 128,
     generate: 128,
@@ -50,8 +48,8 @@ function parseOptions(args: string[]): Options {
   };
   for (let i = 0; i < args.length; i += 2) {
     const key = args[i].replace(/^--/, "");
-    if (args[i] === "--model") {
-      options.model = args[i + 1];
+    if (args[i] === "--model" || args[i] === "--backend") {
+      options[key as "model" | "backend"] = args[i + 1];
       continue;
     }
     const value = Number(args[i + 1]);
@@ -59,7 +57,7 @@ function parseOptions(args: string[]): Options {
       throw new TypeError(
         `Unknown option ${
           args[i]
-        }; usage: [--model DIR] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
+        }; usage: [--model DIR] [--backend wasm] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
       );
     }
     if (!Number.isInteger(value) || value < 1) {
@@ -98,20 +96,38 @@ function syntheticSource(hp: HParams): TensorSource {
   };
 }
 
-/** Greedy decoding of `steps` tokens per sequence after `logits`; returns seconds. */
-function decode(k: Kernels, cache: KVCache, logits: Float32Array, steps: number): number {
-  const { batch } = cache;
-  const V = cache.plan.hparams.n_vocab;
-  const out = new Float32Array(batch * V);
+/** Greedy decoding of `steps` tokens in each of `slots` after `logits`; returns seconds. */
+async function decode(
+  gpt2: Gpt2,
+  slots: readonly number[],
+  logits: Float32Array,
+  steps: number,
+): Promise<number> {
+  const V = gpt2.hparams.n_vocab;
+  const out = new Float32Array(slots.length * V);
   const t0 = performance.now();
   for (let s = 0; s < steps; s++) {
-    const next = Array.from(
-      { length: batch },
-      (_, b) => [argmax(logits.subarray(b * V, (b + 1) * V))],
+    logits = await gpt2.forward(
+      slots.map((slot, b) => ({ slot, tokens: [argmax(logits.subarray(b * V, (b + 1) * V))] })),
+      { out },
     );
-    logits = forward(k, cache, next, { out });
   }
   return (performance.now() - t0) / 1000;
+}
+
+/**
+ * The backend's read bandwidth in GB/s where it can measure it (the wasm backend: a
+ * plain SIMD sum over `bytes` with the same threads as the kernels), and the bytes the
+ * probe keeps resident.
+ */
+function readProbe(backend: Backend, bytes: number): { gbPerS: () => number; resident: number } {
+  const probe = (backend as Partial<ReadProbe>).readBandwidthProbe?.(bytes);
+  return probe ?? { gbPerS: () => NaN, resident: 0 };
+}
+
+/** What the wasm backend offers beyond the interface to measure its memory. */
+interface ReadProbe {
+  readBandwidthProbe(bytes: number): { gbPerS: () => number; resident: number };
 }
 
 let peakRss = 0;
@@ -126,6 +142,11 @@ const READ_BYTES = 2 ** 30;
 async function main(): Promise<void> {
   const options = parseOptions(Deno.args);
   const { threads, prompt, generate, batch } = options;
+  if (!(BACKEND_NAMES as readonly string[]).includes(options.backend)) {
+    throw new RangeError(
+      `Unknown backend "${options.backend}": choose one of ${BACKEND_NAMES.join(", ")}`,
+    );
+  }
   const t0 = performance.now();
   using files = options.model === undefined ? undefined : await openModelFiles(options.model);
   const hp = files?.hparams ?? GPT2_SIZES["124M"];
@@ -134,93 +155,69 @@ async function main(): Promise<void> {
       `--prompt ${prompt} plus --generate ${generate} exceeds the context of ${hp.n_ctx}`,
     );
   }
-  const plan = planMemory(hp, { batch, chunk: Math.min(prompt, 256) });
-  // The bandwidth probe reads 1 GiB from the end of the reserved bytes: past the model's
-  // own memory where the model is smaller. It runs before prefill and after decoding, and
-  // read_gb_s is the mean of the two, since this machine's bandwidth drifts.
-  const sums = RESERVED_BYTES + READ_BYTES;
-  const blocks = READ_BYTES / (READ_BLOCK * 4);
-  const bytes = Math.max(plan.bytes, sums + blocks * 4);
-
-  const module = await kernelModule();
-  using k = await createKernels(module, createMemory(bytes), threads);
+  const backend = await createBackend(options.backend, { threads });
+  using gpt2 = Gpt2.create(backend, hp, { slots: batch, chunk: Math.min(prompt, 256) });
   using synthetic = files ? undefined : syntheticSource(hp);
-  await loadWeights(k, plan, files?.source ?? synthetic!, files?.names);
+  await gpt2.load(files?.source ?? synthetic!, files?.names);
   const loadS = (performance.now() - t0) / 1000;
   sampleRss();
 
-  // Read bandwidth: the same SIMD loads with the same threads, over 1 GiB (median of 5).
-  const readGbPerS = () => {
-    const reads: number[] = [];
-    for (let r = 0; r < 5; r++) {
-      const t = performance.now();
-      k.readSum(sums, RESERVED_BYTES, blocks);
-      reads.push((performance.now() - t) / 1000);
-    }
-    reads.sort((a, b) => a - b);
-    return READ_BYTES / reads[2] / 1e9;
-  };
-  probeBytes = Math.max(0, sums - plan.bytes);
-  new Uint8Array(k.memory.buffer, plan.bytes, probeBytes).fill(1);
-  const readBefore = readGbPerS();
+  // Read bandwidth, with the same threads: before prefill and after decoding, and
+  // read_gb_s is the mean of the two, since this machine's bandwidth drifts.
+  const probe = readProbe(backend, READ_BYTES);
+  probeBytes = probe.resident;
+  const readBefore = probe.gbPerS();
 
   // Prefill, then decode from `prompt` cached positions.
-  const cache = new KVCache(plan);
-  const rows = Array.from(
-    { length: batch },
-    (_, b) => Array.from({ length: prompt }, (_, t) => (b * 7919 + t * 104729) % hp.n_vocab),
+  const slots = Array.from({ length: batch }, (_, b) => b);
+  const rows = slots.map(
+    (b) => Array.from({ length: prompt }, (_, t) => (b * 7919 + t * 104729) % hp.n_vocab),
   );
+  const prefill = (tokens: number[][] = rows) => {
+    gpt2.reset();
+    return gpt2.forward(slots.map((slot) => ({ slot, tokens: tokens[slot] })));
+  };
   // A warm-up pass of the same size: the kernels reach V8's optimising tier, and the
   // activations and the prompt's cache rows have been touched once (first touches of
   // fresh pages cost the first pass of a session alone).
-  let logits = forward(k, cache, rows);
+  let logits = await prefill();
   const prefills: number[] = [];
   for (let r = 0; r < 3; r++) {
-    cache.reset();
     const t1 = performance.now();
-    logits = forward(k, cache, rows);
+    logits = await prefill();
     prefills.push((performance.now() - t1) / 1000);
   }
   const prefillS = prefills.sort((a, b) => a - b)[1];
   sampleRss();
   const prompted = logits;
-  let decodeS = decode(k, cache, logits, generate);
+  let decodeS = await decode(gpt2, slots, logits, generate);
   sampleRss();
 
-  // One sequence, for batch_speedup: a batch-1 plan lays the weights out where this one
-  // does; its activations and cache overlap the batch's, which is prefilled again before
-  // it decodes next.
-  const single = batch > 1 ? new KVCache(planMemory(hp, { batch: 1, chunk: plan.chunk })) : null;
-  if (single && (single.plan.wte !== plan.wte || single.plan.ln_f_b !== plan.ln_f_b)) {
-    throw new Error("The batch-1 plan puts the weights elsewhere: batch_speedup cannot share them");
-  }
-  const decodeSingle = () => {
-    single!.reset();
-    return decode(k, single!, forward(k, single!, [rows[0]]), generate);
+  // One sequence, for batch_speedup: slot 0 alone, on the same weights.
+  const decodeSingle = async () => {
+    gpt2.reset();
+    return decode(gpt2, [0], await gpt2.forward([{ slot: 0, tokens: rows[0] }]), generate);
   };
-  let singleS = single ? decodeSingle() : 0;
+  let singleS = batch > 1 ? await decodeSingle() : 0;
 
   // Decode from 896 cached positions: the prompt repeated to fill them, then new tokens.
   const far = Math.min(896, hp.n_ctx - 1);
   const farSteps = Math.min(generate, hp.n_ctx - far);
-  cache.reset();
-  logits = forward(k, cache, rows.map((r) => Array.from({ length: far }, (_, t) => r[t % prompt])));
-  const decodeFarS = decode(k, cache, logits, farSteps);
+  logits = await prefill(rows.map((r) => Array.from({ length: far }, (_, t) => r[t % prompt])));
+  const decodeFarS = await decode(gpt2, slots, logits, farSteps);
   sampleRss();
 
   // Decode after the prompt once more, so that both lengths are measured around the same
   // moment of this machine's drifting speed; decode_tok_s counts both runs.
-  cache.reset();
-  forward(k, cache, rows);
-  decodeS = (decodeS + decode(k, cache, prompted, generate)) / 2;
-  if (single) singleS = (singleS + decodeSingle()) / 2;
+  await prefill();
+  decodeS = (decodeS + await decode(gpt2, slots, prompted, generate)) / 2;
+  if (batch > 1) singleS = (singleS + await decodeSingle()) / 2;
 
-  const readGbS = (readBefore + readGbPerS()) / 2;
+  const readGbS = (readBefore + probe.gbPerS()) / 2;
 
-  // Every weight is read once per decoding step, whatever the batch.
-  const weightBytes = plan.ln_f_b + hp.n_embd * 4 - plan.wte;
+  // Every weight is read once per decoding step, whatever the batch, in the type stored.
   const stepsPerS = generate / decodeS;
-  const decodeGbS = (weightBytes * stepsPerS) / 1e9;
+  const decodeGbS = (gpt2.weightBytes * stepsPerS) / 1e9;
   const round = (x: number, digits = 3) => Number(x.toPrecision(digits + 1));
   console.log(JSON.stringify({
     load_s: round(loadS),
@@ -229,13 +226,14 @@ async function main(): Promise<void> {
     decode_tok_s_past896: round((batch * farSteps) / decodeFarS),
     read_gb_s: round(readGbS),
     decode_gb_s: round(decodeGbS),
+    weight_bytes: gpt2.weightBytes,
     bandwidth_fraction: round(decodeGbS / readGbS),
     peak_rss_mb: Math.round(peakRss / 2 ** 20),
-    threads: k.threads,
-    backend: "wasm",
+    threads,
+    backend: backend.name,
     dtype: "f32",
     batch,
-    ...(single && {
+    ...(batch > 1 && {
       decode_tok_s_batch1: round(generate / singleS),
       batch_speedup: round(singleS * batch / decodeS),
     }),

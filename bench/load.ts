@@ -17,6 +17,7 @@
  * median times and the largest peak memory.
  */
 import { loadModel } from "../runtime/model.ts";
+import { gpt2Tensors } from "../runtime/gpt2/tensor_names.ts";
 import { readFully } from "../runtime/checkpoint/file_pool.ts";
 import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
@@ -65,9 +66,9 @@ async function child(mode: string, dir: string): Promise<void> {
   } else {
     using model = await loadModel(dir);
     const seconds = (performance.now() - t0) / 1000;
-    // Every tensor of the model as float32, as they lie in memory (biases padded to panels).
-    const plan = model.engine.plan;
-    const weights = plan.ln_f_b + plan.hparams.n_embd * 4 - plan.wte;
+    // Every tensor of the model as float32.
+    const weights = gpt2Tensors(model.hparams)
+      .reduce((sum, { shape }) => sum + 4 * shape.reduce((a, b) => a * b, 1), 0);
     console.log(JSON.stringify({ seconds, weights, peak_rss: peakRss() }));
   }
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import type { FlagSpec, FlagValues } from "./flags.ts";
+import { BACKEND_NAMES } from "../runtime/backend/create.ts";
 import { loadModel, type Model } from "../runtime/model.ts";
 import { Rng } from "../runtime/random.ts";
 import { UsageError } from "../runtime/errors.ts";
@@ -49,6 +50,11 @@ export function samplingFlags(nsamples: number) {
       help: "sample from the smallest set of tokens with this much probability",
     },
     models_dir: { type: "string", default: "models", help: "folder holding the model folders" },
+    backend: {
+      type: "string",
+      default: "wasm",
+      help: `what runs the model: ${BACKEND_NAMES.join(", ")}`,
+    },
     threads: {
       type: "int",
       default: navigator.hardwareConcurrency,
@@ -87,7 +93,13 @@ export async function openSession(flags: SamplingFlags): Promise<Session> {
   if (!(flags.threads! >= 1)) {
     throw new UsageError(`--threads must be at least 1, got ${flags.threads}`);
   }
+  if (!(BACKEND_NAMES as readonly string[]).includes(flags.backend)) {
+    throw new UsageError(
+      `Unknown --backend "${flags.backend}": choose one of ${BACKEND_NAMES.join(", ")}`,
+    );
+  }
   const model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
+    backend: flags.backend,
     batch: batch_size,
     threads: flags.threads,
   });

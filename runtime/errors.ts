@@ -5,16 +5,19 @@
 
 /** A model file that is missing, truncated, corrupt, or holds the wrong names or shapes. */
 export class ModelFileError extends Error {
+  /** `"ModelFileError"`, as printed before the message. */
   override name = "ModelFileError";
 }
 
 /** A download that could not complete: offline, a bad status, a short or dropped body. */
 export class DownloadError extends Error {
+  /** `"DownloadError"`, as printed before the message. */
   override name = "DownloadError";
 }
 
 /** A bad command-line flag or value. */
 export class UsageError extends Error {
+  /** `"UsageError"`, as printed before the message. */
   override name = "UsageError";
 }
 
@@ -24,6 +27,7 @@ export class UsageError extends Error {
  * and the fix (a smaller model, fewer slots, another backend).
  */
 export class BackendError extends Error {
+  /** `"BackendError"`, as printed before the message. */
   override name = "BackendError";
 }
 

@@ -4,8 +4,9 @@
  * then one token per pass with the KV cache.
  */
 import { setImmediate } from "node:timers";
-import { Engine } from "./engine.ts";
+import { createBackend } from "./backend/create.ts";
 import { ModelFileError } from "./errors.ts";
+import { Gpt2 } from "./gpt2/gpt2.ts";
 import type { HParams } from "./gpt2/hparams.ts";
 import { openModelFiles } from "./model_files.ts";
 import { Sampler, type SamplingOptions } from "./sampler.ts";
@@ -13,6 +14,11 @@ import { Tokenizer } from "./tokenizer.ts";
 
 /** Options of {@linkcode loadModel}. */
 export interface LoadOptions {
+  /**
+   * The backend that runs the model (default `"wasm"`, WebAssembly SIMD on worker
+   * threads); an unknown name is a `RangeError`.
+   */
+  backend?: string;
   /** Sequences decoded side by side by `generateBatch` (default 1). */
   batch?: number;
   /** Threads that run the kernels (default: one per logical CPU); results do not depend on it. */
@@ -34,11 +40,18 @@ export interface GenerateOptions extends SamplingOptions {
 /** Loads the model in `dir`: OpenAI's TensorFlow checkpoint folder or Hugging Face's. */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
   using files = await openModelFiles(dir);
-  const engine = await Engine.create(files.hparams, options);
+  const backend = await createBackend(options.backend ?? "wasm", { threads: options.threads });
+  let gpt2: Gpt2;
+  try {
+    gpt2 = Gpt2.create(backend, files.hparams, { slots: options.batch });
+  } catch (e) {
+    backend[Symbol.dispose]();
+    throw e;
+  }
   // The tokenizer loads while the weights wait on the disk.
   const [tokenizer, weights] = await Promise.allSettled([
     Tokenizer.load(dir),
-    engine.load(files.source, files.names),
+    gpt2.load(files.source, files.names),
   ]);
   try {
     if (tokenizer.status === "rejected") throw tokenizer.reason;
@@ -49,35 +62,62 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       );
     }
   } catch (e) {
-    engine[Symbol.dispose]();
+    gpt2[Symbol.dispose]();
     throw e;
   }
-  return new Model(engine, tokenizer.value);
+  return new LoadedModel(gpt2, tokenizer.value);
 }
 
-/** A GPT-2 model ready to run. Dispose it to free its memory and threads. */
-export class Model implements Disposable {
-  constructor(readonly engine: Engine, readonly tokenizer: Tokenizer) {}
-
+/** A GPT-2 model ready to run, from {@linkcode loadModel}. Dispose it to free its memory and threads. */
+export interface Model extends Disposable {
   /** n_vocab, n_ctx, n_embd, n_head, n_layer. */
-  get hparams(): HParams {
-    return this.engine.hparams;
-  }
-
+  readonly hparams: HParams;
+  /** The backend that runs it (`"wasm"`, …). */
+  readonly backend: string;
   /** Sequences `generateBatch` decodes side by side. */
-  get batch(): number {
-    return this.engine.plan.batch;
+  readonly batch: number;
+  /** Its tokenizer, as `encoder.py`. */
+  readonly tokenizer: Tokenizer;
+  /** The logits (n_vocab) after the last of `ids`, starting from an empty context. */
+  logits(ids: readonly number[]): Promise<Float32Array>;
+  /** Generates token ids after `ids`, one at a time. Needs a model loaded with batch 1. */
+  generate(ids: readonly number[], options?: GenerateOptions): AsyncGenerator<number>;
+  /**
+   * Generates `batch` sequences after the same `ids`, side by side: each step yields one
+   * new token per sequence. With `stopAtEndOfText`, it ends once every sequence has
+   * sampled `<|endoftext|>` (a finished sequence keeps yielding its tokens meanwhile).
+   */
+  generateBatch(ids: readonly number[], options?: GenerateOptions): AsyncGenerator<number[]>;
+  /** Generates text after `prompt`, streamed as it decodes: never half a character. */
+  generateText(prompt: string, options?: GenerateOptions): AsyncGenerator<string>;
+}
+
+/** Wraps a loaded `Gpt2` and its tokenizer as a {@linkcode Model}; for tests on other backends. */
+export function modelOf(gpt2: Gpt2, tokenizer: Tokenizer): Model {
+  return new LoadedModel(gpt2, tokenizer);
+}
+
+class LoadedModel implements Model {
+  constructor(readonly gpt2: Gpt2, readonly tokenizer: Tokenizer) {}
+
+  get hparams(): HParams {
+    return this.gpt2.hparams;
   }
 
-  /** The logits (n_vocab) after the last of `ids`, starting from an empty context. */
+  get backend(): string {
+    return this.gpt2.backend.name;
+  }
+
+  get batch(): number {
+    return this.gpt2.slots;
+  }
+
   logits(ids: readonly number[]): Promise<Float32Array> {
     this.#checkPrompt(ids, 0);
-    this.engine.cache.reset();
-    const rows = Array.from({ length: this.batch }, () => ids);
-    return Promise.resolve(this.engine.forward(rows).slice(0, this.hparams.n_vocab));
+    this.gpt2.reset(0);
+    return this.gpt2.forward([{ slot: 0, tokens: ids }]);
   }
 
-  /** Generates token ids after `ids`, one at a time. Needs a model loaded with batch 1. */
   async *generate(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
     if (this.batch !== 1) {
       throw new RangeError(
@@ -87,11 +127,6 @@ export class Model implements Disposable {
     for await (const step of this.generateBatch(ids, options)) yield step[0];
   }
 
-  /**
-   * Generates `batch` sequences after the same `ids`, side by side: each step yields one
-   * new token per sequence. With `stopAtEndOfText`, it ends once every sequence has
-   * sampled `<|endoftext|>` (a finished sequence keeps yielding its tokens meanwhile).
-   */
   async *generateBatch(
     ids: readonly number[],
     options: GenerateOptions = {},
@@ -105,10 +140,11 @@ export class Model implements Disposable {
     const sampler = new Sampler(options);
     const eot = this.tokenizer.endOfText;
     const ended = new Array<boolean>(this.batch).fill(false);
-    this.engine.cache.reset();
+    this.gpt2.reset();
     // One array for every step's logits: the sampler is done with them before the next.
     const out = new Float32Array(this.batch * this.hparams.n_vocab);
-    let logits = this.engine.forward(Array.from({ length: this.batch }, () => ids), { out });
+    const slots = Array.from({ length: this.batch }, (_, slot) => slot);
+    let logits = await this.gpt2.forward(slots.map((slot) => ({ slot, tokens: ids })), { out });
     for (let i = 0; i < length; i++) {
       const next = sampler.sample(logits, this.batch);
       yield next;
@@ -117,11 +153,12 @@ export class Model implements Disposable {
       // Let timers and signal handlers run, so that `signal` can be aborted meanwhile.
       await new Promise((resolve) => setImmediate(resolve));
       options.signal?.throwIfAborted();
-      logits = this.engine.forward(next.map((t) => [t]), { out });
+      logits = await this.gpt2.forward(slots.map((slot) => ({ slot, tokens: [next[slot]] })), {
+        out,
+      });
     }
   }
 
-  /** Generates text after `prompt`, streamed as it decodes: never half a character. */
   async *generateText(prompt: string, options: GenerateOptions = {}): AsyncGenerator<string> {
     const decoder = this.tokenizer.decoder();
     for await (const id of this.generate(this.tokenizer.encode(prompt), options)) {
@@ -150,6 +187,6 @@ export class Model implements Disposable {
   }
 
   [Symbol.dispose](): void {
-    this.engine[Symbol.dispose]();
+    this.gpt2[Symbol.dispose]();
   }
 }

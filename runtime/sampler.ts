@@ -5,6 +5,7 @@
  */
 import { Rng } from "./random.ts";
 
+/** How the next token is drawn: the original's `temperature`, `top_k` and `top_p`. */
 export interface SamplingOptions {
   /** Divides the logits; 0 picks the most likely token (default 1). */
   temperature?: number;
@@ -146,11 +147,14 @@ function lowest(x: Float32Array, count: number): number {
 
 /** Draws tokens for each row of a batch, in row order, with one generator. */
 export class Sampler {
+  /** The options in force, defaults filled in. */
   readonly options: Required<SamplingOptions>;
+  /** The generator every draw takes its numbers from. */
   readonly rng: Rng;
   /** The seed in use: the one given, or a random one. */
   readonly seed: number;
 
+  /** A sampler for `options`, seeded with `options.seed` or a random seed. */
   constructor(options: SamplingOptions & { seed?: number } = {}) {
     this.options = validateSampling(options);
     this.seed = options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];

@@ -1,21 +1,24 @@
 /**
- * A scratch memory for kernel tests: one single-threaded kernel instance on a fresh shared
- * memory, and a bump allocator that copies arrays in and reads them back.
+ * A scratch memory for tests of single wasm kernels the backend does not call as ops
+ * (`exp`, `gelu`, `softmax`): one instance on a fresh shared memory, and a bump allocator
+ * that copies arrays in and reads them back.
  */
-import { RESERVED_BYTES } from "../runtime/backend/wasm/memory_plan.ts";
-import { createMemory, kernelModule, WasmKernels } from "../runtime/backend/wasm/wasm_kernels.ts";
+import {
+  instantiate,
+  type KernelExports,
+  kernelModule,
+} from "../runtime/backend/wasm/kernel_module.ts";
+import { RESERVED_BYTES } from "../runtime/backend/wasm/worker_pool.ts";
 import { Rng } from "../runtime/random.ts";
 
 export class Harness {
   #next = RESERVED_BYTES;
-  private constructor(readonly kernels: WasmKernels) {}
+  private constructor(readonly memory: WebAssembly.Memory, readonly exports: KernelExports) {}
 
   static async create(bytes = 64 << 20): Promise<Harness> {
-    return new Harness(new WasmKernels(await kernelModule(), createMemory(bytes)));
-  }
-
-  get memory(): WebAssembly.Memory {
-    return this.kernels.memory;
+    const pages = Math.ceil(bytes / 65536);
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    return new Harness(memory, instantiate(await kernelModule(), memory).exports);
   }
 
   /** Frees everything allocated so far. */
@@ -24,28 +27,20 @@ export class Harness {
   }
 
   /** Places `data` (or `n` zeros) in memory and returns its byte offset. */
-  put(data: Float32Array | Int32Array | number): number {
+  put(data: Float32Array | number): number {
     const n = typeof data === "number" ? data : data.length;
     const at = this.#next;
-    this.#next = Math.ceil((at + n * 4 + 4) / 64) * 64;
+    this.#next = Math.ceil((at + n * 4) / 64) * 64;
     if (this.#next > this.memory.buffer.byteLength) throw new RangeError("harness memory is full");
     const view = new Float32Array(this.memory.buffer, at, n);
     if (typeof data === "number") view.fill(0);
-    else if (data instanceof Int32Array) new Int32Array(this.memory.buffer, at, n).set(data);
     else view.set(data);
-    // A guard value after each array shows whether a kernel wrote past its end.
-    new Float32Array(this.memory.buffer, at + n * 4, 1)[0] = 12345;
     return at;
   }
 
   /** A copy of `n` floats at `offset`. */
   get(offset: number, n: number): Float32Array {
     return new Float32Array(this.memory.buffer, offset, n).slice();
-  }
-
-  /** The guard value right after an array of `n` floats at `offset`. */
-  guard(offset: number, n: number): number {
-    return new Float32Array(this.memory.buffer, offset + n * 4, 1)[0];
   }
 }
 

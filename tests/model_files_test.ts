@@ -6,7 +6,8 @@
 import { assertClose } from "./assert_close.ts";
 import { withTempDir } from "./temp_dir.ts";
 import { assertEquals, assertRejects } from "./asserts.ts";
-import { Engine } from "../runtime/engine.ts";
+import { createBackend } from "../runtime/backend/create.ts";
+import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import { ModelFileError } from "../runtime/errors.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { openModelFiles } from "../runtime/model_files.ts";
@@ -22,9 +23,9 @@ const tokens = [5, 299, 17, 0, 256, 42, 7];
 async function logitsFrom(dir: string): Promise<Float32Array> {
   using files = await openModelFiles(dir);
   assertEquals(files.hparams, HP);
-  using engine = await Engine.create(files.hparams);
-  await engine.load(files.source, files.names);
-  return engine.forward([tokens], { allPositions: true });
+  using gpt2 = Gpt2.create(await createBackend("wasm"), files.hparams);
+  await gpt2.load(files.source, files.names);
+  return await gpt2.forward([{ slot: 0, tokens }], { allPositions: true });
 }
 
 Deno.test("the TensorFlow checkpoint and safetensors give the same logits, equal to the reference", async () => {

@@ -9,7 +9,7 @@ const h = await Harness.create(16 << 20);
 function softmax(row: number[]): Float32Array {
   h.reset();
   const at = h.put(Float32Array.from(row));
-  h.kernels.softmax(at, at, 1, row.length);
+  h.exports.softmax(at, at, row.length, 0, 1);
   return h.get(at, row.length);
 }
 

@@ -2,22 +2,39 @@
  * Kernels on several threads: the calling thread plus `threads - 1` module workers, each
  * with its own instance of the same compiled module on the same shared memory. Both are
  * sent to each worker once, at startup. A kernel call is then dispatched without any
- * message: the caller writes the op and its arguments into a small control block in the
- * shared memory, bumps an epoch counter and wakes the workers with `Atomics.notify`; every
- * thread runs its share of the op's units (runtime/wasm_kernels.ts, `OPS`), the workers
- * count themselves done, and the caller waits for the count with `Atomics.wait`.
+ * message: the caller writes the op's id and its arguments into a small control block in
+ * the shared memory, bumps an epoch counter and wakes the workers with `Atomics.notify`;
+ * every thread runs its share of the op's units (ops.ts), the workers count themselves
+ * done, and the caller waits for the count with `Atomics.wait`.
  *
  * Each output element belongs to one unit and is computed by the same instructions
- * whichever thread runs it, so every thread count gives bit-identical results.
+ * whichever thread runs it, so every thread count gives bit-identical results. The memory
+ * may grow while the workers run: a shared buffer never detaches, and the control block
+ * lies in its first page.
  */
-import type { Kernels } from "./kernels.ts";
-import { CONTROL_BYTES, CONTROL_OFFSET } from "./memory_plan.ts";
-import { KERNEL_OPS, type KernelExports, type KernelOp, WasmKernels } from "./wasm_kernels.ts";
+import { instantiate, type KernelInstance } from "./kernel_module.ts";
+import { namedArgs, type Op, OP_LIST, type OpArgs } from "./ops.ts";
+
+/**
+ * Bytes at the start of memory kept for the wasm module's static data (from offset 1024,
+ * a few hundred bytes: the `static_data_end` export says where it ends) and for the
+ * worker pool's control block; the backend allocates tensors after them.
+ */
+export const RESERVED_BYTES = 65536;
+
+/**
+ * Where the control block lives: inside the reserved bytes, far above the module's static
+ * data. `WorkerPool.create` checks that the two do not overlap.
+ */
+const CONTROL_OFFSET = 32768;
+
+/** Bytes of the control block: counters, kernel arguments and an error message. */
+const CONTROL_BYTES = 4096;
 
 // The control block: Int32 slots from CONTROL_OFFSET.
 /** Bumped by the caller for every call; the workers wait on it. */
 const EPOCH = 0;
-/** The op's id in `KERNEL_OPS`, or `STOP`. */
+/** The op's id in `OP_LIST`, or `STOP`. */
 const OP = 1;
 /** How many parts the call is split into (threads with a higher part index idle). */
 const PARTS = 2;
@@ -38,10 +55,13 @@ const STOP = -1;
 
 /** What the pool sends each worker once, at startup. */
 export interface WorkerInit {
+  /** The compiled kernels. */
   readonly module: WebAssembly.Module;
+  /** The shared memory every thread's instance imports. */
   readonly memory: WebAssembly.Memory;
   /** This worker's part index, 1 … threads - 1 (the caller runs part 0). */
   readonly part: number;
+  /** Threads of the pool, the caller's included. */
   readonly threads: number;
   /** The pool's id in the control block's OWNER slot; a worker of another pool stops. */
   readonly pool: number;
@@ -49,6 +69,7 @@ export interface WorkerInit {
   readonly spinMicros: number;
 }
 
+/** Options of `WorkerPool.create`. */
 export interface WorkerPoolOptions {
   /**
    * A call that reads and writes fewer floats than this runs on the calling thread alone,
@@ -60,10 +81,8 @@ export interface WorkerPoolOptions {
    * µs a thread spins, checking the control block, before it blocks in `Atomics.wait`:
    * a worker waiting for the next call, the caller waiting for the workers (default 1000;
    * 0 never spins). Calls follow one another within µs while a model runs, and a thread
-   * that blocked takes far longer than that to wake. Between two decoding steps the caller
-   * samples the next token (0.2–0.5 ms a sequence): on the 2-core machine of issue 5,
-   * workers that spun through that gap (1 ms) made each step of one sequence 2–6% faster
-   * than workers that blocked after 100 µs and had to be woken.
+   * that blocked takes far longer than that to wake; 1 ms also spans the gap between two
+   * decoding steps, where the caller samples the next token.
    */
   spinMicros?: number;
 }
@@ -78,9 +97,8 @@ export function share(units: number, align: number, part: number, parts: number)
 
 /**
  * Spins for at most `micros` µs while slot `i` of `c` holds `value`; true if it changed.
- * A thread that blocks in `Atomics.wait` takes tens of µs to wake on a virtual machine
- * (measured on the 2-core machine of issue 5: 50 to 110 µs per call, against 5 µs
- * between threads that are awake), while kernel calls follow one another within a few µs.
+ * A thread that blocks in `Atomics.wait` can take tens of µs to wake, while kernel calls
+ * follow one another within a few µs.
  */
 function spinWhile(c: Int32Array, i: number, value: number, micros: number): boolean {
   if (micros <= 0) return false;
@@ -93,28 +111,24 @@ function spinWhile(c: Int32Array, i: number, value: number, micros: number): boo
 
 /** Runs part `part` of `parts` of `op` with `args`. */
 function runPart(
-  k: KernelExports,
-  op: KernelOp,
-  args: ArrayLike<number>,
+  k: KernelInstance,
+  op: Op,
+  args: OpArgs,
   part: number,
   parts: number,
 ): void {
-  const [u0, u1] = share(op.units(args), op.align, part, parts);
-  if (u0 < u1) op.run(k, args, u0, u1);
-}
-
-function controlBlock(memory: WebAssembly.Memory): Int32Array {
-  return new Int32Array(memory.buffer, CONTROL_OFFSET, CONTROL_BYTES / 4);
+  const [u0, u1] = share(op.units(args, k.constants), op.align, part, parts);
+  if (u0 < u1) op.run(k.exports, args, u0, u1);
 }
 
 /**
- * A worker's whole life after startup (runtime/kernel_worker.ts): waits for each call,
- * runs its part and counts itself done, until the pool says stop. `ready` is called once
- * the worker listens, before the first call can come.
+ * A worker's whole life after startup (kernel_worker.ts): waits for each call, runs its
+ * part and counts itself done, until the pool says stop. `ready` is called once the
+ * worker listens, before the first call can come.
  */
-export function serveCalls(k: KernelExports, init: WorkerInit, ready: () => void): void {
+export function serveCalls(k: KernelInstance, init: WorkerInit, ready: () => void): void {
   const { memory, part, threads, pool } = init;
-  const c = controlBlock(memory);
+  const c = new Int32Array(memory.buffer, CONTROL_OFFSET, CONTROL_BYTES / 4);
   const args = c.subarray(ARGS, ARGS + MAX_ARGS);
   let seen = Atomics.load(c, EPOCH);
   ready();
@@ -133,7 +147,8 @@ export function serveCalls(k: KernelExports, init: WorkerInit, ready: () => void
     const parts = c[PARTS];
     if (part < parts) {
       try {
-        runPart(k, KERNEL_OPS[id], args, part, parts);
+        const op = OP_LIST[id];
+        runPart(k, op, namedArgs(op, args), part, parts);
       } catch (error) {
         reportError(c, memory, part, error);
       }
@@ -150,20 +165,24 @@ function reportError(c: Int32Array, memory: WebAssembly.Memory, part: number, er
 }
 
 /**
- * The `Kernels` on `threads` threads: this one and `threads - 1` workers.
+ * The kernels on `threads` threads: this one and `threads - 1` workers (none for one
+ * thread, where every call runs here).
  *
  * @example
  * ```ts
  * import { WorkerPool } from "./worker_pool.ts";
- * import { createMemory, kernelModule } from "./wasm_kernels.ts";
+ * import { kernelModule } from "./kernel_module.ts";
+ * import { OPS } from "./ops.ts";
  *
- * const memory = createMemory(1 << 20);
- * using pool = await WorkerPool.create(await kernelModule(), memory, 2);
- * pool.add(65536, 65536, 65536, 1024); // doubles 1024 floats, half on each thread
+ * const memory = new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true });
+ * using pool = await WorkerPool.create(await kernelModule(), memory, 2, { serialBelow: 0 });
+ * // Sums one block of READ_BLOCK floats at byte 65536 into the float at byte 32.
+ * pool.run(OPS.readSum, { out: 32, inp: 65536, blocks: 1 });
  * ```
  */
-export class WorkerPool extends WasmKernels implements Kernels {
-  override readonly threads: number;
+export class WorkerPool implements Disposable {
+  /** The kernel instance of the calling thread, and the constants it exports. */
+  readonly kernels: KernelInstance;
   readonly #serialBelow: number;
   readonly #spinMicros: number;
   readonly #control: Int32Array;
@@ -177,15 +196,14 @@ export class WorkerPool extends WasmKernels implements Kernels {
 
   private constructor(
     module: WebAssembly.Module,
-    memory: WebAssembly.Memory,
-    threads: number,
+    readonly memory: WebAssembly.Memory,
+    readonly threads: number,
     options: WorkerPoolOptions,
   ) {
-    super(module, memory);
-    this.threads = threads;
+    this.kernels = instantiate(module, memory);
     this.#serialBelow = options.serialBelow ?? 32768;
     this.#spinMicros = options.spinMicros ?? 1000;
-    this.#control = controlBlock(memory);
+    this.#control = new Int32Array(memory.buffer, CONTROL_OFFSET, CONTROL_BYTES / 4);
   }
 
   /**
@@ -205,14 +223,18 @@ export class WorkerPool extends WasmKernels implements Kernels {
     if (!(memory.buffer instanceof SharedArrayBuffer)) {
       throw new TypeError("A worker pool needs a shared WebAssembly.Memory");
     }
+    if (memory.buffer.byteLength < RESERVED_BYTES) {
+      throw new RangeError(`A worker pool needs a memory of at least ${RESERVED_BYTES} bytes`);
+    }
     const pool = new WorkerPool(module, memory, threads, options);
-    const staticEnd = pool.exports.static_data_end();
+    const staticEnd = pool.kernels.exports.static_data_end() as number;
     if (staticEnd > CONTROL_OFFSET) {
       throw new RangeError(
         `The kernel module's static data ends at byte ${staticEnd}, past the worker ` +
           `pool's control block at ${CONTROL_OFFSET}`,
       );
     }
+    if (threads === 1) return pool;
     const c = pool.#control;
     if (Atomics.compareExchange(c, OWNER, 0, pool.#id) !== 0) {
       throw new Error("This memory already has a worker pool: dispose it first");
@@ -259,15 +281,19 @@ export class WorkerPool extends WasmKernels implements Kernels {
     });
   }
 
-  /** Runs `op` on every thread, each on its share of the units; throws what any threw. */
-  protected override run(op: KernelOp, args: number[]): void {
+  /**
+   * Runs `op` with `args`: on this thread alone when it is small or the pool has one
+   * thread, else on every thread, each on its share of the units. Throws what any threw.
+   */
+  run<A extends string>(op: Op<A>, args: OpArgs<A>): void {
     if (this.#disposed) throw new Error("This worker pool has been disposed");
-    const c = this.#control;
-    if (this.threads === 1 || op.size(args) < this.#serialBelow) {
-      super.run(op, args);
+    const k = this.kernels;
+    if (this.threads === 1 || op.size(args, k.constants) < this.#serialBelow) {
+      op.run(k.exports, args, 0, op.units(args, k.constants));
       return;
     }
-    for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i];
+    const c = this.#control;
+    for (let i = 0; i < op.args.length; i++) c[ARGS + i] = args[op.args[i]];
     c[OP] = op.id;
     c[PARTS] = this.threads;
     c[DONE] = 0;
@@ -277,7 +303,7 @@ export class WorkerPool extends WasmKernels implements Kernels {
     Atomics.notify(c, EPOCH);
     let failure: unknown;
     try {
-      runPart(this.exports, op, args, 0, this.threads);
+      runPart(k, op as Op, args, 0, this.threads);
     } catch (error) {
       failure = error;
     }
@@ -301,7 +327,7 @@ export class WorkerPool extends WasmKernels implements Kernels {
    * Stops every worker, waits until each has left the control block (so that a new pool
    * can take the memory), and terminates them; the pool can no longer run kernels.
    */
-  override [Symbol.dispose](): void {
+  [Symbol.dispose](): void {
     if (this.#disposed) return;
     this.#disposed = true;
     if (!this.#owner) return;
@@ -321,18 +347,4 @@ export class WorkerPool extends WasmKernels implements Kernels {
     this.#workers = [];
     Atomics.store(c, OWNER, 0);
   }
-}
-
-/**
- * The kernels on `threads` threads (default: one per logical CPU): a plain `WasmKernels`
- * for one, a `WorkerPool` otherwise.
- */
-export async function createKernels(
-  module: WebAssembly.Module,
-  memory: WebAssembly.Memory,
-  threads: number = navigator.hardwareConcurrency,
-  options: WorkerPoolOptions = {},
-): Promise<Kernels> {
-  if (threads === 1) return new WasmKernels(module, memory);
-  return await WorkerPool.create(module, memory, threads, options);
 }

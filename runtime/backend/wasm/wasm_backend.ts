@@ -1,0 +1,539 @@
+/**
+ * The WebAssembly backend: the SIMD kernels of asm/ on a worker pool over one shared
+ * memory, which grows as tensors are allocated. Conv1D weights are packed into panels of
+ * `PANEL` columns, biases padded to whole panels, and the KV cache holds each head's keys
+ * in blocks of `KEY_BLOCK` positions; no byte offset leaves this file.
+ *
+ * @module
+ */
+import type { Backend, DType, KVCacheShape, Tensor, WeightRole } from "../backend.ts";
+import { BackendError } from "../../errors.ts";
+import { type KernelConstants, kernelModule } from "./kernel_module.ts";
+import { type Op, type OpArgs, OPS } from "./ops.ts";
+import { RESERVED_BYTES, WorkerPool } from "./worker_pool.ts";
+
+/** Options of `WasmBackend.create`. */
+export interface WasmBackendOptions {
+  /** Threads that run the kernels (default: one per logical CPU). */
+  threads?: number;
+  /**
+   * A kernel call that reads and writes fewer floats than this runs on the calling thread
+   * alone (default 32768; 0 splits every call, as the tests do).
+   */
+  serialBelow?: number;
+  /** µs a thread spins before it blocks while waiting for another (default 1000). */
+  spinMicros?: number;
+}
+
+/** Bytes a WebAssembly memory can hold: 65536 pages of 64 KiB. */
+const MAX_MEMORY_BYTES = 65536 * 65536;
+const PAGE_BYTES = 65536;
+/** Tensors start on a cache line. */
+const ALIGN = 64;
+/** Conv1D weights in flight while loading: one read, one checksummed, one packed. */
+const STAGING_SLOTS = 3;
+
+/** Where a KV cache keeps slot s, layer l (floats from its start): s·slotStride + l·layerStride. */
+interface CacheLayout {
+  readonly layers: number;
+  readonly slots: number;
+  readonly heads: number;
+  readonly headDim: number;
+  /** Positions per head: n_ctx rounded up to a whole block of keys. */
+  readonly positions: number;
+  readonly layerStride: number;
+  readonly slotStride: number;
+}
+
+/** A tensor in a `WasmBackend`'s memory; its byte offset is known to that backend only. */
+class WasmTensor implements Tensor {
+  readonly #owner: WasmBackend;
+  readonly #ptr: number;
+  readonly #role: WeightRole | undefined;
+  readonly #cache: CacheLayout | undefined;
+
+  constructor(
+    owner: WasmBackend,
+    ptr: number,
+    readonly shape: readonly number[],
+    readonly dtype: string,
+    readonly bytes: number,
+    role?: WeightRole,
+    cache?: CacheLayout,
+  ) {
+    this.#owner = owner;
+    this.#ptr = ptr;
+    this.#role = role;
+    this.#cache = cache;
+    Object.freeze(this);
+  }
+
+  /** `t` as a tensor of `owner`, or a TypeError if another backend made it. */
+  static of(t: Tensor, owner: WasmBackend): WasmTensor {
+    if (!(t instanceof WasmTensor) || t.#owner !== owner) {
+      throw new TypeError("The tensor belongs to another backend: use the backend that made it");
+    }
+    return t;
+  }
+
+  static ptr(t: WasmTensor): number {
+    return t.#ptr;
+  }
+
+  static role(t: WasmTensor): WeightRole | undefined {
+    return t.#role;
+  }
+
+  static cache(t: WasmTensor): CacheLayout {
+    if (!t.#cache) throw new TypeError("Expected a KV cache from kvCache()");
+    return t.#cache;
+  }
+}
+
+/** Staging memory for Conv1D weights on their way to being packed. */
+interface Staging {
+  /** Byte offset of each slot. */
+  readonly slots: readonly number[];
+  /** Floats each slot holds. */
+  readonly floats: number;
+  /** The KV cache whose memory the slots borrow, if they do. */
+  readonly cache: WasmTensor | undefined;
+}
+
+/**
+ * The wasm backend.
+ *
+ * @example
+ * ```ts
+ * import { WasmBackend } from "./wasm_backend.ts";
+ *
+ * using backend = await WasmBackend.create({ threads: 1 });
+ * const x = backend.tensor([1, 4]);
+ * const g = backend.weight("plain", [4]);
+ * const b = backend.weight("plain", [4]);
+ * await backend.loadWeight(g, (dest) => Promise.resolve(dest.set([1, 1, 1, 1])));
+ * const out = backend.tensor([1, 4]);
+ * backend.layerNorm(out, x, g, b, 1);
+ * const got = new Float32Array(4);
+ * await backend.read(out, got); // zeros: the norm of a constant row
+ * ```
+ */
+export class WasmBackend implements Backend {
+  /** The name it is selected by. */
+  readonly name = "wasm";
+  readonly #memory: WebAssembly.Memory;
+  readonly #pool: WorkerPool;
+  readonly #constants: KernelConstants;
+  /** Views of the whole memory, made again whenever it grows. */
+  #f32: Float32Array;
+  #i32: Int32Array;
+  /** One past the last allocated byte. */
+  #end = RESERVED_BYTES;
+  /** The largest Conv1D weight declared, in floats: the size of a staging slot. */
+  #largestConv1d = 0;
+  /** The largest KV cache that has held nothing yet: where staging slots may go. */
+  #emptyCache: WasmTensor | undefined;
+  /** Bytes at the start of `#emptyCache` that staged weights have written. */
+  #dirtyBytes = 0;
+  #staging: Staging | undefined;
+  #freeSlots: number[] = [];
+  /** Loads waiting for a staging slot, first come first served. */
+  #waiting: ((slot: number) => void)[] = [];
+  #scratch = { ptr: 0, floats: 0 };
+
+  private constructor(memory: WebAssembly.Memory, pool: WorkerPool) {
+    this.#memory = memory;
+    this.#pool = pool;
+    this.#constants = pool.kernels.constants;
+    this.#f32 = new Float32Array(memory.buffer);
+    this.#i32 = new Int32Array(memory.buffer);
+  }
+
+  /** Starts the kernels on `threads` threads (default: one per logical CPU). */
+  static async create(options: WasmBackendOptions = {}): Promise<WasmBackend> {
+    const threads = options.threads ?? navigator.hardwareConcurrency;
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new RangeError(`threads must be a positive integer, got ${threads}`);
+    }
+    const memory = new WebAssembly.Memory({
+      initial: RESERVED_BYTES / PAGE_BYTES,
+      maximum: MAX_MEMORY_BYTES / PAGE_BYTES,
+      shared: true,
+    });
+    const pool = await WorkerPool.create(await kernelModule(), memory, threads, {
+      serialBelow: options.serialBelow,
+      spinMicros: options.spinMicros,
+    });
+    return new WasmBackend(memory, pool);
+  }
+
+  /** Threads that run each kernel call. */
+  get threads(): number {
+    return this.#pool.threads;
+  }
+
+  /** Bytes of wasm memory in use: the reserved bytes and every tensor allocated so far. */
+  get allocatedBytes(): number {
+    return this.#end;
+  }
+
+  tensor(shape: readonly number[], dtype: DType = "f32"): Tensor {
+    if (dtype !== "f32" && dtype !== "i32") {
+      throw new TypeError(`dtype must be "f32" or "i32", got ${JSON.stringify(dtype)}`);
+    }
+    const bytes = 4 * elements(shape);
+    return new WasmTensor(this, this.#alloc(bytes), [...shape], dtype, bytes);
+  }
+
+  weight(role: WeightRole, shape: readonly number[]): Tensor {
+    const n = elements(shape);
+    const { PANEL } = this.#constants;
+    let floats: number;
+    if (role === "conv1d" || role === "embedding") {
+      if (shape.length !== 2) {
+        throw new RangeError(`A ${role} weight has two dimensions, got [${shape.join(", ")}]`);
+      }
+      // A packed Conv1D weight fills whole panels, zero past OC.
+      floats = role === "conv1d" ? Math.ceil(shape[1] / PANEL) * PANEL * shape[0] : n;
+      if (role === "conv1d") this.#largestConv1d = Math.max(this.#largestConv1d, n);
+    } else if (role === "plain") {
+      // Zeros up to a whole panel, so that a bias is read as whole panels.
+      floats = Math.ceil(n / PANEL) * PANEL;
+    } else {
+      throw new TypeError(`Unknown weight role ${JSON.stringify(role)}`);
+    }
+    const bytes = 4 * floats;
+    return new WasmTensor(this, this.#alloc(bytes), [...shape], "f32", bytes, role);
+  }
+
+  async loadWeight(weight: Tensor, read: (dest: Float32Array) => Promise<void>): Promise<void> {
+    const w = WasmTensor.of(weight, this);
+    const role = WasmTensor.role(w);
+    if (role === undefined) throw new TypeError("loadWeight() takes a tensor from weight()");
+    const n = elements(w.shape);
+    const ptr = WasmTensor.ptr(w);
+    if (role !== "conv1d") {
+      await read(this.#f32.subarray(ptr / 4, ptr / 4 + n));
+      return;
+    }
+    const [C, OC] = w.shape;
+    const slot = await this.#acquireSlot(n);
+    try {
+      await read(this.#f32.subarray(slot / 4, slot / 4 + n));
+      this.#run(OPS.packPanels, { dst: ptr, src: slot, C, OC });
+    } finally {
+      this.#releaseSlot(slot);
+    }
+  }
+
+  kvCache(shape: KVCacheShape): Tensor {
+    const { layers, slots, heads, headDim } = shape;
+    const { KEY_BLOCK } = this.#constants;
+    const positions = Math.ceil(shape.positions / KEY_BLOCK) * KEY_BLOCK;
+    const layerStride = 2 * heads * positions * headDim;
+    const layout = {
+      layers,
+      slots,
+      heads,
+      headDim,
+      positions,
+      layerStride,
+      slotStride: layers * layerStride,
+    };
+    // Slot-major, so that each sequence's keys and values lie together.
+    const bytes = 4 * slots * layout.slotStride;
+    const cache = new WasmTensor(
+      this,
+      this.#alloc(bytes),
+      [layers, slots, 2, heads, shape.positions, headDim],
+      "f32",
+      bytes,
+      undefined,
+      layout,
+    );
+    this.#ensureScratch(slots * heads * positions);
+    if (!this.#emptyCache || bytes > this.#emptyCache.bytes) this.#emptyCache = cache;
+    return cache;
+  }
+
+  write(t: Tensor, data: Int32Array): void {
+    const w = WasmTensor.of(t, this);
+    if (data.length * 4 > w.bytes) {
+      throw new RangeError(`Cannot write ${data.length} values into a tensor of ${w.bytes / 4}`);
+    }
+    this.#i32.set(data, WasmTensor.ptr(w) / 4);
+  }
+
+  read(t: Tensor, into: Float32Array): Promise<void> {
+    const w = WasmTensor.of(t, this);
+    if (into.length * 4 > w.bytes) {
+      return Promise.reject(
+        new RangeError(`Cannot read ${into.length} values from a tensor of ${w.bytes / 4}`),
+      );
+    }
+    this.#useCache(w);
+    const at = WasmTensor.ptr(w) / 4;
+    into.set(this.#f32.subarray(at, at + into.length));
+    return Promise.resolve();
+  }
+
+  embed(
+    out: Tensor,
+    tokens: Tensor,
+    positions: Tensor,
+    wte: Tensor,
+    wpe: Tensor,
+    rows: number,
+  ): void {
+    this.#run(OPS.embed, {
+      out: this.#ptr(out),
+      tokens: this.#ptr(tokens),
+      positions: this.#ptr(positions),
+      wte: this.#ptr(wte),
+      wpe: this.#ptr(wpe),
+      rows,
+      C: wte.shape[1],
+    });
+  }
+
+  layerNorm(out: Tensor, inp: Tensor, gain: Tensor, bias: Tensor, rows: number): void {
+    this.#run(OPS.layerNorm, {
+      out: this.#ptr(out),
+      inp: this.#ptr(inp),
+      gain: this.#ptr(gain),
+      bias: this.#ptr(bias),
+      rows,
+      C: gain.shape[0],
+    });
+  }
+
+  conv1d(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
+    this.#run(OPS.conv1d, this.#conv1dArgs(out, inp, weight, bias, rows));
+  }
+
+  conv1dGelu(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
+    this.#run(OPS.conv1dGelu, this.#conv1dArgs(out, inp, weight, bias, rows));
+  }
+
+  conv1dResidual(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
+    this.#run(OPS.conv1dResidual, this.#conv1dArgs(out, inp, weight, bias, rows));
+  }
+
+  attention(
+    out: Tensor,
+    qkv: Tensor,
+    cache: Tensor,
+    layer: number,
+    seqs: Tensor,
+    B: number,
+    T: number,
+  ): void {
+    const c = WasmTensor.of(cache, this);
+    const layout = WasmTensor.cache(c);
+    this.#useCache(c);
+    const { heads, headDim, positions } = layout;
+    this.#ensureScratch(B * heads * positions);
+    const seqsAt = this.#ptr(seqs);
+    let keys = 0;
+    for (let b = 0; b < B; b++) keys = Math.max(keys, this.#i32[seqsAt / 4 + 2 * b + 1] + T);
+    this.#run(OPS.attention, {
+      out: this.#ptr(out),
+      qkv: this.#ptr(qkv),
+      cache: WasmTensor.ptr(c) + 4 * layer * layout.layerStride,
+      scratch: this.#scratch.ptr,
+      seqs: seqsAt,
+      B,
+      T,
+      heads,
+      headDim,
+      positions,
+      slotStride: layout.slotStride,
+      keys,
+    });
+  }
+
+  logits(out: Tensor, h: Tensor, wte: Tensor, rows: number): void {
+    this.#run(OPS.logits, {
+      out: this.#ptr(out),
+      h: this.#ptr(h),
+      wte: this.#ptr(wte),
+      rows,
+      C: wte.shape[1],
+      V: wte.shape[0],
+    });
+  }
+
+  gatherRows(out: Tensor, inp: Tensor, rows: readonly number[]): void {
+    const C = inp.shape[inp.shape.length - 1];
+    const to = this.#ptr(out) / 4;
+    const from = this.#ptr(inp) / 4;
+    for (let i = 0; i < rows.length; i++) {
+      const r = from + rows[i] * C;
+      this.#f32.copyWithin(to + i * C, r, r + C);
+    }
+  }
+
+  /**
+   * A probe of the memory's read bandwidth as the kernels see it: `gbPerS()` runs
+   * `read_sum` (plain SIMD loads on every thread) over `bytes` (rounded up to whole
+   * blocks) five times and returns the median rate in GB/s. The bytes read are allocated
+   * and filled once, here, and stay resident for the backend's life: `resident` says how
+   * many, for callers that leave them out of the model's memory use.
+   */
+  readBandwidthProbe(bytes: number): { gbPerS(): number; readonly resident: number } {
+    const blockBytes = 4 * this.#constants.READ_BLOCK;
+    const blocks = Math.max(1, Math.ceil(bytes / blockBytes));
+    const inp = this.#alloc(blocks * blockBytes);
+    const out = this.#alloc(4 * blocks);
+    this.#f32.fill(1, inp / 4, (inp + blocks * blockBytes) / 4);
+    return {
+      resident: blocks * blockBytes + 4 * blocks,
+      gbPerS: () => {
+        const times: number[] = [];
+        for (let r = 0; r < 5; r++) {
+          const t0 = performance.now();
+          this.#run(OPS.readSum, { out, inp, blocks });
+          times.push((performance.now() - t0) / 1000);
+        }
+        times.sort((a, b) => a - b);
+        return blocks * blockBytes / times[2] / 1e9;
+      },
+    };
+  }
+
+  /** Stops the worker pool; the backend can no longer run ops. */
+  [Symbol.dispose](): void {
+    this.#pool[Symbol.dispose]();
+  }
+
+  #ptr(t: Tensor): number {
+    return WasmTensor.ptr(WasmTensor.of(t, this));
+  }
+
+  #run<A extends string>(op: Op<A>, args: OpArgs<A>): void {
+    this.#pool.run(op, args);
+  }
+
+  #conv1dArgs(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number) {
+    const w = WasmTensor.of(weight, this);
+    if (WasmTensor.role(w) !== "conv1d") {
+      throw new TypeError('conv1d() takes a weight of role "conv1d"');
+    }
+    return {
+      out: this.#ptr(out),
+      inp: this.#ptr(inp),
+      weight: WasmTensor.ptr(w),
+      bias: this.#ptr(bias),
+      rows,
+      C: w.shape[0],
+      OC: w.shape[1],
+    };
+  }
+
+  /**
+   * Reserves `bytes` (64-byte aligned) after everything allocated so far, growing the
+   * memory to hold them; fresh memory is zero.
+   */
+  #alloc(bytes: number): number {
+    const at = this.#end;
+    const end = Math.ceil((at + bytes) / ALIGN) * ALIGN;
+    if (end > MAX_MEMORY_BYTES) {
+      throw new BackendError(
+        `The model needs ${gib(end)} GiB of wasm memory, more than the 4 GiB a WebAssembly ` +
+          `memory holds: use a smaller model, fewer slots or a shorter context`,
+      );
+    }
+    const pages = Math.ceil(end / PAGE_BYTES) - this.#memory.buffer.byteLength / PAGE_BYTES;
+    if (pages > 0) {
+      try {
+        this.#memory.grow(pages);
+      } catch (error) {
+        throw new BackendError(
+          `Cannot grow the wasm memory to ${gib(end)} GiB (${(error as Error).message}): ` +
+            `use a smaller model, fewer slots or a shorter context`,
+        );
+      }
+      // A shared buffer never detaches, but views of the old one end at its old length.
+      this.#f32 = new Float32Array(this.#memory.buffer);
+      this.#i32 = new Int32Array(this.#memory.buffer);
+    }
+    this.#end = end;
+    return at;
+  }
+
+  #ensureScratch(floats: number): void {
+    if (floats <= this.#scratch.floats) return;
+    this.#scratch = { ptr: this.#alloc(4 * floats), floats };
+  }
+
+  /**
+   * A staging slot for a Conv1D weight of `floats` floats, when one is free; loads get
+   * them in the order they asked. The slots lie in the KV cache while it holds nothing
+   * yet and is big enough, else in memory of their own.
+   */
+  #acquireSlot(floats: number): Promise<number> {
+    if (!this.#staging || floats > this.#staging.floats) {
+      if (this.#staging && this.#freeSlots.length < STAGING_SLOTS) {
+        // Larger than the slots in use, declared after loading began: memory of its own.
+        return Promise.resolve(this.#alloc(4 * floats));
+      }
+      this.#planStaging(floats);
+    }
+    const free = this.#freeSlots.shift();
+    if (free !== undefined) return Promise.resolve(free);
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  #releaseSlot(slot: number): void {
+    if (!this.#staging?.slots.includes(slot)) return;
+    const next = this.#waiting.shift();
+    if (next) next(slot);
+    else this.#freeSlots.push(slot);
+  }
+
+  #planStaging(floats: number): void {
+    const slotFloats = Math.max(floats, this.#largestConv1d);
+    const slotBytes = Math.ceil((4 * slotFloats) / ALIGN) * ALIGN;
+    const cache = this.#emptyCache && this.#emptyCache.bytes >= STAGING_SLOTS * slotBytes
+      ? this.#emptyCache
+      : undefined;
+    const start = cache ? WasmTensor.ptr(cache) : this.#alloc(STAGING_SLOTS * slotBytes);
+    const slots = Array.from({ length: STAGING_SLOTS }, (_, i) => start + i * slotBytes);
+    this.#staging = { slots, floats: slotFloats, cache };
+    this.#freeSlots = [...slots];
+    if (cache) this.#dirtyBytes = Math.max(this.#dirtyBytes, STAGING_SLOTS * slotBytes);
+  }
+
+  /**
+   * Called before `cache` is used: zeroes what staging left in it and stops staging
+   * there, since from now on it holds keys and values.
+   */
+  #useCache(cache: WasmTensor): void {
+    if (cache !== this.#emptyCache) return;
+    if (this.#dirtyBytes > 0) {
+      const start = WasmTensor.ptr(cache) / 4;
+      this.#f32.fill(0, start, start + this.#dirtyBytes / 4);
+      this.#dirtyBytes = 0;
+    }
+    if (this.#staging?.cache === cache) {
+      this.#staging = undefined;
+      this.#freeSlots = [];
+    }
+    this.#emptyCache = undefined;
+  }
+}
+
+function elements(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) {
+      throw new RangeError(`A shape holds non-negative integers, got [${shape.join(", ")}]`);
+    }
+    n *= d;
+  }
+  return n;
+}
+
+function gib(bytes: number): string {
+  return (bytes / 2 ** 30).toFixed(2);
+}

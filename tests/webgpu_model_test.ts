@@ -3,7 +3,8 @@
  * model with no cache, sums in float64), held to a normalised mean squared error of at
  * most 1e-6 over the logits: with and without the KV cache, prompts in chunks, batches of
  * sequences at different lengths in scattered slots, the head split by vocabulary
- * ranges, and greedy decoding against the reference backend's tokens.
+ * ranges, float16 weights; greedy decoding against the reference and wasm backends'
+ * tokens, and `loadModel(dir, { backend: "webgpu" })` on a model folder.
  */
 import { assertEquals } from "./asserts.ts";
 import { assertNmse, gpuTest, openWebGpu } from "./webgpu_harness.ts";
@@ -15,6 +16,9 @@ import { Gpt2, type Gpt2Options } from "../runtime/gpt2/gpt2.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { memorySource, randomWeights } from "../runtime/random_model.ts";
 import { Rng } from "../runtime/random.ts";
+import { loadModel } from "../runtime/model.ts";
+import { writeModelFolder } from "../runtime/random_model.ts";
+import { withTempDir } from "./temp_dir.ts";
 
 const HP: HParams = { n_vocab: 101, n_ctx: 40, n_embd: 48, n_head: 4, n_layer: 3 };
 const weights = randomWeights(HP, 11);
@@ -164,3 +168,35 @@ gpuTest("a decoding step is one submit and one read of B · n_vocab floats", pro
   // the embedding, the final norm and the head.
   assertEquals(s.dispatches, HP.n_layer * 8 + 3);
 });
+
+gpuTest(
+  'loadModel(dir, { backend: "webgpu" }) generates the wasm backend\'s greedy tokens',
+  probe,
+  async () => {
+    await withTempDir(async (dir) => {
+      // Larger weights than GPT-2's initialisation spread the logits, so greedy picks are
+      // not near ties that float32 rounding could flip.
+      const hp = { ...HP, n_vocab: 300 };
+      const big = randomWeights(hp, 13);
+      for (const t of big.values()) {
+        if (t.shape.length > 1) t.data.forEach((v, i, a) => a[i] = v * 8);
+      }
+      await writeModelFolder(dir, hp, big);
+      const collect = async (it: AsyncIterable<number[]>) => {
+        const out: number[][] = [];
+        for await (const x of it) out.push(x);
+        return out;
+      };
+      const ids = tokens(14, 6);
+      const run = async (backend: string) => {
+        using m = await loadModel(dir, { backend, batch: 2, threads: 1 });
+        const steps = await collect(m.generateBatch(ids, { length: 20, temperature: 0 }));
+        return { name: m.backend, steps };
+      };
+      const gpu = await run("webgpu");
+      const wasm = await run("wasm");
+      assertEquals(gpu.name, "webgpu");
+      assertEquals(gpu.steps, wasm.steps);
+    });
+  },
+);

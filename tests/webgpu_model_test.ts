@@ -200,3 +200,25 @@ gpuTest(
     });
   },
 );
+
+gpuTest(
+  "124M's 154 MB wte, over a 128 MiB binding limit, gives the reference logits",
+  probe,
+  async () => {
+    // One block of 124M's width and vocabulary: the head and the embedding bind wte in
+    // vocabulary ranges wherever the adapter's maxStorageBufferBindingSize is below 154 MB.
+    const hp: HParams = { n_vocab: 50257, n_ctx: 8, n_embd: 768, n_head: 12, n_layer: 1 };
+    const big = randomWeights(hp, 15);
+    const b = await WebGpuBackend.create();
+    using m = Gpt2.create(b, hp);
+    await m.load(memorySource(big));
+    const ids = [50256, 464, 2068];
+    b.resetStats();
+    const got = await m.forward([{ slot: 0, tokens: ids }]);
+    // A block's 8, the final norm, and the embedding and the head once per range of wte.
+    const ranges = Math.ceil(hp.n_vocab * hp.n_embd * 4 / b.bindingLimit);
+    assertEquals(b.stats().dispatches, 8 + 1 + 2 * ranges);
+    const want = referenceForward(big, hp, ids).subarray(2 * hp.n_vocab);
+    assertNmse(got, want, "logits of the last position");
+  },
+);

@@ -178,6 +178,11 @@ export class WebGpuBackend implements Backend {
     }
   }
 
+  /** The device's maxStorageBufferBindingSize: the most bytes one shader variable binds. */
+  get bindingLimit(): number {
+    return this.#ctx.maxBinding;
+  }
+
   /** Dispatches, submits and bytes moved since the last `resetStats`. */
   stats(): WebGpuStats {
     return { ...this.#ctx.stats };

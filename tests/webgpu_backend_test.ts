@@ -372,6 +372,29 @@ gpuTest("a write after recorded ops does not change what those ops read", gpu, a
   assertEquals([...await get(b, second, C)], [6, 7]);
 });
 
+gpuTest(
+  "reading or writing past a tensor's end is a RangeError, and the backend goes on",
+  gpu,
+  async (b) => {
+    const t = b.tensor([4]);
+    let caught: unknown;
+    try {
+      await b.read(t, new Float32Array(5));
+    } catch (e) {
+      caught = e;
+    }
+    assertEquals((caught as Error)?.name, "RangeError");
+    caught = undefined;
+    try {
+      b.write(b.tensor([2], "i32"), Int32Array.of(1, 2, 3));
+    } catch (e) {
+      caught = e;
+    }
+    assertEquals((caught as Error)?.name, "RangeError");
+    assertEquals([...await get(b, t, 4)], [0, 0, 0, 0]);
+  },
+);
+
 gpuTest("a read submits once and reads back only what was asked", gpu, async (b) => {
   const x = await put(b, new Float32Array([1, 2, 3, 4]), [2, 2]);
   const out = b.tensor([2, 2]);

@@ -252,13 +252,21 @@ export class WebGpuBackend implements Backend {
   }
 
   write(t: Tensor, data: Int32Array): void {
-    this.#ctx.write(
-      this.#own(t).buffer,
-      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    );
+    if (data.byteLength > t.bytes) {
+      throw new RangeError(
+        `webgpu backend: cannot write ${data.length} values to a tensor of shape [${t.shape}]`,
+      );
+    }
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    this.#ctx.write(this.#own(t).buffer, bytes);
   }
 
   read(t: Tensor, into: Float32Array): Promise<void> {
+    if (into.byteLength > t.bytes) {
+      throw new RangeError(
+        `webgpu backend: cannot read ${into.length} floats from a tensor of shape [${t.shape}]`,
+      );
+    }
     return this.#ctx.read(
       this.#own(t).buffer,
       new Uint8Array(into.buffer, into.byteOffset, into.byteLength),

@@ -119,6 +119,14 @@ Deno.test("bad input throws a RangeError that says which", async () => {
   await assertRejects(() => collect(model.generate([1], { topP: 2 })), RangeError, "top_p");
 });
 
+Deno.test("loadModel() runs the backend it is given; an unknown one, or the tests' reference, is a RangeError", async () => {
+  using model = await loadModel(dir, { backend: "wasm" });
+  assertEquals(model.backend, "wasm");
+  for (const name of ["reference", "cuda", ""]) {
+    await assertRejects(() => loadModel(dir, { backend: name }), RangeError, "choose one of wasm");
+  }
+});
+
 Deno.test("a tokenizer that does not match n_vocab is refused", async () => {
   const other = await Deno.makeTempDir();
   try {

@@ -4,11 +4,15 @@
  */
 import { assert, assertEquals } from "./asserts.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
-import type { HParams } from "../runtime/gpt2/hparams.ts";
+import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
 
 const HP: HParams = { n_vocab: 400, n_ctx: 64, n_embd: 32, n_head: 2, n_layer: 2 };
 const modelsDir = await Deno.makeTempDir({ prefix: "gpt2-repl-" });
 await writeModelFolder(`${modelsDir}/tiny`, HP, randomWeights(HP, 1));
+// The tiny model's files under 1558M's shape, which needs 6.2 GB in float32: more than a
+// wasm memory holds, which the backend finds before it reads any weight.
+await writeModelFolder(`${modelsDir}/huge`, HP, randomWeights(HP, 1));
+await Deno.writeTextFile(`${modelsDir}/huge/hparams.json`, JSON.stringify(GPT2_SIZES["1558M"]));
 globalThis.addEventListener("unload", () => Deno.removeSync(modelsDir, { recursive: true }));
 
 const SEP = (n: number) => `${"=".repeat(40)} SAMPLE ${n} ${"=".repeat(40)}`;
@@ -95,6 +99,11 @@ Deno.test("repl: user mistakes get one line on stderr and exit code 1", async ()
       "error: --nsamples (3) must be a multiple of --batch_size (2)",
     ],
     [[...tiny, "--top_p=0"], "error: --top_p must be in (0, 1]"],
+    [[...tiny, "--backend=reference"], 'error: Unknown --backend "reference": choose one of wasm'],
+    [
+      [`--models_dir=${modelsDir}`, "--model_name=huge"],
+      "error: The model needs at least 4.0",
+    ],
     [
       [`--models_dir=${modelsDir}`, "--model_name=124M"],
       `error: Cannot find the model folder "${modelsDir}/124M" (download it with: deno task download 124M)`,
@@ -123,6 +132,8 @@ Deno.test("repl --help lists every flag with its meaning", async () => {
       "top_k",
       "top_p",
       "models_dir",
+      "backend",
+      "threads",
     ]
   ) {
     assert(r.stdout.includes(`--${flag}=`), flag);

@@ -472,7 +472,7 @@ Deno.test("a model past 4 GiB is a one-line BackendError that names the need and
     // GPT-2 1558M's cache for 8 sequences: 4.69 GiB, after the 1 GiB above.
     () => be.kvCache({ layers: 48, slots: 8, positions: 1024, heads: 25, headDim: 64 }),
     BackendError,
-    "The model needs 5.69 GiB of wasm memory, more than the 4 GiB a WebAssembly memory " +
+    "The model needs at least 5.69 GiB of wasm memory, more than the 4 GiB a WebAssembly memory " +
       "holds: use a smaller model, fewer slots or a shorter context",
   );
   assert(!error.message.includes("\n"));

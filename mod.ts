@@ -35,7 +35,13 @@
 export { type GenerateOptions, loadModel, type LoadOptions, type Model } from "./runtime/model.ts";
 export { BACKEND_NAMES, type BackendName } from "./runtime/backend/create.ts";
 export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer.ts";
-export { Sampler, type SamplingOptions } from "./runtime/sampler.ts";
+export { Sampler, type SamplerOptions, type SamplingOptions } from "./runtime/sampler.ts";
+export {
+  MAX_TOP_LOGPROBS,
+  type StepLogprobs,
+  stepLogprobs,
+  type TokenLogprob,
+} from "./runtime/logprobs.ts";
 export { Rng } from "./runtime/random.ts";
 export { GPT2_SIZES, type HParams } from "./runtime/gpt2/hparams.ts";
 export {

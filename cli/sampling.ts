@@ -101,6 +101,8 @@ export async function openSession(flags: SamplingFlags): Promise<Session> {
   const model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
     backend: flags.backend,
     batch: batch_size,
+    // The samples decode with generateBatch alone: no slots for concurrent generations.
+    slots: batch_size,
     threads: flags.threads,
   });
   const { n_ctx } = model.hparams;

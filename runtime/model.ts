@@ -1,15 +1,19 @@
 /**
  * A loaded GPT-2: weights in WebAssembly memory, its tokenizer, and generation on top of
  * the forward pass, the way OpenAI's `sample_sequence` runs it: one pass over the prompt,
- * then one token per pass with the KV cache.
+ * then one token per pass with the KV cache. Concurrent generations share the decoding
+ * steps (continuous batching, runtime/scheduler.ts): each has a KV-cache slot of its own.
  */
 import { setImmediate } from "node:timers";
 import { createBackend } from "./backend/create.ts";
-import { ModelFileError } from "./errors.ts";
+import { BackendError, ModelFileError } from "./errors.ts";
+import type { Backend } from "./backend/backend.ts";
 import { Gpt2 } from "./gpt2/gpt2.ts";
 import type { HParams } from "./gpt2/hparams.ts";
 import { openModelFiles } from "./model_files.ts";
-import { Sampler, type SamplingOptions } from "./sampler.ts";
+import { Sampler, type SamplerOptions } from "./sampler.ts";
+import { Scheduler } from "./scheduler.ts";
+import { type StepLogprobs, stepLogprobs } from "./logprobs.ts";
 import { Tokenizer } from "./tokenizer.ts";
 
 /** Options of {@linkcode loadModel}. */
@@ -21,16 +25,19 @@ export interface LoadOptions {
   backend?: string;
   /** Sequences decoded side by side by `generateBatch` (default 1). */
   batch?: number;
+  /**
+   * Generations that decode at once, each in a KV-cache slot of its own; more wait for a
+   * slot (default 4, or as many as the backend's memory holds if fewer).
+   */
+  slots?: number;
   /** Threads that run the kernels (default: one per logical CPU); results do not depend on it. */
   threads?: number;
 }
 
 /** Options of {@linkcode Model.generate} and its kin. */
-export interface GenerateOptions extends SamplingOptions {
+export interface GenerateOptions extends SamplerOptions {
   /** Tokens to generate (default n_ctx / 2, as the original). */
   length?: number;
-  /** Seed of the sampler; the same seed and options give the same tokens. Random if absent. */
-  seed?: number;
   /** Stop after a sequence samples `<|endoftext|>` (default false, as the original). */
   stopAtEndOfText?: boolean;
   /** Aborting stops generation between two tokens; the generator then throws the reason. */
@@ -43,7 +50,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   const backend = await createBackend(options.backend ?? "wasm", { threads: options.threads });
   let gpt2: Gpt2;
   try {
-    gpt2 = Gpt2.create(backend, files.hparams, { slots: options.batch });
+    gpt2 = createWithSlots(backend, files.hparams, options);
   } catch (e) {
     backend[Symbol.dispose]();
     throw e;
@@ -65,7 +72,31 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     gpt2[Symbol.dispose]();
     throw e;
   }
-  return new LoadedModel(gpt2, tokenizer.value);
+  return new LoadedModel(gpt2, tokenizer.value, options.batch);
+}
+
+/** Prompt positions per pass of `promptLogprobs`. */
+const PROMPT_CHUNK = 64;
+
+/** Slots by default: enough for a few concurrent generations, few enough to be cheap. */
+const DEFAULT_SLOTS = 4;
+
+/**
+ * A `Gpt2` with the slots asked for, or by default with DEFAULT_SLOTS, halved while the
+ * backend's memory cannot hold them; `generateBatch` needs `batch` of them.
+ */
+function createWithSlots(backend: Backend, hp: HParams, options: LoadOptions): Gpt2 {
+  const batch = options.batch ?? 1;
+  if (options.slots !== undefined) {
+    return Gpt2.create(backend, hp, { slots: Math.max(options.slots, batch) });
+  }
+  for (let slots = Math.max(DEFAULT_SLOTS, batch);; slots = Math.floor(slots / 2)) {
+    try {
+      return Gpt2.create(backend, hp, { slots: Math.max(slots, batch) });
+    } catch (e) {
+      if (!(e instanceof BackendError) || slots <= batch) throw e;
+    }
+  }
 }
 
 /** A GPT-2 model ready to run, from {@linkcode loadModel}. Dispose it to free its memory and threads. */
@@ -76,29 +107,51 @@ export interface Model extends Disposable {
   readonly backend: string;
   /** Sequences `generateBatch` decodes side by side. */
   readonly batch: number;
+  /** Generations that decode at once; more wait for a slot. */
+  readonly slots: number;
   /** Its tokenizer, as `encoder.py`. */
   readonly tokenizer: Tokenizer;
   /** The logits (n_vocab) after the last of `ids`, starting from an empty context. */
   logits(ids: readonly number[]): Promise<Float32Array>;
-  /** Generates token ids after `ids`, one at a time. Needs a model loaded with batch 1. */
+  /**
+   * For each of `ids` after the first, its log-probability given those before it, and the
+   * `top` (at most 5) most likely tokens' there: what OpenAI's `echo` with `logprobs`
+   * reports for a prompt.
+   */
+  promptLogprobs(ids: readonly number[], top: number): Promise<StepLogprobs[]>;
+  /**
+   * Generates token ids after `ids`. Concurrent calls decode together, each in a slot of
+   * its own (or waiting for one); each gets the tokens it gets alone. Returning early
+   * frees the slot.
+   */
   generate(ids: readonly number[], options?: GenerateOptions): AsyncGenerator<number>;
   /**
    * Generates `batch` sequences after the same `ids`, side by side: each step yields one
    * new token per sequence. With `stopAtEndOfText`, it ends once every sequence has
    * sampled `<|endoftext|>` (a finished sequence keeps yielding its tokens meanwhile).
+   * It holds `batch` slots, and concurrent `generate` calls wait, until it ends.
    */
   generateBatch(ids: readonly number[], options?: GenerateOptions): AsyncGenerator<number[]>;
   /** Generates text after `prompt`, streamed as it decodes: never half a character. */
   generateText(prompt: string, options?: GenerateOptions): AsyncGenerator<string>;
 }
 
-/** Wraps a loaded `Gpt2` and its tokenizer as a {@linkcode Model}; for tests on other backends. */
-export function modelOf(gpt2: Gpt2, tokenizer: Tokenizer): Model {
-  return new LoadedModel(gpt2, tokenizer);
+/**
+ * Wraps a loaded `Gpt2` and its tokenizer as a {@linkcode Model} whose `generateBatch`
+ * decodes `batch` sequences (at most its slots); for tests on other backends.
+ */
+export function modelOf(gpt2: Gpt2, tokenizer: Tokenizer, batch = 1): Model {
+  return new LoadedModel(gpt2, tokenizer, batch);
 }
 
 class LoadedModel implements Model {
-  constructor(readonly gpt2: Gpt2, readonly tokenizer: Tokenizer) {}
+  readonly #scheduler: Scheduler;
+  readonly #batch: number;
+
+  constructor(readonly gpt2: Gpt2, readonly tokenizer: Tokenizer, batch = 1) {
+    this.#scheduler = new Scheduler(gpt2, { endOfText: tokenizer.endOfText });
+    this.#batch = batch;
+  }
 
   get hparams(): HParams {
     return this.gpt2.hparams;
@@ -109,22 +162,40 @@ class LoadedModel implements Model {
   }
 
   get batch(): number {
+    return this.#batch;
+  }
+
+  get slots(): number {
     return this.gpt2.slots;
   }
 
-  logits(ids: readonly number[]): Promise<Float32Array> {
+  async logits(ids: readonly number[]): Promise<Float32Array> {
     this.#checkPrompt(ids, 0);
-    this.gpt2.reset(0);
-    return this.gpt2.forward([{ slot: 0, tokens: ids }]);
+    using lease = await this.#scheduler.lease(1);
+    return await this.gpt2.forward([{ slot: lease.slots[0], tokens: ids }]);
   }
 
-  async *generate(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
-    if (this.batch !== 1) {
-      throw new RangeError(
-        `generate() decodes one sequence; this model has batch ${this.batch}, use generateBatch()`,
-      );
+  async promptLogprobs(ids: readonly number[], top: number): Promise<StepLogprobs[]> {
+    this.#checkPrompt(ids, 0);
+    const V = this.hparams.n_vocab;
+    using lease = await this.#scheduler.lease(1);
+    const slot = lease.slots[0];
+    const out: StepLogprobs[] = [];
+    // Row t of a pass holds the logits after token t, which predict token t + 1; passes of
+    // PROMPT_CHUNK positions bound the logits held to PROMPT_CHUNK × n_vocab floats.
+    for (let start = 0; start < ids.length - 1; start += PROMPT_CHUNK) {
+      const tokens = ids.slice(start, Math.min(start + PROMPT_CHUNK, ids.length - 1));
+      const logits = await this.gpt2.forward([{ slot, tokens }], { allPositions: true });
+      tokens.forEach((_, t) => {
+        out.push(stepLogprobs(logits.subarray(t * V, (t + 1) * V), ids[start + t + 1], top));
+      });
     }
-    for await (const step of this.generateBatch(ids, options)) yield step[0];
+    return out;
+  }
+
+  generate(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
+    const length = options.length ?? Math.floor(this.hparams.n_ctx / 2);
+    return this.#scheduler.generate(ids, { ...options, length });
   }
 
   async *generateBatch(
@@ -140,10 +211,11 @@ class LoadedModel implements Model {
     const sampler = new Sampler(options);
     const eot = this.tokenizer.endOfText;
     const ended = new Array<boolean>(this.batch).fill(false);
-    this.gpt2.reset();
+    // The batch's slots, with no other generation stepping until it ends.
+    using lease = await this.#scheduler.lease(this.batch, options.signal);
+    const { slots } = lease;
     // One array for every step's logits: the sampler is done with them before the next.
     const out = new Float32Array(this.batch * this.hparams.n_vocab);
-    const slots = Array.from({ length: this.batch }, (_, slot) => slot);
     let logits = await this.gpt2.forward(slots.map((slot) => ({ slot, tokens: ids })), { out });
     for (let i = 0; i < length; i++) {
       const next = sampler.sample(logits, this.batch);
@@ -153,7 +225,7 @@ class LoadedModel implements Model {
       // Let timers and signal handlers run, so that `signal` can be aborted meanwhile.
       await new Promise((resolve) => setImmediate(resolve));
       options.signal?.throwIfAborted();
-      logits = await this.gpt2.forward(slots.map((slot) => ({ slot, tokens: [next[slot]] })), {
+      logits = await this.gpt2.forward(slots.map((slot, b) => ({ slot, tokens: [next[b]] })), {
         out,
       });
     }

@@ -380,6 +380,18 @@ export class Tokenizer {
   }
 
   /**
+   * The UTF-8 bytes token `id` stands for (a view: do not modify it). A token may hold
+   * part of a character, so its bytes need not be valid UTF-8 on their own.
+   *
+   * @throws {RangeError} if `id` is not an integer in `[0, vocabSize)`
+   */
+  tokenBytes(id: number): Uint8Array {
+    const start = this.#tokenStart;
+    this.#checkId(id);
+    return this.#tokenBytes.subarray(start[id], start[id + 1]);
+  }
+
+  /**
    * Starts a decoder that takes one token at a time and never splits a character.
    *
    * @example

@@ -439,7 +439,9 @@ export class WasmBackend implements Backend {
     const end = Math.ceil((at + bytes) / ALIGN) * ALIGN;
     if (end > MAX_MEMORY_BYTES) {
       throw new BackendError(
-        `The model needs at least ${gib(end)} GiB of wasm memory, more than the 4 GiB a WebAssembly ` +
+        `The model needs at least ${
+          gib(end)
+        } GiB of wasm memory, more than the 4 GiB a WebAssembly ` +
           `memory holds: use a smaller model, fewer slots or a shorter context`,
       );
     }

@@ -1,0 +1,57 @@
+/**
+ * Debian's headless Chromium driven by `playwright-core`, for the page's test and its
+ * screenshot: a fresh profile, and the switches that keep Chromium off the network
+ * (no background updates, sync or field trials), since only loopback is reachable.
+ *
+ * @module
+ */
+import { type BrowserContext, chromium } from "playwright-core";
+import { UsageError } from "../runtime/errors.ts";
+
+/** Where Debian's `chromium` package puts the browser. */
+export const CHROMIUM = "/usr/bin/chromium";
+
+/** A browser context in a fresh profile; disposing it closes Chromium and removes the profile. */
+export interface Browser extends AsyncDisposable {
+  readonly context: BrowserContext;
+}
+
+/**
+ * Starts headless Chromium with a new profile.
+ * @throws {UsageError} if Chromium is not installed
+ */
+export async function launchChromium(): Promise<Browser> {
+  try {
+    await Deno.stat(CHROMIUM);
+  } catch {
+    throw new UsageError(`No Chromium at ${CHROMIUM}: install it with apt-get install chromium`);
+  }
+  const profile = await Deno.makeTempDir({ prefix: "gpt2-chromium-" });
+  try {
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 900, height: 700 },
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    return {
+      context,
+      async [Symbol.asyncDispose]() {
+        await context.close();
+        await Deno.remove(profile, { recursive: true });
+      },
+    };
+  } catch (e) {
+    await Deno.remove(profile, { recursive: true });
+    throw e;
+  }
+}

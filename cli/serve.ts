@@ -1,0 +1,156 @@
+/**
+ * `deno task serve`: GPT-2 behind OpenAI's completions API, with a page to try it in.
+ *
+ *   deno task serve --model_name=124M --port=8080
+ *
+ * @module
+ */
+import { describeFlags, type FlagSpec, parseCommandLine } from "./flags.ts";
+import { runMain } from "./run_main.ts";
+import { loadModel } from "../runtime/model.ts";
+import { UsageError } from "../runtime/errors.ts";
+import { BACKEND_NAMES } from "../runtime/backend/create.ts";
+import { ApiServer } from "../runtime/serve/server.ts";
+import { loadStaticFiles } from "../runtime/serve/static_files.ts";
+import { DEFAULT_BODY_LIMIT } from "../runtime/serve/json_body.ts";
+
+const FLAGS = {
+  models_dir: { type: "string", default: "models", help: "folder holding the model folders" },
+  model_name: {
+    type: "string",
+    default: "124M",
+    help: "which model to serve, a folder in models_dir; also its id in the API",
+  },
+  host: {
+    type: "string",
+    default: "127.0.0.1",
+    help: "address to listen on; 0.0.0.0 opens it to the network",
+  },
+  port: { type: "int", default: 8080, help: "port to listen on; 0 picks a free one" },
+  slots: { type: "int", default: 4, help: "sequences decoded together in one pass per step" },
+  queue: {
+    type: "int",
+    help: "sequences that may wait for a slot before requests get a 503 (default 4 × slots)",
+  },
+  "api-key": {
+    type: "string",
+    help: "when set, requests must send Authorization: Bearer KEY (the page and /health need none)",
+  },
+  body_limit: {
+    type: "int",
+    default: DEFAULT_BODY_LIMIT,
+    help: "largest request body in bytes; a larger one gets a 413",
+  },
+  backend: {
+    type: "string",
+    default: "wasm",
+    help: `what runs the model: ${BACKEND_NAMES.join(", ")}`,
+  },
+  threads: {
+    type: "int",
+    default: navigator.hardwareConcurrency,
+    help: "threads that run the model; the samples do not depend on it",
+  },
+} satisfies Record<string, FlagSpec>;
+
+export const USAGE = `usage: deno task serve [flags]
+
+Serves a GPT-2 model over HTTP: OpenAI's completions API (POST /v1/completions, streaming
+or not), GET /v1/models, GET /health, POST /tokenize, POST /detokenize, and a page to try
+it in at /. Ctrl-C or SIGTERM stops it; streams still running end with an error event.
+
+flags:
+${describeFlags(FLAGS)}`;
+
+/** Runs the server until SIGINT or SIGTERM; `onListen` gets its URL (for tests). */
+export async function main(args: string[], onListen?: (url: string) => void): Promise<number> {
+  const flags = parseCommandLine(args, FLAGS, USAGE);
+  if (!flags) return 0;
+  const { port, slots, threads, body_limit } = flags;
+  if (!(port! >= 0 && port! <= 65535)) {
+    throw new UsageError(`--port must be in [0, 65535], got ${port}`);
+  }
+  if (!(slots! >= 1)) throw new UsageError(`--slots must be at least 1, got ${slots}`);
+  const queue = flags.queue ?? 4 * slots!;
+  if (!(queue >= 0)) throw new UsageError(`--queue must be at least 0, got ${queue}`);
+  if (!(threads! >= 1)) throw new UsageError(`--threads must be at least 1, got ${threads}`);
+  if (!(body_limit! >= 1024)) {
+    throw new UsageError(`--body_limit must be at least 1024 bytes, got ${body_limit}`);
+  }
+  if (flags["api-key"] === "") throw new UsageError("--api-key must not be empty");
+  if (!(BACKEND_NAMES as readonly string[]).includes(flags.backend)) {
+    throw new UsageError(
+      `Unknown --backend "${flags.backend}": choose one of ${BACKEND_NAMES.join(", ")}`,
+    );
+  }
+  using model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
+    backend: flags.backend,
+    threads,
+    slots,
+  });
+  const api = new ApiServer(model, {
+    modelId: flags.model_name,
+    slots: slots!,
+    queue,
+    apiKey: flags["api-key"],
+    bodyLimit: body_limit,
+    staticFiles: await loadStaticFiles(),
+  });
+  const stop = new AbortController();
+  const server = listen(api, flags.host, port!, stop.signal, (url) => {
+    console.log(`Serving ${flags.model_name} on ${url} (Ctrl-C stops)`);
+    onListen?.(url);
+  });
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) Deno.exit(130); // a second Ctrl-C does not wait
+    console.log("Stopping: ending the requests in flight");
+    api.shutdown();
+    // The streams write their error event before the connections close.
+    api.drained().then(() => stop.abort());
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    await server.finished;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+  return 0;
+}
+
+/** Starts `Deno.serve` for `api` (it binds at once); a taken port is a UsageError. */
+function listen(
+  api: ApiServer,
+  hostname: string,
+  port: number,
+  signal: AbortSignal,
+  onListen: (url: string) => void,
+): Deno.HttpServer {
+  try {
+    return Deno.serve({
+      hostname,
+      port,
+      signal,
+      onListen: (addr) => {
+        const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+        onListen(`http://${host}:${addr.port}/`);
+      },
+      onError: (e) => {
+        console.error("Request failed:", e);
+        return new Response("Internal server error", { status: 500 });
+      },
+    }, api.fetch);
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new UsageError(`Port ${port} on ${hostname} is in use: pick another with --port`);
+    }
+    if (e instanceof Deno.errors.AddrNotAvailable || e instanceof TypeError) {
+      throw new UsageError(`Cannot listen on ${hostname}: ${(e as Error).message}`);
+    }
+    throw e;
+  }
+}
+
+if (import.meta.main) runMain(() => main(Deno.args));

@@ -1,0 +1,194 @@
+/**
+ * One choice of a completion, token by token, on the library's `generate`: the text each
+ * token adds (never half a character, never part of a stop string), its log-probabilities
+ * when asked for, and why the choice ended. The server turns these steps into one
+ * response or one server-sent event each; it has no decoding loop of its own.
+ *
+ * @module
+ */
+import type { GenerateOptions } from "../model.ts";
+import type { HParams } from "../gpt2/hparams.ts";
+import { type StepLogprobs, stepLogprobs } from "../logprobs.ts";
+import type { SamplerOptions } from "../sampler.ts";
+import type { Tokenizer } from "../tokenizer.ts";
+import type { CompletionRequest } from "./completion_request.ts";
+import { StopText } from "./stop_text.ts";
+
+/** What the server needs of a model: its tokenizer, its shape and `generate`. */
+export interface CompletionModel {
+  readonly tokenizer: Tokenizer;
+  readonly hparams: HParams;
+  generate(
+    ids: readonly number[],
+    options?: GenerateOptions & SamplerOptions,
+  ): AsyncGenerator<number>;
+  /**
+   * For each prompt token after the first, the logprobs of it and of the `top` most likely
+   * tokens at its position (what `echo` with `logprobs` reports); optional.
+   */
+  promptLogprobs?(ids: readonly number[], top: number): Promise<StepLogprobs[]>;
+}
+
+/** OpenAI's `logprobs` object of a choice, or of one step of it when streaming. */
+export interface LogprobsObject {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
+  text_offset: number[];
+}
+
+/** Why a choice ended: a stop string or `<|endoftext|>`, or `max_tokens`. */
+export type FinishReason = "stop" | "length";
+
+/** What one step of a choice adds: one generated token, or the echoed prompt first. */
+export interface ChoiceStep {
+  readonly index: number;
+  /** The text this step adds; `""` while a character or a possible stop string is incomplete. */
+  readonly text: string;
+  readonly logprobs: LogprobsObject | null;
+  /** Set on the choice's last step. */
+  readonly finishReason: FinishReason | null;
+  /** Tokens this step generated (0 for the echoed prompt). */
+  readonly tokens: number;
+}
+
+/**
+ * Generates choice `index` of `request`, one step per token. The seed of choice i is the
+ * request's seed + i. Aborting `signal` ends it (the generator throws the reason).
+ */
+export async function* generateChoice(
+  model: CompletionModel,
+  request: CompletionRequest,
+  index: number,
+  signal?: AbortSignal,
+): AsyncGenerator<ChoiceStep> {
+  const { tokenizer } = model;
+  let offset = 0;
+  if (request.echo) {
+    let logprobs: LogprobsObject | null = null;
+    if (request.logprobs !== null && model.promptLogprobs) {
+      logprobs = await promptObject(model, request.promptIds, request.logprobs);
+    }
+    offset = request.promptText.length;
+    yield {
+      index,
+      text: request.promptText,
+      logprobs,
+      finishReason: request.maxTokens === 0 ? "length" : null,
+      tokens: 0,
+    };
+  } else if (request.maxTokens === 0) {
+    yield { index, text: "", logprobs: null, finishReason: "length", tokens: 0 };
+  }
+  if (request.maxTokens === 0) return;
+
+  const decoder = tokenizer.decoder();
+  const stop = new StopText(request.stop);
+  // The sampler may run ahead of this loop (continuous batching does), so the logprobs
+  // of each token it draws wait here, in order, until the token comes.
+  const seen: StepLogprobs[] = [];
+  const top = request.logprobs;
+  const options: GenerateOptions & SamplerOptions = {
+    length: request.maxTokens,
+    temperature: request.temperature,
+    topK: request.topK,
+    topP: request.topP,
+    seed: request.seed === undefined ? undefined : request.seed + index,
+    stopAtEndOfText: true,
+    signal,
+    onSample: top === null ? undefined : (row, token) => seen.push(stepLogprobs(row, token, top)),
+  };
+  let count = 0;
+  for await (const token of model.generate(request.promptIds, options)) {
+    count++;
+    const lp = seen.shift();
+    const last = count === request.maxTokens;
+    if (token === tokenizer.endOfText) {
+      const rest = stop.push(decoder.flush()).text + stop.flush();
+      yield { index, text: rest, logprobs: null, finishReason: "stop", tokens: 1 };
+      return;
+    }
+    const piece = decoder.push(token);
+    let { text, stopped } = stop.push(piece);
+    if (last && !stopped) {
+      const end = stop.push(decoder.flush());
+      text += end.text + (end.stopped ? "" : stop.flush());
+      stopped = end.stopped;
+    }
+    const logprobs = lp === undefined ? null : stepObject(tokenizer, lp, offset);
+    offset += piece.length;
+    const finishReason = stopped ? "stop" : last ? "length" : null;
+    yield { index, text, logprobs, finishReason, tokens: 1 };
+    if (finishReason) return;
+  }
+}
+
+/**
+ * The prompt's entries of OpenAI's `logprobs` object: every prompt token, the first with
+ * no logprob (nothing comes before it), the others with theirs given what precedes them.
+ */
+async function promptObject(
+  model: CompletionModel,
+  ids: readonly number[],
+  top: number,
+): Promise<LogprobsObject> {
+  const { tokenizer } = model;
+  const steps = await model.promptLogprobs!(ids, top);
+  const object: LogprobsObject = {
+    tokens: [],
+    token_logprobs: [],
+    top_logprobs: [],
+    text_offset: [],
+  };
+  const decoder = tokenizer.decoder();
+  let offset = 0;
+  ids.forEach((id, i) => {
+    object.tokens.push(tokenString(tokenizer, id));
+    object.text_offset.push(offset);
+    offset += decoder.push(id).length;
+    if (i === 0) {
+      object.token_logprobs.push(null);
+      object.top_logprobs.push(null);
+      return;
+    }
+    const step = stepObject(tokenizer, steps[i - 1], 0);
+    object.token_logprobs.push(step.token_logprobs[0]);
+    object.top_logprobs.push(step.top_logprobs[0]);
+  });
+  return object;
+}
+
+/** One token's entry of OpenAI's `logprobs` object. */
+function stepObject(tokenizer: Tokenizer, lp: StepLogprobs, offset: number): LogprobsObject {
+  const top: Record<string, number> = {};
+  for (const t of lp.top) top[tokenString(tokenizer, t.token)] ??= t.logprob;
+  return {
+    tokens: [tokenString(tokenizer, lp.chosen.token)],
+    token_logprobs: [lp.chosen.logprob],
+    top_logprobs: [top],
+    text_offset: [offset],
+  };
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * A token as text: its characters, or, for a token that holds part of a character,
+ * `bytes:` and its bytes as `\xNN` (the form OpenAI's API uses).
+ */
+export function tokenString(tokenizer: Tokenizer, id: number): string {
+  const bytes = tokenizer.tokenBytes(id);
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return "bytes:" + [...bytes].map((b) => "\\x" + b.toString(16).padStart(2, "0")).join("");
+  }
+}
+
+/** Appends one step's logprobs to a choice's. */
+export function appendLogprobs(into: LogprobsObject, step: LogprobsObject): void {
+  into.tokens.push(...step.tokens);
+  into.token_logprobs.push(...step.token_logprobs);
+  into.top_logprobs.push(...step.top_logprobs);
+  into.text_offset.push(...step.text_offset);
+}

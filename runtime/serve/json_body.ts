@@ -1,0 +1,66 @@
+/**
+ * Reading a request's JSON body within a size limit: a body that says (Content-Length) or
+ * turns out (while streaming in) to be longer than the limit is refused with a 413
+ * without reading the rest; a body that is not JSON is a 400.
+ *
+ * @module
+ */
+import { ApiError } from "./api_error.ts";
+
+/** The default limit on request bodies: 1 MiB, far more than n_ctx tokens of text. */
+export const DEFAULT_BODY_LIMIT = 1 << 20;
+
+/**
+ * The parsed JSON body of `request`.
+ * @throws {ApiError} 413 for a body over `limit` bytes, 400 for one that is not JSON
+ */
+export async function readJsonBody(request: Request, limit: number): Promise<unknown> {
+  const tooLarge = () =>
+    new ApiError(413, `The request body is larger than the limit of ${limit} bytes`, {
+      code: "request_too_large",
+    });
+  const declared = Number(request.headers.get("content-length") ?? NaN);
+  if (declared > limit) throw tooLarge();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (request.body) {
+    const reader = request.body.getReader();
+    try {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        size += value.length;
+        if (size > limit) throw tooLarge();
+        chunks.push(value);
+      }
+    } finally {
+      reader.releaseLock();
+    }
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    bytes.set(c, offset);
+    offset += c.length;
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ApiError(400, "The request body is not valid UTF-8", { code: "invalid_json" });
+  }
+  if (text.trim() === "") {
+    throw new ApiError(400, "The request body is empty: send a JSON object", {
+      code: "invalid_json",
+    });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ApiError(
+      400,
+      `The request body is not valid JSON (${(e as Error).message}): send a JSON object`,
+      { code: "invalid_json" },
+    );
+  }
+}

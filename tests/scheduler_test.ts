@@ -1,0 +1,173 @@
+/**
+ * Continuous batching: concurrent generations on one Gpt2 with KV-cache slots each get
+ * the tokens they get alone, whatever their options and whatever runs beside them.
+ */
+import { assert, assertEquals, assertRejects } from "./asserts.ts";
+import { ReferenceBackend } from "../runtime/backend/reference/reference_backend.ts";
+import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
+import type { HParams } from "../runtime/gpt2/hparams.ts";
+import { memorySource, randomWeights } from "../runtime/random_model.ts";
+import { Scheduler, type SequenceOptions } from "../runtime/scheduler.ts";
+
+const HP: HParams = { n_vocab: 120, n_ctx: 48, n_embd: 16, n_head: 2, n_layer: 2 };
+const weights = randomWeights(HP, 4);
+// Larger weights than GPT-2's initialisation make the logits spread, so sampling varies.
+for (const t of weights.values()) if (t.shape.length > 1) t.data.forEach((v, i, a) => a[i] = v * 8);
+const EOT = HP.n_vocab - 1;
+
+async function open(slots: number): Promise<Gpt2> {
+  const gpt2 = Gpt2.create(new ReferenceBackend(), HP, { slots });
+  await gpt2.load(memorySource(weights));
+  return gpt2;
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+/** Requests of different prompts, lengths and sampling options. */
+const REQUESTS: { ids: number[]; options: SequenceOptions }[] = [
+  { ids: [1, 2, 3], options: { length: 12, temperature: 0 } },
+  { ids: [4], options: { length: 20, seed: 1, topK: 10 } },
+  { ids: [5, 6, 7, 8, 9, 10, 11], options: { length: 7, seed: 2, topP: 0.9, temperature: 0.7 } },
+  { ids: [12, 13], options: { length: 15, seed: 3 } },
+  { ids: [14, 15, 16], options: { length: 9, seed: 4, topK: 3 } },
+  { ids: [17], options: { length: 25, seed: 5, temperature: 1.3 } },
+];
+
+Deno.test("concurrent generations each get their tokens alone, with fewer slots than requests", async () => {
+  using alone = await open(1);
+  const solo = new Scheduler(alone, { endOfText: EOT });
+  const want: number[][] = [];
+  for (const r of REQUESTS) want.push(await collect(solo.generate(r.ids, r.options)));
+  assert(new Set(want.map((w) => w.join())).size === REQUESTS.length, "the requests differ");
+
+  using shared = await open(3);
+  // Which batch sizes the passes ran, to see that sequences did decode together.
+  const sizes: number[] = [];
+  const forward = shared.forward.bind(shared);
+  shared.forward = (seqs, options) => {
+    sizes.push(seqs.length);
+    return forward(seqs, options);
+  };
+  const scheduler = new Scheduler(shared, { endOfText: EOT });
+  // Started at once, and some again later while others are mid-way.
+  const first = REQUESTS.map((r) => collect(scheduler.generate(r.ids, r.options)));
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const later = REQUESTS.slice(0, 3).map((r) => collect(scheduler.generate(r.ids, r.options)));
+  assertEquals(await Promise.all(first), want);
+  assertEquals(await Promise.all(later), want.slice(0, 3));
+  assertEquals(scheduler.active + scheduler.waiting, 0);
+  assertEquals(Math.max(...sizes), 3, "three slots: passes of three sequences");
+  const prompts = REQUESTS.length + 3;
+  const tokens = [...REQUESTS, ...REQUESTS.slice(0, 3)].reduce((n, r) => n + r.options.length, 0);
+  // Each prompt is a pass of its own, giving the first token; every later token is one
+  // row of a decoding pass, and passes held several rows.
+  assertEquals(sizes.reduce((a, b) => a + b, 0), tokens);
+  assert(sizes.length - prompts < tokens - prompts, "fewer decoding passes than their rows");
+});
+
+Deno.test("interleaved step by step by hand, generations do not disturb each other", async () => {
+  using gpt2 = await open(2);
+  const scheduler = new Scheduler(gpt2, { endOfText: EOT });
+  const want = await collect(scheduler.generate([3, 4], { length: 10, seed: 9 }));
+  const a = scheduler.generate([3, 4], { length: 10, seed: 9 });
+  const b = scheduler.generate([7], { length: 10, temperature: 0 });
+  const got: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    got.push((await a.next()).value as number);
+    await b.next();
+  }
+  assertEquals(got, want);
+});
+
+Deno.test("a generation that returns early frees its slot for one that waits", async () => {
+  using gpt2 = await open(1);
+  const scheduler = new Scheduler(gpt2, { endOfText: EOT });
+  const want = await collect(scheduler.generate([9, 9], { length: 5, seed: 1 }));
+  const early = scheduler.generate([1], { length: HP.n_ctx - 1 });
+  await early.next();
+  // The generator runs (and joins the line) at its first `next()`, which collect calls now.
+  const waiting = collect(scheduler.generate([9, 9], { length: 5, seed: 1 }));
+  assertEquals(scheduler.waiting, 1, "one slot: the second waits");
+  await early.return(undefined);
+  assertEquals(await waiting, want);
+});
+
+Deno.test("aborting throws the reason and frees the slot; a waiting generation can be aborted", async () => {
+  using gpt2 = await open(1);
+  const scheduler = new Scheduler(gpt2, { endOfText: EOT });
+  const running = new AbortController();
+  const queued = new AbortController();
+  const a = collect(scheduler.generate([1], { length: HP.n_ctx - 1, signal: running.signal }));
+  const b = collect(scheduler.generate([2], { length: HP.n_ctx - 2, signal: queued.signal }));
+  queued.abort(new Error("not wanted"));
+  await assertRejects(() => b, Error, "not wanted");
+  running.abort(new Error("stop"));
+  await assertRejects(() => a, Error, "stop");
+  assertEquals((await collect(scheduler.generate([1], { length: 3 }))).length, 3);
+  assertEquals(scheduler.active + scheduler.waiting, 0);
+});
+
+Deno.test("stopAtEndOfText ends a sequence after <|endoftext|>; bad prompts are refused before anything runs", async () => {
+  using gpt2 = await open(2);
+  // The token greedy decoding picks first, taken as the end-of-text id.
+  const first = (await collect(new Scheduler(gpt2, { endOfText: EOT }).generate([5], {
+    length: 1,
+    temperature: 0,
+  })))[0];
+  const scheduler = new Scheduler(gpt2, { endOfText: first });
+  assertEquals(
+    await collect(scheduler.generate([5], { length: 10, temperature: 0, stopAtEndOfText: true })),
+    [first],
+  );
+  const fails = (ids: number[], length: number, includes: string) =>
+    assertRejects(() => collect(scheduler.generate(ids, { length })), RangeError, includes);
+  await fails([], 3, "empty");
+  await fails([HP.n_vocab], 3, "outside the vocabulary");
+  await fails([1, 2], HP.n_ctx - 1, "context window");
+  await fails([1], 0, "length");
+});
+
+Deno.test("a lease holds free slots with no generation stepping; generations then go on unchanged", async () => {
+  using gpt2 = await open(3);
+  const scheduler = new Scheduler(gpt2, { endOfText: EOT });
+  const want = await collect(scheduler.generate([2, 3], { length: 30, seed: 8 }));
+  gpt2.reset(); // the scheduler is idle: the model is free to use directly
+  const alone = await gpt2.forward([{ slot: 0, tokens: [9, 8, 7] }]);
+  const running = scheduler.generate([2, 3], { length: 30, seed: 8 });
+  const got = [(await running.next()).value as number];
+  const lease = await scheduler.lease(2);
+  assertEquals(lease.slots.length, 2);
+  assert(lease.slots.every((s) => gpt2.cached(s) === 0), "leased slots start empty");
+  const forward = gpt2.forward.bind(gpt2);
+  let passes = 0;
+  gpt2.forward = (seqs, options) => {
+    passes++;
+    return forward(seqs, options);
+  };
+  const rest = collect(running);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assertEquals(passes, 0, "no generation steps while the lease is held");
+  const logits = await forward(lease.slots.map((slot) => ({ slot, tokens: [9, 8, 7] })));
+  assertEquals(logits.slice(0, HP.n_vocab), alone);
+  assertEquals(logits.slice(HP.n_vocab), alone);
+  lease[Symbol.dispose]();
+  got.push(...await rest);
+  assertEquals(got, want);
+  await assertRejects(() => scheduler.lease(4), RangeError, "slots");
+});
+
+Deno.test("aborting stops a generation at once, even with tokens generated ahead of its reader", async () => {
+  using gpt2 = await open(1);
+  const scheduler = new Scheduler(gpt2, { endOfText: EOT });
+  const abort = new AbortController();
+  const g = scheduler.generate([1], { length: HP.n_ctx - 1, signal: abort.signal });
+  await g.next();
+  await new Promise((resolve) => setTimeout(resolve, 20)); // the decoding runs ahead
+  abort.abort(new Error("enough"));
+  await assertRejects(() => g.next(), Error, "enough");
+  assertEquals(scheduler.active, 0);
+});

@@ -310,7 +310,7 @@ for (const shaderF16 of [true, false]) {
       // 12000-byte bindings split this wte (37 floats a row, 74 bytes in float16) in ranges
       // of 128 rows, the multiple of rows that starts a range on a 256-byte boundary.
       using b = await WebGpuBackend.create({
-        weights: "f16",
+        dtype: "f16",
         shaderF16,
         vocabularySplitBytes: 12000,
       });

@@ -31,7 +31,7 @@ export interface WebGpuOptions {
    * checkpoint gives them, or `"f16"`, half the bytes each step streams. Biases, norms and
    * position embeddings stay float32.
    */
-  weights?: "f32" | "f16";
+  dtype?: "f32" | "f16";
   /**
    * Whether float16 weights are read as WGSL `f16` where the adapter has `shader-f16`
    * (default true); false reads them as u32 pairs through `unpack2x16float` as on
@@ -101,7 +101,7 @@ export class WebGpuBackend implements Backend {
     options: WebGpuOptions,
   ) {
     this.#ctx = new GpuContext(device);
-    this.#half = options.weights === "f16"
+    this.#half = options.dtype === "f16"
       ? (device.features.has("shader-f16") && options.shaderF16 !== false ? "f16" : "f16-packed")
       : null;
     this.#splitBytes = Math.min(options.vocabularySplitBytes ?? Infinity, this.#ctx.maxBinding);

@@ -395,6 +395,16 @@ gpuTest(
   },
 );
 
+gpuTest("reads in flight at once each get their own rows", gpu, async (b) => {
+  const x = await put(b, Float32Array.from({ length: 12 }, (_, i) => i), [4, 3]);
+  const outs = [0, 1, 2, 3].map(() => b.tensor([1, 3]));
+  const got = await Promise.all(outs.map((out, r) => {
+    b.gatherRows(out, x, [r]);
+    return get(b, out, 3);
+  }));
+  assertEquals(got.map((g) => [...g]), [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]);
+});
+
 gpuTest("a read submits once and reads back only what was asked", gpu, async (b) => {
   const x = await put(b, new Float32Array([1, 2, 3, 4]), [2, 2]);
   const out = b.tensor([2, 2]);

@@ -52,6 +52,8 @@ export interface WebGpuStats {
 export const UNIFORM_BYTES = 32;
 const UNIFORM_SLOTS = 4096;
 const UPLOAD_BYTES = 1 << 16;
+/** Read-back buffers kept for reuse between reads. */
+const MAX_FREE_READBACKS = 4;
 
 /** A compute pipeline and its bind-group layout: binding 0 is the uniform block. */
 export interface Kernel {
@@ -75,7 +77,8 @@ export class GpuContext {
   #upload: GPUBuffer;
   #uploadHost: Uint8Array<ArrayBuffer>;
   #uploadUsed = 0;
-  #readback: GPUBuffer | null = null;
+  /** Read-back buffers not in use, unmapped. */
+  #readbacks: GPUBuffer[] = [];
   #error: string | null = null;
   #lost: string | null = null;
   /** Settles with false when the device is lost, so a read waiting on it stops. */
@@ -235,23 +238,30 @@ export class GpuContext {
   /** Runs what was recorded and copies `bytes` from the start of `src` into `into`. */
   async read(src: GPUBuffer, into: Uint8Array): Promise<void> {
     const bytes = Math.ceil(into.byteLength / 4) * 4;
-    let staging = this.#readback;
-    if (!staging || staging.size < bytes || staging.mapState !== "unmapped") {
-      if (staging && staging.mapState === "unmapped") {
-        staging.destroy();
-        this.#buffers.delete(staging);
-      }
-      staging = this.buffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-      this.#readback = staging;
+    if (bytes === 0) {
+      this.flush();
+      return;
     }
-    if (bytes > 0) this.copy(src, 0, staging, 0, bytes);
+    // A free read-back buffer large enough, or a new one; reads in flight at once each
+    // hold their own.
+    const free = this.#readbacks.findIndex((b) => b.size >= bytes);
+    const staging = free >= 0
+      ? this.#readbacks.splice(free, 1)[0]
+      : this.buffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    this.copy(src, 0, staging, 0, bytes);
     this.flush();
-    if (bytes === 0) return;
     const mapped = staging.mapAsync(GPUMapMode.READ, 0, bytes).then(() => true, () => false);
     if (!await Promise.race([mapped, this.#lostSignal])) throw this.#failure();
     this.#check();
     into.set(new Uint8Array(staging.getMappedRange(0, bytes), 0, into.byteLength));
     staging.unmap();
+    this.#readbacks.push(staging);
+    if (this.#readbacks.length > MAX_FREE_READBACKS) {
+      const smallest = this.#readbacks.reduce((a, b) => a.size <= b.size ? a : b);
+      this.#readbacks.splice(this.#readbacks.indexOf(smallest), 1);
+      this.#buffers.delete(smallest);
+      smallest.destroy();
+    }
     this.stats.bytesRead += into.byteLength;
   }
 

@@ -135,12 +135,14 @@ export class AttentionOp {
   #append: Kernel;
   #attend: Kernel;
 
+  /** Compiles both kernels on `ctx`'s device. */
   constructor(private ctx: GpuContext) {
     this.#append = ctx.kernel("attention-append", APPEND, ["read", "read", "write"]);
     this.#attend = ctx.kernel("attention", ATTEND, ["read", "read", "read", "write"]);
   }
 
   /**
+   * Records the append and the attention of layer `layer`.
    * @param out   (B·T, C) f32
    * @param qkv   (B·T, 3C) f32
    * @param cache per-layer buffers (slots, 2, H, P, D)

@@ -10,6 +10,7 @@ import { BackendError } from "../../errors.ts";
 
 /** A tensor the WebGPU backend owns: one GPU buffer, or one per KV-cache layer. */
 export class GpuTensor implements Tensor {
+  /** A tensor over `buffers`; made by `GpuContext.tensor`. */
   constructor(
     readonly shape: readonly number[],
     readonly dtype: string,
@@ -28,9 +29,11 @@ export class GpuTensor implements Tensor {
 
 /** A byte range of a buffer, bound to one shader variable. */
 export interface Binding {
+  /** The tensor whose storage is bound. */
   readonly tensor: GpuTensor;
   /** Which of the tensor's buffers (a KV-cache layer), 0 for others. */
   readonly part?: number;
+  /** The first byte bound, a multiple of minStorageBufferOffsetAlignment (default 0). */
   readonly offset?: number;
   /** Bytes bound; the rest of the buffer from `offset` when left out. */
   readonly size?: number;
@@ -57,13 +60,17 @@ const MAX_FREE_READBACKS = 4;
 
 /** A compute pipeline and its bind-group layout: binding 0 is the uniform block. */
 export interface Kernel {
+  /** The compiled compute pipeline. */
   readonly pipeline: GPUComputePipeline;
+  /** Its bind-group layout. */
   readonly layout: GPUBindGroupLayout;
+  /** A number that names it in bind-group cache keys. */
   readonly id: number;
 }
 
 /** Owns the device, records ops into one encoder, and submits when something is read. */
 export class GpuContext {
+  /** Work recorded and moved so far; the backend resets it. */
   readonly stats: WebGpuStats = { dispatches: 0, submits: 0, bytesRead: 0, bytesWritten: 0 };
   #buffers = new Set<GPUBuffer>();
   #bindGroups = new Map<string, GPUBindGroup>();
@@ -85,6 +92,7 @@ export class GpuContext {
   #lostSignal: Promise<false>;
   #disposed = false;
 
+  /** Takes over `device`: `dispose` destroys it. */
   constructor(readonly device: GPUDevice) {
     const align = device.limits.minUniformBufferOffsetAlignment;
     this.#uniformStride = Math.ceil(UNIFORM_BYTES / align) * align;

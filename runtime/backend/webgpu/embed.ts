@@ -33,6 +33,7 @@ fn main(@builtin(global_invocation_id) id: vec3u) {
 export class EmbedOp {
   #kernels = new Map<WeightStorage, Kernel>();
 
+  /** An op on `ctx`'s device; each storage's kernel compiles when first used. */
   constructor(private ctx: GpuContext) {}
 
   #kernel(storage: WeightStorage): Kernel {

@@ -54,11 +54,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 export class LayerNormOp {
   #kernel: Kernel;
 
+  /** Compiles the kernel on `ctx`'s device. */
   constructor(private ctx: GpuContext) {
     this.#kernel = ctx.kernel("layer_norm", CODE, ["read", "read", "read", "write"]);
   }
 
   /**
+   * Records the layer norm of `rows` rows.
    * @param out  (rows, C) f32
    * @param inp  (rows, C) f32
    * @param gain (C) f32

@@ -202,6 +202,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 export class MatmulOp {
   #kernels = new Map<string, Kernel>();
 
+  /** An op on `ctx`'s device; each kernel compiles when first used. */
   constructor(private ctx: GpuContext, readonly epilogue: MatmulEpilogue) {}
 
   #kernel(few: boolean, storage: WeightStorage): Kernel {

@@ -392,6 +392,7 @@ export class WebGpuBackend implements Backend {
     this.#ctx.dispose();
   }
 
+  /** The same as `dispose`, for `using`. */
   [Symbol.dispose](): void {
     this.dispose();
   }

@@ -7,7 +7,6 @@
 import { setImmediate } from "node:timers";
 import { createBackend } from "./backend/create.ts";
 import { BackendError, ModelFileError } from "./errors.ts";
-import type { Backend } from "./backend/backend.ts";
 import { Gpt2 } from "./gpt2/gpt2.ts";
 import type { HParams } from "./gpt2/hparams.ts";
 import { openModelFiles } from "./model_files.ts";
@@ -47,14 +46,7 @@ export interface GenerateOptions extends SamplerOptions {
 /** Loads the model in `dir`: OpenAI's TensorFlow checkpoint folder or Hugging Face's. */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
   using files = await openModelFiles(dir);
-  const backend = await createBackend(options.backend ?? "wasm", { threads: options.threads });
-  let gpt2: Gpt2;
-  try {
-    gpt2 = createWithSlots(backend, files.hparams, options);
-  } catch (e) {
-    backend[Symbol.dispose]();
-    throw e;
-  }
+  const gpt2 = await createWithSlots(files.hparams, options);
   // The tokenizer loads while the weights wait on the disk.
   const [tokenizer, weights] = await Promise.allSettled([
     Tokenizer.load(dir),
@@ -82,21 +74,30 @@ const PROMPT_CHUNK = 64;
 const DEFAULT_SLOTS = 4;
 
 /**
- * A `Gpt2` with the slots asked for, or by default with DEFAULT_SLOTS, halved while the
- * backend's memory cannot hold them; `generateBatch` needs `batch` of them.
+ * A `Gpt2` on a new backend with the slots asked for, or by default with DEFAULT_SLOTS,
+ * halved while the backend's memory cannot hold them; `generateBatch` needs `batch` of
+ * them. Each try gets a fresh backend, since a failed one keeps what it allocated.
  */
-function createWithSlots(backend: Backend, hp: HParams, options: LoadOptions): Gpt2 {
+async function createWithSlots(hp: HParams, options: LoadOptions): Promise<Gpt2> {
   const batch = options.batch ?? 1;
-  if (options.slots !== undefined) {
-    return Gpt2.create(backend, hp, { slots: Math.max(options.slots, batch) });
+  const tries: number[] = [];
+  if (options.slots !== undefined) tries.push(Math.max(options.slots, batch));
+  else {
+    for (let slots = Math.max(DEFAULT_SLOTS, batch); slots > batch; slots = Math.floor(slots / 2)) {
+      tries.push(slots);
+    }
+    tries.push(batch);
   }
-  for (let slots = Math.max(DEFAULT_SLOTS, batch);; slots = Math.floor(slots / 2)) {
+  for (const [i, slots] of tries.entries()) {
+    const backend = await createBackend(options.backend ?? "wasm", { threads: options.threads });
     try {
-      return Gpt2.create(backend, hp, { slots: Math.max(slots, batch) });
+      return Gpt2.create(backend, hp, { slots });
     } catch (e) {
-      if (!(e instanceof BackendError) || slots <= batch) throw e;
+      backend[Symbol.dispose]();
+      if (!(e instanceof BackendError) || i === tries.length - 1) throw e;
     }
   }
+  throw new Error("unreachable: the last try throws");
 }
 
 /** A GPT-2 model ready to run, from {@linkcode loadModel}. Dispose it to free its memory and threads. */

@@ -1,7 +1,8 @@
 /**
- * The whole model on small random checkpoints, on the default (wasm) backend: the forward
- * pass against the scalar reference, decoding with the KV cache against recomputing from
- * scratch, sequences in their own slots, and the checks `Gpt2.forward` makes.
+ * `Gpt2` on the default (wasm) backend: what holds bit for bit (a batch, the shortened last
+ * block, sequences in their own slots, each as it runs alone), `truncate` and `reset`, and
+ * the checks `forward` makes. tests/conformance/ holds every backend's logits to the
+ * reference.
  */
 import { assertClose } from "./assert_close.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "./asserts.ts";
@@ -10,7 +11,6 @@ import { Gpt2, type Gpt2Options } from "../runtime/gpt2/gpt2.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { Rng } from "../runtime/random.ts";
 import { randomWeights } from "../runtime/random_model.ts";
-import { referenceForward } from "../runtime/backend/reference/ops.ts";
 import { memorySource } from "../runtime/random_model.ts";
 
 const HP: HParams = { n_vocab: 97, n_ctx: 40, n_embd: 48, n_head: 4, n_layer: 3 };
@@ -34,64 +34,6 @@ const each = (rows: number[][]) => rows.map((tokens, slot) => ({ slot, tokens })
 function randomTokens(rng: Rng, n: number, V = HP.n_vocab): number[] {
   return Array.from({ length: n }, () => Math.floor(rng.next() * V));
 }
-
-/** Splits `n` into random positive parts. */
-function randomChunks(rng: Rng, n: number): number[] {
-  const parts = [];
-  while (n > 0) {
-    const k = 1 + Math.floor(rng.next() * Math.min(n, 9));
-    parts.push(k);
-    n -= k;
-  }
-  return parts;
-}
-
-Deno.test("forward() gives the reference model's logits at every position", async () => {
-  // Odd sizes too: n_embd 30 is no multiple of 4, d_head 10 no multiple of 4 or 16, n_ctx
-  // 21 no multiple of the key cache's blocks of 4 positions. Its attention is sharpened
-  // (c_attn × 20: GPT-2's initial weights attend almost evenly), so that a key read from
-  // the wrong place changes the logits well beyond the tolerance.
-  const odd: HParams = { n_vocab: 31, n_ctx: 21, n_embd: 30, n_head: 3, n_layer: 2 };
-  const sharp = randomWeights(odd, 5);
-  for (const [name, t] of sharp) {
-    if (name.endsWith("/c_attn/w")) t.data.forEach((v, i, a) => a[i] = 20 * v);
-  }
-  for (const [hp, w] of [[HP, weights], [odd, sharp]] as const) {
-    using g = await create(hp, { chunk: 7 });
-    await g.load(memorySource(w));
-    const tokens = randomTokens(new Rng(1), hp.n_ctx, hp.n_vocab);
-    const got = await g.forward(one(tokens), { allPositions: true });
-    assertClose(got, referenceForward(w, hp, tokens), { atol: 1e-4, rtol: 1e-4 });
-  }
-});
-
-Deno.test("the KV cache: one token at a time or random chunks equal one pass over the whole sequence", async () => {
-  const rng = new Rng(2);
-  const tokens = randomTokens(rng, HP.n_ctx);
-  using whole = await model();
-  const all = await whole.forward(one(tokens), { allPositions: true });
-  const V = HP.n_vocab;
-  for (
-    const chunks of [
-      new Array(HP.n_ctx).fill(1),
-      randomChunks(rng, HP.n_ctx),
-      randomChunks(rng, HP.n_ctx),
-    ]
-  ) {
-    using g = await model();
-    let at = 0;
-    for (const n of chunks) {
-      const logits = await g.forward(one(tokens.slice(at, at + n)));
-      at += n;
-      assertClose(logits, all.subarray((at - 1) * V, at * V), {
-        rtol: 1e-4,
-        atol: 1e-6,
-        msg: `after ${at}`,
-      });
-    }
-    assertEquals(g.cached(0), HP.n_ctx);
-  }
-});
 
 Deno.test("the KV cache: truncate() and reset() forget positions as if never seen", async () => {
   const rng = new Rng(3);

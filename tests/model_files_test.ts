@@ -28,21 +28,6 @@ async function logitsFrom(dir: string): Promise<Float32Array> {
   return await gpt2.forward([{ slot: 0, tokens }], { allPositions: true });
 }
 
-Deno.test("the TensorFlow checkpoint and safetensors give the same logits, equal to the reference", async () => {
-  await withTempDir(async (dir) => {
-    await writeModelFolder(`${dir}/tf`, HP, weights);
-    await writeModelFolder(`${dir}/hf`, HP, weights, { format: "safetensors" });
-    await writeModelFolder(`${dir}/hf2`, HP, weights, {
-      format: "safetensors",
-      prefix: "transformer.",
-    });
-    const tf = await logitsFrom(`${dir}/tf`);
-    assertEquals(await logitsFrom(`${dir}/hf`), tf);
-    assertEquals(await logitsFrom(`${dir}/hf2`), tf);
-    assertClose(tf, referenceForward(weights, HP, tokens), { atol: 1e-4, rtol: 1e-4 });
-  });
-});
-
 Deno.test("float16 safetensors load as the float32 model with weights rounded to float16", async () => {
   await withTempDir(async (dir) => {
     await writeModelFolder(dir, HP, weights, { format: "safetensors", dtype: "float16" });

@@ -1,6 +1,7 @@
 /** The library API on a generated model folder: loadModel, logits, generate and kin. */
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
 import { loadModel, type Model } from "../runtime/model.ts";
+import { BackendError } from "../runtime/errors.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
 import { argmax } from "../runtime/sampler.ts";
@@ -124,6 +125,27 @@ Deno.test("loadModel() runs the backend it is given; an unknown one, or the test
   assertEquals(model.backend, "wasm");
   for (const name of ["reference", "cuda", ""]) {
     await assertRejects(() => loadModel(dir, { backend: name }), RangeError, "choose one of wasm");
+  }
+});
+
+Deno.test("loadModel() takes fewer slots when the default four do not fit the backend's memory", async () => {
+  // Each slot's KV cache is 1 GiB (64 layers of 65536 positions): four and the weights are
+  // over the 4 GiB of a wasm memory, two fit. Untouched memory costs nothing resident.
+  const hp: HParams = { n_vocab: 300, n_ctx: 65536, n_embd: 32, n_head: 2, n_layer: 64 };
+  const big = await Deno.makeTempDir();
+  try {
+    await writeModelFolder(big, hp, randomWeights(hp, 2));
+    {
+      using model = await loadModel(big);
+      assertEquals(model.slots, 2);
+      assertEquals(
+        (await collect(model.generate([1, 2], { length: 3, temperature: 0 }))).length,
+        3,
+      );
+    }
+    await assertRejects(() => loadModel(big, { slots: 4 }), BackendError, "more than the 4 GiB");
+  } finally {
+    await Deno.remove(big, { recursive: true });
   }
 });
 

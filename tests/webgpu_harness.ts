@@ -1,36 +1,22 @@
 /**
  * Shared set-up for the WebGPU tests: one backend per file, a test wrapper that fails in
  * CI and is skipped with its reason elsewhere when the machine has no WebGPU adapter, and
- * the normalised mean squared error the backends are held to.
+ * the limit of the normalised mean squared error the WebGPU tests hold it to.
  */
+import { assertNmse as assertNmseWithin } from "./assert_close.ts";
 import { WebGpuBackend, type WebGpuOptions } from "../runtime/backend/webgpu/webgpu_backend.ts";
 
 /** The ggml backend tests' limit on the normalised mean squared error. */
 export const NMSE_LIMIT = 1e-6;
 
-/** Σ(a − b)² / Σb²: ggml's measure of how far a backend's result is from the reference. */
-export function nmse(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) {
-    throw new RangeError(`length ${actual.length} differs from expected ${expected.length}`);
-  }
-  let err = 0;
-  let norm = 0;
-  for (let i = 0; i < actual.length; i++) {
-    err += (actual[i] - expected[i]) ** 2;
-    norm += expected[i] ** 2;
-  }
-  return norm === 0 ? err : err / norm;
-}
-
-/** Throws unless nmse(actual, expected) ≤ `limit` (NaN fails too). */
+/** `assertNmse` of assert_close.ts at `limit` (default `NMSE_LIMIT`). */
 export function assertNmse(
   actual: ArrayLike<number>,
   expected: ArrayLike<number>,
-  msg: string,
+  what: string,
   limit = NMSE_LIMIT,
 ): void {
-  const e = nmse(actual, expected);
-  if (!(e <= limit)) throw new RangeError(`${msg}: NMSE ${e} > ${limit}`);
+  assertNmseWithin(actual, expected, limit, what);
 }
 
 /**

@@ -73,6 +73,7 @@ export class GpuContext {
   /** Work recorded and moved so far; the backend resets it. */
   readonly stats: WebGpuStats = { dispatches: 0, submits: 0, bytesRead: 0, bytesWritten: 0 };
   #buffers = new Set<GPUBuffer>();
+  #tensors = new WeakSet<GpuTensor>();
   #bindGroups = new Map<string, GPUBindGroup>();
   #nextId = 1;
   #encoder: GPUCommandEncoder | null = null;
@@ -139,7 +140,14 @@ export class GpuContext {
     bytes: number,
     buffers: readonly GPUBuffer[],
   ): GpuTensor {
-    return new GpuTensor(shape, dtype, bytes, buffers, this.#nextId++);
+    const t = new GpuTensor(shape, dtype, bytes, buffers, this.#nextId++);
+    this.#tensors.add(t);
+    return t;
+  }
+
+  /** Whether `t` was made by this context (not by another backend instance). */
+  owns(t: unknown): t is GpuTensor {
+    return t instanceof GpuTensor && this.#tensors.has(t);
   }
 
   /** Compiles `code` (entry point `main`) with `bindings` storage buffers after the uniform. */

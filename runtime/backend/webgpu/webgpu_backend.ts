@@ -252,23 +252,25 @@ export class WebGpuBackend implements Backend {
   }
 
   write(t: Tensor, data: Int32Array): void {
-    if (data.byteLength > t.bytes) {
+    const own = this.#own(t);
+    if (data.byteLength > own.bytes) {
       throw new RangeError(
         `webgpu backend: cannot write ${data.length} values to a tensor of shape [${t.shape}]`,
       );
     }
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    this.#ctx.write(this.#own(t).buffer, bytes);
+    this.#ctx.write(own.buffer, bytes);
   }
 
   read(t: Tensor, into: Float32Array): Promise<void> {
-    if (into.byteLength > t.bytes) {
+    const own = this.#own(t);
+    if (into.byteLength > own.bytes) {
       throw new RangeError(
         `webgpu backend: cannot read ${into.length} floats from a tensor of shape [${t.shape}]`,
       );
     }
     return this.#ctx.read(
-      this.#own(t).buffer,
+      own.buffer,
       new Uint8Array(into.buffer, into.byteOffset, into.byteLength),
     );
   }
@@ -452,7 +454,7 @@ export class WebGpuBackend implements Backend {
   }
 
   #own(t: Tensor): GpuTensor {
-    if (!(t instanceof GpuTensor)) {
+    if (!this.#ctx.owns(t)) {
       throw new TypeError("webgpu backend: the tensor was made by another backend");
     }
     return t;

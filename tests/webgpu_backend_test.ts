@@ -1,10 +1,11 @@
 /**
  * Every op of the WebGPU backend against the scalar reference (runtime/backend/reference/
  * ops.ts), held to a normalised mean squared error of at most 1e-6 as ggml holds its
- * backends: shapes that are not multiples of the tiles (16, 64, 128), both matrix tiles
- * (up to 8 rows and more), batches with different pasts in non-contiguous slots,
- * attention over several steps and past one chunk of scores, and the vocabulary split
- * forced onto small shapes. On a machine without an adapter they fail in CI and are
+ * backends: shapes that are not multiples of the blocks (16, 32, 64, 128), both matrix
+ * kernels (split-K up to 8 rows, tiled above), batches with different pasts in
+ * non-contiguous slots, attention over several steps and past one chunk of scores, the
+ * vocabulary split forced onto small shapes, float16 weights both ways, and the errors
+ * and the exit a user meets. On a machine without an adapter they fail in CI and are
  * skipped with the reason elsewhere.
  */
 import { assertEquals } from "./asserts.ts";

@@ -116,7 +116,8 @@ export class WebGpuBackend implements Backend {
 
   /**
    * Requests an adapter and a device with the adapter's largest storage binding and
-   * buffer sizes, and compiles every kernel.
+   * buffer sizes (and shader-f16 where it has it), and compiles the layer-norm and
+   * attention kernels; the others compile on first use, one per weight storage.
    * @throws {BackendError} when there is no WebGPU, no adapter, or no device
    */
   static async create(options: WebGpuOptions = {}): Promise<WebGpuBackend> {

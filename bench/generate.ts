@@ -18,7 +18,9 @@
  * the bandwidth probe adds); threads; backend; dtype; batch. With --batch above 1 also
  * decode_tok_s_batch1 (one sequence decoding the same way, two runs, each right after one
  * of the batch's) and batch_speedup (decode_tok_s / decode_tok_s_batch1), so that the
- * gain of batching is measured against a baseline of the same moment.
+ * gain of batching is measured against a baseline of the same moment. With --backend
+ * webgpu also step_dispatches, step_submits and step_bytes_read: one decoding step's
+ * compute dispatches, queue submits and bytes read back (the same on any GPU).
  */
 import type { Backend } from "../runtime/backend/backend.ts";
 import { BACKEND_NAMES, createBackend } from "../runtime/backend/create.ts";
@@ -57,7 +59,7 @@ function parseOptions(args: string[]): Options {
       throw new TypeError(
         `Unknown option ${
           args[i]
-        }; usage: [--model DIR] [--backend wasm] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
+        }; usage: [--model DIR] [--backend wasm|webgpu] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
       );
     }
     if (!Number.isInteger(value) || value < 1) {
@@ -123,6 +125,19 @@ async function decode(
 function readProbe(backend: Backend, bytes: number): { gbPerS: () => number; resident: number } {
   const probe = (backend as Partial<ReadProbe>).readBandwidthProbe?.(bytes);
   return probe ?? { gbPerS: () => NaN, resident: 0 };
+}
+
+/** What one decoding step cost a backend that counts its GPU work. */
+interface StepCounts {
+  dispatches: number;
+  submits: number;
+  bytesRead: number;
+}
+
+/** What the WebGPU backend offers beyond the interface to count its work. */
+interface CountingBackend {
+  stats(): StepCounts;
+  resetStats(): void;
 }
 
 /** What the wasm backend offers beyond the interface to measure its memory. */
@@ -207,6 +222,17 @@ async function main(): Promise<void> {
   const decodeFarS = await decode(gpt2, slots, logits, farSteps);
   sampleRss();
 
+  // The work of one decoding step after the prompt, where the backend counts it (WebGPU:
+  // dispatches, submits and bytes read back, the same on any GPU).
+  let perStep: StepCounts | undefined;
+  const counting = backend as Partial<CountingBackend>;
+  if (counting.stats && counting.resetStats) {
+    await prefill();
+    counting.resetStats();
+    await gpt2.forward(slots.map((slot) => ({ slot, tokens: [rows[slot][0]] })));
+    perStep = counting.stats();
+  }
+
   // Decode after the prompt once more, so that both lengths are measured around the same
   // moment of this machine's drifting speed; decode_tok_s counts both runs.
   await prefill();
@@ -233,6 +259,11 @@ async function main(): Promise<void> {
     backend: backend.name,
     dtype: "f32",
     batch,
+    ...(perStep && {
+      step_dispatches: perStep.dispatches,
+      step_submits: perStep.submits,
+      step_bytes_read: perStep.bytesRead,
+    }),
     ...(batch > 1 && {
       decode_tok_s_batch1: round(generate / singleS),
       batch_speedup: round(singleS * batch / decodeS),

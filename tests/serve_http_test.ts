@@ -369,7 +369,11 @@ Deno.test("a request beyond the slots and the queue gets a 503 with Retry-After"
   const long = { model: "test", prompt: "x", max_tokens: 10 };
   const first = post(url, long);
   const second = post(url, long);
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // Both taken in (one running, one waiting) before the third comes, however slow the machine.
+  for (let waited = 0; server.api.inFlight < 2; waited += 5) {
+    assert(waited < 10_000, `the first two requests were not taken in: ${server.api.inFlight}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
   const third = await post(url, long);
   assertEquals(third.status, 503);
   assertEquals(third.headers.get("retry-after"), "1");

@@ -6,8 +6,11 @@
  */
 import type { Backend } from "./backend.ts";
 
-/** The backends a user can choose. The reference backend is for tests and is not among them. */
-export const BACKEND_NAMES = ["wasm"] as const;
+/**
+ * The backends a user can choose; `"auto"` is WebGPU on a hardware GPU adapter and wasm
+ * otherwise. The reference backend is for tests and is not among them.
+ */
+export const BACKEND_NAMES = ["wasm", "webgpu", "auto"] as const;
 
 /** A backend a user can choose. */
 export type BackendName = typeof BACKEND_NAMES[number];
@@ -30,6 +33,16 @@ export async function createBackend(
     case "wasm": {
       const { WasmBackend } = await import("./wasm/wasm_backend.ts");
       return await WasmBackend.create({ threads: options.threads });
+    }
+    case "webgpu": {
+      const { WebGpuBackend } = await import("./webgpu/webgpu_backend.ts");
+      return await WebGpuBackend.create();
+    }
+    case "auto": {
+      // A software adapter (Mesa's llvmpipe) is far slower than the wasm kernels.
+      const { WebGpuBackend } = await import("./webgpu/webgpu_backend.ts");
+      const gpu = await WebGpuBackend.adapterKind() === "gpu";
+      return await createBackend(gpu ? "webgpu" : "wasm", options);
     }
     default:
       throw new RangeError(

@@ -1,0 +1,85 @@
+/**
+ * `--backend webgpu` from a command-line tool, as a user runs it: the same greedy samples
+ * as `--backend wasm`, `--backend auto` working on whatever this machine has, and no
+ * adapter as one line on stderr with exit code 1.
+ */
+import { assert, assertEquals } from "./asserts.ts";
+import { gpuTest, openWebGpu } from "./webgpu_harness.ts";
+import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import type { HParams } from "../runtime/gpt2/hparams.ts";
+
+const HP: HParams = { n_vocab: 400, n_ctx: 64, n_embd: 32, n_head: 2, n_layer: 2 };
+const modelsDir = await Deno.makeTempDir({ prefix: "gpt2-webgpu-cli-" });
+// Larger weights than GPT-2's initialisation spread the logits, so greedy picks are not
+// near ties that float32 rounding could flip.
+const weights = randomWeights(HP, 2);
+for (const t of weights.values()) if (t.shape.length > 1) t.data.forEach((v, i, a) => a[i] = v * 8);
+await writeModelFolder(`${modelsDir}/tiny`, HP, weights);
+// Mesa's Vulkan loader prints a line to stderr for each device when this is unset.
+const runtimeDir = await Deno.makeTempDir({ prefix: "gpt2-xdg-" });
+globalThis.addEventListener("unload", () => {
+  Deno.removeSync(modelsDir, { recursive: true });
+  Deno.removeSync(runtimeDir, { recursive: true });
+});
+const probe = await openWebGpu();
+if (!(probe instanceof Error)) probe.dispose();
+
+async function generate(
+  backend: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      "cli/generate_unconditional.ts",
+      `--models_dir=${modelsDir}`,
+      "--model_name=tiny",
+      "--nsamples=2",
+      "--batch_size=2",
+      "--length=12",
+      "--temperature=0",
+      `--backend=${backend}`,
+    ],
+    cwd: new URL("..", import.meta.url),
+    env: { NO_COLOR: "1", XDG_RUNTIME_DIR: runtimeDir, ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+gpuTest(
+  "generate --backend webgpu prints the greedy samples of --backend wasm",
+  probe,
+  async () => {
+    const [gpu, wasm] = [await generate("webgpu"), await generate("wasm")];
+    assertEquals(gpu.code, 0, gpu.stderr);
+    assertEquals(gpu.stderr, "");
+    assert(gpu.stdout.includes("SAMPLE 2"), gpu.stdout);
+    assertEquals(gpu.stdout, wasm.stdout);
+  },
+);
+
+Deno.test("generate --backend auto runs on this machine's best backend", async () => {
+  const r = await generate("auto");
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(r.stdout, (await generate("wasm")).stdout);
+});
+
+Deno.test("generate --backend webgpu without an adapter: one line naming the fix, exit 1", async () => {
+  // Vulkan alone, with no Vulkan driver to load: wgpu finds no adapter.
+  const r = await generate("webgpu", {
+    DENO_WEBGPU_BACKEND: "vulkan",
+    VK_ICD_FILENAMES: "/nonexistent.json",
+  });
+  assertEquals(r.code, 1);
+  assertEquals(r.stdout, "");
+  assertEquals(
+    r.stderr,
+    "error: webgpu backend: no WebGPU adapter found (install a GPU driver, or Mesa's " +
+      "mesa-vulkan-drivers for a software one); run with --backend wasm\n",
+  );
+});

@@ -34,6 +34,7 @@
  */
 export { type GenerateOptions, loadModel, type LoadOptions, type Model } from "./runtime/model.ts";
 export { BACKEND_NAMES, type BackendName } from "./runtime/backend/create.ts";
+export { WEIGHT_TYPES, type WeightType } from "./runtime/backend/backend.ts";
 export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer.ts";
 export { Sampler, type SamplerOptions, type SamplingOptions } from "./runtime/sampler.ts";
 export {

@@ -6,7 +6,7 @@
  * @module
  */
 import type { FlagSpec, FlagValues } from "./flags.ts";
-import { BACKEND_NAMES } from "../runtime/backend/create.ts";
+import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { loadModel, type Model } from "../runtime/model.ts";
 import { Rng } from "../runtime/random.ts";
 import { UsageError } from "../runtime/errors.ts";
@@ -50,16 +50,7 @@ export function samplingFlags(nsamples: number) {
       help: "sample from the smallest set of tokens with this much probability",
     },
     models_dir: { type: "string", default: "models", help: "folder holding the model folders" },
-    backend: {
-      type: "string",
-      default: "wasm",
-      help: `what runs the model: ${BACKEND_NAMES.join(", ")}`,
-    },
-    threads: {
-      type: "int",
-      default: navigator.hardwareConcurrency,
-      help: "threads that run the model; the samples do not depend on it",
-    },
+    ...MODEL_FLAGS,
   } satisfies Record<string, FlagSpec>;
 }
 
@@ -90,20 +81,11 @@ export async function openSession(flags: SamplingFlags): Promise<Session> {
   if (!(flags.top_p! > 0 && flags.top_p! <= 1)) {
     throw new UsageError(`--top_p must be in (0, 1], got ${flags.top_p}`);
   }
-  if (!(flags.threads! >= 1)) {
-    throw new UsageError(`--threads must be at least 1, got ${flags.threads}`);
-  }
-  if (!(BACKEND_NAMES as readonly string[]).includes(flags.backend)) {
-    throw new UsageError(
-      `Unknown --backend "${flags.backend}": choose one of ${BACKEND_NAMES.join(", ")}`,
-    );
-  }
   const model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
-    backend: flags.backend,
+    ...modelOptions(flags),
     batch: batch_size,
     // The samples decode with generateBatch alone: no slots for concurrent generations.
     slots: batch_size,
-    threads: flags.threads,
   });
   const { n_ctx } = model.hparams;
   const length = flags.length === undefined || flags.length <= 0
@@ -115,6 +97,8 @@ export async function openSession(flags: SamplingFlags): Promise<Session> {
       `Can't get samples longer than window size: ${n_ctx} (--length is ${length})`,
     );
   }
+  const chose = choiceLine(flags, model);
+  if (chose) console.error(chose);
   const seed = flags.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
   return { model, length, rng: new Rng(seed), [Symbol.dispose]: () => model[Symbol.dispose]() };
 }

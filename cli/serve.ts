@@ -9,7 +9,7 @@ import { describeFlags, type FlagSpec, parseCommandLine } from "./flags.ts";
 import { runMain } from "./run_main.ts";
 import { loadModel } from "../runtime/model.ts";
 import { UsageError } from "../runtime/errors.ts";
-import { BACKEND_NAMES } from "../runtime/backend/create.ts";
+import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
 import { DEFAULT_BODY_LIMIT } from "../runtime/serve/json_body.ts";
@@ -41,16 +41,7 @@ const FLAGS = {
     default: DEFAULT_BODY_LIMIT,
     help: "largest request body in bytes; a larger one gets a 413",
   },
-  backend: {
-    type: "string",
-    default: "wasm",
-    help: `what runs the model: ${BACKEND_NAMES.join(", ")}`,
-  },
-  threads: {
-    type: "int",
-    default: navigator.hardwareConcurrency,
-    help: "threads that run the model; the samples do not depend on it",
-  },
+  ...MODEL_FLAGS,
 } satisfies Record<string, FlagSpec>;
 
 export const USAGE = `usage: deno task serve [flags]
@@ -66,28 +57,23 @@ ${describeFlags(FLAGS)}`;
 export async function main(args: string[], onListen?: (url: string) => void): Promise<number> {
   const flags = parseCommandLine(args, FLAGS, USAGE);
   if (!flags) return 0;
-  const { port, slots, threads, body_limit } = flags;
+  const { port, slots, body_limit } = flags;
   if (!(port! >= 0 && port! <= 65535)) {
     throw new UsageError(`--port must be in [0, 65535], got ${port}`);
   }
   if (!(slots! >= 1)) throw new UsageError(`--slots must be at least 1, got ${slots}`);
   const queue = flags.queue ?? 4 * slots!;
   if (!(queue >= 0)) throw new UsageError(`--queue must be at least 0, got ${queue}`);
-  if (!(threads! >= 1)) throw new UsageError(`--threads must be at least 1, got ${threads}`);
   if (!(body_limit! >= 1024)) {
     throw new UsageError(`--body_limit must be at least 1024 bytes, got ${body_limit}`);
   }
   if (flags["api-key"] === "") throw new UsageError("--api-key must not be empty");
-  if (!(BACKEND_NAMES as readonly string[]).includes(flags.backend)) {
-    throw new UsageError(
-      `Unknown --backend "${flags.backend}": choose one of ${BACKEND_NAMES.join(", ")}`,
-    );
-  }
   using model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
-    backend: flags.backend,
-    threads,
+    ...modelOptions(flags),
     slots,
   });
+  const chose = choiceLine(flags, model);
+  if (chose) console.error(chose);
   const api = new ApiServer(model, {
     modelId: flags.model_name,
     slots: slots!,

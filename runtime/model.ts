@@ -11,6 +11,7 @@ import { Gpt2 } from "./gpt2/gpt2.ts";
 import type { HParams } from "./gpt2/hparams.ts";
 import { openModelFiles } from "./model_files.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
+import { WEIGHT_TYPES, type WeightType } from "./backend/backend.ts";
 import { Scheduler } from "./scheduler.ts";
 import { type StepLogprobs, stepLogprobs } from "./logprobs.ts";
 import { Tokenizer } from "./tokenizer.ts";
@@ -22,6 +23,13 @@ export interface LoadOptions {
    * threads); an unknown name is a `RangeError`.
    */
   backend?: string;
+  /**
+   * How the backend stores the model's matrices: `"f32"`, `"f16"`, `"q8"` (int8 in blocks
+   * of 32 with a scale each), or `"auto"` (the default): float32 when the model, its KV
+   * cache and activations fit the backend's memory, else float16, else q8. `model.dtype`
+   * says which was used; an unknown name is a `RangeError`.
+   */
+  dtype?: string;
   /** Sequences decoded side by side by `generateBatch` (default 1). */
   batch?: number;
   /**
@@ -46,7 +54,7 @@ export interface GenerateOptions extends SamplerOptions {
 /** Loads the model in `dir`: OpenAI's TensorFlow checkpoint folder or Hugging Face's. */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
   using files = await openModelFiles(dir);
-  const gpt2 = await createWithSlots(files.hparams, options);
+  const gpt2 = await createGpt2(files.hparams, options);
   // The tokenizer loads while the weights wait on the disk.
   const [tokenizer, weights] = await Promise.allSettled([
     Tokenizer.load(dir),
@@ -73,23 +81,39 @@ const PROMPT_CHUNK = 64;
 /** Slots by default: enough for a few concurrent generations, few enough to be cheap. */
 const DEFAULT_SLOTS = 4;
 
+/** The values `LoadOptions.dtype` takes. */
+export const DTYPE_CHOICES: readonly string[] = [...WEIGHT_TYPES, "auto"];
+
 /**
- * A `Gpt2` on a new backend with the slots asked for, or by default with DEFAULT_SLOTS,
- * halved while the backend's memory cannot hold them; `generateBatch` needs `batch` of
- * them. Each try gets a fresh backend, since a failed one keeps what it allocated.
+ * A `Gpt2` on a new backend: in the weight type asked for, or with `"auto"` the most
+ * faithful that fits; with the slots asked for, or by default DEFAULT_SLOTS, halved while
+ * the backend's memory cannot hold them (`generateBatch` needs `batch` of them). A type
+ * that fits with fewer slots is preferred to a less faithful one. Each try gets a fresh
+ * backend, since a failed one keeps what it allocated.
  */
-async function createWithSlots(hp: HParams, options: LoadOptions): Promise<Gpt2> {
+export async function createGpt2(hp: HParams, options: LoadOptions): Promise<Gpt2> {
+  const dtype = options.dtype ?? "auto";
+  if (!DTYPE_CHOICES.includes(dtype)) {
+    throw new RangeError(
+      `Unknown dtype ${JSON.stringify(dtype)}: choose one of ${DTYPE_CHOICES.join(", ")}`,
+    );
+  }
   const batch = options.batch ?? 1;
-  const tries: number[] = [];
-  if (options.slots !== undefined) tries.push(Math.max(options.slots, batch));
+  const slotTries: number[] = [];
+  if (options.slots !== undefined) slotTries.push(Math.max(options.slots, batch));
   else {
     for (let slots = Math.max(DEFAULT_SLOTS, batch); slots > batch; slots = Math.floor(slots / 2)) {
-      tries.push(slots);
+      slotTries.push(slots);
     }
-    tries.push(batch);
+    slotTries.push(batch);
   }
-  for (const [i, slots] of tries.entries()) {
-    const backend = await createBackend(options.backend ?? "wasm", { threads: options.threads });
+  const types = dtype === "auto" ? WEIGHT_TYPES : [dtype as WeightType];
+  const tries = types.flatMap((type) => slotTries.map((slots) => ({ type, slots })));
+  for (const [i, { type, slots }] of tries.entries()) {
+    const backend = await createBackend(options.backend ?? "wasm", {
+      threads: options.threads,
+      dtype: type,
+    });
     try {
       return Gpt2.create(backend, hp, { slots });
     } catch (e) {
@@ -106,6 +130,8 @@ export interface Model extends Disposable {
   readonly hparams: HParams;
   /** The backend that runs it (`"wasm"`, …). */
   readonly backend: string;
+  /** How the backend stores its matrices (`"f32"`, `"f16"` or `"q8"`). */
+  readonly dtype: WeightType;
   /** Sequences `generateBatch` decodes side by side. */
   readonly batch: number;
   /** Generations that decode at once; more wait for a slot. */
@@ -160,6 +186,10 @@ class LoadedModel implements Model {
 
   get backend(): string {
     return this.gpt2.backend.name;
+  }
+
+  get dtype(): WeightType {
+    return this.gpt2.backend.dtype;
   }
 
   get batch(): number {

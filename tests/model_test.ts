@@ -1,8 +1,8 @@
 /** The library API on a generated model folder: loadModel, logits, generate and kin. */
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
-import { loadModel, type Model } from "../runtime/model.ts";
+import { createGpt2, loadModel, type LoadOptions, type Model } from "../runtime/model.ts";
 import { BackendError } from "../runtime/errors.ts";
-import type { HParams } from "../runtime/gpt2/hparams.ts";
+import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
 import { argmax } from "../runtime/sampler.ts";
 
@@ -147,6 +147,48 @@ Deno.test("loadModel() takes fewer slots when the default four do not fit the ba
   } finally {
     await Deno.remove(big, { recursive: true });
   }
+});
+
+Deno.test("dtype auto keeps float32 where it fits, else float16, else q8; fewer slots before a less faithful type", async () => {
+  // Only allocation: memory that is never touched costs nothing resident.
+  const cases: [string, LoadOptions, string, number][] = [
+    ["124M", {}, "f32", 4],
+    ["774M", {}, "f32", 2], // 3.1 GB of weights: two slots' caches fit beside them
+    ["1558M", {}, "f16", 1], // 6.2 GB in float32 cannot fit 4 GiB
+    ["1558M", { dtype: "q8" }, "q8", 2],
+    ["124M", { dtype: "f16", slots: 3 }, "f16", 3],
+  ];
+  for (const [size, options, dtype, slots] of cases) {
+    using gpt2 = await createGpt2(GPT2_SIZES[size], options);
+    assertEquals(
+      [gpt2.backend.dtype, gpt2.slots],
+      [dtype, slots],
+      `${size} ${JSON.stringify(options)}`,
+    );
+  }
+  await assertRejects(
+    () => createGpt2(GPT2_SIZES["1558M"], { dtype: "f32" }),
+    BackendError,
+    "more than the 4 GiB",
+  );
+  await assertRejects(
+    () => createGpt2(GPT2_SIZES["124M"], { dtype: "f8" }),
+    RangeError,
+    "f32, f16, q8, auto",
+  );
+});
+
+Deno.test("loadModel() stores the weights in the type asked for; model.dtype says which", async () => {
+  const ids = [5, 6, 7];
+  const greedy = async (dtype: string) => {
+    using model = await loadModel(dir, { dtype });
+    assertEquals(model.dtype, dtype === "auto" ? "f32" : dtype);
+    return await collect(model.generate(ids, { length: 8, temperature: 0 }));
+  };
+  const f32 = await greedy("f32");
+  assertEquals(await greedy("auto"), f32);
+  assertEquals(await greedy("f16"), f32, "float16 weights keep the greedy tokens of a small model");
+  assertEquals((await greedy("q8")).length, 8);
 });
 
 Deno.test("a tokenizer that does not match n_vocab is refused", async () => {

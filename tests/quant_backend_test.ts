@@ -14,7 +14,8 @@ import { assertClose } from "./assert_close.ts";
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
 import { randn } from "./kernel_harness.ts";
 import type { Tensor } from "../runtime/backend/backend.ts";
-import { WasmBackend, type WeightDType } from "../runtime/backend/wasm/wasm_backend.ts";
+import { WasmBackend } from "../runtime/backend/wasm/wasm_backend.ts";
+import type { WeightType } from "../runtime/backend/backend.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { Rng } from "../runtime/random.ts";
@@ -47,14 +48,14 @@ Deno.test("create() takes dtype f32, f16 or q8 and rejects any other with a Rang
     assertEquals(backend.weight("plain", [16]).dtype, "f32");
   }
   await assertRejects(
-    () => WasmBackend.create({ threads: 1, dtype: "int4" as WeightDType }),
+    () => WasmBackend.create({ threads: 1, dtype: "int4" as WeightType }),
     RangeError,
     'Unknown weight dtype "int4": choose one of f32, f16, q8',
   );
 });
 
 Deno.test("weights hold their own type's bytes: f16 half of f32, q8 1.125 bytes a weight", async () => {
-  const bytes = async (dtype: WeightDType) => {
+  const bytes = async (dtype: WeightType) => {
     using backend = await WasmBackend.create({ threads: 1, dtype });
     return [
       backend.weight("conv1d", [768, 2304]).bytes,
@@ -154,7 +155,7 @@ Deno.test("embed() and logits() on an f16 or q8 embedding: its rows, and the hea
 const HP: HParams = { n_vocab: 300, n_ctx: 64, n_embd: 128, n_head: 4, n_layer: 4 };
 const WEIGHTS = randomWeights(HP, 42);
 
-async function model(dtype: WeightDType): Promise<Gpt2> {
+async function model(dtype: WeightType): Promise<Gpt2> {
   const g = await Gpt2.create(await WasmBackend.create({ threads: 2, dtype }), HP, { chunk: 32 });
   await g.load(memorySource(WEIGHTS));
   return g;
@@ -183,8 +184,8 @@ Deno.test("the whole model: f16 decodes the same greedy tokens as f32, q8 agrees
   const rng = new Rng(43);
   const prompt = Array.from({ length: 48 }, () => Math.floor(rng.next() * HP.n_vocab));
   const V = HP.n_vocab;
-  const top: Record<WeightDType, number[]> = { f32: [], f16: [], q8: [] };
-  const tokens: Partial<Record<WeightDType, number[]>> = {};
+  const top: Record<WeightType, number[]> = { f32: [], f16: [], q8: [] };
+  const tokens: Partial<Record<WeightType, number[]>> = {};
   for (const dtype of ["f32", "f16", "q8"] as const) {
     using g = await model(dtype);
     const logits = await g.forward([{ slot: 0, tokens: prompt }], { allPositions: true });

@@ -10,7 +10,8 @@ const HP: HParams = { n_vocab: 400, n_ctx: 64, n_embd: 32, n_head: 2, n_layer: 2
 const modelsDir = await Deno.makeTempDir({ prefix: "gpt2-repl-" });
 await writeModelFolder(`${modelsDir}/tiny`, HP, randomWeights(HP, 1));
 // The tiny model's files under 1558M's shape, which needs 6.2 GB in float32: more than a
-// wasm memory holds, which the backend finds before it reads any weight.
+// wasm memory holds, which the backend finds before it reads any weight (with --dtype auto
+// it would choose float16 and then find the tensors' shapes wrong).
 await writeModelFolder(`${modelsDir}/huge`, HP, randomWeights(HP, 1));
 await Deno.writeTextFile(`${modelsDir}/huge/hparams.json`, JSON.stringify(GPT2_SIZES["1558M"]));
 globalThis.addEventListener("unload", () => Deno.removeSync(modelsDir, { recursive: true }));
@@ -51,7 +52,7 @@ Deno.test("repl: prompts, separators, nsamples in batches, the empty-prompt mess
     "--seed=3",
   ], "Hello\n\nWorld\n");
   assertEquals(r.code, 0, r.stderr);
-  assertEquals(r.stderr, "");
+  assertEquals(r.stderr, "Running on wasm with f32 weights (--dtype auto)\n");
   const out = r.stdout;
   // Two prompts answered, each with four samples then a line of 80 "=".
   assertEquals(out.split(PROMPT).length - 1, 4, out);
@@ -99,9 +100,13 @@ Deno.test("repl: user mistakes get one line on stderr and exit code 1", async ()
       "error: --nsamples (3) must be a multiple of --batch_size (2)",
     ],
     [[...tiny, "--top_p=0"], "error: --top_p must be in (0, 1]"],
-    [[...tiny, "--backend=reference"], 'error: Unknown --backend "reference": choose one of wasm'],
     [
-      [`--models_dir=${modelsDir}`, "--model_name=huge"],
+      [...tiny, "--backend=reference"],
+      'error: Unknown --backend "reference": choose one of wasm, webgpu, auto',
+    ],
+    [[...tiny, "--dtype=int4"], 'error: Unknown --dtype "int4": choose one of f32, f16, q8, auto'],
+    [
+      [`--models_dir=${modelsDir}`, "--model_name=huge", "--dtype=f32"],
       "error: The model needs at least 4.0",
     ],
     [
@@ -133,6 +138,7 @@ Deno.test("repl --help lists every flag with its meaning", async () => {
       "top_p",
       "models_dir",
       "backend",
+      "dtype",
       "threads",
     ]
   ) {

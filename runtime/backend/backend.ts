@@ -15,6 +15,16 @@
 export type DType = "f32" | "i32";
 
 /**
+ * How a backend stores the model's matrices (the Conv1D weights and the token embedding):
+ * float32 as the checkpoint gives them, IEEE float16, or int8 in blocks of 32 with one
+ * float32 scale per block (`q8`). Norms, biases and the position embedding stay float32.
+ */
+export type WeightType = "f32" | "f16" | "q8";
+
+/** Every weight type, most faithful first. */
+export const WEIGHT_TYPES: readonly WeightType[] = ["f32", "f16", "q8"];
+
+/**
  * What a weight is for, which decides how a backend may store it:
  * - `"conv1d"`: a Conv1D weight (C, OC), only ever multiplied from the left by
  *   activations, so it may be packed, transposed or quantised;
@@ -62,6 +72,8 @@ export interface KVCacheShape {
 export interface Backend extends Disposable {
   /** The name it is selected by (`"wasm"`, `"webgpu"`, `"reference"`). */
   readonly name: string;
+  /** How it stores the model's matrices. */
+  readonly dtype: WeightType;
 
   /** An activation or index tensor of `shape`, filled with zeros. */
   tensor(shape: readonly number[], dtype?: DType): Tensor;

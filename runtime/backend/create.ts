@@ -4,7 +4,8 @@
  *
  * @module
  */
-import type { Backend } from "./backend.ts";
+import { BackendError } from "../errors.ts";
+import type { Backend, WeightType } from "./backend.ts";
 
 /**
  * The backends a user can choose; `"auto"` is WebGPU on a hardware GPU adapter and wasm
@@ -19,6 +20,8 @@ export type BackendName = typeof BACKEND_NAMES[number];
 export interface BackendOptions {
   /** Threads that run the kernels (wasm; default one per logical CPU). */
   threads?: number;
+  /** How the backend stores the model's matrices (default `"f32"`). */
+  dtype?: WeightType;
 }
 
 /**
@@ -32,11 +35,17 @@ export async function createBackend(
   switch (name) {
     case "wasm": {
       const { WasmBackend } = await import("./wasm/wasm_backend.ts");
-      return await WasmBackend.create({ threads: options.threads });
+      return await WasmBackend.create({ threads: options.threads, dtype: options.dtype });
     }
     case "webgpu": {
       const { WebGpuBackend } = await import("./webgpu/webgpu_backend.ts");
-      return await WebGpuBackend.create();
+      const dtype = options.dtype ?? "f32";
+      if (dtype === "q8") {
+        throw new BackendError(
+          "The webgpu backend has no q8 weights: use --dtype f16 or f32, or --backend wasm",
+        );
+      }
+      return await WebGpuBackend.create({ dtype });
     }
     case "auto": {
       // A software adapter (Mesa's llvmpipe) is far slower than the wasm kernels.

@@ -46,6 +46,7 @@ const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 /** The reference backend. */
 export class ReferenceBackend implements Backend {
   readonly name = "reference";
+  readonly dtype = "f32";
   #disposed = false;
 
   tensor(shape: readonly number[], dtype: DType = "f32"): Tensor {

@@ -8,18 +8,20 @@
  *
  * @module
  */
-import type { Backend, DType, KVCacheShape, Tensor, WeightRole } from "../backend.ts";
+import {
+  type Backend,
+  type DType,
+  type KVCacheShape,
+  type Tensor,
+  WEIGHT_TYPES,
+  type WeightRole,
+  type WeightType,
+} from "../backend.ts";
 import { BackendError } from "../../errors.ts";
 import { type KernelConstants, kernelModule } from "./kernel_module.ts";
 import { type Op, type OpArgs, OPS } from "./ops.ts";
 import { f16PackedBytes, q8PackedBytes, q8RowBytes } from "./quant_layout.ts";
 import { RESERVED_BYTES, WorkerPool } from "./worker_pool.ts";
-
-/** How the backend stores Conv1D weights and the token embedding. */
-export type WeightDType = "f32" | "f16" | "q8";
-
-/** The weight types `WasmBackend.create` takes. */
-export const WEIGHT_DTYPES: readonly WeightDType[] = ["f32", "f16", "q8"];
 
 /** Options of `WasmBackend.create`. */
 export interface WasmBackendOptions {
@@ -38,7 +40,7 @@ export interface WasmBackendOptions {
    * features with a scale each, the products' inputs quantised per block as they run.
    * Other weights stay f32.
    */
-  dtype?: WeightDType;
+  dtype?: WeightType;
 }
 
 /** Bytes a WebAssembly memory can hold: 65536 pages of 64 KiB. */
@@ -162,9 +164,9 @@ export class WasmBackend implements Backend {
   #embeddingStage: { ptr: number; bytes: number; tailOf?: WasmTensor } | undefined;
 
   /** The element type of the `"conv1d"` and `"embedding"` weights. */
-  readonly dtype: WeightDType;
+  readonly dtype: WeightType;
 
-  private constructor(memory: WebAssembly.Memory, pool: WorkerPool, dtype: WeightDType) {
+  private constructor(memory: WebAssembly.Memory, pool: WorkerPool, dtype: WeightType) {
     this.dtype = dtype;
     this.#memory = memory;
     this.#pool = pool;
@@ -180,9 +182,9 @@ export class WasmBackend implements Backend {
       throw new RangeError(`threads must be a positive integer, got ${threads}`);
     }
     const dtype = options.dtype ?? "f32";
-    if (!WEIGHT_DTYPES.includes(dtype)) {
+    if (!WEIGHT_TYPES.includes(dtype)) {
       throw new RangeError(
-        `Unknown weight dtype ${JSON.stringify(dtype)}: choose one of ${WEIGHT_DTYPES.join(", ")}`,
+        `Unknown weight dtype ${JSON.stringify(dtype)}: choose one of ${WEIGHT_TYPES.join(", ")}`,
       );
     }
     const memory = new WebAssembly.Memory({

@@ -79,6 +79,8 @@ function gcd(a: number, b: number): number {
 export class WebGpuBackend implements Backend {
   /** The name it is selected by. */
   readonly name = "webgpu";
+  /** How it stores the model's matrices: `"f32"` or `"f16"`. */
+  readonly dtype: "f32" | "f16";
   #ctx: GpuContext;
   #splitBytes: number;
   #embed: EmbedOp;
@@ -101,6 +103,7 @@ export class WebGpuBackend implements Backend {
     options: WebGpuOptions,
   ) {
     this.#ctx = new GpuContext(device);
+    this.dtype = options.dtype ?? "f32";
     this.#half = options.dtype === "f16"
       ? (device.features.has("shader-f16") && options.shaderF16 !== false ? "f16" : "f16-packed")
       : null;

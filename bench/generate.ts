@@ -5,7 +5,7 @@
  * --model the weights are synthetic, with GPT-2 124M's shapes (speed does not depend on
  * their values); with it, any model folder in either format. Prints one JSON line.
  *
- *   deno task bench:generate [--model DIR] [--threads N] [--prompt 128] [--generate 128] [--batch 1]
+ *   deno task bench:generate [--model DIR] [--backend wasm] [--dtype f32] [--threads N] [--prompt 128] [--generate 128] [--batch 1]
  *
  * Fields: load_s (kernels started, weights in place and packed); prefill_tok_s (prompt
  * tokens per second, all sequences, the median of three passes after one warm-up pass);
@@ -22,7 +22,7 @@
  * webgpu also step_dispatches, step_submits and step_bytes_read: one decoding step's
  * compute dispatches, queue submits and bytes read back (the same on any GPU).
  */
-import type { Backend } from "../runtime/backend/backend.ts";
+import { type Backend, WEIGHT_TYPES, type WeightType } from "../runtime/backend/backend.ts";
 import { BACKEND_NAMES, createBackend } from "../runtime/backend/create.ts";
 import type { TensorInfo, TensorSource } from "../runtime/checkpoint/tensor_source.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
@@ -34,6 +34,7 @@ import { argmax } from "../runtime/sampler.ts";
 interface Options {
   model?: string;
   backend: string;
+  dtype: string;
   threads: number;
   prompt: number;
   generate: number;
@@ -43,6 +44,7 @@ interface Options {
 function parseOptions(args: string[]): Options {
   const options: Options = {
     backend: "wasm",
+    dtype: "f32",
     threads: navigator.hardwareConcurrency,
     prompt: 128,
     generate: 128,
@@ -50,8 +52,8 @@ function parseOptions(args: string[]): Options {
   };
   for (let i = 0; i < args.length; i += 2) {
     const key = args[i].replace(/^--/, "");
-    if (args[i] === "--model" || args[i] === "--backend") {
-      options[key as "model" | "backend"] = args[i + 1];
+    if (args[i] === "--model" || args[i] === "--backend" || args[i] === "--dtype") {
+      options[key as "model" | "backend" | "dtype"] = args[i + 1];
       continue;
     }
     const value = Number(args[i + 1]);
@@ -59,7 +61,7 @@ function parseOptions(args: string[]): Options {
       throw new TypeError(
         `Unknown option ${
           args[i]
-        }; usage: [--model DIR] [--backend wasm|webgpu] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
+        }; usage: [--model DIR] [--backend wasm|webgpu] [--dtype f32|f16|q8] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
       );
     }
     if (!Number.isInteger(value) || value < 1) {
@@ -170,7 +172,15 @@ async function main(): Promise<void> {
       `--prompt ${prompt} plus --generate ${generate} exceeds the context of ${hp.n_ctx}`,
     );
   }
-  const backend = await createBackend(options.backend, { threads });
+  if (!(WEIGHT_TYPES as readonly string[]).includes(options.dtype)) {
+    throw new RangeError(
+      `Unknown dtype "${options.dtype}": choose one of ${WEIGHT_TYPES.join(", ")}`,
+    );
+  }
+  const backend = await createBackend(options.backend, {
+    threads,
+    dtype: options.dtype as WeightType,
+  });
   using gpt2 = Gpt2.create(backend, hp, { slots: batch, chunk: Math.min(prompt, 256) });
   using synthetic = files ? undefined : syntheticSource(hp);
   await gpt2.load(files?.source ?? synthetic!, files?.names);
@@ -257,7 +267,7 @@ async function main(): Promise<void> {
     peak_rss_mb: Math.round(peakRss / 2 ** 20),
     threads,
     backend: backend.name,
-    dtype: "f32",
+    dtype: backend.dtype,
     batch,
     ...(perStep && {
       step_dispatches: perStep.dispatches,

@@ -61,6 +61,23 @@ Deno.test("bench:generate prints one JSON line whose ratios match their parts", 
   });
 });
 
+Deno.test("bench:generate --dtype reports the type and the bytes it really reads", async () => {
+  await withTempDir(async (dir) => {
+    await writeModelFolder(dir, HP, randomWeights(HP, 2));
+    const run = async (dtype: string) => {
+      const args = ["--model", dir, "--prompt", "4", "--generate", "2", "--dtype", dtype];
+      const r = await bench([...args, "--threads", "1"]);
+      assertEquals(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout);
+    };
+    const [f32, f16, q8] = [await run("f32"), await run("f16"), await run("q8")];
+    assertEquals([f32.dtype, f16.dtype, q8.dtype], ["f32", "f16", "q8"]);
+    // The matrices shrink to half and to about 1.1 bytes a weight; biases and norms stay.
+    assert(q8.weight_bytes < f16.weight_bytes && f16.weight_bytes < f32.weight_bytes);
+    assert(f16.weight_bytes > f32.weight_bytes / 2, "vectors stay float32");
+  });
+});
+
 Deno.test("bench:generate refuses an unknown option in one line, with exit code 1", async () => {
   const r = await bench(["--model_dir", "x"]);
   assertEquals(r.code, 1);

@@ -24,12 +24,11 @@
  */
 import { type Backend, WEIGHT_TYPES, type WeightType } from "../runtime/backend/backend.ts";
 import { BACKEND_NAMES, createBackend } from "../runtime/backend/create.ts";
-import type { TensorInfo, TensorSource } from "../runtime/checkpoint/tensor_source.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
-import { gpt2Tensors } from "../runtime/gpt2/tensor_names.ts";
 import { openModelFiles } from "../runtime/model_files.ts";
 import { argmax } from "../runtime/sampler.ts";
+import { syntheticSource } from "../runtime/random_model.ts";
 
 interface Options {
   model?: string;
@@ -70,34 +69,6 @@ function parseOptions(args: string[]): Options {
     options[key as "threads" | "prompt" | "generate" | "batch"] = value;
   }
   return options;
-}
-
-/**
- * Every tensor of a model of shape `hp`, filled with small values from a fast generator
- * (an LCG): ±0.035 uniform for matrices (about GPT-2's N(0, 0.02²) spread), gains near 1.
- */
-function syntheticSource(hp: HParams): TensorSource {
-  const tensors = new Map<string, TensorInfo>();
-  for (const { name, shape } of gpt2Tensors(hp)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    tensors.set(name, { name, dtype: "float32", shape, byteLength: n * 4 });
-  }
-  let state = 12345;
-  return {
-    path: "<synthetic>",
-    tensors,
-    read(name, dest) {
-      const f = new Float32Array(dest.buffer, dest.byteOffset, dest.byteLength / 4);
-      const gain = name.endsWith("/g");
-      for (let i = 0; i < f.length; i++) {
-        state = (Math.imul(state, 1664525) + 1013904223) | 0;
-        const u = state / 2 ** 31; // [-1, 1)
-        f[i] = gain ? 1 + 0.1 * u : 0.035 * u;
-      }
-      return Promise.resolve();
-    },
-    [Symbol.dispose]() {},
-  };
 }
 
 /** Greedy decoding of `steps` tokens in each of `slots` after `logits`; returns seconds. */

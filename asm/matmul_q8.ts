@@ -345,7 +345,7 @@ export function embed_q8(
  * operand ranges make it exact.
  */
 export function relaxed_dot_probe(out: usize, a: usize, b: usize): void {
-  v128.store(out, dot4(v128.load(a), v128.load(b), i32x4.splat(0)));
+  v128.store(out, dot4(v128.load(a), v128.load(b), i32x4.splat(0), ones(1)));
 }
 
 // @ts-ignore: decorator
@@ -377,8 +377,8 @@ function q8Panels(
       panelRow(o, qinp, w, bp, nb, width, mode);
       continue;
     }
-    // Otherwise each half of the panel (8 columns) for three rows at a time: 6 integer and
-    // 6 float accumulators, and each weight vector loaded serves three rows.
+    // Otherwise each half of the panel (8 columns) for four rows at a time: 8 integer and
+    // 8 float accumulators, and each weight vector loaded serves four rows.
     for (let half = 0; half < 2; half++) {
       const hw = width - half * 8;
       if (hw <= 0) break;
@@ -401,14 +401,26 @@ function q8Panels(
 
 /**
  * s + the int8 dot product of a and u, four features per lane: the 16-bit pair sums of
- * `i16x8.relaxed_dot_i8x16_i7x16_s` (exact here, see QBLOCK), widened and added. V8 on x86
- * without AVX-VNNI turns `i32x4.relaxed_dot_i8x16_i7x16_add_s` into the same pmaddubsw
- * and pmaddwd plus a vector of ones rebuilt at every use, which this avoids.
+ * `i16x8.relaxed_dot_i8x16_i7x16_s` (exact here, see QBLOCK), added in pairs into 32 bits
+ * by `i32x4.dot_i16x8_s` with `one` (i16x8.splat(1), from `ones`). V8 on x86 without
+ * AVX-VNNI turns `i32x4.relaxed_dot_i8x16_i7x16_add_s` into the same pmaddubsw and pmaddwd
+ * plus a vector of ones rebuilt at every use, and `i32x4.extadd_pairwise_i16x8_s` into a
+ * pmaddwd that reloads the address of its constant each time; `one` stays in a register.
  */
 // @ts-ignore: decorator
 @inline
-function dot4(a: v128, u: v128, s: v128): v128 {
-  return i32x4.add(s, i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, u)));
+function dot4(a: v128, u: v128, s: v128, one: v128): v128 {
+  return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, u), one));
+}
+
+/**
+ * i16x8.splat(1), computed from n ≥ 1 so that no optimiser turns it into a constant, which
+ * V8 would rebuild at every use instead of keeping it in a register.
+ */
+// @ts-ignore: decorator
+@inline
+function ones(n: i32): v128 {
+  return i16x8.splat(<i16>min(n, 1));
 }
 
 /** acc + convert(s) · (d · e): one block's integer sums s into float accumulators acc. */
@@ -419,7 +431,7 @@ function addBlock(acc: v128, s: v128, d: v128, e: v128): v128 {
 }
 
 /**
- * Rows 0 … n − 1 (n = 1 to 3, a constant) of one 8-column half of a panel, whose scales
+ * Rows 0 … n − 1 (n = 1 to 4, a constant) of one 8-column half of a panel, whose scales
  * start at w (and its quads at w + 64), blocks PANEL_BLOCK_BYTES apart.
  */
 // @ts-ignore: decorator
@@ -436,25 +448,26 @@ function halfRows(
   mode: i32,
   n: i32,
 ): void {
+  const one = ones(nb);
   let f00 = f32x4.splat(0), f01 = f32x4.splat(0), f10 = f32x4.splat(0), f11 = f32x4.splat(0);
   let f20 = f32x4.splat(0), f21 = f32x4.splat(0), f30 = f32x4.splat(0), f31 = f32x4.splat(0);
   let wb = w, xb = x;
   const x1 = rowQ, x2 = rowQ << 1, x3 = rowQ * 3;
   for (let b = 0; b < nb; b++) {
     // Each sum starts from its row's correction −64 · Σ a.
-    let s00 = i32x4.splat(load<i32>(xb, 36));
+    let s00 = v128.load32_splat(xb, 36);
     let s01 = s00;
     let s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
     if (n > 1) {
-      s10 = i32x4.splat(load<i32>(xb + x1, 36));
+      s10 = v128.load32_splat(xb + x1, 36);
       s11 = s10;
     }
     if (n > 2) {
-      s20 = i32x4.splat(load<i32>(xb + x2, 36));
+      s20 = v128.load32_splat(xb + x2, 36);
       s21 = s20;
     }
     if (n > 3) {
-      s30 = i32x4.splat(load<i32>(xb + x3, 36));
+      s30 = v128.load32_splat(xb + x3, 36);
       s31 = s30;
     }
     let wq = wb + 64;
@@ -463,22 +476,22 @@ function halfRows(
       const w0 = v128.load(wq), w1 = v128.load(wq, 16);
       wq += 64;
       const a0 = v128.load32_splat(xq);
-      s00 = dot4(a0, w0, s00);
-      s01 = dot4(a0, w1, s01);
+      s00 = dot4(a0, w0, s00, one);
+      s01 = dot4(a0, w1, s01, one);
       if (n > 1) {
         const a1 = v128.load32_splat(xq + x1);
-        s10 = dot4(a1, w0, s10);
-        s11 = dot4(a1, w1, s11);
+        s10 = dot4(a1, w0, s10, one);
+        s11 = dot4(a1, w1, s11, one);
       }
       if (n > 2) {
         const a2 = v128.load32_splat(xq + x2);
-        s20 = dot4(a2, w0, s20);
-        s21 = dot4(a2, w1, s21);
+        s20 = dot4(a2, w0, s20, one);
+        s21 = dot4(a2, w1, s21, one);
       }
       if (n > 3) {
         const a3 = v128.load32_splat(xq + x3);
-        s30 = dot4(a3, w0, s30);
-        s31 = dot4(a3, w1, s31);
+        s30 = dot4(a3, w0, s30, one);
+        s31 = dot4(a3, w1, s31, one);
       }
     }
     const d0 = v128.load(wb), d1 = v128.load(wb, 16);
@@ -513,19 +526,20 @@ function halfRows(
 // @ts-ignore: decorator
 @inline
 function panelRow(o: usize, x: usize, w: usize, bp: usize, nb: i32, width: i32, mode: i32): void {
+  const one = ones(nb);
   let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
   let wb = w, xb = x;
   for (let b = 0; b < nb; b++) {
-    let s0 = i32x4.splat(load<i32>(xb, 36));
+    let s0 = v128.load32_splat(xb, 36);
     let s1 = s0, s2 = s0, s3 = s0;
     let wq = wb + 64;
     const xe = xb + QBLOCK;
     for (let xq = xb; xq < xe; xq += 4) {
       const a = v128.load32_splat(xq);
-      s0 = dot4(a, v128.load(wq), s0);
-      s1 = dot4(a, v128.load(wq, 16), s1);
-      s2 = dot4(a, v128.load(wq, 32), s2);
-      s3 = dot4(a, v128.load(wq, 48), s3);
+      s0 = dot4(a, v128.load(wq), s0, one);
+      s1 = dot4(a, v128.load(wq, 16), s1, one);
+      s2 = dot4(a, v128.load(wq, 32), s2, one);
+      s3 = dot4(a, v128.load(wq, 48), s3, one);
       wq += 64;
     }
     const e = v128.load32_splat(xb, 32);

@@ -12,7 +12,7 @@ import type { HParams } from "./gpt2/hparams.ts";
 import { openModelFiles } from "./model_files.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
 import { WEIGHT_TYPES, type WeightType } from "./backend/backend.ts";
-import { Scheduler } from "./scheduler.ts";
+import { checkPrompt, Scheduler } from "./scheduler.ts";
 import { type StepLogprobs, stepLogprobs } from "./logprobs.ts";
 import { Tokenizer } from "./tokenizer.ts";
 
@@ -201,13 +201,13 @@ class LoadedModel implements Model {
   }
 
   async logits(ids: readonly number[]): Promise<Float32Array> {
-    this.#checkPrompt(ids, 0);
+    checkPrompt(this.hparams, ids, 0);
     using lease = await this.#scheduler.lease(1);
     return await this.gpt2.forward([{ slot: lease.slots[0], tokens: ids }]);
   }
 
   async promptLogprobs(ids: readonly number[], top: number): Promise<StepLogprobs[]> {
-    this.#checkPrompt(ids, 0);
+    checkPrompt(this.hparams, ids, 0);
     const V = this.hparams.n_vocab;
     using lease = await this.#scheduler.lease(1);
     const slot = lease.slots[0];
@@ -238,7 +238,7 @@ class LoadedModel implements Model {
     if (!Number.isInteger(length) || length < 1) {
       throw new RangeError(`length must be a positive integer, got ${length}`);
     }
-    this.#checkPrompt(ids, length);
+    checkPrompt(this.hparams, ids, length);
     const sampler = new Sampler(options);
     const eot = this.tokenizer.endOfText;
     const ended = new Array<boolean>(this.batch).fill(false);
@@ -271,22 +271,6 @@ class LoadedModel implements Model {
     }
     const rest = decoder.flush();
     if (rest) yield rest;
-  }
-
-  #checkPrompt(ids: readonly number[], length: number): void {
-    const { n_vocab, n_ctx } = this.hparams;
-    if (ids.length === 0) throw new RangeError("The prompt is empty: give at least one token");
-    const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= n_vocab);
-    if (bad >= 0) {
-      throw new RangeError(
-        `Token ${ids[bad]} at position ${bad} is outside the vocabulary [0, ${n_vocab})`,
-      );
-    }
-    if (ids.length + length > n_ctx) {
-      throw new RangeError(
-        `A prompt of ${ids.length} tokens and ${length} more to generate do not fit the context window of ${n_ctx}`,
-      );
-    }
   }
 
   [Symbol.dispose](): void {

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { HParams } from "./gpt2/hparams.ts";
 import { setImmediate } from "node:timers";
 import type { Gpt2 } from "./gpt2/gpt2.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
@@ -141,23 +142,11 @@ export class Scheduler {
    *   not fit the context window (before anything runs)
    */
   async *generate(ids: readonly number[], options: SequenceOptions): AsyncGenerator<number> {
-    const { n_ctx, n_vocab } = this.#gpt2.hparams;
     const { length, signal } = options;
     if (!Number.isInteger(length) || length < 1) {
       throw new RangeError(`length must be a positive integer, got ${length}`);
     }
-    if (ids.length === 0) throw new RangeError("The prompt is empty: give at least one token");
-    const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= n_vocab);
-    if (bad >= 0) {
-      throw new RangeError(
-        `Token ${ids[bad]} at position ${bad} is outside the vocabulary [0, ${n_vocab})`,
-      );
-    }
-    if (ids.length + length > n_ctx) {
-      throw new RangeError(
-        `A prompt of ${ids.length} tokens and ${length} more to generate do not fit the context window of ${n_ctx}`,
-      );
-    }
+    checkPrompt(this.#gpt2.hparams, ids, length);
     signal?.throwIfAborted();
     const stopAt = options.stopAtEndOfText ? this.#endOfText : -1;
     const seq = new Sequence([...ids], new Sampler(options), length, stopAt);
@@ -344,5 +333,26 @@ export class Scheduler {
         this.#release(seq);
       }
     });
+  }
+}
+
+/**
+ * Checks a prompt before anything runs: not empty, every id in the vocabulary, and room
+ * in the context window for it and `length` more tokens.
+ * @throws {RangeError} saying which
+ */
+export function checkPrompt(hp: HParams, ids: readonly number[], length: number): void {
+  const { n_vocab, n_ctx } = hp;
+  if (ids.length === 0) throw new RangeError("The prompt is empty: give at least one token");
+  const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= n_vocab);
+  if (bad >= 0) {
+    throw new RangeError(
+      `Token ${ids[bad]} at position ${bad} is outside the vocabulary [0, ${n_vocab})`,
+    );
+  }
+  if (ids.length + length > n_ctx) {
+    throw new RangeError(
+      `A prompt of ${ids.length} tokens and ${length} more to generate do not fit the context window of ${n_ctx}`,
+    );
   }
 }

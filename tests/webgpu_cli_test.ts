@@ -7,6 +7,7 @@ import { assert, assertEquals } from "./asserts.ts";
 import { gpuTest, openWebGpu } from "./webgpu_harness.ts";
 import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
+import { WebGpuBackend } from "../runtime/backend/webgpu/webgpu_backend.ts";
 
 const HP: HParams = { n_vocab: 400, n_ctx: 64, n_embd: 32, n_head: 2, n_layer: 2 };
 const modelsDir = await Deno.makeTempDir({ prefix: "gpt2-webgpu-cli-" });
@@ -57,7 +58,8 @@ gpuTest(
   async () => {
     const [gpu, wasm] = [await generate("webgpu"), await generate("wasm")];
     assertEquals(gpu.code, 0, gpu.stderr);
-    assertEquals(gpu.stderr, "");
+    // Only the line that says what --dtype auto chose: no driver noise.
+    assertEquals(gpu.stderr, "Running on webgpu with f32 weights (--dtype auto)\n");
     assert(gpu.stdout.includes("SAMPLE 2"), gpu.stdout);
     assertEquals(gpu.stdout, wasm.stdout);
   },
@@ -66,6 +68,9 @@ gpuTest(
 Deno.test("generate --backend auto runs on this machine's best backend", async () => {
   const r = await generate("auto");
   assertEquals(r.code, 0, r.stderr);
+  // A software adapter, or none, is slower than wasm: auto takes WebGPU on a real GPU only.
+  const chosen = await WebGpuBackend.adapterKind() === "gpu" ? "webgpu" : "wasm";
+  assertEquals(r.stderr, `Running on ${chosen} with f32 weights (--backend auto, --dtype auto)\n`);
   assertEquals(r.stdout, (await generate("wasm")).stdout);
 });
 

@@ -7,9 +7,7 @@
  */
 import { type BrowserContext, chromium } from "playwright-core";
 import { UsageError } from "../runtime/errors.ts";
-
-/** Where Debian's `chromium` package puts the browser. */
-export const CHROMIUM = "/usr/bin/chromium";
+import { CHROMIUM, hasChromium } from "./chromium.ts";
 
 /** A browser context in a fresh profile; disposing it closes Chromium and removes the profile. */
 export interface Browser extends AsyncDisposable {
@@ -21,9 +19,7 @@ export interface Browser extends AsyncDisposable {
  * @throws {UsageError} if Chromium is not installed
  */
 export async function launchChromium(): Promise<Browser> {
-  try {
-    await Deno.stat(CHROMIUM);
-  } catch {
+  if (!hasChromium()) {
     throw new UsageError(`No Chromium at ${CHROMIUM}: install it with apt-get install chromium`);
   }
   const profile = await Deno.makeTempDir({ prefix: "gpt2-chromium-" });

@@ -165,8 +165,10 @@ function columns4(a: usize, cStep: usize, c: i32, width: i32): v128 {
  * Repacks a Conv1D weight (C, OC) f32 into panels of binary16 (see PANEL), panels
  * [p0, p1), rounding to nearest even, zero in the columns past OC. With `transposed`,
  * src is (OC, C) instead, the output head's wte (V, C), whose rows become the columns.
+ * src may hold the weight from panel `first` on only (0: all of it), so that wte can be
+ * packed a chunk of rows at a time; [p0, p1) lie at or after `first`.
  * @param dst (ceil(OC / 16), C, 16) f16
- * @param src (C, OC) f32, or (OC, C) when transposed
+ * @param src (C, OC) f32, or (OC, C) when transposed; from column (row) 16 · first on
  */
 export function pack_f16(
   dst: usize,
@@ -174,6 +176,7 @@ export function pack_f16(
   C: i32,
   OC: i32,
   transposed: bool,
+  first: i32,
   p0: i32,
   p1: i32,
 ): void {
@@ -184,7 +187,7 @@ export function pack_f16(
     const col = p * PANEL;
     const width = min(PANEL, OC - col);
     let d = dst + (<usize>p * <usize>C * <usize>PANEL << 1);
-    let a = src + <usize>col * cStep;
+    let a = src + <usize>(col - first * PANEL) * cStep;
     // Row by row of the panel: (C, OC) is read 16 floats at a time, (OC, C) as 16 streams.
     // Each 8-column half is one vector: columns i and 4 + i share lane i (see PANEL).
     for (let k = 0; k < C; k++) {

@@ -121,8 +121,10 @@ function quantizeTail(qb: usize, xb: usize, n: i32): void {
  * Quantises a Conv1D weight (C, OC) into panels of 16 columns (see PANEL_BLOCK_BYTES),
  * panels [p0, p1); columns past OC and features past C are zero. With `transposed`, src
  * is (OC, C) instead, the output head's wte (V, C), whose rows become the columns.
+ * src may hold the weight from panel `first` on only (0: all of it), so that wte can be
+ * packed a chunk of rows at a time; [p0, p1) lie at or after `first`.
  * @param dst (ceil(OC / 16), ceil(C / 32), 576 bytes)
- * @param src (C, OC) f32, or (OC, C) when transposed
+ * @param src (C, OC) f32, or (OC, C) when transposed; from column (row) 16 · first on
  */
 export function pack_q8(
   dst: usize,
@@ -130,6 +132,7 @@ export function pack_q8(
   C: i32,
   OC: i32,
   transposed: bool,
+  first: i32,
   p0: i32,
   p1: i32,
 ): void {
@@ -144,12 +147,13 @@ export function pack_q8(
       const k0 = b * QBLOCK;
       const n = min(QBLOCK, C - k0);
       if (!transposed && n == QBLOCK && p * QPANEL + QPANEL <= OC) {
-        packBlock(blk, src + ((<usize>k0 * <usize>OC + <usize>(p * QPANEL)) << 2), kStep);
+        const a = src + ((<usize>k0 * <usize>OC + <usize>((p - first) * QPANEL)) << 2);
+        packBlock(blk, a, kStep);
         continue;
       }
       for (let c = 0; c < QPANEL; c++) {
         const o = p * QPANEL + c;
-        const col = src + <usize>o * cStep + <usize>k0 * kStep;
+        const col = src + <usize>(o - first * QPANEL) * cStep + <usize>k0 * kStep;
         let amax: f32 = 0;
         if (o < OC) {
           for (let k = 0; k < n; k++) amax = max(amax, abs(load<f32>(col + <usize>k * kStep)));

@@ -218,12 +218,42 @@ Deno.test("an f16/q8 embedding is read in the empty KV cache's tail when it fits
       true,
       `${dtype}: the cache is zero`,
     );
-    // Without a cache large enough, memory of its own.
-    using small = await WasmBackend.create({ threads: 1, dtype });
-    const e2 = small.weight("embedding", [V, C]);
-    const start = small.allocatedBytes;
-    await loaded(small, e2, wte);
-    assert(small.allocatedBytes >= start + 4 * V * C, `${dtype}: a stage of its own`);
+  }
+});
+
+Deno.test("without a KV cache that holds it, an f16/q8 embedding is packed in chunks through a Conv1D staging slot, allocating nothing, to the same bits", async () => {
+  const rng = new Rng(48);
+  // A slot of C · OC = 2800 floats holds two panels of 16 rows of wte: three chunks.
+  const [V, C, OC, rows] = [83, 70, 40, 5];
+  const wte = randn(rng, V * C, 0.1);
+  const w = randn(rng, C * OC, 0.05);
+  const h = randn(rng, rows * C);
+  const wpe = new Float32Array(C);
+  const tokens = Int32Array.from({ length: V }, (_, v) => v);
+  for (const dtype of ["f16", "q8"] as const) {
+    const results: Float32Array[][] = [];
+    for (const withCache of [true, false]) {
+      using be = await WasmBackend.create({ threads: 2, dtype, serialBelow: 0 });
+      const weight = be.weight("conv1d", [C, OC]);
+      const e = be.weight("embedding", [V, C]);
+      const p = await loaded(be, be.weight("plain", [1, C]), wpe);
+      const inp = await loaded(be, be.weight("plain", [rows, C]), h);
+      const [tok, pos] = [be.tensor([V], "i32"), be.tensor([V], "i32")];
+      const [emb, head] = [be.tensor([V, C]), be.tensor([rows, V])];
+      if (withCache) be.kvCache({ layers: 2, slots: 2, positions: 64, heads: 2, headDim: 16 });
+      await loaded(be, weight, w);
+      const before = be.allocatedBytes;
+      await loaded(be, e, wte);
+      assertEquals(be.allocatedBytes, before, `${dtype}: no wasm memory for the f32 embedding`);
+      be.write(tok, tokens);
+      be.write(pos, new Int32Array(V));
+      be.embed(emb, tok, pos, e, p, V);
+      be.logits(head, inp, e, rows);
+      results.push([await read(be, emb, V * C), await read(be, head, rows * V)]);
+    }
+    const [cached, chunked] = results;
+    assertEquals(chunked[0], cached[0], `${dtype}: every row of the table, bit for bit`);
+    assertEquals(chunked[1], cached[1], `${dtype}: the head's logits, bit for bit`);
   }
 });
 

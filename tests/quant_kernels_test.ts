@@ -675,3 +675,38 @@ Deno.test("quant_layout.ts sizes buffers with the kernels' own block and panel s
   assertEquals(q8PackedBytes(64, 17), 2 * 2 * 576);
   assertEquals(f16PackedBytes(3, 17), 2 * 16 * 3 * 2);
 });
+
+Deno.test("pack_q8() and pack_f16() of wte a chunk of panels at a time, src holding only the chunk's rows, give the bytes of one call", () => {
+  const rng = new Rng(47);
+  // V = 83: six panels, the last one three rows wide; C = 70: the last q8 block partial.
+  const [V, C] = [83, 70];
+  const wte = randn(rng, V * C, 0.1);
+  const panelFloats = QUANT_PANEL * C;
+  const chunks = [[0, 1], [1, 3], [3, 4], [4, 6]];
+  for (
+    const [whole, chunk, bytes] of [
+      [OPS.packQ8, OPS.packQ8Chunk, q8PackedBytes(C, V)],
+      [OPS.packF16, OPS.packF16Chunk, f16PackedBytes(C, V)],
+    ] as const
+  ) {
+    h.reset();
+    const want = putBytes(bytes);
+    run(whole, [want, put(wte), C, V, 1]);
+    const got = putBytes(bytes);
+    for (const [p0, p1] of chunks) {
+      // Only the chunk's rows, at an address of their own: as the backend stages them.
+      const rows = wte.slice(p0 * panelFloats, Math.min(p1 * panelFloats, V * C));
+      const args = [got, put(rows), C, V, 1, p0, p1 - p0];
+      // Split in two, as the worker pool may: units count from the chunk's first panel.
+      const units = unitsOf(chunk, args);
+      run(chunk, args, 0, units >> 1);
+      run(chunk, args, units >> 1, units);
+    }
+    assertEquals(guard(got, bytes / 4), GUARD, `${chunk.name} wrote past its end`);
+    assertEquals(
+      new Uint8Array(h.memory.buffer, got, bytes),
+      new Uint8Array(h.memory.buffer, want, bytes),
+      `${chunk.name}: the bytes of ${whole.name} on the whole of wte`,
+    );
+  }
+});

@@ -10,7 +10,7 @@
  * results.
  */
 import type { KernelConstants, KernelExports } from "./kernel_module.ts";
-import { quantPanels } from "./quant_layout.ts";
+import { QUANT_PANEL, quantPanels } from "./quant_layout.ts";
 
 /** An op's arguments by name. */
 export type OpArgs<A extends string = string> = Readonly<Record<A, number>>;
@@ -68,6 +68,19 @@ const conv1dF16Op = (kernel: string) =>
     units: (a) => quantPanels(a.OC),
     size: (a) => (a.rows + a.C) * a.OC / 2,
     run: (x, a, u0, u1) => x[kernel](a.out, a.inp, a.weight, a.bias, a.rows, a.C, a.OC, u0, u1),
+  });
+
+/**
+ * `pack_q8` / `pack_f16` over `panels` panels from panel `first` on, with src holding the
+ * weight from that panel on only: a chunk of wte's rows (transposed = 1), packed into the
+ * whole of dst. Units are the chunk's panels.
+ */
+const packChunkOp = (kernel: string) =>
+  op(["dst", "src", "C", "OC", "transposed", "first", "panels"], {
+    units: (a) => a.panels,
+    size: (a) => 2 * a.C * QUANT_PANEL * a.panels,
+    run: (x, a, u0, u1) =>
+      x[kernel](a.dst, a.src, a.C, a.OC, a.transposed, a.first, a.first + u0, a.first + u1),
   });
 
 /** `embed` with wte stored as q8 or f16. */
@@ -151,8 +164,9 @@ const SPECS = {
   packQ8: op(["dst", "src", "C", "OC", "transposed"], {
     units: (a) => quantPanels(a.OC),
     size: (a) => 2 * a.C * a.OC,
-    run: (x, a, u0, u1) => x.pack_q8(a.dst, a.src, a.C, a.OC, a.transposed, u0, u1),
+    run: (x, a, u0, u1) => x.pack_q8(a.dst, a.src, a.C, a.OC, a.transposed, 0, u0, u1),
   }),
+  packQ8Chunk: packChunkOp("pack_q8"),
   conv1dQ8: conv1dQ8Op("conv1d_q8"),
   conv1dQ8Gelu: conv1dQ8Op("conv1d_q8_gelu"),
   conv1dQ8Residual: conv1dQ8Op("conv1d_q8_residual"),
@@ -167,8 +181,9 @@ const SPECS = {
   packF16: op(["dst", "src", "C", "OC", "transposed"], {
     units: (a) => quantPanels(a.OC),
     size: (a) => 2 * a.C * a.OC,
-    run: (x, a, u0, u1) => x.pack_f16(a.dst, a.src, a.C, a.OC, a.transposed, u0, u1),
+    run: (x, a, u0, u1) => x.pack_f16(a.dst, a.src, a.C, a.OC, a.transposed, 0, u0, u1),
   }),
+  packF16Chunk: packChunkOp("pack_f16"),
   convertF16: op(["dst", "src", "n"], {
     units: (a) => a.n,
     align: 16,

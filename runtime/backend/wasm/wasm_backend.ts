@@ -20,7 +20,13 @@ import {
 import { BackendError } from "../../errors.ts";
 import { type KernelConstants, kernelModule } from "./kernel_module.ts";
 import { type Op, type OpArgs, OPS } from "./ops.ts";
-import { f16PackedBytes, q8PackedBytes, q8RowBytes } from "./quant_layout.ts";
+import {
+  f16PackedBytes,
+  q8PackedBytes,
+  q8RowBytes,
+  QUANT_PANEL,
+  quantPanels,
+} from "./quant_layout.ts";
 import { RESERVED_BYTES, WorkerPool } from "./worker_pool.ts";
 
 /** Options of `WasmBackend.create`. */
@@ -160,8 +166,8 @@ export class WasmBackend implements Backend {
   #scratch = { ptr: 0, floats: 0 };
   /** Input rows of a q8 product, quantised by `quantizeQ8`. */
   #q8Scratch = { ptr: 0, bytes: 0 };
-  /** Where an f16/q8 embedding is read as f32 before it is converted, if not `#staging`. */
-  #embeddingStage: { ptr: number; bytes: number; tailOf?: WasmTensor } | undefined;
+  /** Where in a KV cache an f16/q8 embedding was read as f32 before it was converted. */
+  #embeddingStage: { ptr: number; bytes: number; tailOf: WasmTensor } | undefined;
 
   /** The element type of the `"conv1d"` and `"embedding"` weights. */
   readonly dtype: WeightType;
@@ -264,12 +270,7 @@ export class WasmBackend implements Backend {
       return;
     }
     if (role === "embedding") {
-      // (V, C) read as f32 into a stage of its own, then converted in place in wasm.
-      const [V, C] = w.shape;
-      const stage = this.#embeddingStaging(n);
-      await read(this.#f32.subarray(stage / 4, stage / 4 + n));
-      const op = w.dtype === "f16" ? OPS.packF16 : OPS.packQ8;
-      this.#run(op, { dst: ptr, src: stage, C, OC: V, transposed: 1 });
+      await this.#loadEmbedding(w, read);
       return;
     }
     const [C, OC] = w.shape;
@@ -517,22 +518,57 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * Where an f16/q8 embedding of `floats` floats is read before it is converted: the end
-   * of the KV cache while that holds nothing yet and has room past the Conv1D staging
-   * slots at its start, else memory of its own (kept, as the allocator never frees).
+   * Loads an f16/q8 embedding wte (V, C): read as f32 into the end of the KV cache while
+   * that holds nothing yet and has room past the Conv1D staging slots at its start, and
+   * converted from there; else read into the JS heap (freed by the GC once loaded) and
+   * converted a chunk of whole panels at a time through a Conv1D staging slot, so that no
+   * wasm memory, which is never freed, holds a second copy. Both give the same bytes.
    */
-  #embeddingStaging(floats: number): number {
+  async #loadEmbedding(
+    w: WasmTensor,
+    read: (dest: Float32Array) => Promise<void>,
+  ): Promise<void> {
+    const [V, C] = w.shape;
+    const n = V * C;
+    const dst = WasmTensor.ptr(w);
+    const chunkOp = w.dtype === "f16" ? OPS.packF16Chunk : OPS.packQ8Chunk;
+    const panels = quantPanels(V);
+    const stage = this.#embeddingInCache(n);
+    if (stage !== undefined) {
+      await read(this.#f32.subarray(stage / 4, stage / 4 + n));
+      this.#run(chunkOp, { dst, src: stage, C, OC: V, transposed: 1, first: 0, panels });
+      return;
+    }
+    const wte = new Float32Array(n);
+    await read(wte);
+    const panelFloats = QUANT_PANEL * C;
+    // As many whole panels as a staging slot holds (one at least, in a slot made for it).
+    const perChunk = Math.max(1, Math.floor(this.#largestConv1d / panelFloats));
+    const slot = await this.#acquireSlot(Math.min(panels, perChunk) * panelFloats);
+    try {
+      for (let first = 0; first < panels; first += perChunk) {
+        const count = Math.min(perChunk, panels - first);
+        const rows = wte.subarray(first * panelFloats, (first + count) * panelFloats);
+        this.#f32.set(rows, slot / 4);
+        this.#run(chunkOp, { dst, src: slot, C, OC: V, transposed: 1, first, panels: count });
+      }
+    } finally {
+      this.#releaseSlot(slot);
+    }
+  }
+
+  /**
+   * Where in the KV cache an f16/q8 embedding of `floats` floats can be read before it is
+   * converted: its end, while it holds nothing yet and has room past the Conv1D staging
+   * slots at its start; undefined when it cannot.
+   */
+  #embeddingInCache(floats: number): number | undefined {
     const bytes = 4 * floats;
     const slotBytes = Math.ceil((4 * this.#largestConv1d) / ALIGN) * ALIGN;
     const cache = this.#emptyCache;
-    if (cache && cache.bytes >= STAGING_SLOTS * slotBytes + bytes + ALIGN) {
-      const ptr = WasmTensor.ptr(cache) + cache.bytes - bytes;
-      this.#embeddingStage = { ptr: ptr - (ptr % ALIGN), bytes, tailOf: cache };
-    } else if (
-      !this.#embeddingStage || this.#embeddingStage.tailOf || this.#embeddingStage.bytes < bytes
-    ) {
-      this.#embeddingStage = { ptr: this.#alloc(bytes), bytes };
-    }
+    if (!cache || cache.bytes < STAGING_SLOTS * slotBytes + bytes + ALIGN) return undefined;
+    const ptr = WasmTensor.ptr(cache) + cache.bytes - bytes;
+    this.#embeddingStage = { ptr: ptr - (ptr % ALIGN), bytes, tailOf: cache };
     return this.#embeddingStage.ptr;
   }
 

@@ -520,7 +520,7 @@ export class WasmBackend implements Backend {
   /**
    * Loads an f16/q8 embedding wte (V, C): read as f32 into the end of the KV cache while
    * that holds nothing yet and has room past the Conv1D staging slots at its start, and
-   * converted from there; else read into the JS heap (freed by the GC once loaded) and
+   * converted from there; else read into the JS heap (detached, so freed, once packed) and
    * converted a chunk of whole panels at a time through a Conv1D staging slot, so that no
    * wasm memory, which is never freed, holds a second copy. Both give the same bytes.
    */
@@ -554,6 +554,8 @@ export class WasmBackend implements Backend {
       }
     } finally {
       this.#releaseSlot(slot);
+      // Detached, its memory is freed now rather than whenever the GC next runs.
+      wte.buffer.transfer(0);
     }
   }
 

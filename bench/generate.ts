@@ -236,7 +236,8 @@ async function main(): Promise<void> {
     weight_bytes: gpt2.weightBytes,
     bandwidth_fraction: round(decodeGbS / readGbS),
     peak_rss_mb: Math.round(peakRss / 2 ** 20),
-    threads,
+    // Threads run only the wasm kernels; another backend has none to report.
+    threads: (backend as { threads?: number }).threads ?? null,
     backend: backend.name,
     dtype: backend.dtype,
     batch,

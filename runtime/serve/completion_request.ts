@@ -242,22 +242,26 @@ function optionalBoolean(b: Record<string, unknown>, key: string, fallback: bool
   return v;
 }
 
+/** `b[key]` as a number in [min, max] (a whole one if `integer`), or `fallback` when absent. */
 function optionalNumber(
   b: Record<string, unknown>,
   key: string,
   fallback: number,
   min: number,
   max: number,
+  integer = false,
 ): number {
   const v = b[key];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== "number" || !Number.isFinite(v)) {
-    throw invalidField(key, `${key} must be a number, got ${describe(v)}`);
+  if (typeof v !== "number" || !(integer ? Number.isInteger(v) : Number.isFinite(v))) {
+    const kind = integer ? "an integer" : "a number";
+    throw invalidField(key, `${key} must be ${kind}, got ${describe(v)}`);
   }
   if (v < min || v > max) throw invalidField(key, `${key} must be in [${min}, ${max}], got ${v}`);
   return v;
 }
 
+/** `optionalNumber` for whole numbers. */
 function optionalInteger(
   b: Record<string, unknown>,
   key: string,
@@ -265,13 +269,7 @@ function optionalInteger(
   min: number,
   max: number,
 ): number {
-  const v = b[key];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "number" || !Number.isInteger(v)) {
-    throw invalidField(key, `${key} must be an integer, got ${describe(v)}`);
-  }
-  if (v < min || v > max) throw invalidField(key, `${key} must be in [${min}, ${max}], got ${v}`);
-  return v;
+  return optionalNumber(b, key, fallback, min, max, true);
 }
 
 function neutral(

@@ -163,14 +163,6 @@ export interface Model extends Disposable {
   generateText(prompt: string, options?: GenerateOptions): AsyncGenerator<string>;
 }
 
-/**
- * Wraps a loaded `Gpt2` and its tokenizer as a {@linkcode Model} whose `generateBatch`
- * decodes `batch` sequences (at most its slots); for tests on other backends.
- */
-export function modelOf(gpt2: Gpt2, tokenizer: Tokenizer, batch = 1): Model {
-  return new LoadedModel(gpt2, tokenizer, batch);
-}
-
 class LoadedModel implements Model {
   readonly #scheduler: Scheduler;
   readonly #batch: number;

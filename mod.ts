@@ -5,7 +5,7 @@
  * @example Generate text from a model folder
  * ```ts
  * import { loadModel } from "./mod.ts";
- * import { randomWeights, writeModelFolder } from "./runtime/random_model.ts";
+ * import { randomWeights, writeModelFolder } from "./testing/random_model.ts";
  *
  * // A tiny random model stands in for models/124M here.
  * const dir = await Deno.makeTempDir();
@@ -32,18 +32,23 @@
  *
  * @module
  */
-export { type GenerateOptions, loadModel, type LoadOptions, type Model } from "./runtime/model.ts";
+export {
+  type GenerateOptions,
+  loadModel,
+  type LoadOptions,
+  type Model,
+} from "./runtime/generate/model.ts";
 export { BACKEND_NAMES, type BackendName } from "./runtime/backend/create.ts";
 export { WEIGHT_TYPES, type WeightType } from "./runtime/backend/backend.ts";
-export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer.ts";
-export { Sampler, type SamplerOptions, type SamplingOptions } from "./runtime/sampler.ts";
+export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer/tokenizer.ts";
+export { Sampler, type SamplerOptions, type SamplingOptions } from "./runtime/generate/sampler.ts";
 export {
   MAX_TOP_LOGPROBS,
   type StepLogprobs,
   stepLogprobs,
   type TokenLogprob,
-} from "./runtime/logprobs.ts";
-export { Rng } from "./runtime/random.ts";
+} from "./runtime/generate/logprobs.ts";
+export { Rng } from "./runtime/generate/random.ts";
 export { GPT2_SIZES, type HParams } from "./runtime/gpt2/hparams.ts";
 export {
   type DownloadedFile,
@@ -53,5 +58,5 @@ export {
   type DownloadResult,
   MODEL_FILES,
   MODEL_SIZES,
-} from "./runtime/download.ts";
+} from "./runtime/io/download.ts";
 export { BackendError, DownloadError, ModelFileError, UsageError } from "./runtime/errors.ts";

@@ -15,15 +15,15 @@
 import { parseArgs } from "node:util";
 import type { WeightType } from "../runtime/backend/backend.ts";
 import { createBackend } from "../runtime/backend/create.ts";
-import type { TensorSource } from "../runtime/checkpoint/tensor_source.ts";
+import type { TensorSource } from "../runtime/io/tensor_source.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
 import type { NameMap } from "../runtime/gpt2/tensor_names.ts";
-import { openModelFiles } from "../runtime/model_files.ts";
-import { memorySource, randomWeights } from "../runtime/random_model.ts";
-import { Rng } from "../runtime/random.ts";
-import { argmax } from "../runtime/sampler.ts";
-import { Tokenizer } from "../runtime/tokenizer.ts";
+import { openModelFiles } from "../runtime/gpt2/model_files.ts";
+import { memorySource, randomWeights } from "../testing/random_model.ts";
+import { Rng } from "../runtime/generate/random.ts";
+import { argmax } from "../runtime/generate/sampler.ts";
+import { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 
 /** The types compared with float32. */
 const TYPES: readonly WeightType[] = ["f16", "q8"];

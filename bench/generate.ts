@@ -26,9 +26,9 @@ import { type Backend, WEIGHT_TYPES, type WeightType } from "../runtime/backend/
 import { BACKEND_NAMES, createBackend } from "../runtime/backend/create.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
-import { openModelFiles } from "../runtime/model_files.ts";
-import { argmax } from "../runtime/sampler.ts";
-import { syntheticSource } from "../runtime/random_model.ts";
+import { openModelFiles } from "../runtime/gpt2/model_files.ts";
+import { argmax } from "../runtime/generate/sampler.ts";
+import { syntheticSource } from "../testing/random_model.ts";
 
 interface Options {
   model?: string;

@@ -12,7 +12,7 @@ import { benchRate } from "./report.ts";
 import { randn } from "../tests/kernel_harness.ts";
 import type { Tensor, WeightRole } from "../runtime/backend/backend.ts";
 import { WasmBackend } from "../runtime/backend/wasm/wasm_backend.ts";
-import { Rng } from "../runtime/random.ts";
+import { Rng } from "../runtime/generate/random.ts";
 import {
   refAttention,
   refConv1d,

@@ -16,11 +16,11 @@
  * The three are measured in turn, `ROUNDS` times; the result is one JSON line with the
  * median times and the largest peak memory.
  */
-import { loadModel } from "../runtime/model.ts";
+import { loadModel } from "../runtime/generate/model.ts";
 import { gpt2Tensors } from "../runtime/gpt2/tensor_names.ts";
-import { readFully } from "../runtime/checkpoint/file_pool.ts";
+import { readFully } from "../runtime/io/file_pool.ts";
 import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 
 /** Reads every file of `dir` whole into a buffer of its size; returns the bytes read. */
 async function readFiles(dir: string): Promise<number> {

@@ -14,7 +14,7 @@
 import { benchRate } from "./report.ts";
 import { Harness, randn } from "../tests/kernel_harness.ts";
 import { f16PackedBytes, q8PackedBytes, q8RowBytes } from "../runtime/backend/wasm/quant_layout.ts";
-import { Rng } from "../runtime/random.ts";
+import { Rng } from "../runtime/generate/random.ts";
 import { instantiate, kernelModule } from "../runtime/backend/wasm/kernel_module.ts";
 import { namedArgs, type Op, OPS } from "../runtime/backend/wasm/ops.ts";
 import { WorkerPool } from "../runtime/backend/wasm/worker_pool.ts";

@@ -15,8 +15,8 @@
  */
 import { parseFlags } from "../cli/flags.ts";
 import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
-import { loadModel } from "../runtime/model.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { loadModel } from "../runtime/generate/model.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
 
 const flags = parseFlags(Deno.args, {

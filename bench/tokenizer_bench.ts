@@ -12,7 +12,7 @@
 import { Tiktoken } from "js-tiktoken/lite";
 import r50k from "js-tiktoken/ranks/r50k_base";
 import gpt3EncoderPackage from "gpt-3-encoder/package.json" with { type: "json" };
-import { Tokenizer } from "../runtime/tokenizer.ts";
+import { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 
 // As in the tests: importing a file of the package makes Deno install it, then its vocabulary
 // files can be read from node_modules.

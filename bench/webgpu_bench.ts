@@ -14,8 +14,8 @@ import { WebGpuBackend } from "../runtime/backend/webgpu/webgpu_backend.ts";
 import type { Tensor, WeightRole } from "../runtime/backend/backend.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
-import { memorySource, randomWeights } from "../runtime/random_model.ts";
-import { Rng } from "../runtime/random.ts";
+import { memorySource, randomWeights } from "../testing/random_model.ts";
+import { Rng } from "../runtime/generate/random.ts";
 
 const rng = new Rng(0);
 let backend: WebGpuBackend | null = null;

@@ -14,7 +14,7 @@ import {
   MODEL_FILES,
   MODEL_SIZES,
   PARTIAL_SUFFIX,
-} from "../runtime/download.ts";
+} from "../runtime/io/download.ts";
 
 /** The flags of `deno task download`. */
 export const DOWNLOAD_FLAGS = {
@@ -54,7 +54,7 @@ export type DownloadArgs =
  * @example
  * ```ts
  * import { parseDownloadArgs } from "./download.ts";
- * import { DEFAULT_BASE_URL } from "../runtime/download.ts";
+ * import { DEFAULT_BASE_URL } from "../runtime/io/download.ts";
  * import assert from "node:assert/strict";
  * const args = parseDownloadArgs(["355M", "--models_dir", "/tmp/models"]);
  * assert.deepEqual(args, {

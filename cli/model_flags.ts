@@ -6,7 +6,7 @@
  */
 import { BACKEND_NAMES } from "../runtime/backend/create.ts";
 import { UsageError } from "../runtime/errors.ts";
-import { DTYPE_CHOICES, type LoadOptions, type Model } from "../runtime/model.ts";
+import { DTYPE_CHOICES, type LoadOptions, type Model } from "../runtime/generate/model.ts";
 import type { FlagSpec } from "./flags.ts";
 
 /** `--backend`, `--dtype` and `--threads`, with their defaults. */

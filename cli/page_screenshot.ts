@@ -10,8 +10,8 @@
 import { describeFlags, type FlagSpec, parseCommandLine } from "./flags.ts";
 import { runMain } from "./run_main.ts";
 import { drivePage } from "./page_driver.ts";
-import { loadModel } from "../runtime/model.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { loadModel } from "../runtime/generate/model.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
 

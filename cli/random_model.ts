@@ -12,7 +12,7 @@ import { runMain } from "./run_main.ts";
 import { write } from "./sampling.ts";
 import { UsageError } from "../runtime/errors.ts";
 import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 
 /** A small shape that loads in milliseconds. */
 const TINY: HParams = { n_vocab: 1000, n_ctx: 128, n_embd: 64, n_head: 4, n_layer: 2 };

@@ -7,8 +7,8 @@
  */
 import type { FlagSpec, FlagValues } from "./flags.ts";
 import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
-import { loadModel, type Model } from "../runtime/model.ts";
-import { Rng } from "../runtime/random.ts";
+import { loadModel, type Model } from "../runtime/generate/model.ts";
+import { Rng } from "../runtime/generate/random.ts";
 import { UsageError } from "../runtime/errors.ts";
 
 /** The flags of `interact_model` and `sample_model`, with the originals' defaults. */

@@ -7,7 +7,7 @@
  */
 import { describeFlags, type FlagSpec, parseCommandLine } from "./flags.ts";
 import { runMain } from "./run_main.ts";
-import { loadModel } from "../runtime/model.ts";
+import { loadModel } from "../runtime/generate/model.ts";
 import { UsageError } from "../runtime/errors.ts";
 import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { ApiServer } from "../runtime/serve/server.ts";

@@ -4,9 +4,9 @@
  */
 import { assert, assertEquals } from "./asserts.ts";
 import { compare } from "../bench/accuracy.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
-import { Rng } from "../runtime/random.ts";
+import { Rng } from "../runtime/generate/random.ts";
 import { withTempDir } from "./temp_dir.ts";
 
 Deno.test("compare(): the same logits, or all shifted by a constant, are the same distribution", () => {

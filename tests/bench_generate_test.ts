@@ -4,7 +4,7 @@
  */
 import { assert, assertEquals } from "./asserts.ts";
 import { gpt2Tensors } from "../runtime/gpt2/tensor_names.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { withTempDir } from "./temp_dir.ts";
 

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { assertEquals, assertRejects } from "./asserts.ts";
-import { crc32c, maskCrc32c, unmaskCrc32c } from "../runtime/checkpoint/crc32c.ts";
-import { Crc32cThread } from "../runtime/checkpoint/crc32c_thread.ts";
+import { crc32c, maskCrc32c, unmaskCrc32c } from "../runtime/io/crc32c.ts";
+import { Crc32cThread } from "../runtime/io/crc32c_thread.ts";
 
 /** Bit-at-a-time CRC-32C straight from the definition: the oracle for the table version. */
 function crc32cBitwise(data: Uint8Array): number {

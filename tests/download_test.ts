@@ -13,7 +13,7 @@ import {
   MODEL_SIZES,
   parseContentRange,
   PARTIAL_SUFFIX,
-} from "../runtime/download.ts";
+} from "../runtime/io/download.ts";
 import {
   createProgressReporter,
   formatByteRatio,

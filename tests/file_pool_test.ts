@@ -1,5 +1,5 @@
 import { assertEquals, assertRejects } from "./asserts.ts";
-import { FilePool, readFully } from "../runtime/checkpoint/file_pool.ts";
+import { FilePool, readFully } from "../runtime/io/file_pool.ts";
 import { withTempDir } from "./temp_dir.ts";
 
 /** A file whose byte i is i mod 251, and a pool on it that counts the handles it opens. */

@@ -9,9 +9,9 @@ import { assert, assertEquals, assertRejects, assertThrows } from "./asserts.ts"
 import { createBackend } from "../runtime/backend/create.ts";
 import { Gpt2, type Gpt2Options } from "../runtime/gpt2/gpt2.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
-import { Rng } from "../runtime/random.ts";
-import { randomWeights } from "../runtime/random_model.ts";
-import { memorySource } from "../runtime/random_model.ts";
+import { Rng } from "../runtime/generate/random.ts";
+import { randomWeights } from "../testing/random_model.ts";
+import { memorySource } from "../testing/random_model.ts";
 
 const HP: HParams = { n_vocab: 97, n_ctx: 40, n_embd: 48, n_head: 4, n_layer: 3 };
 const weights = randomWeights(HP, 11);

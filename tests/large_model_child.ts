@@ -6,10 +6,10 @@
  *
  *   deno run -A tests/large_model_child.ts f16|q8   (-A: it reads /proc/self/status)
  */
-import { createGpt2 } from "../runtime/model.ts";
+import { createGpt2 } from "../runtime/generate/model.ts";
 import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
-import { syntheticSource } from "../runtime/random_model.ts";
-import { argmax } from "../runtime/sampler.ts";
+import { syntheticSource } from "../testing/random_model.ts";
+import { argmax } from "../runtime/generate/sampler.ts";
 
 /** The process's peak resident memory in bytes (Linux's VmHWM). */
 function peakRss(): number {

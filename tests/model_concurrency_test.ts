@@ -5,10 +5,10 @@
  * gets alone.
  */
 import { assert, assertEquals } from "./asserts.ts";
-import { loadModel } from "../runtime/model.ts";
-import type { GenerateOptions } from "../runtime/model.ts";
+import { loadModel } from "../runtime/generate/model.ts";
+import type { GenerateOptions } from "../runtime/generate/model.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 
 const HP: HParams = { n_vocab: 300, n_ctx: 64, n_embd: 32, n_head: 4, n_layer: 2 };
 const dir = await Deno.makeTempDir({ prefix: "gpt2-concurrency-" });

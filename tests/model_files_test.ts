@@ -10,10 +10,10 @@ import { createBackend } from "../runtime/backend/create.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import { ModelFileError } from "../runtime/errors.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
-import { openModelFiles } from "../runtime/model_files.ts";
-import { randomWeights, type Weights, writeModelFolder } from "../runtime/random_model.ts";
-import { referenceForward } from "../runtime/backend/reference/ops.ts";
-import { writeTfBundle } from "../runtime/checkpoint/tf_bundle_writer.ts";
+import { openModelFiles } from "../runtime/gpt2/model_files.ts";
+import { randomWeights, type Weights, writeModelFolder } from "../testing/random_model.ts";
+import { referenceForward } from "../testing/reference_model.ts";
+import { writeTfBundle } from "../testing/tf_bundle_writer.ts";
 
 const HP: HParams = { n_vocab: 300, n_ctx: 16, n_embd: 24, n_head: 2, n_layer: 2 };
 const weights = randomWeights(HP, 3);

@@ -1,10 +1,10 @@
 /** The library API on a generated model folder: loadModel, logits, generate and kin. */
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
-import { createGpt2, loadModel, type LoadOptions, type Model } from "../runtime/model.ts";
+import { createGpt2, loadModel, type LoadOptions, type Model } from "../runtime/generate/model.ts";
 import { BackendError } from "../runtime/errors.ts";
 import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
-import { argmax } from "../runtime/sampler.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
+import { argmax } from "../runtime/generate/sampler.ts";
 
 const HP: HParams = { n_vocab: 300, n_ctx: 48, n_embd: 32, n_head: 4, n_layer: 2 };
 const dir = await Deno.makeTempDir({ prefix: "gpt2-model-api-" });

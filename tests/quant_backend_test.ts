@@ -18,8 +18,8 @@ import { WasmBackend } from "../runtime/backend/wasm/wasm_backend.ts";
 import type { WeightType } from "../runtime/backend/backend.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
-import { Rng } from "../runtime/random.ts";
-import { memorySource, randomWeights } from "../runtime/random_model.ts";
+import { Rng } from "../runtime/generate/random.ts";
+import { memorySource, randomWeights } from "../testing/random_model.ts";
 import { refConv1d, refLogits } from "../runtime/backend/reference/ops.ts";
 import {
   dequantizeQ8,

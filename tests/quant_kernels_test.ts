@@ -26,7 +26,7 @@ import {
   q8RowBytes,
   QUANT_PANEL,
 } from "../runtime/backend/wasm/quant_layout.ts";
-import { Rng } from "../runtime/random.ts";
+import { Rng } from "../runtime/generate/random.ts";
 import { instantiate, kernelModule } from "../runtime/backend/wasm/kernel_module.ts";
 import { namedArgs, type Op, OPS } from "../runtime/backend/wasm/ops.ts";
 import { refConv1d, refGelu, refLogits } from "../runtime/backend/reference/ops.ts";
@@ -43,7 +43,7 @@ import {
   roundHalfEven,
   roundToFloat16,
 } from "../runtime/backend/reference/quant.ts";
-import { float16BitsToFloat32Bits } from "../runtime/checkpoint/tensor_source.ts";
+import { float16BitsToFloat32Bits } from "../runtime/io/tensor_source.ts";
 
 const h = await Harness.create(256 << 20);
 const { exports, constants } = instantiate(await kernelModule(), h.memory);

@@ -3,7 +3,7 @@
  * generated model folder.
  */
 import { assert, assertEquals } from "./asserts.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
 
 const HP: HParams = { n_vocab: 400, n_ctx: 64, n_embd: 32, n_head: 2, n_layer: 2 };

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
 import { assertClose } from "./assert_close.ts";
 import { ModelFileError } from "../runtime/errors.ts";
-import { openSafetensors, writeSafetensors } from "../runtime/checkpoint/safetensors.ts";
+import { openSafetensors, writeSafetensors } from "../runtime/io/safetensors.ts";
 import {
   type DType,
   elementCount,
@@ -10,7 +10,7 @@ import {
   itemSize,
   readAsFloat32,
   type TensorToWrite,
-} from "../runtime/checkpoint/tensor_source.ts";
+} from "../runtime/io/tensor_source.ts";
 import { listTemporaryFiles, withTempDir } from "./temp_dir.ts";
 
 /** IEEE 754 binary16 to a number, straight from the definition: the scalar reference. */

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { assert, assertEquals, assertThrows } from "./asserts.ts";
-import { Rng } from "../runtime/random.ts";
-import { argmax, Sampler, sampleToken, validateSampling } from "../runtime/sampler.ts";
+import { Rng } from "../runtime/generate/random.ts";
+import { argmax, Sampler, sampleToken, validateSampling } from "../runtime/generate/sampler.ts";
 
 const logitsArb = fc.array(fc.float({ min: -20, max: 20, noNaN: true }), {
   minLength: 1,

@@ -6,8 +6,8 @@ import { assert, assertEquals, assertRejects } from "./asserts.ts";
 import { ReferenceBackend } from "../runtime/backend/reference/reference_backend.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
-import { memorySource, randomWeights } from "../runtime/random_model.ts";
-import { Scheduler, type SequenceOptions } from "../runtime/scheduler.ts";
+import { memorySource, randomWeights } from "../testing/random_model.ts";
+import { Scheduler, type SequenceOptions } from "../runtime/generate/scheduler.ts";
 
 const HP: HParams = { n_vocab: 120, n_ctx: 48, n_embd: 16, n_head: 2, n_layer: 2 };
 const weights = randomWeights(HP, 4);

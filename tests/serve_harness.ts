@@ -1,6 +1,6 @@
 /** What the served-mode tests share: a small model folder, a server on loopback, SSE parsing. */
 import type { HParams } from "../runtime/gpt2/hparams.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { ApiServer, type ApiServerOptions } from "../runtime/serve/server.ts";
 import type { CompletionModel } from "../runtime/serve/completion.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";

@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals } from "./asserts.ts";
 import { assertClose } from "./assert_close.ts";
-import { loadModel } from "../runtime/model.ts";
+import { loadModel } from "../runtime/generate/model.ts";
 import {
   parseEvents,
   post,

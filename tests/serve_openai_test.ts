@@ -1,7 +1,7 @@
 /** The served mode with the official `openai` npm client pointed at it. */
 import OpenAI from "openai";
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
-import { loadModel } from "../runtime/model.ts";
+import { loadModel } from "../runtime/generate/model.ts";
 import { post, startServer, writeTestModel } from "./serve_harness.ts";
 
 const dir = await writeTestModel();

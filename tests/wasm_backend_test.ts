@@ -20,7 +20,7 @@ import { WasmBackend } from "../runtime/backend/wasm/wasm_backend.ts";
 import { kernelModule } from "../runtime/backend/wasm/kernel_module.ts";
 import { OPS } from "../runtime/backend/wasm/ops.ts";
 import { RESERVED_BYTES, share, WorkerPool } from "../runtime/backend/wasm/worker_pool.ts";
-import { Rng } from "../runtime/random.ts";
+import { Rng } from "../runtime/generate/random.ts";
 import {
   refAttention,
   refConv1d,

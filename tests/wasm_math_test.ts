@@ -6,7 +6,7 @@
 import { assertClose } from "./assert_close.ts";
 import { assertEquals } from "./asserts.ts";
 import { Harness, randn } from "./kernel_harness.ts";
-import { Rng } from "../runtime/random.ts";
+import { Rng } from "../runtime/generate/random.ts";
 import { refGelu, refSoftmax } from "../runtime/backend/reference/ops.ts";
 
 const h = await Harness.create(16 << 20);

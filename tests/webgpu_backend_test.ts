@@ -12,7 +12,7 @@ import { assertEquals } from "./asserts.ts";
 import { assertNmse, gpuTest, openWebGpu } from "./webgpu_harness.ts";
 import type { Tensor } from "../runtime/backend/backend.ts";
 import { WebGpuBackend } from "../runtime/backend/webgpu/webgpu_backend.ts";
-import { Rng } from "../runtime/random.ts";
+import { Rng } from "../runtime/generate/random.ts";
 import {
   refAttention,
   refConv1d,

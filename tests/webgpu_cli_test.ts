@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals } from "./asserts.ts";
 import { gpuTest, openWebGpu } from "./webgpu_harness.ts";
-import { randomWeights, writeModelFolder } from "../runtime/random_model.ts";
+import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { WebGpuBackend } from "../runtime/backend/webgpu/webgpu_backend.ts";
 

@@ -9,15 +9,15 @@
 import { assertEquals } from "./asserts.ts";
 import { assertNmse, gpuTest, openWebGpu } from "./webgpu_harness.ts";
 import { ReferenceBackend } from "../runtime/backend/reference/reference_backend.ts";
-import { referenceForward } from "../runtime/backend/reference/ops.ts";
+import { referenceForward } from "../testing/reference_model.ts";
 import { WebGpuBackend, type WebGpuOptions } from "../runtime/backend/webgpu/webgpu_backend.ts";
 import type { Backend } from "../runtime/backend/backend.ts";
 import { Gpt2, type Gpt2Options } from "../runtime/gpt2/gpt2.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
-import { memorySource, randomWeights } from "../runtime/random_model.ts";
-import { Rng } from "../runtime/random.ts";
-import { loadModel } from "../runtime/model.ts";
-import { writeModelFolder } from "../runtime/random_model.ts";
+import { memorySource, randomWeights } from "../testing/random_model.ts";
+import { Rng } from "../runtime/generate/random.ts";
+import { loadModel } from "../runtime/generate/model.ts";
+import { writeModelFolder } from "../testing/random_model.ts";
 import { withTempDir } from "./temp_dir.ts";
 
 const HP: HParams = { n_vocab: 101, n_ctx: 40, n_embd: 48, n_head: 4, n_layer: 3 };

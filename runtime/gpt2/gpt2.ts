@@ -6,7 +6,7 @@
  * @module
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
-import type { TensorSource } from "../checkpoint/tensor_source.ts";
+import type { TensorSource } from "../io/tensor_source.ts";
 import { type Activations, blocks, finalNorm, head } from "./forward.ts";
 import type { HParams } from "./hparams.ts";
 import { loadParams } from "./load.ts";

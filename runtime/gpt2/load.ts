@@ -6,7 +6,7 @@
  * @module
  */
 import type { Backend } from "../backend/backend.ts";
-import { readAsFloat32, type TensorSource } from "../checkpoint/tensor_source.ts";
+import { readAsFloat32, type TensorSource } from "../io/tensor_source.ts";
 import { ModelFileError } from "../errors.ts";
 import type { ParamSlot } from "./params.ts";
 import { type NameMap, tfNames } from "./tensor_names.ts";

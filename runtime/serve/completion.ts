@@ -6,11 +6,11 @@
  *
  * @module
  */
-import type { GenerateOptions } from "../model.ts";
+import type { GenerateOptions } from "../generate/model.ts";
 import type { HParams } from "../gpt2/hparams.ts";
-import { type StepLogprobs, stepLogprobs } from "../logprobs.ts";
-import type { SamplerOptions } from "../sampler.ts";
-import type { Tokenizer } from "../tokenizer.ts";
+import { type StepLogprobs, stepLogprobs } from "../generate/logprobs.ts";
+import type { SamplerOptions } from "../generate/sampler.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { CompletionRequest } from "./completion_request.ts";
 import { StopText } from "./stop_text.ts";
 

@@ -9,7 +9,7 @@
  * @module
  */
 import { ApiError, invalidField } from "./api_error.ts";
-import { MAX_TOP_LOGPROBS } from "../logprobs.ts";
+import { MAX_TOP_LOGPROBS } from "../generate/logprobs.ts";
 
 /** A checked completion request. */
 export interface CompletionRequest {

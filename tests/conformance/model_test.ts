@@ -9,12 +9,12 @@ import { assertNmse } from "../assert_close.ts";
 import { assertEquals } from "../asserts.ts";
 import { withTempDir } from "../temp_dir.ts";
 import { BACKENDS, type BackendUnderTest } from "./backends.ts";
-import { referenceForward } from "../../runtime/backend/reference/ops.ts";
+import { referenceForward } from "../../testing/reference_model.ts";
 import { Gpt2, type Gpt2Options } from "../../runtime/gpt2/gpt2.ts";
 import type { HParams } from "../../runtime/gpt2/hparams.ts";
-import { openModelFiles } from "../../runtime/model_files.ts";
-import { Rng } from "../../runtime/random.ts";
-import { memorySource, randomWeights, writeModelFolder } from "../../runtime/random_model.ts";
+import { openModelFiles } from "../../runtime/gpt2/model_files.ts";
+import { Rng } from "../../runtime/generate/random.ts";
+import { memorySource, randomWeights, writeModelFolder } from "../../testing/random_model.ts";
 
 // Odd sizes: n_vocab 263 and n_embd 30 are no multiples of 4 or 16, d_head 10 no multiple
 // of 4, n_ctx 21 no multiple of 4 (the synthetic tokenizer needs n_vocab ≥ 257).

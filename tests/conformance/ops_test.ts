@@ -13,7 +13,7 @@ import { assert, assertEquals } from "../asserts.ts";
 import { BACKENDS, type BackendUnderTest } from "./backends.ts";
 import type { Backend, KVCacheShape, Tensor, WeightRole } from "../../runtime/backend/backend.ts";
 import { ReferenceBackend } from "../../runtime/backend/reference/reference_backend.ts";
-import { Rng } from "../../runtime/random.ts";
+import { Rng } from "../../runtime/generate/random.ts";
 
 /** The random inputs of one comparison come from this seed, the same for both backends. */
 const SEED = 20261201;

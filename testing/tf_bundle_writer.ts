@@ -5,10 +5,14 @@
  *
  * @module
  */
-import { writeAll, writeFileAtomically, writeTextFileAtomically } from "../atomic_file.ts";
+import {
+  writeAll,
+  writeFileAtomically,
+  writeTextFileAtomically,
+} from "../runtime/io/atomic_file.ts";
 import { join } from "node:path";
-import { crc32c, maskCrc32c } from "./crc32c.ts";
-import { checkTensorToWrite, type TensorToWrite } from "./tensor_source.ts";
+import { crc32c, maskCrc32c } from "../runtime/io/crc32c.ts";
+import { checkTensorToWrite, type TensorToWrite } from "../runtime/io/tensor_source.ts";
 import {
   BUNDLE_VERSION,
   compareBytes,
@@ -17,7 +21,7 @@ import {
   TABLE_MAGIC_HI,
   TABLE_MAGIC_LO,
   TF_DTYPE_CODES,
-} from "./tf_bundle.ts";
+} from "../runtime/io/tf_bundle.ts";
 
 /** Options for {@linkcode writeTfBundle}. */
 export interface WriteTfBundleOptions {

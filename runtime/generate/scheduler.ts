@@ -8,9 +8,9 @@
  *
  * @module
  */
-import type { HParams } from "./gpt2/hparams.ts";
+import type { HParams } from "../gpt2/hparams.ts";
 import { setImmediate } from "node:timers";
-import type { Gpt2 } from "./gpt2/gpt2.ts";
+import type { Gpt2 } from "../gpt2/gpt2.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
 
 /** What one generation asks of the scheduler. */

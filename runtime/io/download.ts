@@ -15,7 +15,7 @@
  * @module
  */
 import { join } from "node:path";
-import { DownloadError, UsageError } from "./errors.ts";
+import { DownloadError, UsageError } from "../errors.ts";
 
 /** The model sizes OpenAI published, smallest first. */
 export const MODEL_SIZES = ["124M", "355M", "774M", "1558M"] as const;

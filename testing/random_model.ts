@@ -2,15 +2,15 @@
  * Small random GPT-2 models for tests and benchmarks: every tensor the real checkpoint
  * has, with the TensorFlow checkpoint's names and shapes, filled from a seeded generator.
  */
-import { writeTextFileAtomically } from "./atomic_file.ts";
-import { writeSafetensors } from "./checkpoint/safetensors.ts";
-import { writeCheckpointFile, writeTfBundle } from "./checkpoint/tf_bundle_writer.ts";
-import type { HParams } from "./gpt2/hparams.ts";
-import type { TensorInfo, TensorSource } from "./checkpoint/tensor_source.ts";
-import { ModelFileError } from "./errors.ts";
-import { Rng } from "./random.ts";
-import { bytesToUnicode } from "./tokenizer.ts";
-import { gpt2Tensors, hfNames } from "./gpt2/tensor_names.ts";
+import { writeTextFileAtomically } from "../runtime/io/atomic_file.ts";
+import { writeSafetensors } from "../runtime/io/safetensors.ts";
+import { writeCheckpointFile, writeTfBundle } from "./tf_bundle_writer.ts";
+import type { HParams } from "../runtime/gpt2/hparams.ts";
+import type { TensorInfo, TensorSource } from "../runtime/io/tensor_source.ts";
+import { ModelFileError } from "../runtime/errors.ts";
+import { Rng } from "../runtime/generate/random.ts";
+import { bytesToUnicode } from "../runtime/tokenizer/tokenizer.ts";
+import { gpt2Tensors, hfNames } from "../runtime/gpt2/tensor_names.ts";
 
 /** A named float32 tensor held in memory. */
 export interface NamedTensor {

@@ -5,16 +5,16 @@
  * steps (continuous batching, runtime/scheduler.ts): each has a KV-cache slot of its own.
  */
 import { setImmediate } from "node:timers";
-import { createBackend } from "./backend/create.ts";
-import { BackendError, ModelFileError } from "./errors.ts";
-import { Gpt2 } from "./gpt2/gpt2.ts";
-import type { HParams } from "./gpt2/hparams.ts";
-import { openModelFiles } from "./model_files.ts";
+import { createBackend } from "../backend/create.ts";
+import { BackendError, ModelFileError } from "../errors.ts";
+import { Gpt2 } from "../gpt2/gpt2.ts";
+import type { HParams } from "../gpt2/hparams.ts";
+import { openModelFiles } from "../gpt2/model_files.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
-import { WEIGHT_TYPES, type WeightType } from "./backend/backend.ts";
+import { WEIGHT_TYPES, type WeightType } from "../backend/backend.ts";
 import { checkPrompt, Scheduler } from "./scheduler.ts";
 import { type StepLogprobs, stepLogprobs } from "./logprobs.ts";
-import { Tokenizer } from "./tokenizer.ts";
+import { Tokenizer } from "../tokenizer/tokenizer.ts";
 
 /** Options of {@linkcode loadModel}. */
 export interface LoadOptions {

@@ -4,12 +4,12 @@
  *   `model.ckpt.index` + `model.ckpt.data-00000-of-00001`, `encoder.json`, `vocab.bpe`;
  * - Hugging Face's: `config.json`, `model.safetensors`, `vocab.json`, `merges.txt`.
  */
-import { openSafetensors } from "./checkpoint/safetensors.ts";
-import type { TensorSource } from "./checkpoint/tensor_source.ts";
-import { openTfBundle, resolveCheckpointPrefix } from "./checkpoint/tf_bundle.ts";
-import { ModelFileError } from "./errors.ts";
-import { type HParams, validateHParams } from "./gpt2/hparams.ts";
-import { hfNames, type NameMap, tfNames } from "./gpt2/tensor_names.ts";
+import { openSafetensors } from "../io/safetensors.ts";
+import type { TensorSource } from "../io/tensor_source.ts";
+import { openTfBundle, resolveCheckpointPrefix } from "../io/tf_bundle.ts";
+import { ModelFileError } from "../errors.ts";
+import { type HParams, validateHParams } from "./hparams.ts";
+import { hfNames, type NameMap, tfNames } from "./tensor_names.ts";
 
 /** An open model folder: its shape and its weights, and how their names map. */
 export interface ModelFiles extends Disposable {

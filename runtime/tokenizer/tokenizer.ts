@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { ModelFileError } from "./errors.ts";
+import { ModelFileError } from "../errors.ts";
 
 /**
  * The table `encoder.py` calls `bytes_to_unicode`: for each byte value, the character that

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { writeAll, writeFileAtomically } from "../atomic_file.ts";
+import { writeAll, writeFileAtomically } from "./atomic_file.ts";
 import { ModelFileError } from "../errors.ts";
 import { FilePool, readFully } from "./file_pool.ts";
 import {

@@ -90,13 +90,13 @@ function keyBlock(j: i32, headBytes: usize): usize {
 @inline
 function appendKey(K: usize, j: i32, row: usize, headBytes: usize): void {
   const block = K + keyBlock(j, headBytes);
-  const slot = <usize>(j % KEY_BLOCK);
+  const lane = <usize>(j % KEY_BLOCK);
   const vecEnd = headBytes & ~15;
   for (let d: usize = 0; d < vecEnd; d += 16) {
-    v128.store(block + (d << 2) + (slot << 4), v128.load(row + d));
+    v128.store(block + (d << 2) + (lane << 4), v128.load(row + d));
   }
   for (let d = vecEnd; d < headBytes; d += 4) {
-    store<f32>(block + (d << 2) + (slot << 2), load<f32>(row + d));
+    store<f32>(block + (d << 2) + (lane << 2), load<f32>(row + d));
   }
 }
 
@@ -149,12 +149,12 @@ function scores(w: usize, q: usize, K: usize, n: i32, d_head: i32, scale: f32): 
   }
   // The last keys, in a block not yet full, one at a time.
   for (; j < n; j++) {
-    const slot = <usize>(j % KEY_BLOCK);
+    const lane = <usize>(j % KEY_BLOCK);
     let a = f32x4.splat(0);
     for (let d: usize = 0; d < vecEnd; d += 16) {
-      a = f32x4.relaxed_madd(v128.load(q + d), v128.load(k + (d << 2) + (slot << 4)), a);
+      a = f32x4.relaxed_madd(v128.load(q + d), v128.load(k + (d << 2) + (lane << 4)), a);
     }
-    const s = tail(hsum(a), q, k + (slot << 2), vecEnd, headBytes);
+    const s = tail(hsum(a), q, k + (lane << 2), vecEnd, headBytes);
     store<f32>(w + (<usize>j << 2), s * scale);
   }
 }

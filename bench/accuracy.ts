@@ -37,7 +37,7 @@ async function logitsOf(
   dtype: WeightType,
   threads: number,
 ): Promise<Float32Array> {
-  using gpt2 = Gpt2.create(await createBackend("wasm", { threads, dtype }), hp);
+  using gpt2 = Gpt2.create(await createBackend("wasm", { threads, weightType: dtype }), hp);
   await gpt2.load(source, names);
   return await gpt2.forward([{ slot: 0, tokens: ids }], { allPositions: true });
 }

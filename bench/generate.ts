@@ -150,7 +150,7 @@ async function main(): Promise<void> {
   }
   const backend = await createBackend(options.backend, {
     threads,
-    dtype: options.dtype as WeightType,
+    weightType: options.dtype as WeightType,
   });
   using gpt2 = Gpt2.create(backend, hp, { slots: batch, chunk: Math.min(prompt, 256) });
   using synthetic = files ? undefined : syntheticSource(hp);
@@ -239,7 +239,7 @@ async function main(): Promise<void> {
     // Threads run only the wasm kernels; another backend has none to report.
     threads: (backend as { threads?: number }).threads ?? null,
     backend: backend.name,
-    dtype: backend.dtype,
+    dtype: backend.weightType,
     batch,
     ...(perStep && {
       step_dispatches: perStep.dispatches,

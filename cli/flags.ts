@@ -13,6 +13,8 @@ export interface FlagSpec {
   readonly type: "string" | "int" | "float";
   readonly default?: string | number;
   readonly help: string;
+  /** An earlier spelling, still read for a while with a note on stderr. */
+  readonly formerly?: string;
 }
 
 export type FlagValues<S extends Record<string, FlagSpec>> = {
@@ -49,7 +51,14 @@ export function parseFlagsAndArguments<S extends Record<string, FlagSpec>>(
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
     help: { type: "boolean", short: "h" },
   };
-  for (const name of Object.keys(spec)) options[name] = { type: "string" };
+  const formerly = new Map<string, string>();
+  for (const [name, s] of Object.entries(spec)) {
+    options[name] = { type: "string" };
+    if (s.formerly !== undefined) {
+      options[s.formerly] = { type: "string" };
+      formerly.set(s.formerly, name);
+    }
+  }
   const { values, positionals, tokens } = parseArgs({
     args,
     options,
@@ -65,10 +74,15 @@ export function parseFlagsAndArguments<S extends Record<string, FlagSpec>>(
     if (t.name === "help" && t.value !== undefined) {
       throw new UsageError(`Flag ${t.rawName} takes no value`);
     }
+    const name = formerly.get(t.name) ?? t.name;
     if (t.name !== "help" && t.value === undefined) {
       throw new UsageError(
-        `Flag ${t.rawName} needs a value, e.g. ${t.rawName}=${spec[t.name].default ?? 1}`,
+        `Flag ${t.rawName} needs a value, e.g. ${t.rawName}=${spec[name].default ?? 1}`,
       );
+    }
+    if (name !== t.name) {
+      console.error(`Note: ${t.rawName} is now spelled --${name}; the old spelling will go`);
+      values[name] ??= values[t.name];
     }
   }
   if (values.help) return "help";

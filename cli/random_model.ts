@@ -28,7 +28,11 @@ const FLAGS = {
     default: "tensorflow",
     help: "tensorflow (OpenAI's files) or safetensors",
   },
-  dtype: { type: "string", default: "float32", help: "float32, or float16 (safetensors only)" },
+  stored_dtype: {
+    type: "string",
+    default: "float32",
+    help: "how the file stores the weights: float32, or float16 (safetensors only)",
+  },
   seed: { type: "int", default: 0, help: "seed of the random weights" },
 } as const;
 
@@ -58,16 +62,17 @@ export async function main(args: string[]): Promise<number> {
   if (flags.format !== "tensorflow" && flags.format !== "safetensors") {
     throw new UsageError(`Unknown --format "${flags.format}", expected tensorflow or safetensors`);
   }
-  if (flags.dtype !== "float32" && !(flags.dtype === "float16" && flags.format === "safetensors")) {
+  const stored = flags.stored_dtype;
+  if (stored !== "float32" && !(stored === "float16" && flags.format === "safetensors")) {
     throw new UsageError(
-      `--dtype must be float32, or float16 with --format=safetensors, got "${flags.dtype}"`,
+      `--stored_dtype must be float32, or float16 with --format=safetensors, got "${stored}"`,
     );
   }
   await writeModelFolder(dir, hparams, randomWeights(hparams, flags.seed), {
     format: flags.format,
-    dtype: flags.dtype as "float32" | "float16",
+    storedDType: stored,
   });
-  write(`Wrote a random ${flags.size} model (${flags.format}, ${flags.dtype}) to ${dir}\n`);
+  write(`Wrote a random ${flags.size} model (${flags.format}, ${stored}) to ${dir}\n`);
   return 0;
 }
 

@@ -32,9 +32,10 @@ const FLAGS = {
     type: "int",
     help: "sequences that may wait for a slot before requests get a 503 (default 4 × slots)",
   },
-  "api-key": {
+  api_key: {
     type: "string",
     help: "when set, requests must send Authorization: Bearer KEY (the page and /health need none)",
+    formerly: "api-key",
   },
   body_limit: {
     type: "int",
@@ -67,7 +68,7 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
   if (!(body_limit! >= 1024)) {
     throw new UsageError(`--body_limit must be at least 1024 bytes, got ${body_limit}`);
   }
-  if (flags["api-key"] === "") throw new UsageError("--api-key must not be empty");
+  if (flags.api_key === "") throw new UsageError("--api_key must not be empty");
   using model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
     ...modelOptions(flags),
     slots,
@@ -78,7 +79,7 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
     modelId: flags.model_name,
     slots: slots!,
     queue,
-    apiKey: flags["api-key"],
+    apiKey: flags.api_key,
     bodyLimit: body_limit,
     staticFiles: await loadStaticFiles(),
   });

@@ -52,8 +52,8 @@ export function randomWeights(hp: HParams, seed = 0): Weights {
 export interface WriteModelOptions {
   /** OpenAI's TensorFlow checkpoint, or Hugging Face's safetensors (default "tensorflow"). */
   format?: "tensorflow" | "safetensors";
-  /** Element type of the weights: float16 only for safetensors (default "float32"). */
-  dtype?: "float32" | "float16";
+  /** How the file stores the weights: float16 only for safetensors (default "float32"). */
+  storedDType?: "float32" | "float16";
   /** For safetensors: the names' prefix, "" as in `gpt2`'s own file or "transformer.". */
   prefix?: "" | "transformer.";
 }
@@ -71,7 +71,7 @@ export async function writeModelFolder(
   weights: Weights,
   options: WriteModelOptions = {},
 ): Promise<void> {
-  const { format = "tensorflow", dtype = "float32", prefix = "" } = options;
+  const { format = "tensorflow", storedDType: dtype = "float32", prefix = "" } = options;
   if (dtype === "float16" && format !== "safetensors") {
     throw new TypeError("float16 weights can only be written as safetensors");
   }

@@ -42,3 +42,20 @@ Deno.test("parseFlagsAndArguments() returns the plain arguments in order beside 
   });
   assertEquals(parseFlagsAndArguments(["a", "-h"], SPEC), "help");
 });
+
+Deno.test("a flag's former spelling is still read, with a note on stderr naming the new one", () => {
+  const spec = { api_key: { type: "string", help: "key", formerly: "api-key" } } as const;
+  const notes: string[] = [];
+  const error = console.error;
+  console.error = (line: string) => notes.push(line);
+  try {
+    assertEquals(parseFlags(["--api-key=k"], spec), { api_key: "k" });
+    assertEquals(parseFlags(["--api-key", "k"], spec), { api_key: "k" });
+    assertEquals(parseFlags(["--api_key=k"], spec), { api_key: "k" });
+  } finally {
+    console.error = error;
+  }
+  assertEquals(notes.length, 2);
+  assertEquals(notes[0], "Note: --api-key is now spelled --api_key; the old spelling will go");
+  assertThrows(() => parseFlags(["--api-key"], spec), UsageError, "Flag --api-key needs a value");
+});

@@ -27,9 +27,9 @@ for (let i = 0; i < 4; i++) {
   tokens.push(argmax(logits));
   logits = await gpt2.forward([{ slot: 0, tokens: [tokens[i]] }]);
 }
-const backend = gpt2.backend as unknown as { allocatedBytes: number; dtype: string };
+const backend = gpt2.backend as unknown as { allocatedBytes: number; weightType: string };
 console.log(JSON.stringify({
-  dtype: backend.dtype,
+  dtype: backend.weightType,
   tokens,
   finite: logits.every(Number.isFinite),
   backend_bytes: backend.allocatedBytes,

@@ -30,7 +30,7 @@ async function logitsFrom(dir: string): Promise<Float32Array> {
 
 Deno.test("float16 safetensors load as the float32 model with weights rounded to float16", async () => {
   await withTempDir(async (dir) => {
-    await writeModelFolder(dir, HP, weights, { format: "safetensors", dtype: "float16" });
+    await writeModelFolder(dir, HP, weights, { format: "safetensors", storedDType: "float16" });
     const rounded: Weights = new Map(
       [...weights].map((
         [n, t],

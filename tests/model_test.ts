@@ -161,7 +161,7 @@ Deno.test("dtype auto keeps float32 where it fits, else float16, else q8; fewer 
   for (const [size, options, dtype, slots] of cases) {
     using gpt2 = await createGpt2(GPT2_SIZES[size], options);
     assertEquals(
-      [gpt2.backend.dtype, gpt2.slots],
+      [gpt2.backend.weightType, gpt2.slots],
       [dtype, slots],
       `${size} ${JSON.stringify(options)}`,
     );

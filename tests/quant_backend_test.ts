@@ -39,24 +39,24 @@ async function read(backend: WasmBackend, t: Tensor, n: number): Promise<Float32
   return out;
 }
 
-Deno.test("create() takes dtype f32, f16 or q8 and rejects any other with a RangeError", async () => {
+Deno.test("create() takes weightType f32, f16 or q8 and rejects any other with a RangeError", async () => {
   for (const dtype of ["f32", "f16", "q8"] as const) {
-    using backend = await WasmBackend.create({ threads: 1, dtype });
-    assertEquals(backend.dtype, dtype);
-    assertEquals(backend.weight("conv1d", [64, 16]).dtype, dtype);
-    assertEquals(backend.weight("embedding", [10, 64]).dtype, dtype);
-    assertEquals(backend.weight("plain", [16]).dtype, "f32");
+    using backend = await WasmBackend.create({ threads: 1, weightType: dtype });
+    assertEquals(backend.weightType, dtype);
+    assertEquals(backend.weight("conv1d", [64, 16]).type, dtype);
+    assertEquals(backend.weight("embedding", [10, 64]).type, dtype);
+    assertEquals(backend.weight("plain", [16]).type, "f32");
   }
   await assertRejects(
-    () => WasmBackend.create({ threads: 1, dtype: "int4" as WeightType }),
+    () => WasmBackend.create({ threads: 1, weightType: "int4" as WeightType }),
     RangeError,
-    'Unknown weight dtype "int4": choose one of f32, f16, q8',
+    'Unknown weight type "int4": choose one of f32, f16, q8',
   );
 });
 
 Deno.test("weights hold their own type's bytes: f16 half of f32, q8 1.125 bytes a weight", async () => {
   const bytes = async (dtype: WeightType) => {
-    using backend = await WasmBackend.create({ threads: 1, dtype });
+    using backend = await WasmBackend.create({ threads: 1, weightType: dtype });
     return [
       backend.weight("conv1d", [768, 2304]).bytes,
       backend.weight("embedding", [64, 768]).bytes,
@@ -76,7 +76,7 @@ Deno.test("conv1d ops on f16 and q8 weights equal the references, the same bits 
       const b = randn(rng, OC, 0.1);
       const results: Float32Array[] = [];
       for (const threads of [1, 2]) {
-        using backend = await WasmBackend.create({ threads, dtype, serialBelow: 0 });
+        using backend = await WasmBackend.create({ threads, weightType: dtype, serialBelow: 0 });
         const weight = await loaded(backend, backend.weight("conv1d", [C, OC]), w);
         const bias = await loaded(backend, backend.weight("plain", [OC]), b);
         const out = backend.tensor([T, OC]);
@@ -111,7 +111,7 @@ Deno.test("embed() and logits() on an f16 or q8 embedding: its rows, and the hea
   const tokens = Int32Array.from([0, V - 1, 17, 5]);
   const positions = Int32Array.from([0, 3, 7, 1]);
   for (const dtype of ["f16", "q8"] as const) {
-    using backend = await WasmBackend.create({ threads: 2, dtype, serialBelow: 0 });
+    using backend = await WasmBackend.create({ threads: 2, weightType: dtype, serialBelow: 0 });
     const e = await loaded(backend, backend.weight("embedding", [V, C]), wte);
     const p = await loaded(backend, backend.weight("plain", [nCtx, C]), wpe);
     const [tok, pos] = [backend.tensor([rows], "i32"), backend.tensor([rows], "i32")];
@@ -156,7 +156,9 @@ const HP: HParams = { n_vocab: 300, n_ctx: 64, n_embd: 128, n_head: 4, n_layer: 
 const WEIGHTS = randomWeights(HP, 42);
 
 async function model(dtype: WeightType): Promise<Gpt2> {
-  const g = await Gpt2.create(await WasmBackend.create({ threads: 2, dtype }), HP, { chunk: 32 });
+  const g = await Gpt2.create(await WasmBackend.create({ threads: 2, weightType: dtype }), HP, {
+    chunk: 32,
+  });
   await g.load(memorySource(WEIGHTS));
   return g;
 }
@@ -205,7 +207,7 @@ Deno.test("an f16/q8 embedding is read in the empty KV cache's tail when it fits
   const [V, C] = [37, 70];
   const wte = randn(rng, V * C, 0.1);
   for (const dtype of ["f16", "q8"] as const) {
-    using backend = await WasmBackend.create({ threads: 1, dtype });
+    using backend = await WasmBackend.create({ threads: 1, weightType: dtype });
     const e = backend.weight("embedding", [V, C]);
     const shape = { layers: 2, slots: 2, positions: 64, heads: 2, headDim: 16 };
     const cache = backend.kvCache(shape);
@@ -233,7 +235,7 @@ Deno.test("without a KV cache that holds it, an f16/q8 embedding is packed in ch
   for (const dtype of ["f16", "q8"] as const) {
     const results: Float32Array[][] = [];
     for (const withCache of [true, false]) {
-      using be = await WasmBackend.create({ threads: 2, dtype, serialBelow: 0 });
+      using be = await WasmBackend.create({ threads: 2, weightType: dtype, serialBelow: 0 });
       const weight = be.weight("conv1d", [C, OC]);
       const e = be.weight("embedding", [V, C]);
       const p = await loaded(be, be.weight("plain", [1, C]), wpe);
@@ -279,7 +281,7 @@ Deno.test("every op on f16 and q8 weights gives the same bits on 1, 2 and 3 thre
   for (const dtype of ["f16", "q8"] as const) {
     const runs: Float32Array[][] = [];
     for (const threads of [1, 2, 3]) {
-      using be = await WasmBackend.create({ threads, dtype, serialBelow: 0 });
+      using be = await WasmBackend.create({ threads, weightType: dtype, serialBelow: 0 });
       const weight = await loaded(be, be.weight("conv1d", [C, OC]), w);
       const bias = await loaded(be, be.weight("plain", [OC]), b);
       const e = await loaded(be, be.weight("embedding", [V, C]), wte);

@@ -4,11 +4,11 @@ import { assertClose } from "./assert_close.ts";
 import { ModelFileError } from "../runtime/errors.ts";
 import { openSafetensors, writeSafetensors } from "../runtime/io/safetensors.ts";
 import {
-  type DType,
   elementCount,
   float16BitsToFloat32Bits,
   itemSize,
   readAsFloat32,
+  type StoredDType,
   type TensorToWrite,
 } from "../runtime/io/tensor_source.ts";
 import { listTemporaryFiles, withTempDir } from "./temp_dir.ts";
@@ -25,7 +25,7 @@ function float16Reference(h: number): number {
 
 Deno.test("writeSafetensors() and openSafetensors() round-trip tensors of every dtype", async () => {
   await withTempDir(async (dir) => {
-    const dtypes: DType[] = [
+    const dtypes: StoredDType[] = [
       "float64",
       "float32",
       "float16",
@@ -124,7 +124,7 @@ Deno.test("readAsFloat32() widens in place without touching memory around the de
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 50 }),
-        fc.constantFrom<DType>("float16", "bfloat16"),
+        fc.constantFrom<StoredDType>("float16", "bfloat16"),
         fc.nat(8),
         async (halves, dtype, start) => {
           const path = `${dir}/h.safetensors`;
@@ -263,7 +263,12 @@ Deno.test("writeSafetensors() rejects bad tensors and leaves no file behind", as
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-function randomTensor(name: string, dtype: DType, shape: number[], seed: number): TensorToWrite {
+function randomTensor(
+  name: string,
+  dtype: StoredDType,
+  shape: number[],
+  seed: number,
+): TensorToWrite {
   const data = new Uint8Array(elementCount(shape) * itemSize(dtype)!);
   let x = seed * 2654435761 + 1;
   for (let i = 0; i < data.length; i++) {

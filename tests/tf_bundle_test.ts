@@ -5,10 +5,10 @@ import { assertClose } from "./assert_close.ts";
 import { ModelFileError } from "../runtime/errors.ts";
 import { crc32c, maskCrc32c } from "../runtime/io/crc32c.ts";
 import {
-  type DType,
   elementCount,
   itemSize,
   readAsFloat32,
+  type StoredDType,
   type TensorToWrite,
 } from "../runtime/io/tensor_source.ts";
 import { openTfBundle, resolveCheckpointPrefix } from "../runtime/io/tf_bundle.ts";
@@ -21,7 +21,7 @@ import { listTemporaryFiles, withTempDir } from "./temp_dir.ts";
 const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/tf-checkpoints/", import.meta.url));
 
 interface ExpectedTensor {
-  dtype: DType;
+  dtype: StoredDType;
   shape: number[];
   offset: number;
   size: number;
@@ -186,7 +186,7 @@ Deno.test({
 function gpt2LikeTensors(layers: number, seed: number): TensorToWrite[] {
   const random = mulberry32(seed);
   const tensors: TensorToWrite[] = [];
-  const add = (name: string, dtype: DType, shape: number[]) => {
+  const add = (name: string, dtype: StoredDType, shape: number[]) => {
     const data = new Uint8Array(elementCount(shape) * itemSize(dtype)!);
     for (let i = 0; i < data.length; i++) data[i] = Math.floor(random() * 256);
     tensors.push({ name, dtype, shape, data });
@@ -246,7 +246,15 @@ Deno.test("writeTfBundle() round-trips many tensors through several index blocks
 });
 
 Deno.test("openTfBundle() reads what writeTfBundle() wrote, for any names and shapes", async () => {
-  const dtypes: DType[] = ["float32", "float16", "bfloat16", "float64", "int8", "int64", "bool"];
+  const dtypes: StoredDType[] = [
+    "float32",
+    "float16",
+    "bfloat16",
+    "float64",
+    "int8",
+    "int64",
+    "bool",
+  ];
   const tensor = fc.record({
     name: fc.string({ unit: fc.constantFrom("a", "b", "/", "_", "0", "9", "é"), minLength: 1 }),
     dtype: fc.constantFrom(...dtypes),

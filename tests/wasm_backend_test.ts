@@ -513,7 +513,7 @@ Deno.test("ops refuse a tensor of another backend with a TypeError", async () =>
   assertThrows(() => a.layerNorm(foreign, x, g, g, 1), TypeError, "another backend");
   assertThrows(() => b.write(x, new Int32Array(1)), TypeError, "another backend");
   assertThrows(() => a.conv1d(x, x, g, g, 1), TypeError, 'role "conv1d"');
-  const fake = { shape: [4], dtype: "f32", bytes: 16 };
+  const fake = { shape: [4], type: "f32", bytes: 16 };
   await assertRejects(() => a.loadWeight(fake, () => Promise.resolve()), TypeError);
 });
 

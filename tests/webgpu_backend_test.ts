@@ -311,7 +311,7 @@ for (const shaderF16 of [true, false]) {
       // 12000-byte bindings split this wte (37 floats a row, 74 bytes in float16) in ranges
       // of 128 rows, the multiple of rows that starts a range on a 256-byte boundary.
       using b = await WebGpuBackend.create({
-        dtype: "f16",
+        weightType: "f16",
         shaderF16,
         vocabularySplitBytes: 12000,
       });
@@ -320,7 +320,7 @@ for (const shaderF16 of [true, false]) {
         const w = randn(rng, C * OC, 1 / Math.sqrt(C));
         const bias = randn(rng, OC, 0.1);
         const wt = b.weight("conv1d", [C, OC]);
-        assertEquals([wt.dtype, wt.bytes], ["f16", Math.ceil(C * OC / 2) * 4]);
+        assertEquals([wt.type, wt.bytes], ["f16", Math.ceil(C * OC / 2) * 4]);
         await b.loadWeight(wt, (dest) => Promise.resolve(dest.set(w)));
         const out = b.tensor([T, OC]);
         b.conv1dGelu(out, await put(b, x, [T, C]), wt, await put(b, bias, [OC]), T);

@@ -127,7 +127,7 @@ gpuTest(
       ]),
     );
     for (const shaderF16 of [true, false]) {
-      using m = await model({ slots: 2, chunk: 5 }, { dtype: "f16", shaderF16 });
+      using m = await model({ slots: 2, chunk: 5 }, { weightType: "f16", shaderF16 });
       const ids = tokens(12, 11);
       const got = await m.forward([{ slot: 1, tokens: ids }], { allPositions: true });
       assertNmse(got, referenceForward(rounded, HP, ids), `shaderF16: ${shaderF16}`);

@@ -12,7 +12,7 @@
  */
 
 /** Element types of activations and token tensors. */
-export type DType = "f32" | "i32";
+export type ActivationType = "f32" | "i32";
 
 /**
  * How a backend stores the model's matrices (the Conv1D weights and the token embedding):
@@ -42,8 +42,11 @@ export type WeightRole = "conv1d" | "embedding" | "plain";
 export interface Tensor {
   /** The logical shape, row-major. */
   readonly shape: readonly number[];
-  /** The element type of an activation, or the storage type a backend chose for a weight. */
-  readonly dtype: string;
+  /**
+   * The element type of an activation (an `ActivationType`), or the type a backend stores
+   * a weight in (a `WeightType`).
+   */
+  readonly type: string;
   /** Bytes the backend holds for it (what a kernel reads to use it whole). */
   readonly bytes: number;
 }
@@ -73,10 +76,10 @@ export interface Backend extends Disposable {
   /** The name it is selected by (`"wasm"`, `"webgpu"`, `"reference"`). */
   readonly name: string;
   /** How it stores the model's matrices. */
-  readonly dtype: WeightType;
+  readonly weightType: WeightType;
 
   /** An activation or index tensor of `shape`, filled with zeros. */
-  tensor(shape: readonly number[], dtype?: DType): Tensor;
+  tensor(shape: readonly number[], type?: ActivationType): Tensor;
   /**
    * A model weight of `shape`, stored as this backend wants for `role`; its values come
    * later, from `loadWeight`.

@@ -21,7 +21,7 @@ export interface BackendOptions {
   /** Threads that run the kernels (wasm; default one per logical CPU). */
   threads?: number;
   /** How the backend stores the model's matrices (default `"f32"`). */
-  dtype?: WeightType;
+  weightType?: WeightType;
 }
 
 /**
@@ -35,17 +35,17 @@ export async function createBackend(
   switch (name) {
     case "wasm": {
       const { WasmBackend } = await import("./wasm/wasm_backend.ts");
-      return await WasmBackend.create({ threads: options.threads, dtype: options.dtype });
+      return await WasmBackend.create({ threads: options.threads, weightType: options.weightType });
     }
     case "webgpu": {
       const { WebGpuBackend } = await import("./webgpu/webgpu_backend.ts");
-      const dtype = options.dtype ?? "f32";
-      if (dtype === "q8") {
+      const weightType = options.weightType ?? "f32";
+      if (weightType === "q8") {
         throw new BackendError(
           "The webgpu backend has no q8 weights: use --dtype f16 or f32, or --backend wasm",
         );
       }
-      return await WebGpuBackend.create({ dtype });
+      return await WebGpuBackend.create({ weightType });
     }
     case "auto": {
       // A software adapter (Mesa's llvmpipe) is far slower than the wasm kernels.

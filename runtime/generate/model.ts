@@ -112,7 +112,7 @@ export async function createGpt2(hp: HParams, options: LoadOptions): Promise<Gpt
   for (const [i, { type, slots }] of tries.entries()) {
     const backend = await createBackend(options.backend ?? "wasm", {
       threads: options.threads,
-      dtype: type,
+      weightType: type,
     });
     try {
       return Gpt2.create(backend, hp, { slots });
@@ -181,7 +181,7 @@ class LoadedModel implements Model {
   }
 
   get dtype(): WeightType {
-    return this.gpt2.backend.dtype;
+    return this.gpt2.backend.weightType;
   }
 
   get batch(): number {

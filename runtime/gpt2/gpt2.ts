@@ -10,7 +10,7 @@ import type { TensorSource } from "../io/tensor_source.ts";
 import { type Activations, blocks, finalNorm, head } from "./forward.ts";
 import type { HParams } from "./hparams.ts";
 import { loadParams } from "./load.ts";
-import { allocateParams, type Params, type ParamSlot } from "./params.ts";
+import { allocateParams, type ParamBinding, type Params } from "./params.ts";
 import type { NameMap } from "./tensor_names.ts";
 
 /** Options of {@linkcode Gpt2.create}. */
@@ -44,7 +44,7 @@ export class Gpt2 implements Disposable {
   readonly slots: number;
   readonly chunk: number;
   readonly #params: Params;
-  readonly #paramSlots: ParamSlot[];
+  readonly #bindings: ParamBinding[];
   readonly #act: Activations;
   readonly #cache: Tensor;
   readonly #lengths: number[];
@@ -58,7 +58,7 @@ export class Gpt2 implements Disposable {
         throw new RangeError(`${name} must be a positive integer, got ${value}`);
       }
     }
-    ({ params: this.#params, slots: this.#paramSlots } = allocateParams(backend, hparams));
+    ({ params: this.#params, bindings: this.#bindings } = allocateParams(backend, hparams));
     const rows = this.slots * this.chunk;
     const t = (...shape: number[]) => backend.tensor(shape);
     this.#act = {
@@ -95,12 +95,12 @@ export class Gpt2 implements Disposable {
 
   /** Reads the weights from `source`, named as `names` says (default: the TF checkpoint's). */
   load(source: TensorSource, names?: NameMap): Promise<void> {
-    return loadParams(this.backend, this.#paramSlots, source, names);
+    return loadParams(this.backend, this.#bindings, source, names);
   }
 
   /** Bytes the backend holds for the weights: what a decoding step reads. */
   get weightBytes(): number {
-    return this.#paramSlots.reduce((sum, { tensor }) => sum + tensor.bytes, 0);
+    return this.#bindings.reduce((sum, { tensor }) => sum + tensor.bytes, 0);
   }
 
   /** Positions cached in `slot`: the `past` of its next pass. */

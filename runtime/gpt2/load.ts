@@ -8,7 +8,7 @@
 import type { Backend } from "../backend/backend.ts";
 import { readAsFloat32, type TensorSource } from "../io/tensor_source.ts";
 import { ModelFileError } from "../errors.ts";
-import type { ParamSlot } from "./params.ts";
+import type { ParamBinding } from "./params.ts";
 import { type NameMap, tfNames } from "./tensor_names.ts";
 
 /** The element types the loader widens to float32 as it reads. */
@@ -21,18 +21,18 @@ const FLOAT_DTYPES = new Set(["float32", "float16", "bfloat16"]);
 const IN_FLIGHT = 4;
 
 /**
- * Reads every parameter in `slots` from `source`, whose tensors `names` maps from the TF
+ * Reads every parameter in `bindings` from `source`, whose tensors `names` maps from the TF
  * checkpoint's names (default: unchanged).
  * @throws {ModelFileError} naming the first tensor that is missing or of the wrong dtype
  *   or shape, before anything is read
  */
 export async function loadParams(
   backend: Backend,
-  slots: readonly ParamSlot[],
+  bindings: readonly ParamBinding[],
   source: TensorSource,
   names: NameMap = tfNames,
 ): Promise<void> {
-  const plans = slots.map(({ spec, tensor }) => {
+  const plans = bindings.map(({ spec, tensor }) => {
     const { name, shape } = names(spec.name, spec.shape);
     const info = source.tensors.get(name);
     if (!info) {

@@ -40,7 +40,7 @@ export interface Params {
 }
 
 /** One allocated parameter and the checkpoint tensor it comes from. */
-export interface ParamSlot {
+export interface ParamBinding {
   readonly spec: TensorSpec;
   readonly tensor: Tensor;
 }
@@ -52,9 +52,9 @@ export interface ParamSlot {
 export function allocateParams(
   backend: Backend,
   hp: HParams,
-): { params: Params; slots: ParamSlot[] } {
+): { params: Params; bindings: ParamBinding[] } {
   const root: Record<string, unknown> = { h: [] };
-  const slots = gpt2Tensors(hp).map((spec) => {
+  const bindings = gpt2Tensors(hp).map((spec) => {
     const shape = spec.role === "conv1d" ? spec.shape.slice(1) : spec.shape;
     const tensor = backend.weight(spec.role, shape);
     // "model/h3/mlp/c_fc/w" -> root.h[3].mlp.c_fc.w
@@ -69,5 +69,5 @@ export function allocateParams(
     node[path[path.length - 1]] = tensor;
     return { spec, tensor };
   });
-  return { params: root as unknown as Params, slots };
+  return { params: root as unknown as Params, bindings };
 }

@@ -18,16 +18,16 @@ import { FilePool, readFully } from "./file_pool.ts";
 import {
   checkReadTarget,
   checkTensorToWrite,
-  type DType,
   elementCount,
   itemSize,
+  type StoredDType,
   type TensorInfo,
   type TensorSource,
   type TensorToWrite,
 } from "./tensor_source.ts";
 
 /** The safetensors dtype names and the dtypes they hold. */
-export const SAFETENSORS_DTYPES: Readonly<Record<string, Exclude<DType, "string">>> = {
+export const SAFETENSORS_DTYPES: Readonly<Record<string, Exclude<StoredDType, "string">>> = {
   F64: "float64",
   F32: "float32",
   F16: "float16",
@@ -45,7 +45,7 @@ export const SAFETENSORS_DTYPES: Readonly<Record<string, Exclude<DType, "string"
   BOOL: "bool",
 };
 
-const NAMES_BY_DTYPE: ReadonlyMap<DType, string> = new Map(
+const NAMES_BY_DTYPE: ReadonlyMap<StoredDType, string> = new Map(
   Object.entries(SAFETENSORS_DTYPES).map(([name, dtype]) => [dtype, name]),
 );
 

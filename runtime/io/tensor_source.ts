@@ -9,7 +9,7 @@
 import { ModelFileError } from "../errors.ts";
 
 /** An element type a checkpoint format can hold. */
-export type DType =
+export type StoredDType =
   | "float64"
   | "float32"
   | "float16"
@@ -29,7 +29,7 @@ export type DType =
   | "string";
 
 /** Bytes per element of each fixed-size dtype. */
-const ITEM_SIZES: Readonly<Record<Exclude<DType, "string">, number>> = {
+const ITEM_SIZES: Readonly<Record<Exclude<StoredDType, "string">, number>> = {
   float64: 8,
   float32: 4,
   float16: 2,
@@ -56,7 +56,7 @@ const ITEM_SIZES: Readonly<Record<Exclude<DType, "string">, number>> = {
  * if (itemSize("float16") !== 2 || itemSize("string") !== undefined) throw new Error();
  * ```
  */
-export function itemSize(dtype: DType): number | undefined {
+export function itemSize(dtype: StoredDType): number | undefined {
   return dtype === "string" ? undefined : ITEM_SIZES[dtype];
 }
 
@@ -71,7 +71,7 @@ export function elementCount(shape: readonly number[]): number {
 export interface TensorInfo {
   /** The name as stored in the file, e.g. `model/h0/attn/c_attn/w`. */
   readonly name: string;
-  readonly dtype: DType;
+  readonly dtype: StoredDType;
   /** Dimensions, outermost first; `[]` for a scalar. */
   readonly shape: readonly number[];
   /** Size of the stored data in bytes: `elementCount(shape) * itemSize(dtype)` except for strings. */
@@ -86,7 +86,7 @@ export interface TensorInfo {
 /** A tensor to write to a checkpoint: its raw little-endian bytes and what they hold. */
 export interface TensorToWrite {
   readonly name: string;
-  readonly dtype: DType;
+  readonly dtype: StoredDType;
   readonly shape: readonly number[];
   /** `elementCount(shape) * itemSize(dtype)` bytes, little-endian. */
   readonly data: Uint8Array;

@@ -28,9 +28,9 @@ import { Crc32cThread } from "./crc32c_thread.ts";
 import { FilePool } from "./file_pool.ts";
 import {
   checkReadTarget,
-  type DType,
   elementCount,
   itemSize,
+  type StoredDType,
   type TensorInfo,
   type TensorSource,
 } from "./tensor_source.ts";
@@ -49,7 +49,7 @@ export const BUNDLE_VERSION = 1;
  * TensorFlow `DataType` enum values (tensorflow/core/framework/types.proto) of the dtypes
  * this module reads.
  */
-export const TF_DTYPE_CODES: Readonly<Record<DType, number>> = {
+export const TF_DTYPE_CODES: Readonly<Record<StoredDType, number>> = {
   float32: 1,
   float64: 2,
   int32: 3,
@@ -68,8 +68,8 @@ export const TF_DTYPE_CODES: Readonly<Record<DType, number>> = {
   float8_e4m3fn: 25,
 };
 
-const DTYPES_BY_CODE: ReadonlyMap<number, DType> = new Map(
-  Object.entries(TF_DTYPE_CODES).map(([dtype, code]) => [code, dtype as DType]),
+const DTYPES_BY_CODE: ReadonlyMap<number, StoredDType> = new Map(
+  Object.entries(TF_DTYPE_CODES).map(([dtype, code]) => [code, dtype as StoredDType]),
 );
 
 /** Names of the TensorFlow dtypes this module does not read, for messages. */

@@ -39,7 +39,7 @@ export const BACKENDS: readonly BackendUnderTest[] = [
   // measured per op and 1.3e-6 on the whole model's logits; 1e-5 leaves an eightfold margin.
   {
     name: "wasm f16",
-    create: () => WasmBackend.create({ threads: 2, dtype: "f16" }),
+    create: () => WasmBackend.create({ threads: 2, weightType: "f16" }),
     nmse: 1e-5,
   },
   // Weights quantised to 7 bits and activations to 8 in blocks of 32: 1.6e-4 measured per
@@ -47,7 +47,7 @@ export const BACKENDS: readonly BackendUnderTest[] = [
   // each row's largest value sets every other's step); 3e-2 leaves a fourfold margin.
   {
     name: "wasm q8",
-    create: () => WasmBackend.create({ threads: 2, dtype: "q8" }),
+    create: () => WasmBackend.create({ threads: 2, weightType: "q8" }),
     nmse: 3e-2,
   },
   // float32 on the GPU, with WGSL's exp and tanh (a few ulp): 5e-13 at most on the logits

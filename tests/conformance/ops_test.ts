@@ -340,7 +340,7 @@ for (const entry of BACKENDS) {
       ["the reference backend", (t) => reference.tensor(t.shape)],
       [
         "a handle not made by a backend",
-        (t) => ({ shape: t.shape, dtype: t.dtype, bytes: t.bytes }),
+        (t) => ({ shape: t.shape, type: t.type, bytes: t.bytes }),
       ],
     ];
     for (const [whose, foreign] of strangers) {

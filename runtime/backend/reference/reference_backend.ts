@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Backend, DType, KVCacheShape, Tensor, WeightRole } from "../backend.ts";
+import type { ActivationType, Backend, KVCacheShape, Tensor, WeightRole } from "../backend.ts";
 import { refAttention, refConv1d, refGelu, refLayerNorm, refLogits } from "./ops.ts";
 
 class RefTensor implements Tensor {
@@ -14,7 +14,7 @@ class RefTensor implements Tensor {
   constructor(
     readonly owner: ReferenceBackend,
     readonly shape: readonly number[],
-    readonly dtype: DType,
+    readonly type: ActivationType,
     readonly data: Float32Array | Int32Array,
   ) {
     this.bytes = data.byteLength;
@@ -46,13 +46,13 @@ const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 /** The reference backend. */
 export class ReferenceBackend implements Backend {
   readonly name = "reference";
-  readonly dtype = "f32";
+  readonly weightType = "f32";
   #disposed = false;
 
-  tensor(shape: readonly number[], dtype: DType = "f32"): Tensor {
+  tensor(shape: readonly number[], type: ActivationType = "f32"): Tensor {
     const n = size(shape);
-    const data = dtype === "i32" ? new Int32Array(n) : new Float32Array(n);
-    return new RefTensor(this, shape, dtype, data);
+    const data = type === "i32" ? new Int32Array(n) : new Float32Array(n);
+    return new RefTensor(this, shape, type, data);
   }
 
   weight(_role: WeightRole, shape: readonly number[]): Tensor {

@@ -2,15 +2,15 @@
  * The WebAssembly backend: the SIMD kernels of asm/ on a worker pool over one shared
  * memory, which grows as tensors are allocated. Conv1D weights are packed into panels of
  * `PANEL` columns, biases padded to whole panels, and the KV cache holds each head's keys
- * in blocks of `KEY_BLOCK` positions; no byte offset leaves this file. With `dtype` "f16"
+ * in blocks of `KEY_BLOCK` positions; no byte offset leaves this file. With `weightType` "f16"
  * or "q8" the Conv1D weights and the token embedding (also the output head) are stored
  * as float16 or int8 (asm/matmul_f16.ts, asm/matmul_q8.ts), converted as they load.
  *
  * @module
  */
 import {
+  type ActivationType,
   type Backend,
-  type DType,
   type KVCacheShape,
   type Tensor,
   WEIGHT_TYPES,
@@ -46,7 +46,7 @@ export interface WasmBackendOptions {
    * features with a scale each, the products' inputs quantised per block as they run.
    * Other weights stay f32.
    */
-  dtype?: WeightType;
+  weightType?: WeightType;
 }
 
 /** Bytes a WebAssembly memory can hold: 65536 pages of 64 KiB. */
@@ -55,7 +55,7 @@ const PAGE_BYTES = 65536;
 /** Tensors start on a cache line. */
 const ALIGN = 64;
 /** Conv1D weights in flight while loading: one read, one checksummed, one packed. */
-const STAGING_SLOTS = 3;
+const STAGING_BUFFERS = 3;
 
 /** Where a KV cache keeps slot s, layer l (floats from its start): s·slotStride + l·layerStride. */
 interface CacheLayout {
@@ -80,7 +80,7 @@ class WasmTensor implements Tensor {
     owner: WasmBackend,
     ptr: number,
     readonly shape: readonly number[],
-    readonly dtype: string,
+    readonly type: string,
     readonly bytes: number,
     role?: WeightRole,
     cache?: CacheLayout,
@@ -116,11 +116,11 @@ class WasmTensor implements Tensor {
 
 /** Staging memory for Conv1D weights on their way to being packed. */
 interface Staging {
-  /** Byte offset of each slot. */
-  readonly slots: readonly number[];
-  /** Floats each slot holds. */
+  /** Byte offset of each buffer. */
+  readonly buffers: readonly number[];
+  /** Floats each buffer holds. */
   readonly floats: number;
-  /** The KV cache whose memory the slots borrow, if they do. */
+  /** The KV cache whose memory the buffers borrow, if they do. */
   readonly cache: WasmTensor | undefined;
 }
 
@@ -153,16 +153,16 @@ export class WasmBackend implements Backend {
   #i32: Int32Array;
   /** One past the last allocated byte. */
   #end = RESERVED_BYTES;
-  /** The largest Conv1D weight declared, in floats: the size of a staging slot. */
+  /** The largest Conv1D weight declared, in floats: the size of a staging buffer. */
   #largestConv1d = 0;
-  /** The largest KV cache that has held nothing yet: where staging slots may go. */
+  /** The largest KV cache that has held nothing yet: where staging buffers may go. */
   #emptyCache: WasmTensor | undefined;
   /** Bytes at the start of `#emptyCache` that staged weights have written. */
   #dirtyBytes = 0;
   #staging: Staging | undefined;
-  #freeSlots: number[] = [];
-  /** Loads waiting for a staging slot, first come first served. */
-  #waiting: ((slot: number) => void)[] = [];
+  #freeBuffers: number[] = [];
+  /** Loads waiting for a staging buffer, first come first served. */
+  #waiting: ((buffer: number) => void)[] = [];
   #scratch = { ptr: 0, floats: 0 };
   /** Input rows of a q8 product, quantised by `quantizeQ8`. */
   #q8Scratch = { ptr: 0, bytes: 0 };
@@ -170,10 +170,10 @@ export class WasmBackend implements Backend {
   #embeddingStage: { ptr: number; bytes: number; tailOf: WasmTensor } | undefined;
 
   /** The element type of the `"conv1d"` and `"embedding"` weights. */
-  readonly dtype: WeightType;
+  readonly weightType: WeightType;
 
-  private constructor(memory: WebAssembly.Memory, pool: WorkerPool, dtype: WeightType) {
-    this.dtype = dtype;
+  private constructor(memory: WebAssembly.Memory, pool: WorkerPool, weightType: WeightType) {
+    this.weightType = weightType;
     this.#memory = memory;
     this.#pool = pool;
     this.#constants = pool.kernels.constants;
@@ -187,10 +187,12 @@ export class WasmBackend implements Backend {
     if (!Number.isInteger(threads) || threads < 1) {
       throw new RangeError(`threads must be a positive integer, got ${threads}`);
     }
-    const dtype = options.dtype ?? "f32";
-    if (!WEIGHT_TYPES.includes(dtype)) {
+    const weightType = options.weightType ?? "f32";
+    if (!WEIGHT_TYPES.includes(weightType)) {
       throw new RangeError(
-        `Unknown weight dtype ${JSON.stringify(dtype)}: choose one of ${WEIGHT_TYPES.join(", ")}`,
+        `Unknown weight type ${JSON.stringify(weightType)}: choose one of ${
+          WEIGHT_TYPES.join(", ")
+        }`,
       );
     }
     const memory = new WebAssembly.Memory({
@@ -202,7 +204,7 @@ export class WasmBackend implements Backend {
       serialBelow: options.serialBelow,
       spinMicros: options.spinMicros,
     });
-    return new WasmBackend(memory, pool, dtype);
+    return new WasmBackend(memory, pool, weightType);
   }
 
   /** Threads that run each kernel call. */
@@ -215,38 +217,38 @@ export class WasmBackend implements Backend {
     return this.#end;
   }
 
-  tensor(shape: readonly number[], dtype: DType = "f32"): Tensor {
-    if (dtype !== "f32" && dtype !== "i32") {
-      throw new TypeError(`dtype must be "f32" or "i32", got ${JSON.stringify(dtype)}`);
+  tensor(shape: readonly number[], type: ActivationType = "f32"): Tensor {
+    if (type !== "f32" && type !== "i32") {
+      throw new TypeError(`An activation's type is "f32" or "i32", got ${JSON.stringify(type)}`);
     }
     const bytes = 4 * elements(shape);
-    return new WasmTensor(this, this.#alloc(bytes), [...shape], dtype, bytes);
+    return new WasmTensor(this, this.#alloc(bytes), [...shape], type, bytes);
   }
 
   weight(role: WeightRole, shape: readonly number[]): Tensor {
     const n = elements(shape);
     const { PANEL } = this.#constants;
     let bytes: number;
-    let dtype = "f32";
+    let type = "f32";
     if (role === "conv1d" || role === "embedding") {
       if (shape.length !== 2) {
         throw new RangeError(`A ${role} weight has two dimensions, got [${shape.join(", ")}]`);
       }
-      dtype = this.dtype;
+      type = this.weightType;
       const [rows, cols] = shape;
       if (role === "conv1d") {
         this.#largestConv1d = Math.max(this.#largestConv1d, n);
         // A packed Conv1D weight fills whole panels, zero past OC.
-        bytes = dtype === "q8"
+        bytes = type === "q8"
           ? q8PackedBytes(rows, cols)
-          : dtype === "f16"
+          : type === "f16"
           ? f16PackedBytes(rows, cols)
           : 4 * Math.ceil(cols / PANEL) * PANEL * rows;
       } else {
         // wte (V, C), or for f16/q8 panels of 16 rows of wte (the head's columns).
-        bytes = dtype === "q8"
+        bytes = type === "q8"
           ? q8PackedBytes(cols, rows)
-          : dtype === "f16"
+          : type === "f16"
           ? f16PackedBytes(cols, rows)
           : 4 * n;
       }
@@ -256,7 +258,7 @@ export class WasmBackend implements Backend {
     } else {
       throw new TypeError(`Unknown weight role ${JSON.stringify(role)}`);
     }
-    return new WasmTensor(this, this.#alloc(bytes), [...shape], dtype, bytes, role);
+    return new WasmTensor(this, this.#alloc(bytes), [...shape], type, bytes, role);
   }
 
   async loadWeight(weight: Tensor, read: (dest: Float32Array) => Promise<void>): Promise<void> {
@@ -265,7 +267,7 @@ export class WasmBackend implements Backend {
     if (role === undefined) throw new TypeError("loadWeight() takes a tensor from weight()");
     const n = elements(w.shape);
     const ptr = WasmTensor.ptr(w);
-    if (role === "plain" || (role === "embedding" && w.dtype === "f32")) {
+    if (role === "plain" || (role === "embedding" && w.type === "f32")) {
       await read(this.#f32.subarray(ptr / 4, ptr / 4 + n));
       return;
     }
@@ -274,15 +276,15 @@ export class WasmBackend implements Backend {
       return;
     }
     const [C, OC] = w.shape;
-    const slot = await this.#acquireSlot(n);
+    const buffer = await this.#acquireBuffer(n);
     try {
-      await read(this.#f32.subarray(slot / 4, slot / 4 + n));
-      if (w.dtype === "q8") this.#run(OPS.packQ8, { dst: ptr, src: slot, C, OC, transposed: 0 });
-      else if (w.dtype === "f16") {
-        this.#run(OPS.packF16, { dst: ptr, src: slot, C, OC, transposed: 0 });
-      } else this.#run(OPS.packPanels, { dst: ptr, src: slot, C, OC });
+      await read(this.#f32.subarray(buffer / 4, buffer / 4 + n));
+      if (w.type === "q8") this.#run(OPS.packQ8, { dst: ptr, src: buffer, C, OC, transposed: 0 });
+      else if (w.type === "f16") {
+        this.#run(OPS.packF16, { dst: ptr, src: buffer, C, OC, transposed: 0 });
+      } else this.#run(OPS.packPanels, { dst: ptr, src: buffer, C, OC });
     } finally {
-      this.#releaseSlot(slot);
+      this.#releaseBuffer(buffer);
     }
   }
 
@@ -345,7 +347,7 @@ export class WasmBackend implements Backend {
     wpe: Tensor,
     rows: number,
   ): void {
-    const op = wte.dtype === "q8" ? OPS.embedQ8 : wte.dtype === "f16" ? OPS.embedF16 : OPS.embed;
+    const op = wte.type === "q8" ? OPS.embedQ8 : wte.type === "f16" ? OPS.embedF16 : OPS.embed;
     this.#run(op, {
       out: this.#ptr(out),
       tokens: this.#ptr(tokens),
@@ -416,11 +418,11 @@ export class WasmBackend implements Backend {
   logits(out: Tensor, h: Tensor, wte: Tensor, rows: number): void {
     const [V, C] = wte.shape;
     const args = { out: this.#ptr(out), h: this.#ptr(h), wte: this.#ptr(wte), rows, C, V };
-    if (wte.dtype === "q8") {
+    if (wte.type === "q8") {
       const qh = this.#quantizeRows(args.h, rows, C);
       this.#run(OPS.logitsQ8, { ...args, qh });
     } else {
-      this.#run(wte.dtype === "f16" ? OPS.logitsF16 : OPS.logits, args);
+      this.#run(wte.type === "f16" ? OPS.logitsF16 : OPS.logits, args);
     }
   }
 
@@ -475,7 +477,7 @@ export class WasmBackend implements Backend {
     this.#pool.run(op, args);
   }
 
-  /** A Conv1D form ("", "Gelu", "Residual") with the kernels of the weight's dtype. */
+  /** A Conv1D form ("", "Gelu", "Residual") with the kernels of the weight's type. */
   #conv1d(
     form: "" | "Gelu" | "Residual",
     out: Tensor,
@@ -498,10 +500,10 @@ export class WasmBackend implements Backend {
       C,
       OC,
     };
-    if (w.dtype === "q8") {
+    if (w.type === "q8") {
       const qinp = this.#quantizeRows(args.inp, rows, C);
       this.#run(OPS[`conv1dQ8${form}`], { ...args, qinp });
-    } else if (w.dtype === "f16") {
+    } else if (w.type === "f16") {
       this.#run(OPS[`conv1dF16${form}`], args);
     } else {
       this.#run(OPS[`conv1d${form}`], args);
@@ -519,9 +521,9 @@ export class WasmBackend implements Backend {
 
   /**
    * Loads an f16/q8 embedding wte (V, C): read as f32 into the end of the KV cache while
-   * that holds nothing yet and has room past the Conv1D staging slots at its start, and
+   * that holds nothing yet and has room past the Conv1D staging buffers at its start, and
    * converted from there; else read into the JS heap (detached, so freed, once packed) and
-   * converted a chunk of whole panels at a time through a Conv1D staging slot, so that no
+   * converted a chunk of whole panels at a time through a Conv1D staging buffer, so that no
    * wasm memory, which is never freed, holds a second copy. Both give the same bytes.
    */
   async #loadEmbedding(
@@ -531,7 +533,7 @@ export class WasmBackend implements Backend {
     const [V, C] = w.shape;
     const n = V * C;
     const dst = WasmTensor.ptr(w);
-    const chunkOp = w.dtype === "f16" ? OPS.packF16Chunk : OPS.packQ8Chunk;
+    const chunkOp = w.type === "f16" ? OPS.packF16Chunk : OPS.packQ8Chunk;
     const panels = quantPanels(V);
     const stage = this.#embeddingInCache(n);
     if (stage !== undefined) {
@@ -542,18 +544,18 @@ export class WasmBackend implements Backend {
     const wte = new Float32Array(n);
     await read(wte);
     const panelFloats = QUANT_PANEL * C;
-    // As many whole panels as a staging slot holds (one at least, in a slot made for it).
+    // As many whole panels as a staging buffer holds (one at least, in a buffer made for it).
     const perChunk = Math.max(1, Math.floor(this.#largestConv1d / panelFloats));
-    const slot = await this.#acquireSlot(Math.min(panels, perChunk) * panelFloats);
+    const buffer = await this.#acquireBuffer(Math.min(panels, perChunk) * panelFloats);
     try {
       for (let first = 0; first < panels; first += perChunk) {
         const count = Math.min(perChunk, panels - first);
         const rows = wte.subarray(first * panelFloats, (first + count) * panelFloats);
-        this.#f32.set(rows, slot / 4);
-        this.#run(chunkOp, { dst, src: slot, C, OC: V, transposed: 1, first, panels: count });
+        this.#f32.set(rows, buffer / 4);
+        this.#run(chunkOp, { dst, src: buffer, C, OC: V, transposed: 1, first, panels: count });
       }
     } finally {
-      this.#releaseSlot(slot);
+      this.#releaseBuffer(buffer);
       // Detached, its memory is freed now rather than whenever the GC next runs.
       wte.buffer.transfer(0);
     }
@@ -562,13 +564,13 @@ export class WasmBackend implements Backend {
   /**
    * Where in the KV cache an f16/q8 embedding of `floats` floats can be read before it is
    * converted: its end, while it holds nothing yet and has room past the Conv1D staging
-   * slots at its start; undefined when it cannot.
+   * buffers at its start; undefined when it cannot.
    */
   #embeddingInCache(floats: number): number | undefined {
     const bytes = 4 * floats;
-    const slotBytes = Math.ceil((4 * this.#largestConv1d) / ALIGN) * ALIGN;
+    const bufferBytes = Math.ceil((4 * this.#largestConv1d) / ALIGN) * ALIGN;
     const cache = this.#emptyCache;
-    if (!cache || cache.bytes < STAGING_SLOTS * slotBytes + bytes + ALIGN) return undefined;
+    if (!cache || cache.bytes < STAGING_BUFFERS * bufferBytes + bytes + ALIGN) return undefined;
     const ptr = WasmTensor.ptr(cache) + cache.bytes - bytes;
     this.#embeddingStage = { ptr: ptr - (ptr % ALIGN), bytes, tailOf: cache };
     return this.#embeddingStage.ptr;
@@ -613,41 +615,41 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * A staging slot for a Conv1D weight of `floats` floats, when one is free; loads get
-   * them in the order they asked. The slots lie in the KV cache while it holds nothing
+   * A staging buffer for a Conv1D weight of `floats` floats, when one is free; loads get
+   * them in the order they asked. The buffers lie in the KV cache while it holds nothing
    * yet and is big enough, else in memory of their own.
    */
-  #acquireSlot(floats: number): Promise<number> {
+  #acquireBuffer(floats: number): Promise<number> {
     if (!this.#staging || floats > this.#staging.floats) {
-      if (this.#staging && this.#freeSlots.length < STAGING_SLOTS) {
-        // Larger than the slots in use, declared after loading began: memory of its own.
+      if (this.#staging && this.#freeBuffers.length < STAGING_BUFFERS) {
+        // Larger than the buffers in use, declared after loading began: memory of its own.
         return Promise.resolve(this.#alloc(4 * floats));
       }
       this.#planStaging(floats);
     }
-    const free = this.#freeSlots.shift();
+    const free = this.#freeBuffers.shift();
     if (free !== undefined) return Promise.resolve(free);
     return new Promise((resolve) => this.#waiting.push(resolve));
   }
 
-  #releaseSlot(slot: number): void {
-    if (!this.#staging?.slots.includes(slot)) return;
+  #releaseBuffer(buffer: number): void {
+    if (!this.#staging?.buffers.includes(buffer)) return;
     const next = this.#waiting.shift();
-    if (next) next(slot);
-    else this.#freeSlots.push(slot);
+    if (next) next(buffer);
+    else this.#freeBuffers.push(buffer);
   }
 
   #planStaging(floats: number): void {
-    const slotFloats = Math.max(floats, this.#largestConv1d);
-    const slotBytes = Math.ceil((4 * slotFloats) / ALIGN) * ALIGN;
-    const cache = this.#emptyCache && this.#emptyCache.bytes >= STAGING_SLOTS * slotBytes
+    const bufferFloats = Math.max(floats, this.#largestConv1d);
+    const bufferBytes = Math.ceil((4 * bufferFloats) / ALIGN) * ALIGN;
+    const cache = this.#emptyCache && this.#emptyCache.bytes >= STAGING_BUFFERS * bufferBytes
       ? this.#emptyCache
       : undefined;
-    const start = cache ? WasmTensor.ptr(cache) : this.#alloc(STAGING_SLOTS * slotBytes);
-    const slots = Array.from({ length: STAGING_SLOTS }, (_, i) => start + i * slotBytes);
-    this.#staging = { slots, floats: slotFloats, cache };
-    this.#freeSlots = [...slots];
-    if (cache) this.#dirtyBytes = Math.max(this.#dirtyBytes, STAGING_SLOTS * slotBytes);
+    const start = cache ? WasmTensor.ptr(cache) : this.#alloc(STAGING_BUFFERS * bufferBytes);
+    const buffers = Array.from({ length: STAGING_BUFFERS }, (_, i) => start + i * bufferBytes);
+    this.#staging = { buffers, floats: bufferFloats, cache };
+    this.#freeBuffers = [...buffers];
+    if (cache) this.#dirtyBytes = Math.max(this.#dirtyBytes, STAGING_BUFFERS * bufferBytes);
   }
 
   /**
@@ -663,7 +665,7 @@ export class WasmBackend implements Backend {
     }
     if (this.#staging?.cache === cache) {
       this.#staging = undefined;
-      this.#freeSlots = [];
+      this.#freeBuffers = [];
     }
     if (this.#embeddingStage?.tailOf === cache) {
       const start = this.#embeddingStage.ptr / 4;

@@ -31,7 +31,7 @@ const CONTROL_OFFSET = 32768;
 /** Bytes of the control block: counters, kernel arguments and an error message. */
 const CONTROL_BYTES = 4096;
 
-// The control block: Int32 slots from CONTROL_OFFSET.
+// The control block: Int32 words from CONTROL_OFFSET.
 /** Bumped by the caller for every call; the workers wait on it. */
 const EPOCH = 0;
 /** The op's id in `OP_LIST`, or `STOP`. */
@@ -63,7 +63,7 @@ export interface WorkerInit {
   readonly part: number;
   /** Threads of the pool, the caller's included. */
   readonly threads: number;
-  /** The pool's id in the control block's OWNER slot; a worker of another pool stops. */
+  /** The pool's id in the control block's OWNER word; a worker of another pool stops. */
   readonly pool: number;
   /** µs a worker spins for the next call before it blocks (`WorkerPoolOptions`). */
   readonly spinMicros: number;
@@ -96,7 +96,7 @@ export function share(units: number, align: number, part: number, parts: number)
 }
 
 /**
- * Spins for at most `micros` µs while slot `i` of `c` holds `value`; true if it changed.
+ * Spins for at most `micros` µs while word `i` of `c` holds `value`; true if it changed.
  * A thread that blocks in `Atomics.wait` can take tens of µs to wake, while kernel calls
  * follow one another within a few µs.
  */

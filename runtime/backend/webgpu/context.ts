@@ -13,7 +13,7 @@ export class GpuTensor implements Tensor {
   /** A tensor over `buffers`; made by `GpuContext.tensor`. */
   constructor(
     readonly shape: readonly number[],
-    readonly dtype: string,
+    readonly type: string,
     readonly bytes: number,
     /** The storage; a KV cache has one buffer per layer. */
     readonly buffers: readonly GPUBuffer[],
@@ -136,11 +136,11 @@ export class GpuContext {
   /** A tensor over `buffers`. */
   tensor(
     shape: readonly number[],
-    dtype: string,
+    type: string,
     bytes: number,
     buffers: readonly GPUBuffer[],
   ): GpuTensor {
-    const t = new GpuTensor(shape, dtype, bytes, buffers, this.#nextId++);
+    const t = new GpuTensor(shape, type, bytes, buffers, this.#nextId++);
     this.#tensors.add(t);
     return t;
   }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Backend, DType, KVCacheShape, Tensor, WeightRole } from "../backend.ts";
+import type { ActivationType, Backend, KVCacheShape, Tensor, WeightRole } from "../backend.ts";
 import { BackendError } from "../../errors.ts";
 import { AttentionOp, MAX_HEAD_DIM } from "./attention.ts";
 import { type Binding, GpuContext, GpuTensor, type WebGpuStats } from "./context.ts";
@@ -31,7 +31,7 @@ export interface WebGpuOptions {
    * checkpoint gives them, or `"f16"`, half the bytes each step streams. Biases, norms and
    * position embeddings stay float32.
    */
-  dtype?: "f32" | "f16";
+  weightType?: "f32" | "f16";
   /**
    * Whether float16 weights are read as WGSL `f16` where the adapter has `shader-f16`
    * (default true); false reads them as u32 pairs through `unpack2x16float` as on
@@ -80,7 +80,7 @@ export class WebGpuBackend implements Backend {
   /** The name it is selected by. */
   readonly name = "webgpu";
   /** How it stores the model's matrices: `"f32"` or `"f16"`. */
-  readonly dtype: "f32" | "f16";
+  readonly weightType: "f32" | "f16";
   #ctx: GpuContext;
   #splitBytes: number;
   #embed: EmbedOp;
@@ -103,8 +103,8 @@ export class WebGpuBackend implements Backend {
     options: WebGpuOptions,
   ) {
     this.#ctx = new GpuContext(device);
-    this.dtype = options.dtype ?? "f32";
-    this.#half = options.dtype === "f16"
+    this.weightType = options.weightType ?? "f32";
+    this.#half = options.weightType === "f16"
       ? (device.features.has("shader-f16") && options.shaderF16 !== false ? "f16" : "f16-packed")
       : null;
     this.#splitBytes = Math.min(options.vocabularySplitBytes ?? Infinity, this.#ctx.maxBinding);
@@ -197,14 +197,14 @@ export class WebGpuBackend implements Backend {
     Object.assign(this.#ctx.stats, { dispatches: 0, submits: 0, bytesRead: 0, bytesWritten: 0 });
   }
 
-  tensor(shape: readonly number[], dtype: DType = "f32"): Tensor {
+  tensor(shape: readonly number[], type: ActivationType = "f32"): Tensor {
     const bytes = elements(shape) * 4;
-    return this.#ctx.tensor(shape, dtype, bytes, [this.#ctx.buffer(bytes, STORAGE)]);
+    return this.#ctx.tensor(shape, type, bytes, [this.#ctx.buffer(bytes, STORAGE)]);
   }
 
   /** The storage of weight `t`'s elements. */
   #storage(t: GpuTensor): WeightStorage {
-    return t.dtype === "f16" ? this.#half! : "f32";
+    return t.type === "f16" ? this.#half! : "f32";
   }
 
   weight(role: WeightRole, shape: readonly number[]): Tensor {
@@ -219,7 +219,7 @@ export class WebGpuBackend implements Backend {
     const n = elements(w.shape);
     const dest = new Float32Array(n);
     await read(dest);
-    if (w.dtype !== "f16") {
+    if (w.type !== "f16") {
       this.#ctx.device.queue.writeBuffer(w.buffer, 0, dest);
       return;
     }

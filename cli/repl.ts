@@ -9,9 +9,16 @@
 import { describeFlags, parseCommandLine } from "./flags.ts";
 import { stdinLineReader } from "./line_reader.ts";
 import { runMain } from "./run_main.ts";
-import { Interrupts, openSession, printBatch, samplingFlags, write } from "./sampling.ts";
+import {
+  Interrupts,
+  openSession,
+  printBatch,
+  samplingFlags,
+  type SamplingFlagSpecs,
+  write,
+} from "./sampling.ts";
 
-const FLAGS = samplingFlags(1);
+const FLAGS: SamplingFlagSpecs = samplingFlags(1);
 
 export const USAGE = `usage: deno task repl [flags]
 

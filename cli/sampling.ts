@@ -5,14 +5,27 @@
  *
  * @module
  */
-import type { FlagSpec, FlagValues } from "./flags.ts";
-import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
+import type { FlagValues, NumberFlag, StringFlag } from "./flags.ts";
+import { choiceLine, MODEL_FLAGS, type ModelFlags, modelOptions } from "./model_flags.ts";
 import { loadModel, type Model } from "../runtime/generate/model.ts";
 import { Rng } from "../runtime/generate/random.ts";
 import { UsageError } from "../runtime/errors.ts";
 
+/** The flags of `interact_model` and `sample_model`. */
+export type SamplingFlagSpecs = ModelFlags & {
+  readonly model_name: StringFlag;
+  readonly seed: NumberFlag;
+  readonly nsamples: NumberFlag;
+  readonly batch_size: NumberFlag;
+  readonly length: NumberFlag;
+  readonly temperature: NumberFlag;
+  readonly top_k: NumberFlag;
+  readonly top_p: NumberFlag;
+  readonly models_dir: StringFlag;
+};
+
 /** The flags of `interact_model` and `sample_model`, with the originals' defaults. */
-export function samplingFlags(nsamples: number) {
+export function samplingFlags(nsamples: number): SamplingFlagSpecs {
   return {
     model_name: {
       type: "string",
@@ -51,10 +64,11 @@ export function samplingFlags(nsamples: number) {
     },
     models_dir: { type: "string", default: "models", help: "folder holding the model folders" },
     ...MODEL_FLAGS,
-  } satisfies Record<string, FlagSpec>;
+  };
 }
 
-export type SamplingFlags = FlagValues<ReturnType<typeof samplingFlags>>;
+/** The values of the sampling flags, as parsed. */
+export type SamplingFlags = FlagValues<SamplingFlagSpecs>;
 
 /** A model loaded for the flags, with the length to generate and a session generator. */
 export interface Session extends Disposable {

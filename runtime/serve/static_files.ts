@@ -18,13 +18,21 @@ export interface StaticFile {
   readonly type: string;
 }
 
-/** Reads the page's files from `web/`; a map from URL path to file. */
+/**
+ * Reads the page's files from `web/` (fetched, so that a package served over HTTP works
+ * as a local folder does); a map from URL path to file.
+ */
 export async function loadStaticFiles(
-  dir = new URL("../../web/", import.meta.url),
+  dir: URL = new URL("../../web/", import.meta.url),
 ): Promise<Map<string, StaticFile>> {
   const out = new Map<string, StaticFile>();
   for (const [path, { file, type }] of Object.entries(FILES)) {
-    out.set(path, { body: await Deno.readFile(new URL(file, dir)), type });
+    const url = new URL(file, dir);
+    const response = await fetch(url);
+    if (!response.ok) {
+      throw new Error(`Cannot fetch the page's file ${url}: HTTP ${response.status}`);
+    }
+    out.set(path, { body: new Uint8Array(await response.arrayBuffer()), type });
   }
   return out;
 }

@@ -30,10 +30,17 @@ export interface KernelInstance {
 
 let compiled: Promise<WebAssembly.Module> | undefined;
 
-/** Compiles asm/build/gpt2.wasm once per process. */
+/**
+ * Compiles asm/build/gpt2.wasm once per process. It is fetched, so that it loads as well
+ * from a `file:` URL as from a package served over HTTP.
+ */
 export function kernelModule(): Promise<WebAssembly.Module> {
-  compiled ??= Deno.readFile(new URL("../../../asm/build/gpt2.wasm", import.meta.url))
-    .then((bytes) => WebAssembly.compile(bytes));
+  compiled ??= (async () => {
+    const url = new URL("../../../asm/build/gpt2.wasm", import.meta.url);
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`Cannot fetch the kernels ${url}: HTTP ${response.status}`);
+    return await WebAssembly.compile(await response.arrayBuffer());
+  })();
   return compiled;
 }
 

@@ -38,6 +38,21 @@ export {
   type LoadOptions,
   type Model,
 } from "./runtime/generate/model.ts";
+export { type ModelLocation } from "./runtime/gpt2/model_files.ts";
+export {
+  type FileSource,
+  type ReadOptions,
+  type ReadProgress,
+  type SourceFile,
+  withProgress,
+} from "./runtime/io/file_source.ts";
+export { localFiles } from "./runtime/io/local_files.ts";
+export {
+  type ByteCache,
+  type CacheEntry,
+  httpFiles,
+  type HttpFilesOptions,
+} from "./runtime/io/http_files.ts";
 export { BACKEND_NAMES, type BackendName } from "./runtime/backend/create.ts";
 export { WEIGHT_TYPES, type WeightType } from "./runtime/backend/backend.ts";
 export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer/tokenizer.ts";

@@ -4,12 +4,12 @@
  * then one token per pass with the KV cache. Concurrent generations share the decoding
  * steps (continuous batching, runtime/scheduler.ts): each has a KV-cache slot of its own.
  */
-import { setImmediate } from "node:timers";
+import { nextTask } from "../next_task.ts";
 import { createBackend } from "../backend/create.ts";
 import { BackendError, ModelFileError } from "../errors.ts";
 import { Gpt2 } from "../gpt2/gpt2.ts";
 import type { HParams } from "../gpt2/hparams.ts";
-import { openModelFiles } from "../gpt2/model_files.ts";
+import { type ModelLocation, openModelFiles } from "../gpt2/model_files.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
 import { WEIGHT_TYPES, type WeightType } from "../backend/backend.ts";
 import { checkPrompt, Scheduler } from "./scheduler.ts";
@@ -51,13 +51,17 @@ export interface GenerateOptions extends SamplerOptions {
   signal?: AbortSignal;
 }
 
-/** Loads the model in `dir`: OpenAI's TensorFlow checkpoint folder or Hugging Face's. */
-export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
+/**
+ * Loads the model in `dir`: OpenAI's TensorFlow checkpoint folder or Hugging Face's, as a
+ * path on disk, the URL of a folder served over HTTP (read with `Range` requests), or any
+ * `FileSource`.
+ */
+export async function loadModel(dir: ModelLocation, options: LoadOptions = {}): Promise<Model> {
   using files = await openModelFiles(dir);
   const gpt2 = await createGpt2(files.hparams, options);
   // The tokenizer loads while the weights wait on the disk.
   const [tokenizer, weights] = await Promise.allSettled([
-    Tokenizer.load(dir),
+    Tokenizer.load(files.files),
     gpt2.load(files.source, files.names),
   ]);
   try {
@@ -65,7 +69,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     if (weights.status === "rejected") throw weights.reason;
     if (tokenizer.value.vocabSize !== files.hparams.n_vocab) {
       throw new ModelFileError(
-        `The tokenizer in "${dir}" has ${tokenizer.value.vocabSize} tokens, but the model's n_vocab is ${files.hparams.n_vocab}`,
+        `The tokenizer in "${files.dir}" has ${tokenizer.value.vocabSize} tokens, but the model's n_vocab is ${files.hparams.n_vocab}`,
       );
     }
   } catch (e) {
@@ -246,7 +250,7 @@ class LoadedModel implements Model {
       next.forEach((t, b) => ended[b] ||= t === eot);
       if (i === length - 1 || (options.stopAtEndOfText && ended.every(Boolean))) return;
       // Let timers and signal handlers run, so that `signal` can be aborted meanwhile.
-      await new Promise((resolve) => setImmediate(resolve));
+      await nextTask();
       options.signal?.throwIfAborted();
       logits = await this.gpt2.forward(slots.map((slot, b) => ({ slot, tokens: [next[b]] })), {
         out,

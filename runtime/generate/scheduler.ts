@@ -8,8 +8,8 @@
  *
  * @module
  */
+import { nextTask } from "../next_task.ts";
 import type { HParams } from "../gpt2/hparams.ts";
-import { setImmediate } from "node:timers";
 import type { Gpt2 } from "../gpt2/gpt2.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
 
@@ -250,7 +250,7 @@ export class Scheduler {
         const step = [...this.#active].filter((s) => !s.ended && !s.cancelled && s.generated > 0);
         if (step.length > 0) await this.#decode(step);
         // Consumers read their tokens, signals fire and new requests arrive between steps.
-        await new Promise((resolve) => setImmediate(resolve));
+        await nextTask();
       }
     } catch (e) {
       // A failed pass leaves the cache in an unknown state: every sequence ends with it.

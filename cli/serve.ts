@@ -49,7 +49,9 @@ export const USAGE = `usage: deno task serve [flags]
 
 Serves a GPT-2 model over HTTP: OpenAI's completions API (POST /v1/completions, streaming
 or not), GET /v1/models, GET /health, POST /tokenize, POST /detokenize, and a page to try
-it in at /. Ctrl-C or SIGTERM stops it; streams still running end with an error event.
+it in at /, which runs the model on the server or in the browser tab (from the model's
+files, served at /models/<model_name>/). Ctrl-C or SIGTERM stops it; streams still running
+end with an error event.
 
 flags:
 ${describeFlags(FLAGS)}`;
@@ -69,7 +71,8 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
     throw new UsageError(`--body_limit must be at least 1024 bytes, got ${body_limit}`);
   }
   if (flags.api_key === "") throw new UsageError("--api_key must not be empty");
-  using model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
+  const modelDir = `${flags.models_dir}/${flags.model_name}`;
+  using model = await loadModel(modelDir, {
     ...modelOptions(flags),
     slots,
   });
@@ -82,6 +85,7 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
     apiKey: flags.api_key,
     bodyLimit: body_limit,
     staticFiles: await loadStaticFiles(),
+    modelDir,
   });
   const stop = new AbortController();
   const server = listen(api, flags.host, port!, stop.signal, (url) => {

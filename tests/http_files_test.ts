@@ -12,6 +12,7 @@ import { loadModel } from "../runtime/generate/model.ts";
 import { ModelFileError } from "../runtime/errors.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { httpFiles } from "../runtime/io/http_files.ts";
+import { blobFiles } from "../runtime/io/blob_files.ts";
 import { addRange, coversRange, fileCache } from "../runtime/io/byte_cache.ts";
 import { type ReadProgress, withProgress } from "../runtime/io/file_source.ts";
 import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
@@ -136,4 +137,17 @@ Deno.test("addRange() and coversRange() agree with a byte-by-byte model", () => 
     for (let i = 1; i < ranges.length; i++) assert(ranges[i - 1][1] < ranges[i][0], "disjoint");
     assertEquals(coversRange(ranges, begin, end), kept.slice(begin, end).every(Boolean));
   }));
+});
+
+Deno.test("files picked as File objects (a page's folder input) give the folder's logits", async () => {
+  await withTempDir(async (dir) => {
+    await writeModelFolder(dir, HP, randomWeights(HP, 1), { format: "safetensors" });
+    const picked: File[] = [];
+    for await (const entry of Deno.readDir(dir)) {
+      picked.push(new File([await Deno.readFile(`${dir}/${entry.name}`)], entry.name));
+    }
+    assertEquals(await logitsOf(blobFiles(picked)), await logitsOf(dir));
+    const e = await assertRejects(() => logitsOf(blobFiles([])), ModelFileError);
+    assert(e.message.includes('No GPT-2 model in "the files picked"'), e.message);
+  });
 });

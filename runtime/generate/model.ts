@@ -140,6 +140,8 @@ export interface Model extends Disposable {
   readonly batch: number;
   /** Generations that decode at once; more wait for a slot. */
   readonly slots: number;
+  /** Threads that run the kernels (1 for a backend that runs on a device). */
+  readonly threads: number;
   /** Its tokenizer, as `encoder.py`. */
   readonly tokenizer: Tokenizer;
   /** The logits (n_vocab) after the last of `ids`, starting from an empty context. */
@@ -194,6 +196,10 @@ class LoadedModel implements Model {
 
   get slots(): number {
     return this.gpt2.slots;
+  }
+
+  get threads(): number {
+    return (this.gpt2.backend as { readonly threads?: number }).threads ?? 1;
   }
 
   async logits(ids: readonly number[]): Promise<Float32Array> {

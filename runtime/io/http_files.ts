@@ -102,7 +102,8 @@ class Http {
   readonly #headers: HeadersInit;
 
   constructor(options: HttpFilesOptions) {
-    this.#fetch = options.fetch ?? globalThis.fetch;
+    // Called unbound: a browser's fetch must not get another `this`.
+    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#headers = options.headers ?? {};
   }
 

@@ -21,6 +21,7 @@ import { type CompletionRequest, parseCompletionRequest } from "./completion_req
 import { DEFAULT_BODY_LIMIT, readJsonBody } from "./json_body.ts";
 import { merge } from "./merge.ts";
 import type { StaticFile } from "./static_files.ts";
+import { fileResponse } from "./file_response.ts";
 
 /** How an `ApiServer` behaves. */
 export interface ApiServerOptions {
@@ -38,7 +39,22 @@ export interface ApiServerOptions {
   maxChoices?: number;
   /** The page's files by URL path (`loadStaticFiles()`); none: `GET /` is a 404. */
   staticFiles?: Map<string, StaticFile>;
+  /**
+   * The model's folder on disk, served at `/models/<modelId>/` (with ranges and ETags) so
+   * that the page can run the model in the tab; none: those paths are a 404.
+   */
+  modelDir?: string;
 }
+
+/**
+ * Headers that make the page cross-origin isolated, so that its workers share memory
+ * (threads in the tab), with the wasm compilation its scripts need allowed.
+ */
+export const ISOLATION_HEADERS: Readonly<Record<string, string>> = {
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-embedder-policy": "require-corp",
+  "cross-origin-resource-policy": "same-origin",
+};
 
 /** Routes and the methods they take. */
 const ROUTES: Record<string, string[]> = {
@@ -66,7 +82,9 @@ export class ShutdownError extends ApiError {
  * the completions in flight (streams get an error event) before the HTTP server stops.
  */
 export class ApiServer {
-  readonly options: Required<Omit<ApiServerOptions, "apiKey" | "staticFiles">> & ApiServerOptions;
+  readonly options:
+    & Required<Omit<ApiServerOptions, "apiKey" | "staticFiles" | "modelDir">>
+    & ApiServerOptions;
   /** Sequences admitted and not yet finished (decoding or waiting for a slot). */
   #inFlight = 0;
   /** The completions running, to abort on shutdown. */
@@ -126,9 +144,14 @@ export class ApiServer {
         headers: {
           "content-type": file.type,
           "cache-control": "no-cache",
-          "content-security-policy": "default-src 'self'",
+          "content-security-policy": "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'",
+          ...ISOLATION_HEADERS,
         },
       });
+    }
+    const modelPrefix = `/models/${encodeURIComponent(this.options.modelId)}/`;
+    if (this.options.modelDir !== undefined && pathname.startsWith(modelPrefix)) {
+      return await this.#modelFile(request, decodeURIComponent(pathname.slice(modelPrefix.length)));
     }
     const methods = ROUTES[pathname] ?? (pathname.startsWith("/v1/models/") ? ["GET"] : null);
     if (!methods) {
@@ -161,6 +184,27 @@ export class ApiServer {
       throw new ApiError(404, `The model "${id}" does not exist`, { code: "model_not_found" });
     }
     return jsonResponse(this.#modelObject());
+  }
+
+  /** A file of the model's folder, for the page to run the model in the tab. */
+  async #modelFile(request: Request, name: string): Promise<Response> {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      throw methodNotAllowed(request.method, new URL(request.url).pathname, ["GET", "HEAD"]);
+    }
+    this.#checkKey(request);
+    const response = name === "" || /[\\/]|^\.\.?$/.test(name)
+      ? undefined
+      : await fileResponse(request, `${this.options.modelDir}/${name}`, {
+        "content-type": "application/octet-stream",
+        "cache-control": "no-cache",
+        ...ISOLATION_HEADERS,
+      });
+    if (response === undefined) {
+      throw new ApiError(404, `The model "${this.options.modelId}" has no file "${name}"`, {
+        code: "not_found",
+      });
+    }
+    return response;
   }
 
   #modelObject() {

@@ -114,8 +114,12 @@ export function initTab(location, headers) {
         "(serve the page with Cross-Origin-Opener-Policy: same-origin and " +
         "Cross-Origin-Embedder-Policy: require-corp)",
   );
-  env.push(navigator.gpu ? "WebGPU: available" : "WebGPU: not in this browser");
-  $("tab_env").textContent = env.join("; ");
+  const showEnv = (gpu) => $("tab_env").textContent = [...env, gpu].join("; ");
+  showEnv(navigator.gpu ? "WebGPU: looking for an adapter…" : "WebGPU: not in this browser");
+  navigator.gpu?.requestAdapter().then(
+    (adapter) => showEnv(adapter ? "WebGPU: an adapter" : "WebGPU: no adapter (use wasm)"),
+    () => showEnv("WebGPU: no adapter (use wasm)"),
+  );
   $("tab_threads").placeholder = isolated
     ? String(Math.min(navigator.hardwareConcurrency || 1, 8))
     : "1";

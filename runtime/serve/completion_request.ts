@@ -10,6 +10,7 @@
  */
 import { ApiError, invalidField } from "./api_error.ts";
 import { MAX_TOP_LOGPROBS } from "../generate/logprobs.ts";
+import { checkContext, checkPrompt, type PromptLimits } from "../generate/prompt_check.ts";
 
 /** A checked completion request. */
 export interface CompletionRequest {
@@ -176,12 +177,7 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
   }
 
   const { promptIds, promptText } = parsePrompt(b.prompt, limits);
-  if (promptIds.length + maxTokens > limits.contextLength) {
-    throw invalidField(
-      "max_tokens",
-      `This model's context is ${limits.contextLength} tokens, but the prompt has ${promptIds.length} and max_tokens asks for ${maxTokens} more: shorten the prompt or lower max_tokens`,
-    );
-  }
+  asField("max_tokens", () => checkContext(promptLimits(limits), promptIds.length, maxTokens));
   return {
     model: b.model,
     promptIds,
@@ -200,7 +196,7 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
   };
 }
 
-/** The prompt: a non-empty string, or a non-empty array of token ids. */
+/** The prompt: a string, or an array of numbers (the library checks them as token ids). */
 function parsePrompt(
   prompt: unknown,
   limits: RequestLimits,
@@ -209,28 +205,32 @@ function parsePrompt(
     throw invalidField("prompt", "You must provide a prompt: a string or an array of token ids");
   }
   if (typeof prompt === "string") {
-    if (prompt === "") throw invalidField("prompt", "The prompt is empty: give at least one token");
-    return { promptIds: limits.encode(prompt), promptText: prompt };
+    const promptIds = limits.encode(prompt);
+    asField("prompt", () => checkPrompt(promptLimits(limits), promptIds));
+    return { promptIds, promptText: prompt };
   }
   if (Array.isArray(prompt) && prompt.every((x) => typeof x === "number")) {
-    if (prompt.length === 0) {
-      throw invalidField("prompt", "The prompt is empty: give at least one token");
-    }
-    const bad = prompt.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= limits.vocabSize);
-    if (bad >= 0) {
-      throw invalidField(
-        "prompt",
-        `prompt[${bad}] is ${
-          prompt[bad]
-        }, not a token id: ids are integers in [0, ${limits.vocabSize})`,
-      );
-    }
+    asField("prompt", () => checkPrompt(promptLimits(limits), prompt));
     return { promptIds: prompt, promptText: limits.decode(prompt) };
   }
   throw invalidField(
     "prompt",
     `prompt must be a string or an array of token ids, got ${describe(prompt)}`,
   );
+}
+
+function promptLimits(limits: RequestLimits): PromptLimits {
+  return { n_vocab: limits.vocabSize, n_ctx: limits.contextLength };
+}
+
+/** Runs one of the library's checks, its RangeError becoming a 400 that names `field`. */
+function asField(field: string, check: () => void): void {
+  try {
+    check();
+  } catch (e) {
+    if (e instanceof RangeError) throw invalidField(field, `${field}: ${e.message}`);
+    throw e;
+  }
 }
 
 function optionalBoolean(b: Record<string, unknown>, key: string, fallback: boolean): boolean {

@@ -34,10 +34,12 @@
  */
 export {
   type GenerateOptions,
+  type GenerateStepsOptions,
   loadModel,
   type LoadOptions,
   type Model,
 } from "./runtime/generate/model.ts";
+export type { GenerationStep } from "./runtime/generate/scheduler.ts";
 export { BACKEND_NAMES, type BackendName } from "./runtime/backend/create.ts";
 export { WEIGHT_TYPES, type WeightType } from "./runtime/backend/backend.ts";
 export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer/tokenizer.ts";

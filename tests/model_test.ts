@@ -5,6 +5,7 @@ import { BackendError } from "../runtime/errors.ts";
 import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { argmax } from "../runtime/generate/sampler.ts";
+import { stepLogprobs } from "../runtime/generate/logprobs.ts";
 
 const HP: HParams = { n_vocab: 300, n_ctx: 48, n_embd: 32, n_head: 4, n_layer: 2 };
 const dir = await Deno.makeTempDir({ prefix: "gpt2-model-api-" });
@@ -107,6 +108,31 @@ Deno.test("aborting the signal stops generation between tokens", async () => {
   assertEquals(got.length, 3);
 });
 
+Deno.test("generateSteps() gives each token the log-probabilities of the logits it was drawn from", async () => {
+  using model = await loadModel(dir);
+  const ids = model.tokenizer.encode("Once");
+  const options = { length: 10, seed: 5, temperature: 0.8, topK: 20 };
+  const tokens = await collect(model.generate(ids, options));
+  const plain = await collect(model.generateSteps(ids, options));
+  assertEquals(plain, tokens.map((token) => ({ token })), "no logprobs unless asked");
+  // Concurrent generations, so that steps of several sequences interleave.
+  const [steps, other] = await Promise.all([
+    collect(model.generateSteps(ids, { ...options, logprobs: 3 })),
+    collect(model.generateSteps([7, 8], { length: 10, seed: 1, logprobs: 2 })),
+  ]);
+  assertEquals(steps.map((s) => s.token), tokens);
+  assertEquals(other.map((s) => s.logprobs?.chosen.token), other.map((s) => s.token));
+  for (const [i, step] of steps.entries()) {
+    const logits = await model.logits([...ids, ...tokens.slice(0, i)]);
+    assertEquals(step.logprobs, stepLogprobs(logits, step.token, 3), `token ${i}`);
+  }
+  await assertRejects(
+    () => collect(model.generateSteps(ids, { length: 2, logprobs: 6 })),
+    RangeError,
+    "logprobs",
+  );
+});
+
 Deno.test("bad input throws a RangeError that says which", async () => {
   using model = await loadModel(dir);
   await assertRejects(() => model.logits([]), RangeError, "empty");
@@ -116,6 +142,7 @@ Deno.test("bad input throws a RangeError that says which", async () => {
     RangeError,
     "context window of 48",
   );
+  await assertRejects(() => model.logits(new Array(49).fill(1)), RangeError, "context window");
   await assertRejects(() => collect(model.generate([1], { length: 0 })), RangeError, "length");
   await assertRejects(() => collect(model.generate([1], { topP: 2 })), RangeError, "top_p");
 });

@@ -7,7 +7,11 @@ import { ReferenceBackend } from "../runtime/backend/reference/reference_backend
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { memorySource, randomWeights } from "../testing/random_model.ts";
-import { Scheduler, type SequenceOptions } from "../runtime/generate/scheduler.ts";
+import {
+  type GenerationStep,
+  Scheduler,
+  type SequenceOptions,
+} from "../runtime/generate/scheduler.ts";
 
 const HP: HParams = { n_vocab: 120, n_ctx: 48, n_embd: 16, n_head: 2, n_layer: 2 };
 const weights = randomWeights(HP, 4);
@@ -21,9 +25,10 @@ async function open(slots: number): Promise<Gpt2> {
   return gpt2;
 }
 
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
+/** The tokens of a generation's steps. */
+async function collect(steps: AsyncIterable<GenerationStep>): Promise<number[]> {
+  const out: number[] = [];
+  for await (const step of steps) out.push(step.token);
   return out;
 }
 
@@ -77,7 +82,7 @@ Deno.test("interleaved step by step by hand, generations do not disturb each oth
   const b = scheduler.generate([7], { length: 10, temperature: 0 });
   const got: number[] = [];
   for (let i = 0; i < 10; i++) {
-    got.push((await a.next()).value as number);
+    got.push(((await a.next()).value as GenerationStep).token);
     await b.next();
   }
   assertEquals(got, want);
@@ -138,7 +143,7 @@ Deno.test("a lease holds free slots with no generation stepping; generations the
   gpt2.reset(); // the scheduler is idle: the model is free to use directly
   const alone = await gpt2.forward([{ slot: 0, tokens: [9, 8, 7] }]);
   const running = scheduler.generate([2, 3], { length: 30, seed: 8 });
-  const got = [(await running.next()).value as number];
+  const got = [((await running.next()).value as GenerationStep).token];
   const lease = await scheduler.lease(2);
   assertEquals(lease.slots.length, 2);
   assert(lease.slots.every((s) => gpt2.cached(s) === 0), "leased slots start empty");

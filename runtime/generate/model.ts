@@ -12,7 +12,8 @@ import type { HParams } from "../gpt2/hparams.ts";
 import { openModelFiles } from "../gpt2/model_files.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
 import { WEIGHT_TYPES, type WeightType } from "../backend/backend.ts";
-import { checkPrompt, Scheduler } from "./scheduler.ts";
+import { checkContext, checkGeneration, checkPrompt } from "./prompt_check.ts";
+import { type GenerationStep, Scheduler } from "./scheduler.ts";
 import { type StepLogprobs, stepLogprobs } from "./logprobs.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 
@@ -49,6 +50,15 @@ export interface GenerateOptions extends SamplerOptions {
   stopAtEndOfText?: boolean;
   /** Aborting stops generation between two tokens; the generator then throws the reason. */
   signal?: AbortSignal;
+}
+
+/** Options of {@linkcode Model.generateSteps}: those of `generate`, and what to report per token. */
+export interface GenerateStepsOptions extends GenerateOptions {
+  /**
+   * Report each token's log-probability and those of the `logprobs` most likely tokens
+   * (0 to 5, as OpenAI's completions API); absent: no log-probabilities.
+   */
+  logprobs?: number;
 }
 
 /** Loads the model in `dir`: OpenAI's TensorFlow checkpoint folder or Hugging Face's. */
@@ -153,6 +163,15 @@ export interface Model extends Disposable {
    */
   generate(ids: readonly number[], options?: GenerateOptions): AsyncGenerator<number>;
   /**
+   * `generate`, yielding for each token what its step produced: the token, and with
+   * `options.logprobs` its log-probability and the most likely tokens' (the log-softmax
+   * of the model's logits, before temperature or any other sampling control).
+   */
+  generateSteps(
+    ids: readonly number[],
+    options?: GenerateStepsOptions,
+  ): AsyncGenerator<GenerationStep>;
+  /**
    * Generates `batch` sequences after the same `ids`, side by side: each step yields one
    * new token per sequence. With `stopAtEndOfText`, it ends once every sequence has
    * sampled `<|endoftext|>` (a finished sequence keeps yielding its tokens meanwhile).
@@ -193,13 +212,15 @@ class LoadedModel implements Model {
   }
 
   async logits(ids: readonly number[]): Promise<Float32Array> {
-    checkPrompt(this.hparams, ids, 0);
+    checkPrompt(this.hparams, ids);
+    checkContext(this.hparams, ids.length, 0);
     using lease = await this.#scheduler.lease(1);
     return await this.gpt2.forward([{ slot: lease.slots[0], tokens: ids }]);
   }
 
   async promptLogprobs(ids: readonly number[], top: number): Promise<StepLogprobs[]> {
-    checkPrompt(this.hparams, ids, 0);
+    checkPrompt(this.hparams, ids);
+    checkContext(this.hparams, ids.length, 0);
     const V = this.hparams.n_vocab;
     using lease = await this.#scheduler.lease(1);
     const slot = lease.slots[0];
@@ -216,7 +237,14 @@ class LoadedModel implements Model {
     return out;
   }
 
-  generate(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
+  async *generate(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
+    for await (const step of this.generateSteps(ids, options)) yield step.token;
+  }
+
+  generateSteps(
+    ids: readonly number[],
+    options: GenerateStepsOptions = {},
+  ): AsyncGenerator<GenerationStep> {
     const length = options.length ?? Math.floor(this.hparams.n_ctx / 2);
     return this.#scheduler.generate(ids, { ...options, length });
   }
@@ -227,10 +255,7 @@ class LoadedModel implements Model {
   ): AsyncGenerator<number[]> {
     const { n_ctx } = this.hparams;
     const length = options.length ?? Math.floor(n_ctx / 2);
-    if (!Number.isInteger(length) || length < 1) {
-      throw new RangeError(`length must be a positive integer, got ${length}`);
-    }
-    checkPrompt(this.hparams, ids, length);
+    checkGeneration(this.hparams, ids, length);
     const sampler = new Sampler(options);
     const eot = this.tokenizer.endOfText;
     const ended = new Array<boolean>(this.batch).fill(false);

@@ -149,12 +149,6 @@ function lowest(x: Float32Array, count: number): number {
 export interface SamplerOptions extends SamplingOptions {
   /** Seed of the generator; random if absent. */
   seed?: number;
-  /**
-   * Sees each row of logits the sampler draws from (before temperature, top-k and top-p)
-   * and the token drawn, for instance to report log-probabilities (`stepLogprobs`). The
-   * row is only valid during the call.
-   */
-  onSample?: (logits: Float32Array, token: number) => void;
 }
 
 /** Draws tokens for each row of a batch, in row order, with one generator. */
@@ -166,13 +160,9 @@ export class Sampler {
   /** The seed in use: the one given, or a random one. */
   readonly seed: number;
 
-  /** Called with each row of logits and the token drawn from it; see `SamplerOptions`. */
-  readonly onSample: ((logits: Float32Array, token: number) => void) | undefined;
-
   /** A sampler for `options`, seeded with `options.seed` or a random seed. */
   constructor(options: SamplerOptions = {}) {
     this.options = validateSampling(options);
-    this.onSample = options.onSample;
     this.seed = options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
     if (!Number.isInteger(this.seed)) {
       throw new RangeError(`seed must be an integer, got ${this.seed}`);
@@ -186,9 +176,7 @@ export class Sampler {
     const out: number[] = [];
     for (let r = 0; r < rows; r++) {
       const row = logits.subarray(r * V, (r + 1) * V);
-      const token = sampleToken(row, this.options, this.rng);
-      this.onSample?.(row, token);
-      out.push(token);
+      out.push(sampleToken(row, this.options, this.rng));
     }
     return out;
   }

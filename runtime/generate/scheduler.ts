@@ -8,15 +8,21 @@
  *
  * @module
  */
-import type { HParams } from "../gpt2/hparams.ts";
 import { setImmediate } from "node:timers";
 import type { Gpt2 } from "../gpt2/gpt2.ts";
+import { checkLogprobs, type StepLogprobs, stepLogprobs } from "./logprobs.ts";
+import { checkGeneration } from "./prompt_check.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
 
 /** What one generation asks of the scheduler. */
 export interface SequenceOptions extends SamplerOptions {
   /** Tokens to generate (at least 1); the prompt and they must fit the context window. */
   length: number;
+  /**
+   * Give each token its log-probability and those of the `logprobs` most likely tokens
+   * (0 to `MAX_TOP_LOGPROBS`); absent: none.
+   */
+  logprobs?: number;
   /** End after `<|endoftext|>` (the scheduler's `endOfText`), which is yielded (default false). */
   stopAtEndOfText?: boolean;
   /** Aborting ends the generation at the next step; the generator then throws the reason. */
@@ -29,7 +35,18 @@ export interface SchedulerOptions {
   endOfText: number;
 }
 
-/** One generation: its slot once it has one, its sampler, and the tokens not yet read. */
+/** What one step of a generation produced: a token, and what was asked about it. */
+export interface GenerationStep {
+  /** The token drawn. */
+  readonly token: number;
+  /**
+   * With the `logprobs` option: the token's log-probability and the most likely tokens',
+   * from the model's logits before any sampling control (see `stepLogprobs`).
+   */
+  readonly logprobs?: StepLogprobs;
+}
+
+/** One generation: its slot once it has one, its sampler, and the steps not yet read. */
 class Sequence {
   slot = -1;
   /** Tokens generated so far. */
@@ -37,7 +54,7 @@ class Sequence {
   /** The last token, the input of the next decoding step. */
   last = -1;
   /** Generated, not yet taken by the consumer. */
-  readonly outbox: number[] = [];
+  readonly outbox: GenerationStep[] = [];
   /** No more tokens will come: finished, cancelled or failed. */
   ended = false;
   /** The consumer left (returned early or aborted): drop it at the next step. */
@@ -50,13 +67,21 @@ class Sequence {
     readonly sampler: Sampler,
     readonly length: number,
     readonly stopAt: number,
+    readonly logprobs: number | undefined,
   ) {}
 
-  /** Hands a token to the consumer; returns whether the sequence is done. */
-  push(token: number): boolean {
+  /**
+   * Draws the next token from `row` (n_vocab logits, valid during the call) and hands it
+   * to the consumer; returns whether the sequence is done.
+   */
+  step(row: Float32Array): boolean {
+    const token = this.sampler.sample(row, 1)[0];
+    const logprobs = this.logprobs === undefined
+      ? undefined
+      : stepLogprobs(row, token, this.logprobs);
     this.generated++;
     this.last = token;
-    this.outbox.push(token);
+    this.outbox.push(logprobs ? { token, logprobs } : { token });
     const done = this.generated === this.length || token === this.stopAt;
     if (done) this.ended = true;
     this.notify();
@@ -138,18 +163,20 @@ export class Scheduler {
    * Generates up to `options.length` tokens after `ids` in a slot of its own, waiting for
    * one if all are taken. Returning early (or aborting `signal`) frees the slot at the
    * next step.
-   * @throws {RangeError} for an empty prompt, a bad token, or a prompt and length that do
-   *   not fit the context window (before anything runs)
+   * @throws {RangeError} for an empty prompt, a bad token, a prompt and length that do
+   *   not fit the context window, or a bad sampling option (before anything runs)
    */
-  async *generate(ids: readonly number[], options: SequenceOptions): AsyncGenerator<number> {
-    const { length, signal } = options;
-    if (!Number.isInteger(length) || length < 1) {
-      throw new RangeError(`length must be a positive integer, got ${length}`);
-    }
-    checkPrompt(this.#gpt2.hparams, ids, length);
+  async *generate(
+    ids: readonly number[],
+    options: SequenceOptions,
+  ): AsyncGenerator<GenerationStep> {
+    const { length, signal, logprobs } = options;
+    checkGeneration(this.#gpt2.hparams, ids, length);
+    if (logprobs !== undefined) checkLogprobs(logprobs);
+    const sampler = new Sampler(options);
     signal?.throwIfAborted();
     const stopAt = options.stopAtEndOfText ? this.#endOfText : -1;
-    const seq = new Sequence([...ids], new Sampler(options), length, stopAt);
+    const seq = new Sequence([...ids], sampler, length, stopAt, logprobs);
     const onAbort = () => {
       seq.cancelled = true;
       seq.notify();
@@ -317,7 +344,7 @@ export class Scheduler {
     const logits = await this.#gpt2.forward([{ slot: seq.slot, tokens: seq.ids }], {
       out: this.#out,
     });
-    if (seq.push(seq.sampler.sample(logits, 1)[0])) this.#release(seq);
+    if (seq.step(logits)) this.#release(seq);
   }
 
   /** One decoding step: every sequence's last token in one pass, one new token each. */
@@ -329,30 +356,7 @@ export class Scheduler {
     );
     step.forEach((seq, b) => {
       if (seq.cancelled) return;
-      if (seq.push(seq.sampler.sample(logits.subarray(b * V, (b + 1) * V), 1)[0])) {
-        this.#release(seq);
-      }
+      if (seq.step(logits.subarray(b * V, (b + 1) * V))) this.#release(seq);
     });
-  }
-}
-
-/**
- * Checks a prompt before anything runs: not empty, every id in the vocabulary, and room
- * in the context window for it and `length` more tokens.
- * @throws {RangeError} saying which
- */
-export function checkPrompt(hp: HParams, ids: readonly number[], length: number): void {
-  const { n_vocab, n_ctx } = hp;
-  if (ids.length === 0) throw new RangeError("The prompt is empty: give at least one token");
-  const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= n_vocab);
-  if (bad >= 0) {
-    throw new RangeError(
-      `Token ${ids[bad]} at position ${bad} is outside the vocabulary [0, ${n_vocab})`,
-    );
-  }
-  if (ids.length + length > n_ctx) {
-    throw new RangeError(
-      `A prompt of ${ids.length} tokens and ${length} more to generate do not fit the context window of ${n_ctx}`,
-    );
   }
 }

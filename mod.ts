@@ -61,4 +61,4 @@ export {
   MODEL_FILES,
   MODEL_SIZES,
 } from "./runtime/io/download.ts";
-export { BackendError, DownloadError, ModelFileError, UsageError } from "./runtime/errors.ts";
+export { BackendError, DownloadError, ModelFileError } from "./runtime/errors.ts";

@@ -6,7 +6,7 @@
  */
 import { describeFlags, type FlagSpec, parseFlagsAndArguments } from "./flags.ts";
 import { runMain } from "./run_main.ts";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 import {
   DEFAULT_BASE_URL,
   downloadModel,

@@ -9,7 +9,7 @@ import type { FlagSpec, FlagValues } from "./flags.ts";
 import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { loadModel, type Model } from "../runtime/generate/model.ts";
 import { Rng } from "../runtime/generate/random.ts";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 
 /** The flags of `interact_model` and `sample_model`, with the originals' defaults. */
 export function samplingFlags(nsamples: number) {

@@ -5,7 +5,8 @@
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { assert, assertEquals, assertRejects, assertThrows } from "./asserts.ts";
-import { DownloadError, UsageError } from "../runtime/errors.ts";
+import { DownloadError } from "../runtime/errors.ts";
+import { UsageError } from "../cli/usage_error.ts";
 import {
   downloadModel,
   type DownloadProgress,

@@ -133,6 +133,28 @@ Deno.test("generateSteps() gives each token the log-probabilities of the logits 
   );
 });
 
+Deno.test("generate() honours the sampling controls: a ban, a bias, greedy or sampled", async () => {
+  using model = await loadModel(dir);
+  const ids = [5, 6, 5];
+  for (const options of [{ temperature: 0 }, { seed: 2, topK: 50 }]) {
+    const free = await collect(model.generate(ids, { ...options, length: 20 }));
+    const banned = await collect(
+      model.generate(ids, { ...options, length: 20, noRepeatNgramSize: 1 }),
+    );
+    assert(new Set([...ids, ...free]).size < ids.length + 20, "unbanned, the model repeats itself");
+    assertEquals(new Set([...ids, ...banned]).size, new Set(ids).size + 20, "banned, it cannot");
+    const biased = await collect(
+      model.generate(ids, { ...options, length: 5, logitBias: { 42: 100 } }),
+    );
+    assertEquals(biased, [42, 42, 42, 42, 42]);
+  }
+  await assertRejects(
+    () => collect(model.generate(ids, { logitBias: { 300: 1 } })),
+    RangeError,
+    'logitBias has the key "300"',
+  );
+});
+
 Deno.test("bad input throws a RangeError that says which", async () => {
   using model = await loadModel(dir);
   await assertRejects(() => model.logits([]), RangeError, "empty");
@@ -144,7 +166,7 @@ Deno.test("bad input throws a RangeError that says which", async () => {
   );
   await assertRejects(() => model.logits(new Array(49).fill(1)), RangeError, "context window");
   await assertRejects(() => collect(model.generate([1], { length: 0 })), RangeError, "length");
-  await assertRejects(() => collect(model.generate([1], { topP: 2 })), RangeError, "top_p");
+  await assertRejects(() => collect(model.generate([1], { topP: 2 })), RangeError, "topP");
 });
 
 Deno.test("loadModel() runs the backend it is given; an unknown one, or the tests' reference, is a RangeError", async () => {
@@ -243,7 +265,15 @@ Deno.test("logits and sampled tokens are bit-identical for 1, 2 and 3 threads", 
     using model = await loadModel(dir, { threads, batch: 2 });
     const logits = await model.logits([3, 1, 4, 1, 5, 9, 2, 6]);
     const tokens = await collect(model.generateBatch([2, 7], { length: 20, seed: 8, topP: 0.9 }));
-    results.push({ logits, tokens });
+    const penalised = await collect(model.generate([2, 7], {
+      length: 20,
+      seed: 8,
+      repetitionPenalty: 1.3,
+      frequencyPenalty: 0.4,
+      noRepeatNgramSize: 3,
+      minP: 0.02,
+    }));
+    results.push({ logits, tokens, penalised });
   }
   assertEquals(results[1], results[0]);
   assertEquals(results[2], results[0]);

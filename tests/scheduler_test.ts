@@ -40,6 +40,14 @@ const REQUESTS: { ids: number[]; options: SequenceOptions }[] = [
   { ids: [12, 13], options: { length: 15, seed: 3 } },
   { ids: [14, 15, 16], options: { length: 9, seed: 4, topK: 3 } },
   { ids: [17], options: { length: 25, seed: 5, temperature: 1.3 } },
+  {
+    ids: [18, 19, 18],
+    options: { length: 14, seed: 6, repetitionPenalty: 1.5, presencePenalty: 0.5, minP: 0.05 },
+  },
+  {
+    ids: [20, 21],
+    options: { length: 16, temperature: 0, noRepeatNgramSize: 2, logitBias: { 5: 3 } },
+  },
 ];
 
 Deno.test("concurrent generations each get their tokens alone, with fewer slots than requests", async () => {

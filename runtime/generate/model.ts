@@ -256,7 +256,7 @@ class LoadedModel implements Model {
     const { n_ctx } = this.hparams;
     const length = options.length ?? Math.floor(n_ctx / 2);
     checkGeneration(this.hparams, ids, length);
-    const sampler = new Sampler(options);
+    const sampler = new Sampler(options, { prompt: ids, vocabSize: this.hparams.n_vocab });
     const eot = this.tokenizer.endOfText;
     const ended = new Array<boolean>(this.batch).fill(false);
     // The batch's slots, with no other generation stepping until it ends.

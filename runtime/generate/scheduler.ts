@@ -173,7 +173,7 @@ export class Scheduler {
     const { length, signal, logprobs } = options;
     checkGeneration(this.#gpt2.hparams, ids, length);
     if (logprobs !== undefined) checkLogprobs(logprobs);
-    const sampler = new Sampler(options);
+    const sampler = new Sampler(options, { prompt: ids, vocabSize: this.#gpt2.hparams.n_vocab });
     signal?.throwIfAborted();
     const stopAt = options.stopAtEndOfText ? this.#endOfText : -1;
     const seq = new Sequence([...ids], sampler, length, stopAt, logprobs);

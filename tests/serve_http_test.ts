@@ -190,6 +190,54 @@ Deno.test("echo puts the prompt first; n gives choice i the text of seed + i", a
   assertEquals(last.usage.completion_tokens, usage.length - 2);
 });
 
+Deno.test("the sampling fields reach the library: a completion equals generate() with the same controls", async () => {
+  using model = await open();
+  await using server = await startServer(model);
+  const ids = model.tokenizer.encode("Hello world");
+  const fields = {
+    repeat_penalty: 1.4,
+    repeat_last_n: 16,
+    presence_penalty: 0.5,
+    frequency_penalty: 0.3,
+    logit_bias: { "101": 3, "32": -100 },
+    min_p: 0.05,
+    no_repeat_ngram_size: 2,
+    temperature: 0.9,
+    top_p: 0.95,
+    top_k: 50,
+  };
+  const options = {
+    repetitionPenalty: 1.4,
+    repeatLastN: 16,
+    presencePenalty: 0.5,
+    frequencyPenalty: 0.3,
+    logitBias: { 101: 3, 32: -100 },
+    minP: 0.05,
+    noRepeatNgramSize: 2,
+    temperature: 0.9,
+    topP: 0.95,
+    topK: 50,
+  };
+  const run = async (o: object) => {
+    const tokens = await collect(
+      model.generate(ids, { ...o, length: 20, seed: 4, stopAtEndOfText: true }),
+    );
+    const eot = tokens.indexOf(model.tokenizer.endOfText);
+    return model.tokenizer.decode(eot < 0 ? tokens : tokens.slice(0, eot));
+  };
+  const want = await run(options);
+  assert(want !== await run({}), "the controls change the text");
+  const response = await post(server.url + "v1/completions", {
+    model: "test",
+    prompt: "Hello world",
+    max_tokens: 20,
+    seed: 4,
+    ...fields,
+  });
+  assertEquals(response.status, 200);
+  assertEquals((await response.json()).choices[0].text, want);
+});
+
 /** A request, the status it must get, and the `param` its error must name. */
 const BAD_REQUESTS: [string, string | Record<string, unknown>, number, string | null][] = [
   ["malformed JSON", '{"model": "test", "prompt": ', 400, null],
@@ -228,7 +276,40 @@ const BAD_REQUESTS: [string, string | Record<string, unknown>, number, string | 
   ["n 0", { model: "test", prompt: "x", n: 0 }, 400, "n"],
   ["seed a float", { model: "test", prompt: "x", seed: 0.5 }, 400, "seed"],
   ["an unknown field", { model: "test", prompt: "x", max_token: 5 }, 400, "max_token"],
-  ["a penalty", { model: "test", prompt: "x", presence_penalty: 1 }, 400, "presence_penalty"],
+  [
+    "presence_penalty 3",
+    { model: "test", prompt: "x", presence_penalty: 3 },
+    400,
+    "presence_penalty",
+  ],
+  [
+    "frequency_penalty a string",
+    { model: "test", prompt: "x", frequency_penalty: "1" },
+    400,
+    "frequency_penalty",
+  ],
+  ["repeat_penalty 0", { model: "test", prompt: "x", repeat_penalty: 0 }, 400, "repeat_penalty"],
+  ["repeat_last_n -2", { model: "test", prompt: "x", repeat_last_n: -2 }, 400, "repeat_last_n"],
+  ["min_p over 1", { model: "test", prompt: "x", min_p: 1.5 }, 400, "min_p"],
+  [
+    "no_repeat_ngram_size 1.5",
+    { model: "test", prompt: "x", no_repeat_ngram_size: 1.5 },
+    400,
+    "no_repeat_ngram_size",
+  ],
+  ["logit_bias an array", { model: "test", prompt: "x", logit_bias: [1] }, 400, "logit_bias"],
+  [
+    "logit_bias on no token",
+    { model: "test", prompt: "x", logit_bias: { "300": 1 } },
+    400,
+    "logit_bias",
+  ],
+  [
+    "logit_bias over 100",
+    { model: "test", prompt: "x", logit_bias: { "5": 101 } },
+    400,
+    "logit_bias",
+  ],
 ];
 
 Deno.test("bad requests get a 400 in OpenAI's error shape naming the field", async () => {

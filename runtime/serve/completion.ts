@@ -85,10 +85,8 @@ export async function* generateChoice(
   const decoder = tokenizer.decoder();
   const stop = new StopText(request.stop);
   const options: GenerateStepsOptions = {
+    ...request.sampling,
     length: request.maxTokens,
-    temperature: request.temperature,
-    topK: request.topK,
-    topP: request.topP,
     seed: request.seed === undefined ? undefined : request.seed + index,
     stopAtEndOfText: true,
     signal,

@@ -2,15 +2,18 @@
  * The body of `POST /v1/completions`, checked field by field as OpenAI's API does: a
  * wrong type, a value out of range, an empty prompt, a prompt and `max_tokens` that do
  * not fit the context, or an unknown model is a 400 whose message and `param` name the
- * field. Fields OpenAI has but this server does not implement are accepted only at their
- * neutral values (`frequency_penalty: 0`, `best_of: 1`, ...), and unknown fields are
- * refused, so that a typo is not silently ignored.
+ * field. The sampling fields come from the library's table (sampling_fields.ts). Fields
+ * OpenAI has but this server does not implement are accepted only at their neutral values
+ * (`best_of: 1`, `suffix: ""`), and unknown fields are refused, so that a typo is not
+ * silently ignored.
  *
  * @module
  */
 import { ApiError, invalidField } from "./api_error.ts";
 import { MAX_TOP_LOGPROBS } from "../generate/logprobs.ts";
 import { checkContext, checkPrompt, type PromptLimits } from "../generate/prompt_check.ts";
+import type { SamplingOptions } from "../generate/sampling_controls.ts";
+import { parseSamplingFields, SAMPLING_FIELDS } from "./sampling_fields.ts";
 
 /** A checked completion request. */
 export interface CompletionRequest {
@@ -22,10 +25,8 @@ export interface CompletionRequest {
   readonly promptText: string;
   /** Tokens to generate at most (default 16, as OpenAI's). */
   readonly maxTokens: number;
-  readonly temperature: number;
-  readonly topP: number;
-  /** Keep the k most likely tokens, 0 for all (llama.cpp's `top_k`; default 0). */
-  readonly topK: number;
+  /** The sampling controls the request sets (temperature, top_p, penalties, ...). */
+  readonly sampling: SamplingOptions;
   /** Up to four strings; the text ends before the first of them to appear. */
   readonly stop: readonly string[];
   /** The seed of choice 0; choice i uses seed + i. Random if absent. */
@@ -62,9 +63,7 @@ const KNOWN_FIELDS = new Set([
   "model",
   "prompt",
   "max_tokens",
-  "temperature",
-  "top_p",
-  "top_k",
+  ...SAMPLING_FIELDS,
   "stop",
   "seed",
   "stream",
@@ -73,9 +72,6 @@ const KNOWN_FIELDS = new Set([
   "logprobs",
   "echo",
   "best_of",
-  "frequency_penalty",
-  "presence_penalty",
-  "logit_bias",
   "suffix",
   "user",
 ]);
@@ -115,10 +111,7 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
   const echo = optionalBoolean(b, "echo", false);
   const n = optionalInteger(b, "n", 1, 1, limits.maxChoices);
   const maxTokens = optionalInteger(b, "max_tokens", 16, 0, limits.contextLength);
-  const temperature = optionalNumber(b, "temperature", 1, 0, 2);
-  const topP = optionalNumber(b, "top_p", 1, 0, 1);
-  if (topP === 0) throw invalidField("top_p", "top_p must be in (0, 1], got 0");
-  const topK = optionalInteger(b, "top_k", 0, 0, Number.MAX_SAFE_INTEGER);
+  const sampling = parseSamplingFields(b, limits.vocabSize);
   const logprobs = present("logprobs")
     ? optionalInteger(b, "logprobs", 0, 0, MAX_TOP_LOGPROBS)
     : null;
@@ -162,16 +155,8 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
   }
 
   // Fields accepted only where they change nothing.
-  neutral(b, "frequency_penalty", (v) => v === 0, "0");
-  neutral(b, "presence_penalty", (v) => v === 0, "0");
   neutral(b, "best_of", (v) => v === 1 || v === n, "1 (or n)");
   neutral(b, "suffix", (v) => v === "", "an empty string");
-  neutral(
-    b,
-    "logit_bias",
-    (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0,
-    "an empty object",
-  );
   if (present("user") && typeof b.user !== "string") {
     throw invalidField("user", `user must be a string, got ${describe(b.user)}`);
   }
@@ -183,9 +168,7 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
     promptIds,
     promptText,
     maxTokens,
-    temperature,
-    topP,
-    topK,
+    sampling,
     stop,
     seed,
     stream,

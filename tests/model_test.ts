@@ -114,7 +114,8 @@ Deno.test("generateSteps() gives each token the log-probabilities of the logits 
   const options = { length: 10, seed: 5, temperature: 0.8, topK: 20 };
   const tokens = await collect(model.generate(ids, options));
   const plain = await collect(model.generateSteps(ids, options));
-  assertEquals(plain, tokens.map((token) => ({ token })), "no logprobs unless asked");
+  assertEquals(plain.map((s) => s.token), tokens);
+  assert(plain.every((s) => s.logprobs === undefined), "no logprobs unless asked");
   // Concurrent generations, so that steps of several sequences interleave.
   const [steps, other] = await Promise.all([
     collect(model.generateSteps(ids, { ...options, logprobs: 3 })),
@@ -153,6 +154,22 @@ Deno.test("generate() honours the sampling controls: a ban, a bias, greedy or sa
     RangeError,
     'logitBias has the key "300"',
   );
+});
+
+Deno.test("prompt reuse through generate: a growing conversation gets the tokens and logprobs of a cold model, bit for bit", async () => {
+  using model = await loadModel(dir, { threads: 2 });
+  const options = { length: 6, seed: 6, temperature: 0.9, logprobs: 5 };
+  let conversation = [40, 41, 42, 43, 44, 45, 46, 47, 48, 49];
+  for (let turn = 0; turn < 3; turn++) {
+    const warm = await collect(model.generateSteps(conversation, options));
+    using cold = await loadModel(dir, { threads: 1, slots: 1 });
+    const want = await collect(cold.generateSteps(conversation, options));
+    assertEquals(want[0].cachedTokens, 0);
+    assertEquals(warm[0].cachedTokens! > 0, turn > 0, `turn ${turn}: ${warm[0].cachedTokens}`);
+    const strip = (steps: typeof warm) => steps.map(({ token, logprobs }) => ({ token, logprobs }));
+    assertEquals(strip(warm), strip(want), `turn ${turn}`);
+    conversation = [...conversation, ...warm.map((s) => s.token), 20, 21];
+  }
 });
 
 Deno.test("bad input throws a RangeError that says which", async () => {

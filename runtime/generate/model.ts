@@ -50,6 +50,11 @@ export interface GenerateOptions extends SamplerOptions {
   stopAtEndOfText?: boolean;
   /** Aborting stops generation between two tokens; the generator then throws the reason. */
   signal?: AbortSignal;
+  /**
+   * Reuse the longest prefix of the prompt that a free KV-cache slot still holds from an
+   * earlier generation, running only the rest (default true; the tokens are the same).
+   */
+  cachePrompt?: boolean;
 }
 
 /** Options of {@linkcode Model.generateSteps}: those of `generate`, and what to report per token. */
@@ -84,6 +89,13 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   }
   return new LoadedModel(gpt2, tokenizer.value, options.batch);
 }
+
+/**
+ * Backends whose every row sums in one order however a pass groups the rows (T and B), so
+ * that a cached prefix gives the logits of recomputing it bit for bit: wasm's kernels and
+ * the reference's. WebGPU's few-row products split K another way than its tiled ones.
+ */
+const SPLIT_INVARIANT = new Set(["wasm", "reference"]);
 
 /** Prompt positions per pass of `promptLogprobs`. */
 const PROMPT_CHUNK = 64;
@@ -187,7 +199,10 @@ class LoadedModel implements Model {
   readonly #batch: number;
 
   constructor(readonly gpt2: Gpt2, readonly tokenizer: Tokenizer, batch = 1) {
-    this.#scheduler = new Scheduler(gpt2, { endOfText: tokenizer.endOfText });
+    this.#scheduler = new Scheduler(gpt2, {
+      endOfText: tokenizer.endOfText,
+      promptReuse: SPLIT_INVARIANT.has(gpt2.backend.name),
+    });
     this.#batch = batch;
   }
 

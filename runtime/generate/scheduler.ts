@@ -6,6 +6,17 @@
  * each at its own position. Each sequence samples with its own `Sampler`, so its tokens
  * are the ones it gets alone, whatever else runs beside it.
  *
+ * A new sequence's first token goes to its consumer before the next pass starts: the loop
+ * runs one prompt pass a turn and yields to the event loop after it, so a server writes
+ * the first event while the others wait for the next decoding step.
+ *
+ * Prompt reuse: a slot's KV cache stays after its sequence ends. A new sequence takes the
+ * free slot whose cached tokens share the longest prefix with its prompt (else the one
+ * least recently used) and runs only the rest, at least one token so that the first
+ * logits exist. On a backend whose rows sum the same way however a pass groups them (the
+ * wasm and reference backends), the logits and tokens are those of a cold run, bit for
+ * bit.
+ *
  * @module
  */
 import { setImmediate } from "node:timers";
@@ -27,12 +38,22 @@ export interface SequenceOptions extends SamplerOptions {
   stopAtEndOfText?: boolean;
   /** Aborting ends the generation at the next step; the generator then throws the reason. */
   signal?: AbortSignal;
+  /**
+   * Reuse a prefix of the prompt that a free slot's KV cache already holds (default
+   * true); false runs the whole prompt.
+   */
+  cachePrompt?: boolean;
 }
 
 /** Options of {@linkcode Scheduler}. */
 export interface SchedulerOptions {
   /** The id of `<|endoftext|>`, for `stopAtEndOfText`. */
   endOfText: number;
+  /**
+   * Whether cached prefixes may stand for recomputing them (default true): only where the
+   * backend gives a row the same bits however passes group the rows.
+   */
+  promptReuse?: boolean;
 }
 
 /** What one step of a generation produced: a token, and what was asked about it. */
@@ -44,11 +65,18 @@ export interface GenerationStep {
    * from the model's logits before any sampling control (see `stepLogprobs`).
    */
   readonly logprobs?: StepLogprobs;
+  /**
+   * On the first step only: how many of the prompt's tokens were found in the KV cache
+   * (prompt reuse) and not run again.
+   */
+  readonly cachedTokens?: number;
 }
 
 /** One generation: its slot once it has one, its sampler, and the steps not yet read. */
 class Sequence {
   slot = -1;
+  /** Prompt tokens its slot already held when it took it. */
+  cached = 0;
   /** Tokens generated so far. */
   generated = 0;
   /** The last token, the input of the next decoding step. */
@@ -68,6 +96,7 @@ class Sequence {
     readonly length: number,
     readonly stopAt: number,
     readonly logprobs: number | undefined,
+    readonly cachePrompt: boolean,
   ) {}
 
   /**
@@ -79,9 +108,14 @@ class Sequence {
     const logprobs = this.logprobs === undefined
       ? undefined
       : stepLogprobs(row, token, this.logprobs);
+    const cachedTokens = this.generated === 0 ? this.cached : undefined;
     this.generated++;
     this.last = token;
-    this.outbox.push(logprobs ? { token, logprobs } : { token });
+    this.outbox.push({
+      token,
+      ...(logprobs && { logprobs }),
+      ...(cachedTokens !== undefined && { cachedTokens }),
+    });
     const done = this.generated === this.length || token === this.stopAt;
     if (done) this.ended = true;
     this.notify();
@@ -116,6 +150,16 @@ export interface SlotLease extends Disposable {
   readonly slots: readonly number[];
 }
 
+/** A KV-cache slot: whether something holds it, and what its cache holds. */
+interface SlotState {
+  /** Held by a sequence or a lease. */
+  busy: boolean;
+  /** The tokens whose keys and values the slot's cache holds, in order (`gpt2.cached`). */
+  tokens: number[];
+  /** When it was last given back (a count of releases), for least-recently-used reuse. */
+  freedAt: number;
+}
+
 /** A lease waiting in line with the sequences, then held. */
 class LeaseRequest {
   slots: number[] = [];
@@ -126,13 +170,17 @@ class LeaseRequest {
 
 /**
  * Runs concurrent generations on one `Gpt2`, up to `gpt2.slots` of them in one forward
- * pass per step.
+ * pass per step. It owns the model's slots and what they cache: run passes of your own
+ * through a `lease`.
  */
 export class Scheduler {
   readonly #gpt2: Gpt2;
   readonly #endOfText: number;
-  /** Slots no sequence holds, lowest first. */
-  readonly #free: number[];
+  readonly #promptReuse: boolean;
+  /** Each slot's state, by slot. */
+  readonly #slots: SlotState[];
+  /** Releases so far: the clock of `SlotState.freedAt`. */
+  #releases = 0;
   readonly #active = new Set<Sequence>();
   /** Sequences and leases in arrival order, waiting for slots. */
   readonly #waiting: (Sequence | LeaseRequest)[] = [];
@@ -145,7 +193,11 @@ export class Scheduler {
   constructor(gpt2: Gpt2, options: SchedulerOptions) {
     this.#gpt2 = gpt2;
     this.#endOfText = options.endOfText;
-    this.#free = Array.from({ length: gpt2.slots }, (_, i) => i);
+    this.#promptReuse = options.promptReuse ?? true;
+    this.#slots = Array.from(
+      { length: gpt2.slots },
+      () => ({ busy: false, tokens: [], freedAt: 0 }),
+    );
     this.#out = new Float32Array(gpt2.slots * gpt2.hparams.n_vocab);
   }
 
@@ -176,7 +228,8 @@ export class Scheduler {
     const sampler = new Sampler(options, { prompt: ids, vocabSize: this.#gpt2.hparams.n_vocab });
     signal?.throwIfAborted();
     const stopAt = options.stopAtEndOfText ? this.#endOfText : -1;
-    const seq = new Sequence([...ids], sampler, length, stopAt, logprobs);
+    const reuse = (options.cachePrompt ?? true) && this.#promptReuse;
+    const seq = new Sequence([...ids], sampler, length, stopAt, logprobs, reuse);
     const onAbort = () => {
       seq.cancelled = true;
       seq.notify();
@@ -254,7 +307,12 @@ export class Scheduler {
     });
   }
 
-  /** Steps while any sequence holds or wants a slot. */
+  /**
+   * Steps while any sequence holds or wants a slot: each turn runs one new sequence's
+   * prompt pass, or else one decoding step of all the others, and then yields to the
+   * event loop, so that consumers read their tokens (a new sequence's first one before
+   * the next pass starts), signals fire and new requests arrive.
+   */
   async #loop(): Promise<void> {
     try {
       while (true) {
@@ -265,18 +323,17 @@ export class Scheduler {
           // No pass is in flight here: the lease's holder has the model to itself.
           lease.granted.resolve();
           await lease.released.promise;
-          this.#free.push(...lease.slots);
-          this.#free.sort((a, b) => a - b);
+          for (const slot of lease.slots) this.#free(slot, true);
           this.#lease = undefined;
           continue;
         }
         if (this.#active.size === 0) return;
-        for (const seq of this.#active) {
-          if (seq.slot >= 0 && seq.generated === 0 && !seq.cancelled) await this.#prefill(seq);
+        const fresh = [...this.#active].find((s) => s.generated === 0 && !s.cancelled);
+        if (fresh) await this.#prefill(fresh);
+        else {
+          const step = [...this.#active].filter((s) => !s.ended && !s.cancelled);
+          if (step.length > 0) await this.#decode(step);
         }
-        const step = [...this.#active].filter((s) => !s.ended && !s.cancelled && s.generated > 0);
-        if (step.length > 0) await this.#decode(step);
-        // Consumers read their tokens, signals fire and new requests arrive between steps.
         await new Promise((resolve) => setImmediate(resolve));
       }
     } catch (e) {
@@ -286,6 +343,8 @@ export class Scheduler {
         else seq.fail(e);
       }
       for (const seq of this.#active) this.#release(seq);
+      for (const slot of this.#slots) slot.tokens = [];
+      this.#gpt2.reset();
     }
   }
 
@@ -310,8 +369,46 @@ export class Scheduler {
 
   #release(seq: Sequence): void {
     if (!this.#active.delete(seq)) return;
-    this.#free.push(seq.slot);
-    this.#free.sort((a, b) => a - b);
+    this.#free(seq.slot, false);
+  }
+
+  /** Gives `slot` back; its cache stays for reuse unless `forget` (what a lease ran). */
+  #free(slot: number, forget: boolean): void {
+    const state = this.#slots[slot];
+    state.busy = false;
+    state.freedAt = ++this.#releases;
+    if (forget) {
+      state.tokens = [];
+      this.#gpt2.reset(slot);
+    }
+  }
+
+  /** Free slots, least recently used first (never used: lowest first). */
+  #freeSlots(): number[] {
+    const free = [...this.#slots.keys()].filter((i) => !this.#slots[i].busy);
+    return free.sort((a, b) => this.#slots[a].freedAt - this.#slots[b].freedAt || a - b);
+  }
+
+  /**
+   * Takes a free slot for `seq`: with reuse, the one whose cache shares the longest prefix
+   * with its prompt (at most all but its last token), else the least recently used; the
+   * cache is cut back to that prefix.
+   */
+  #takeSlot(seq: Sequence): void {
+    let best = -1;
+    let bestShared = -1;
+    for (const slot of this.#freeSlots()) {
+      const shared = seq.cachePrompt
+        ? commonPrefix(this.#slots[slot].tokens, seq.ids, seq.ids.length - 1)
+        : 0;
+      if (shared > bestShared) [best, bestShared] = [slot, shared];
+    }
+    const state = this.#slots[best];
+    state.busy = true;
+    state.tokens.length = bestShared;
+    this.#gpt2.truncate(best, bestShared);
+    seq.slot = best;
+    seq.cached = bestShared;
   }
 
   /**
@@ -322,28 +419,32 @@ export class Scheduler {
   #admit(): void {
     while (this.#waiting.length > 0 && !this.#lease) {
       const next = this.#waiting[0];
+      const free = this.#freeSlots();
       if (next instanceof LeaseRequest) {
-        if (this.#free.length < next.count) return;
+        if (free.length < next.count) return;
         this.#waiting.shift();
-        next.slots = this.#free.splice(0, next.count);
-        for (const slot of next.slots) this.#gpt2.reset(slot);
+        next.slots = free.slice(0, next.count).sort((a, b) => a - b);
+        for (const slot of next.slots) {
+          this.#slots[slot].busy = true;
+          this.#slots[slot].tokens = [];
+          this.#gpt2.reset(slot);
+        }
         this.#lease = next;
         return;
       }
-      if (this.#free.length === 0) return;
+      if (free.length === 0) return;
       this.#waiting.shift();
       if (next.cancelled) continue;
-      next.slot = this.#free.shift()!;
-      this.#gpt2.reset(next.slot);
+      this.#takeSlot(next);
       this.#active.add(next);
     }
   }
 
-  /** The prompt's pass, alone in its slot, and the first token. */
+  /** The prompt's pass (what its slot does not hold yet), alone in its slot, and the first token. */
   async #prefill(seq: Sequence): Promise<void> {
-    const logits = await this.#gpt2.forward([{ slot: seq.slot, tokens: seq.ids }], {
-      out: this.#out,
-    });
+    const tokens = seq.ids.slice(seq.cached);
+    const logits = await this.#gpt2.forward([{ slot: seq.slot, tokens }], { out: this.#out });
+    this.#slots[seq.slot].tokens.push(...tokens);
     if (seq.step(logits)) this.#release(seq);
   }
 
@@ -354,9 +455,19 @@ export class Scheduler {
       step.map((s) => ({ slot: s.slot, tokens: [s.last] })),
       { out: this.#out },
     );
+    // Every slot of the pass cached its token, even one whose consumer left meanwhile.
+    for (const seq of step) this.#slots[seq.slot].tokens.push(seq.last);
     step.forEach((seq, b) => {
       if (seq.cancelled) return;
       if (seq.step(logits.subarray(b * V, (b + 1) * V))) this.#release(seq);
     });
   }
+}
+
+/** The length of the common prefix of `a` and `b`, at most `max`. */
+function commonPrefix(a: readonly number[], b: readonly number[], max: number): number {
+  const n = Math.min(a.length, b.length, max);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
 }

@@ -53,6 +53,8 @@ Deno.test("a completion equals the library's tokens for the seed, streamed or no
     prompt_tokens: ids.length,
     completion_tokens: eot < 0 ? 12 : eot + 1,
     total_tokens: ids.length + (eot < 0 ? 12 : eot + 1),
+    // The library's run of the same prompt left it in a slot: all but its last token.
+    prompt_tokens_details: { cached_tokens: ids.length - 1 },
   });
 
   const streamed = await post(url, { ...request, stream: true });
@@ -236,6 +238,31 @@ Deno.test("the sampling fields reach the library: a completion equals generate()
   });
   assertEquals(response.status, 200);
   assertEquals((await response.json()).choices[0].text, want);
+});
+
+Deno.test("prompt reuse: usage counts the cached prompt tokens; cache_prompt false runs the whole prompt, with the same text", async () => {
+  using model = await open();
+  await using server = await startServer(model);
+  const url = server.url + "v1/completions";
+  const history = { model: "test", prompt: [5, 6, 7, 8, 9, 10, 11, 12], max_tokens: 4, seed: 2 };
+  const first = await (await post(url, history)).json();
+  assertEquals(first.usage.prompt_tokens_details, { cached_tokens: 0 });
+  const turn = { ...history, prompt: [...history.prompt, 30, 31, 32] };
+  const warm = await (await post(url, turn)).json();
+  // The history and the first three generated tokens were run; the new turn shares eight.
+  assertEquals(warm.usage.prompt_tokens_details, { cached_tokens: 8 });
+  const cold = await (await post(url, { ...turn, cache_prompt: false })).json();
+  assertEquals(cold.usage.prompt_tokens_details, { cached_tokens: 0 });
+  assertEquals(warm.choices[0].text, cold.choices[0].text);
+  const events = await readEvents(
+    await post(url, { ...turn, stream: true, stream_options: { include_usage: true } }),
+  );
+  assertEquals(JSON.parse(events.at(-2)!).usage.prompt_tokens_details, {
+    cached_tokens: turn.prompt.length - 1,
+  });
+  const bad = await post(url, { ...turn, cache_prompt: "no" });
+  assertEquals(bad.status, 400);
+  assertEquals((await bad.json()).error.param, "cache_prompt");
 });
 
 /** A request, the status it must get, and the `param` its error must name. */

@@ -50,6 +50,8 @@ export interface ChoiceStep {
   readonly finishReason: FinishReason | null;
   /** Tokens this step generated (0 for the echoed prompt). */
   readonly tokens: number;
+  /** On the first generated step: prompt tokens that came from the KV cache. */
+  readonly cachedTokens?: number;
 }
 
 /**
@@ -91,14 +93,16 @@ export async function* generateChoice(
     stopAtEndOfText: true,
     signal,
     logprobs: request.logprobs ?? undefined,
+    cachePrompt: request.cachePrompt,
   };
   let count = 0;
-  for await (const { token, logprobs: lp } of model.generateSteps(request.promptIds, options)) {
+  for await (const step of model.generateSteps(request.promptIds, options)) {
+    const { token, logprobs: lp, cachedTokens } = step;
     count++;
     const last = count === request.maxTokens;
     if (token === tokenizer.endOfText) {
       const rest = stop.push(decoder.flush()).text + stop.flush();
-      yield { index, text: rest, logprobs: null, finishReason: "stop", tokens: 1 };
+      yield { index, text: rest, logprobs: null, finishReason: "stop", tokens: 1, cachedTokens };
       return;
     }
     const piece = decoder.push(token);
@@ -111,7 +115,7 @@ export async function* generateChoice(
     const logprobs = lp === undefined ? null : stepObject(tokenizer, lp, offset);
     offset += piece.length;
     const finishReason = stopped ? "stop" : last ? "length" : null;
-    yield { index, text, logprobs, finishReason, tokens: 1 };
+    yield { index, text, logprobs, finishReason, tokens: 1, cachedTokens };
     if (finishReason) return;
   }
 }

@@ -40,6 +40,8 @@ export interface CompletionRequest {
   readonly logprobs: number | null;
   /** Whether the text starts with the prompt. */
   readonly echo: boolean;
+  /** Reuse what a KV-cache slot holds of the prompt (llama.cpp's `cache_prompt`, default true). */
+  readonly cachePrompt: boolean;
 }
 
 /** What checking a request needs to know about the model and the server. */
@@ -71,6 +73,7 @@ const KNOWN_FIELDS = new Set([
   "n",
   "logprobs",
   "echo",
+  "cache_prompt",
   "best_of",
   "suffix",
   "user",
@@ -109,6 +112,7 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
 
   const stream = optionalBoolean(b, "stream", false);
   const echo = optionalBoolean(b, "echo", false);
+  const cachePrompt = optionalBoolean(b, "cache_prompt", true);
   const n = optionalInteger(b, "n", 1, 1, limits.maxChoices);
   const maxTokens = optionalInteger(b, "max_tokens", 16, 0, limits.contextLength);
   const sampling = parseSamplingFields(b, limits.vocabSize);
@@ -176,6 +180,7 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
     n,
     logprobs,
     echo,
+    cachePrompt,
   };
 }
 

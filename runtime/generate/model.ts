@@ -4,7 +4,7 @@
  * then one token per pass with the KV cache. Concurrent generations share the decoding
  * steps (continuous batching, runtime/scheduler.ts): each has a KV-cache slot of its own.
  */
-import { setImmediate } from "node:timers";
+import { yieldToEventLoop } from "./event_loop.ts";
 import { createBackend } from "../backend/create.ts";
 import { BackendError, ModelFileError } from "../errors.ts";
 import { Gpt2 } from "../gpt2/gpt2.ts";
@@ -286,7 +286,7 @@ class LoadedModel implements Model {
       next.forEach((t, b) => ended[b] ||= t === eot);
       if (i === length - 1 || (options.stopAtEndOfText && ended.every(Boolean))) return;
       // Let timers and signal handlers run, so that `signal` can be aborted meanwhile.
-      await new Promise((resolve) => setImmediate(resolve));
+      await yieldToEventLoop();
       options.signal?.throwIfAborted();
       logits = await this.gpt2.forward(slots.map((slot, b) => ({ slot, tokens: [next[b]] })), {
         out,

@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
+import { yieldToEventLoop } from "./event_loop.ts";
 import type { Gpt2 } from "../gpt2/gpt2.ts";
 import { checkLogprobs, type StepLogprobs, stepLogprobs } from "./logprobs.ts";
 import { checkGeneration } from "./prompt_check.ts";
@@ -334,7 +334,7 @@ export class Scheduler {
           const step = [...this.#active].filter((s) => !s.ended && !s.cancelled);
           if (step.length > 0) await this.#decode(step);
         }
-        await new Promise((resolve) => setImmediate(resolve));
+        await yieldToEventLoop();
       }
     } catch (e) {
       // A failed pass leaves the cache in an unknown state: every sequence ends with it.

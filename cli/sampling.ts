@@ -48,7 +48,7 @@ export function samplingOptions(
       }
     }
     try {
-      out[c.option] = checkControl(c, value, `--${c.flag}`, { vocabSize });
+      out[c.option] = checkControl(c, value, { name: `--${c.flag}`, vocabSize });
     } catch (e) {
       if (e instanceof RangeError) throw new UsageError(e.message);
       throw e;

@@ -196,7 +196,7 @@ Deno.test("the table's check names the control as the caller speaks and says wha
   const control = (option: string) => SAMPLING_CONTROLS.find((c) => c.option === option)!;
   const fails = (option: string, value: unknown, name: string, includes: string) =>
     assertThrows(
-      () => checkControl(control(option), value, name, { vocabSize: V }),
+      () => checkControl(control(option), value, { name, vocabSize: V }),
       RangeError,
       includes,
     );
@@ -231,9 +231,9 @@ Deno.test("the table's check names the control as the caller speaks and says wha
     "logitBias",
     'logitBias["5"] must be a number in [-100, 100], got 101',
   );
-  assertEquals(checkControl(control("temperature"), 2.5, "t"), 2.5);
+  assertEquals(checkControl(control("temperature"), 2.5, { name: "t" }), 2.5);
   assertThrows(
-    () => checkControl(control("temperature"), 2.5, "t", { max: 2 }),
+    () => checkControl(control("temperature"), 2.5, { name: "t", max: 2 }),
     RangeError,
     "[0, 2]",
   );
@@ -244,5 +244,5 @@ Deno.test("the table's check names the control as the caller speaks and says wha
     "logitBias",
   );
   // Every control's default passes its own check: neutral is in range.
-  for (const c of SAMPLING_CONTROLS) checkControl(c, c.default, c.option, { vocabSize: V });
+  for (const c of SAMPLING_CONTROLS) checkControl(c, c.default, { name: c.option, vocabSize: V });
 });

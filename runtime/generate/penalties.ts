@@ -19,7 +19,6 @@ export function hasPenalties(o: ResolvedSampling): boolean {
 export class TokenHistory {
   /** The prompt's tokens, then the generated ones. */
   readonly #tokens: number[];
-  readonly #promptLength: number;
   /** Token → times it occurs in the repetition penalty's window (the last `repeatLastN`). */
   readonly #window = new Map<number, number>();
   /** Token → times it was generated. */
@@ -30,7 +29,6 @@ export class TokenHistory {
 
   constructor(prompt: readonly number[], readonly options: ResolvedSampling) {
     this.#tokens = [];
-    this.#promptLength = prompt.length;
     this.#n = options.noRepeatNgramSize;
     for (const token of prompt) this.#add(token);
   }
@@ -39,16 +37,6 @@ export class TokenHistory {
   push(token: number): void {
     this.#add(token);
     this.#generated.set(token, (this.#generated.get(token) ?? 0) + 1);
-  }
-
-  /** The tokens so far: the prompt's, then the generated ones. */
-  get tokens(): readonly number[] {
-    return this.#tokens;
-  }
-
-  /** How many of `tokens` are the prompt's. */
-  get promptLength(): number {
-    return this.#promptLength;
   }
 
   #add(token: number): void {

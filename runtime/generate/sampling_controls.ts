@@ -202,18 +202,26 @@ export function describeRange(control: SamplingControl, max = control.max): stri
   return `in ${open}${control.min}, ${max}]`;
 }
 
+/** How {@linkcode checkControl} names and bounds a value. */
+export interface CheckOptions {
+  /** The name messages give it: the option, the flag or the field, as the caller speaks. */
+  name: string;
+  /** The model's n_vocab: a bias's keys must be below it (unchecked when absent). */
+  vocabSize?: number;
+  /** A narrower largest value than the table's (a server field's `fieldMax`). */
+  max?: number;
+}
+
 /**
- * Checks `value` for `control`, naming it `name` in the message (the option, the flag or
- * the field, as the caller speaks); returns it as the library takes it. A bias's keys
- * must be token ids, in `[0, vocabSize)` when `vocabSize` is given.
- * @throws {RangeError} saying what is wrong and what is taken
+ * Checks `value` for `control`; returns it as the library takes it.
+ * @throws {RangeError} saying, under `options.name`, what is wrong and what is taken
  */
 export function checkControl(
   control: SamplingControl,
   value: unknown,
-  name: string,
-  options: { vocabSize?: number; max?: number } = {},
+  options: CheckOptions,
 ): number | Readonly<Record<number, number>> {
+  const { name } = options;
   const max = options.max ?? control.max;
   if (control.kind === "bias") return checkBias(control, value, name, options.vocabSize);
   const integer = control.kind === "integer";
@@ -280,7 +288,7 @@ export function validateSampling(
     const value = options[control.option];
     out[control.option] = value === undefined
       ? control.default
-      : checkControl(control, value, control.option, { vocabSize });
+      : checkControl(control, value, { name: control.option, vocabSize });
   }
   return out as ResolvedSampling;
 }

@@ -29,7 +29,7 @@ export function parseSamplingFields(
     const value = body[c.field];
     if (value === undefined || value === null) continue;
     try {
-      out[c.option] = checkControl(c, value, c.field, { vocabSize, max: c.fieldMax });
+      out[c.option] = checkControl(c, value, { name: c.field, vocabSize, max: c.fieldMax });
     } catch (e) {
       if (e instanceof RangeError) throw invalidField(c.field, e.message);
       throw e;

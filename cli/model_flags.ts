@@ -5,7 +5,7 @@
  * @module
  */
 import { BACKEND_NAMES } from "../runtime/backend/create.ts";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 import { DTYPE_CHOICES, type LoadOptions, type Model } from "../runtime/generate/model.ts";
 import type { FlagSpec } from "./flags.ts";
 

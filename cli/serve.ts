@@ -8,7 +8,7 @@
 import { describeFlags, type FlagSpec, parseCommandLine } from "./flags.ts";
 import { runMain } from "./run_main.ts";
 import { loadModel } from "../runtime/generate/model.ts";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";

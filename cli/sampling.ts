@@ -6,7 +6,7 @@
  * @module
  */
 import type { FlagSpec, FlagValues } from "./flags.ts";
-import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
+import { loadNotes, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { loadModel, type Model } from "../runtime/generate/model.ts";
 import { Rng } from "../runtime/generate/random.ts";
 import { UsageError } from "../runtime/errors.ts";
@@ -17,7 +17,7 @@ export function samplingFlags(nsamples: number) {
     model_name: {
       type: "string",
       default: "124M",
-      help: "which model to use, a folder in models_dir",
+      help: "which model to use: a folder in models_dir, or a .gguf file there",
     },
     seed: {
       type: "int",
@@ -97,8 +97,7 @@ export async function openSession(flags: SamplingFlags): Promise<Session> {
       `Can't get samples longer than window size: ${n_ctx} (--length is ${length})`,
     );
   }
-  const chose = choiceLine(flags, model);
-  if (chose) console.error(chose);
+  for (const note of loadNotes(flags, model)) console.error(note);
   const seed = flags.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
   return { model, length, rng: new Rng(seed), [Symbol.dispose]: () => model[Symbol.dispose]() };
 }

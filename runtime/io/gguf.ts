@@ -210,7 +210,7 @@ function parseHeader(bytes: Uint8Array, fileSize: number, path: string): ParsedH
   const size = (
     what: string,
     limit: number,
-    why = `more than the ${fileSize}-byte file can hold (it is corrupt)`,
+    why = `more than the ${fileSize}-byte file can hold (it is truncated or corrupt)`,
   ) => {
     const n = u64(what);
     if (n > BigInt(limit)) throw fail(`${what} at byte ${pos - 8} is ${n}, ${why}`);
@@ -223,7 +223,7 @@ function parseHeader(bytes: Uint8Array, fileSize: number, path: string): ParsedH
     if (length > BigInt(fileSize - pos - 8)) {
       throw fail(
         `the length of ${name()} at byte ${pos} is ${length}, more than the ${fileSize}-byte ` +
-          `file can hold (it is corrupt)`,
+          `file can hold (it is truncated or corrupt)`,
       );
     }
     pos += 8;

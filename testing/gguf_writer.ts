@@ -228,8 +228,11 @@ export interface Gpt2GgufOptions {
   readonly merges: readonly string[];
   /** Metadata to add or to override (same key), e.g. a wrong epsilon. */
   readonly metadata?: readonly [string, GgufEntry][];
-  /** Write the head again as `output.weight` (older converters did): these bytes. */
-  readonly output?: Uint8Array;
+  /**
+   * Write an output head `output.weight` beside `token_embd` (older converters wrote a
+   * copy): these bytes, of the embedding's type unless `type` says otherwise.
+   */
+  readonly output?: { readonly type?: Float32Convertible; readonly data: Uint8Array };
   readonly version?: number;
 }
 
@@ -268,12 +271,8 @@ export function gpt2GgufFile(hp: HParams, weights: Weights, options: Gpt2GgufOpt
     const stored = spec.role === "plain" ? "float32" : type;
     tensors.push({ name, ne: [...shape].reverse(), type: stored, data: storeAs(stored, values) });
     if (spec.name === "model/wte" && options.output !== undefined) {
-      tensors.push({
-        name: "output.weight",
-        ne: [...shape].reverse(),
-        type: stored,
-        data: options.output,
-      });
+      const { type: headType = stored, data: head } = options.output;
+      tensors.push({ name: "output.weight", ne: [...shape].reverse(), type: headType, data: head });
     }
   }
   return { version: options.version, metadata: [...metadata], tensors };

@@ -53,24 +53,21 @@ const FIRST_READ = 4 << 20;
 /** Arrays nest at most this deep. */
 const MAX_ARRAY_DEPTH = 8;
 
-/** ggml's type ids: those this reader converts, and the names of the others for messages. */
-const GGML_TYPES: ReadonlyMap<number, Float32Convertible | string> = new Map<
-  number,
-  Float32Convertible | string
->([
-  [0, "float32"],
-  [1, "float16"],
-  [2, "q4_0"],
-  [3, "q4_1"],
-  [6, "q5_0"],
-  [7, "q5_1"],
-  [8, "q8_0"],
+/** ggml's tensor types by id (`enum ggml_type`), as ggml names them; removed ids are absent. */
+const GGML_TYPE_NAMES: ReadonlyMap<number, string> = new Map([
+  [0, "F32"],
+  [1, "F16"],
+  [2, "Q4_0"],
+  [3, "Q4_1"],
+  [6, "Q5_0"],
+  [7, "Q5_1"],
+  [8, "Q8_0"],
   [9, "Q8_1"],
   [10, "Q2_K"],
   [11, "Q3_K"],
-  [12, "q4_k"],
-  [13, "q5_k"],
-  [14, "q6_k"],
+  [12, "Q4_K"],
+  [13, "Q5_K"],
+  [14, "Q6_K"],
   [15, "Q8_K"],
   [16, "IQ2_XXS"],
   [17, "IQ2_XS"],
@@ -86,11 +83,16 @@ const GGML_TYPES: ReadonlyMap<number, Float32Convertible | string> = new Map<
   [27, "I64"],
   [28, "F64"],
   [29, "IQ1_M"],
-  [30, "bfloat16"],
+  [30, "BF16"],
   [34, "TQ1_0"],
   [35, "TQ2_0"],
   [39, "MXFP4"],
 ]);
+
+/** The types this reader converts, by ggml's name. */
+const DTYPES_BY_GGML_NAME: ReadonlyMap<string, Float32Convertible> = new Map(
+  Object.entries(TYPE_LAYOUTS).map(([dtype, t]) => [t.ggmlName, dtype as Float32Convertible]),
+);
 
 /** The metadata value types, by id, with their fixed sizes (strings and arrays vary). */
 const VALUE_TYPES: readonly { name: string; size: number }[] = [
@@ -356,14 +358,14 @@ function parseHeader(bytes: Uint8Array, fileSize: number, path: string): ParsedH
       }
       const typeId = u32(`the type of ${what}`);
       const offset = size(`the data offset of ${what}`, fileSize);
-      const type = GGML_TYPES.get(typeId);
-      if (type === undefined || !Object.hasOwn(TYPE_LAYOUTS, type)) {
+      const typeName = GGML_TYPE_NAMES.get(typeId);
+      const dtype = typeName === undefined ? undefined : DTYPES_BY_GGML_NAME.get(typeName);
+      if (dtype === undefined) {
         throw fail(
-          `${what} has ggml type ${type ?? `id ${typeId}`}, which this reader does not ` +
+          `${what} has ggml type ${typeName ?? `id ${typeId}`}, which this reader does not ` +
             `convert (supported: ${SUPPORTED})`,
         );
       }
-      const dtype = type as Float32Convertible;
       const layout = TYPE_LAYOUTS[dtype];
       const count = elementCount(ne);
       if (!Number.isSafeInteger(count) || count > fileSize * layout.blockSize) {

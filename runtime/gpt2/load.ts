@@ -12,6 +12,9 @@ import { ModelFileError } from "../errors.ts";
 import type { ParamBinding } from "./params.ts";
 import { type NameMap, tfNames } from "./tensor_names.ts";
 
+/** The dtypes the loader converts to float32, for messages: "float32, float16, … or q6_k". */
+const CONVERTIBLE = Object.keys(TYPE_LAYOUTS).join(", ").replace(/, ([^,]*)$/, " or $1");
+
 /**
  * Loads held in flight at once: enough that one tensor is read while others are
  * checksummed and stored; the backend bounds the memory each holds.
@@ -38,9 +41,7 @@ export async function loadParams(
     }
     if (!isFloat32Convertible(info.dtype)) {
       throw new ModelFileError(
-        `Cannot load tensor "${name}": got dtype ${info.dtype}, expected one of ${
-          Object.keys(TYPE_LAYOUTS).join(", ")
-        }`,
+        `Cannot load tensor "${name}": got dtype ${info.dtype}, expected ${CONVERTIBLE}`,
       );
     }
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {

@@ -6,7 +6,7 @@
  * @module
  */
 import type { FlagSpec, FlagValues } from "./flags.ts";
-import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
+import { loadNotes, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { loadModel, type Model } from "../runtime/generate/model.ts";
 import { Rng } from "../runtime/generate/random.ts";
 import { UsageError } from "./usage_error.ts";
@@ -63,7 +63,7 @@ export function samplingFlags(nsamples: number) {
     model_name: {
       type: "string",
       default: "124M",
-      help: "which model to use, a folder in models_dir",
+      help: "which model to use: a folder in models_dir, or a .gguf file there",
     },
     seed: {
       type: "int",
@@ -132,8 +132,7 @@ export async function openSession(flags: SamplingFlags): Promise<Session> {
     model[Symbol.dispose]();
     throw e;
   }
-  const chose = choiceLine(flags, model);
-  if (chose) console.error(chose);
+  for (const note of loadNotes(flags, model)) console.error(note);
   const seed = flags.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
   return {
     model,

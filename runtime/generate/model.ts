@@ -15,7 +15,7 @@ import { WEIGHT_TYPES, type WeightType } from "../backend/backend.ts";
 import { checkContext, checkGeneration, checkPrompt } from "./prompt_check.ts";
 import { type GenerationStep, Scheduler } from "./scheduler.ts";
 import { type StepLogprobs, stepLogprobs } from "./logprobs.ts";
-import { Tokenizer } from "../tokenizer/tokenizer.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 
 /** Options of {@linkcode loadModel}. */
 export interface LoadOptions {
@@ -66,13 +66,16 @@ export interface GenerateStepsOptions extends GenerateOptions {
   logprobs?: number;
 }
 
-/** Loads the model in `dir`: OpenAI's TensorFlow checkpoint folder or Hugging Face's. */
+/**
+ * Loads the model at `dir`: OpenAI's TensorFlow checkpoint folder, Hugging Face's, or a
+ * GGUF file of architecture `gpt2` (or a folder holding one).
+ */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
   using files = await openModelFiles(dir);
   const gpt2 = await createGpt2(files.hparams, options);
   // The tokenizer loads while the weights wait on the disk.
   const [tokenizer, weights] = await Promise.allSettled([
-    Tokenizer.load(dir),
+    files.tokenizer(),
     gpt2.load(files.source, files.names),
   ]);
   try {
@@ -87,7 +90,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     gpt2[Symbol.dispose]();
     throw e;
   }
-  return new LoadedModel(gpt2, tokenizer.value, options.batch);
+  return new LoadedModel(gpt2, tokenizer.value, options.batch, files.conversion);
 }
 
 /**
@@ -160,6 +163,11 @@ export interface Model extends Disposable {
   readonly slots: number;
   /** Its tokenizer, as `encoder.py`. */
   readonly tokenizer: Tokenizer;
+  /**
+   * What loading did with stored types the backend has no kernels for, as one line
+   * (`token_embd, blk.*: Q4_0 converted to f32 while loading`); `undefined` if nothing.
+   */
+  readonly conversion?: string;
   /** The logits (n_vocab) after the last of `ids`, starting from an empty context. */
   logits(ids: readonly number[]): Promise<Float32Array>;
   /**
@@ -198,7 +206,12 @@ class LoadedModel implements Model {
   readonly #scheduler: Scheduler;
   readonly #batch: number;
 
-  constructor(readonly gpt2: Gpt2, readonly tokenizer: Tokenizer, batch = 1) {
+  constructor(
+    readonly gpt2: Gpt2,
+    readonly tokenizer: Tokenizer,
+    batch = 1,
+    readonly conversion?: string,
+  ) {
     this.#scheduler = new Scheduler(gpt2, {
       endOfText: tokenizer.endOfText,
       promptReuse: SPLIT_INVARIANT.has(gpt2.backend.name),

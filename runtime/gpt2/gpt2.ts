@@ -147,7 +147,7 @@ export class Gpt2 implements Disposable {
     }
     const result = options.out?.subarray(0, size) ?? new Float32Array(size);
     const be = this.backend, a = this.#act;
-    const rows = all ? new Float32Array(B * V) : undefined;
+    const rows = all ? new Float32Array(this.slots * V) : undefined;
     for (let start = 0; start < T; start += this.chunk) {
       const n = Math.min(this.chunk, T - start);
       const ids = new Int32Array(B * n), positions = new Int32Array(B * n);
@@ -170,15 +170,23 @@ export class Gpt2 implements Disposable {
       if (wanted === 0) continue;
       finalNorm(be, this.#params, a, x, kept);
       const perSeq = kept / B;
-      for (let t = perSeq - wanted; t < perSeq; t++) {
-        if (!rows) {
-          await head(be, this.#params, a, B, perSeq, t, result);
-          continue;
-        }
-        await head(be, this.#params, a, B, perSeq, t, rows);
-        for (let b = 0; b < B; b++) {
-          result.set(rows.subarray(b * V, (b + 1) * V), (b * T + start + t) * V);
-        }
+      if (!rows) {
+        const last = seqs.map((_, b) => b * perSeq + perSeq - 1);
+        await head(be, this.#params, a, last, result);
+        continue;
+      }
+      // Every position's logits: `slots` rows per call of the head, which reads the whole
+      // token embedding each time (each row's logits are the same in any group).
+      for (let first = 0; first < kept; first += this.slots) {
+        const group = Array.from(
+          { length: Math.min(this.slots, kept - first) },
+          (_, i) => first + i,
+        );
+        await head(be, this.#params, a, group, rows);
+        group.forEach((r, i) => {
+          const b = Math.floor(r / perSeq), t = r % perSeq;
+          result.set(rows.subarray(i * V, (i + 1) * V), (b * T + start + t) * V);
+        });
       }
     }
     return result;

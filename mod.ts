@@ -1,6 +1,7 @@
 /**
  * GPT-2 in Deno: OpenAI's model run on WebAssembly SIMD kernels, from the checkpoint
- * `download_model.py` fetches or from Hugging Face's `model.safetensors`.
+ * `download_model.py` fetches, Hugging Face's `model.safetensors` or a GGUF file, on disk,
+ * over HTTP or from any `FileSource`.
  *
  * @example Generate text from a model folder
  * ```ts
@@ -34,10 +35,12 @@
  */
 export {
   type GenerateOptions,
+  type GenerateStepsOptions,
   loadModel,
   type LoadOptions,
   type Model,
 } from "./runtime/generate/model.ts";
+export type { GenerationStep } from "./runtime/generate/scheduler.ts";
 export { type ModelLocation } from "./runtime/gpt2/model_files.ts";
 export {
   type FileSource,
@@ -56,7 +59,18 @@ export {
 export { BACKEND_NAMES, type BackendName } from "./runtime/backend/create.ts";
 export { WEIGHT_TYPES, type WeightType } from "./runtime/backend/backend.ts";
 export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer/tokenizer.ts";
-export { Sampler, type SamplerOptions, type SamplingOptions } from "./runtime/generate/sampler.ts";
+export {
+  Sampler,
+  type SamplerContext,
+  type SamplerOptions,
+  type SamplingOptions,
+} from "./runtime/generate/sampler.ts";
+export {
+  type ResolvedSampling,
+  SAMPLING_CONTROLS,
+  type SamplingControl,
+  validateSampling,
+} from "./runtime/generate/sampling_controls.ts";
 export {
   MAX_TOP_LOGPROBS,
   type StepLogprobs,
@@ -74,4 +88,4 @@ export {
   MODEL_FILES,
   MODEL_SIZES,
 } from "./runtime/io/download.ts";
-export { BackendError, DownloadError, ModelFileError, UsageError } from "./runtime/errors.ts";
+export { BackendError, DownloadError, ModelFileError } from "./runtime/errors.ts";

@@ -12,7 +12,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 import { runMain } from "./run_main.ts";
 
 const ROOT = new URL("../", import.meta.url);

@@ -10,7 +10,8 @@
 /// <reference lib="deno.worker" />
 import { loadModel, type Model } from "../generate/model.ts";
 import { type FileSource, withProgress } from "../io/file_source.ts";
-import { type ByteCache, type CacheEntry, httpFiles } from "../io/http_files.ts";
+import type { ByteCache, CacheEntry } from "../io/http_files.ts";
+import { modelFileSource } from "../gpt2/model_files.ts";
 import { blobFiles } from "../io/blob_files.ts";
 import { fileCache } from "../io/byte_cache.ts";
 import { opfsFolder } from "./opfs.ts";
@@ -55,7 +56,7 @@ async function load(request: Extract<EngineRequest, { type: "load" }>): Promise<
     if (folder) cache = counting(fileCache(folder), counter);
   }
   const source: FileSource = "url" in request.location
-    ? httpFiles(request.location.url, { headers: request.headers, cache })
+    ? modelFileSource(request.location.url, { headers: request.headers, cache })
     : blobFiles(request.location.files);
   let last = 0;
   const files = withProgress(source, (p) => {
@@ -74,6 +75,7 @@ async function load(request: Extract<EngineRequest, { type: "load" }>): Promise<
       batch: model.batch,
       slots: model.slots,
       threads: model.threads,
+      conversion: model.conversion,
       cachedBytes: counter.bytes,
       cache: cache !== undefined,
     },
@@ -81,14 +83,16 @@ async function load(request: Extract<EngineRequest, { type: "load" }>): Promise<
 }
 
 /** Streams a generation's tokens to the page until it ends or is cancelled. */
-async function generate(request: Extract<EngineRequest, { type: "generate" | "generateBatch" }>) {
+async function generate(
+  request: Extract<EngineRequest, { type: "generateSteps" | "generateBatch" }>,
+) {
   const { id } = request;
   const abort = new AbortController();
   running.set(id, abort);
   try {
     const options = { ...request.options, signal: abort.signal };
-    const tokens = request.type === "generate"
-      ? model!.generate(request.ids, options)
+    const tokens = request.type === "generateSteps"
+      ? model!.generateSteps(request.ids, options)
       : model!.generateBatch(request.ids, options);
     for await (const value of tokens) post({ type: "token", id, value });
     post({ type: "done", id });
@@ -132,7 +136,7 @@ self.onmessage = (e: MessageEvent<EngineRequest>) => {
     case "promptLogprobs":
       answer(request.id, () => model!.promptLogprobs(request.ids, request.top));
       return;
-    case "generate":
+    case "generateSteps":
     case "generateBatch":
       generate(request);
       return;

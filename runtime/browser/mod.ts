@@ -23,7 +23,13 @@
  * @module
  */
 import { assetUrl } from "../assets.ts";
-import type { GenerateOptions, LoadOptions, Model } from "../generate/model.ts";
+import type {
+  GenerateOptions,
+  GenerateStepsOptions,
+  LoadOptions,
+  Model,
+} from "../generate/model.ts";
+import type { GenerationStep } from "../generate/scheduler.ts";
 import type { HParams } from "../gpt2/hparams.ts";
 import type { WeightType } from "../backend/backend.ts";
 import type { StepLogprobs } from "../generate/logprobs.ts";
@@ -160,7 +166,7 @@ async function oneCall<K extends "forget" | "kept">(
 
 /** A generation in flight: where its tokens go. */
 interface Stream {
-  push(value: number | number[]): void;
+  push(value: GenerationStep | number[]): void;
   end(error?: Error): void;
 }
 
@@ -207,7 +213,7 @@ class Engine {
 
   /** Starts a generation; its tokens go to `stream`. Returns its id. */
   stream(
-    request: Omit<Extract<EngineRequest, { type: "generate" | "generateBatch" }>, "id">,
+    request: Omit<Extract<EngineRequest, { type: "generateSteps" | "generateBatch" }>, "id">,
     stream: Stream,
   ): number {
     const id = this.#nextId++;
@@ -272,8 +278,7 @@ class Engine {
 
 /**
  * A model loaded in a tab's engine worker: the Deno `Model`'s API, each call a message to
- * the worker. `onSample` cannot cross to the worker and is refused. Dispose it to end the
- * worker and free its memory.
+ * the worker. Dispose it to end the worker and free its memory.
  */
 export class TabModel implements Model {
   readonly #engine: Engine;
@@ -308,6 +313,10 @@ export class TabModel implements Model {
   get threads(): number {
     return this.#info.threads;
   }
+  /** What loading converted for lack of kernels, as one line; `undefined` if nothing. */
+  get conversion(): string | undefined {
+    return this.#info.conversion;
+  }
   /** Bytes of weights the load read from the browser's cache instead of fetching them. */
   get cachedBytes(): number {
     return this.#info.cachedBytes;
@@ -325,8 +334,15 @@ export class TabModel implements Model {
     return this.#engine.call("promptLogprobs", { ids: [...ids], top });
   }
 
-  generate(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
-    return this.#stream<number>("generate", ids, options);
+  async *generate(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
+    for await (const step of this.generateSteps(ids, options)) yield step.token;
+  }
+
+  generateSteps(
+    ids: readonly number[],
+    options: GenerateStepsOptions = {},
+  ): AsyncGenerator<GenerationStep> {
+    return this.#stream<GenerationStep>("generateSteps", ids, options);
   }
 
   generateBatch(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number[]> {
@@ -344,15 +360,12 @@ export class TabModel implements Model {
     if (rest) yield rest;
   }
 
-  async *#stream<T extends number | number[]>(
-    type: "generate" | "generateBatch",
+  async *#stream<T extends GenerationStep | number[]>(
+    type: "generateSteps" | "generateBatch",
     ids: readonly number[],
-    options: GenerateOptions,
+    options: GenerateStepsOptions,
   ): AsyncGenerator<T> {
-    const { signal, onSample, ...wire } = options;
-    if (onSample) {
-      throw new TypeError("onSample cannot run in a tab: the model runs in its engine worker");
-    }
+    const { signal, ...wire } = options;
     signal?.throwIfAborted();
     const queue: T[] = [];
     let ended = false;

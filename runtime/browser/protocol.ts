@@ -4,12 +4,13 @@
  *
  * @module
  */
-import { BackendError, DownloadError, ModelFileError, UsageError } from "../errors.ts";
-import type { GenerateOptions, LoadOptions } from "../generate/model.ts";
+import { BackendError, DownloadError, ModelFileError } from "../errors.ts";
+import type { GenerateStepsOptions, LoadOptions } from "../generate/model.ts";
 import type { HParams } from "../gpt2/hparams.ts";
 import type { WeightType } from "../backend/backend.ts";
 import type { ReadProgress } from "../io/file_source.ts";
 import type { StepLogprobs } from "../generate/logprobs.ts";
+import type { GenerationStep } from "../generate/scheduler.ts";
 
 /** Where the worker loads the model from: a folder's URL, or files the user picked. */
 export type EngineLocation = { readonly url: string } | { readonly files: readonly File[] };
@@ -34,7 +35,7 @@ export type EngineRequest =
     readonly top: number;
   }
   | {
-    readonly type: "generate" | "generateBatch";
+    readonly type: "generateSteps" | "generateBatch";
     readonly id: number;
     readonly ids: readonly number[];
     readonly options: WireGenerateOptions;
@@ -42,8 +43,8 @@ export type EngineRequest =
   /** Stops the generation `id` before its next token. */
   | { readonly type: "cancel"; readonly id: number };
 
-/** The options of a generation that can cross to the worker (no signal, no callback). */
-export type WireGenerateOptions = Omit<GenerateOptions, "signal" | "onSample">;
+/** The options of a generation that can cross to the worker (all but the signal). */
+export type WireGenerateOptions = Omit<GenerateStepsOptions, "signal">;
 
 /** What the page learns of the model once it is loaded. */
 export interface EngineInfo {
@@ -53,6 +54,8 @@ export interface EngineInfo {
   readonly batch: number;
   readonly slots: number;
   readonly threads: number;
+  /** What loading converted for lack of kernels (`Model.conversion`). */
+  readonly conversion?: string;
   /** Bytes of weights read from the cache rather than fetched. */
   readonly cachedBytes: number;
   /** Whether the fetched weights are kept in the cache. */
@@ -71,7 +74,7 @@ export type EngineReply =
   | { readonly type: "loaded"; readonly info: EngineInfo }
   | { readonly type: "failed"; readonly error: WireError }
   | { readonly type: "result"; readonly id: number; readonly value: unknown }
-  | { readonly type: "token"; readonly id: number; readonly value: number | number[] }
+  | { readonly type: "token"; readonly id: number; readonly value: GenerationStep | number[] }
   | { readonly type: "done"; readonly id: number }
   | { readonly type: "error"; readonly id: number; readonly error: WireError };
 
@@ -94,7 +97,6 @@ const CLASSES: Record<string, new (message: string) => Error> = {
   ModelFileError,
   BackendError,
   DownloadError,
-  UsageError,
   RangeError,
   TypeError,
 };

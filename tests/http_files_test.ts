@@ -1,8 +1,9 @@
 /**
  * Models read over HTTP (runtime/io/http_files.ts) through the same readers as folders on
- * disk: the same logits in both formats, reads that are ranged requests streamed into wasm
- * memory, a cache that makes a second load send no request for the weights, progress, and
- * a one-line error for each way a server or its files can be wrong.
+ * disk: the same logits in every format (a TF or safetensors folder, a GGUF file named by
+ * its URL), reads that are ranged requests streamed into wasm memory, a cache that makes a
+ * second load send no request for the weights, progress, and a one-line error for each
+ * way a server or its files can be wrong. Files a page's user picks give the same logits.
  */
 import fc from "fast-check";
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
@@ -12,10 +13,12 @@ import { loadModel } from "../runtime/generate/model.ts";
 import { ModelFileError } from "../runtime/errors.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { httpFiles } from "../runtime/io/http_files.ts";
+import { modelFileSource } from "../runtime/gpt2/model_files.ts";
 import { blobFiles } from "../runtime/io/blob_files.ts";
 import { addRange, coversRange, fileCache } from "../runtime/io/byte_cache.ts";
 import { type ReadProgress, withProgress } from "../runtime/io/file_source.ts";
-import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
+import { randomWeights, syntheticVocabulary, writeModelFolder } from "../testing/random_model.ts";
+import { writeGpt2Gguf } from "../testing/gguf_writer.ts";
 
 const HP: HParams = { n_vocab: 300, n_ctx: 32, n_embd: 32, n_head: 2, n_layer: 2 };
 const DATA = "model.ckpt.data-00000-of-00001";
@@ -41,6 +44,45 @@ for (const format of ["tensorflow", "safetensors"] as const) {
     });
   });
 }
+
+/** Writes a GGUF file of a random model of shape HP, its matrices as Q8_0, at `path`. */
+async function writeGgufModel(path: string): Promise<void> {
+  const { encoder, merges } = syntheticVocabulary(HP.n_vocab);
+  await writeGpt2Gguf(path, HP, randomWeights(HP, 3), {
+    type: "q8_0",
+    tokens: [...encoder.keys()],
+    merges: merges.map(([a, b]) => `${a} ${b}`),
+  });
+}
+
+Deno.test("a GGUF file over HTTP, its URL naming the file, gives the logits it gives from disk", async () => {
+  await withTempDir(async (dir) => {
+    const name = "model-Q8_0.gguf";
+    await writeGgufModel(`${dir}/${name}`);
+    await using server = await serveFolder(dir);
+    const url = `${server.url}${name}`;
+    const fromDisk = await logitsOf(`${dir}/${name}`);
+    assertEquals(await logitsOf(url), fromDisk);
+    const gets = () => server.requests.filter((r) => r.method === "GET" && r.file === name);
+    assert(gets().length > 1, "the header, then the tensors, were fetched");
+    // The first read, the header's, is the whole of so small a file; then only ranges.
+    for (const r of gets().slice(1)) {
+      assert(r.range !== null && r.status === 206, `a ranged read: ${JSON.stringify(r)}`);
+    }
+    assertEquals(server.requests.filter((r) => r.file !== name), [], "no other file is asked for");
+    assertEquals(await logitsOf(new URL(url)), fromDisk);
+
+    // Through a cache, as the tab's engine reads it: the second load sends no GET.
+    const cache = fileCache(new MemoryFolder());
+    assertEquals(await logitsOf(modelFileSource(url, { cache })), fromDisk);
+    const fetched = gets().length;
+    assertEquals(await logitsOf(modelFileSource(url, { cache })), fromDisk);
+    assertEquals(gets().length, fetched, "the second load reads the file from the cache");
+
+    // A folder cannot be listed over HTTP: its URL finds no GGUF file, and the error says so.
+    await expectError(server.url, "No GPT-2 model in", "over HTTP a GGUF model's URL must name");
+  });
+});
 
 Deno.test("with a cache, a second load sends no GET for the weights; a changed file is fetched again", async () => {
   await withTempDir(async (dir) => {
@@ -149,5 +191,19 @@ Deno.test("files picked as File objects (a page's folder input) give the folder'
     assertEquals(await logitsOf(blobFiles(picked)), await logitsOf(dir));
     const e = await assertRejects(() => logitsOf(blobFiles([])), ModelFileError);
     assert(e.message.includes('No GPT-2 model in "the files picked"'), e.message);
+  });
+});
+
+Deno.test("a picked folder holding one GGUF file gives its logits; one holding two names them", async () => {
+  await withTempDir(async (dir) => {
+    await writeGgufModel(`${dir}/a.gguf`);
+    const file = async (name: string) =>
+      new File([await Deno.readFile(`${dir}/a.gguf`)], `models/${name}`);
+    const notes = new File(["hello"], "models/notes.txt");
+    const one = [notes, await file("a.gguf")];
+    assertEquals(await logitsOf(blobFiles(one)), await logitsOf(`${dir}/a.gguf`));
+    const two = [...one, await file("b.gguf")];
+    const e = await assertRejects(() => logitsOf(blobFiles(two)), ModelFileError);
+    assert(e.message.includes("holds 2 GGUF files (a.gguf, b.gguf)"), e.message);
   });
 });

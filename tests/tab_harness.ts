@@ -98,15 +98,30 @@ export async function driveTab(plan: TabPlan): Promise<TabRun> {
   return run;
 }
 
+/** Where a page script loads its model from: a URL, or the files of an `<input>` (a selector). */
+export type ScriptLocation = string | { readonly picked: string };
+
+/** `location` as an expression in a page script. */
+function locationExpression(location: ScriptLocation): string {
+  return typeof location === "string"
+    ? JSON.stringify(location)
+    : `document.querySelector(${JSON.stringify(location.picked)}).files`;
+}
+
 /**
- * The body of a page script that loads the model at `url` with `options` through the
+ * The body of a page script that loads the model at `location` with `options` through the
  * bundle's `loadModel`, generates `length` greedy tokens after `prompt`, and returns what
  * it saw; the model is disposed at the end.
  */
-export function greedyScript(url: string, prompt: string, length: number, options = {}): string {
+export function greedyScript(
+  location: ScriptLocation,
+  prompt: string,
+  length: number,
+  options = {},
+): string {
   return `
     const gpt2 = await import("/dist/gpt2.js");
-    const model = await gpt2.loadModel(${JSON.stringify(url)}, ${JSON.stringify(options)});
+    const model = await gpt2.loadModel(${locationExpression(location)}, ${JSON.stringify(options)});
     try {
       const ids = model.tokenizer.encode(${JSON.stringify(prompt)});
       const tokens = [];
@@ -117,6 +132,7 @@ export function greedyScript(url: string, prompt: string, length: number, option
       return {
         tokens, logits, threads: model.threads, backend: model.backend, dtype: model.dtype,
         cachedBytes: model.cachedBytes, isolated: crossOriginIsolated,
+        conversion: model.conversion ?? null,
       };
     } finally {
       model[Symbol.dispose]();

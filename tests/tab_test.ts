@@ -1,10 +1,11 @@
 /**
  * The engine in a real browser tab (Debian's headless Chromium): the bundle's `loadModel`
  * gives the tokens Deno gives on the same model, in float32 and q8, on one thread and on
- * two (which start kernel workers); a reload reads the weights from the browser's cache
- * and sends no request for them; the page's controls load, generate and forget; and every
- * way to fail (a missing or corrupt file, a model too large for the tab, no isolation, a
- * lost GPU device) ends in a message, with the page still answering.
+ * two (which start kernel workers), and from a GGUF file named by its URL or picked in a
+ * folder; a reload reads the weights from the browser's cache and sends no request for
+ * them; the page's controls load, generate and forget; and every way to fail (a missing or
+ * corrupt file, a model too large for the tab, no isolation, a lost GPU device) ends in a
+ * message, with the page still answering.
  */
 import { assert, assertEquals } from "./asserts.ts";
 import { assertClose } from "./assert_close.ts";
@@ -22,7 +23,8 @@ import { ApiServer } from "../runtime/serve/server.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { gpt2Tensors, hfNames } from "../runtime/gpt2/tensor_names.ts";
-import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
+import { randomWeights, syntheticVocabulary, writeModelFolder } from "../testing/random_model.ts";
+import { writeGpt2Gguf } from "../testing/gguf_writer.ts";
 import { CHROMIUM } from "../cli/chromium.ts";
 
 const HP: HParams = { n_vocab: 300, n_ctx: 64, n_embd: 64, n_head: 4, n_layer: 2 };
@@ -37,6 +39,20 @@ async function writeSharpModel(dir: string, format: "tensorflow" | "safetensors"
     if (t.shape.length > 1) t.data.forEach((v, i, a) => a[i] = v * 6);
   }
   await writeModelFolder(dir, HP, weights, { format });
+}
+
+/** A GGUF file of the same kind of model, its matrices as Q8_0, at `path`. */
+async function writeSharpGguf(path: string) {
+  const weights = randomWeights(HP, 11);
+  for (const t of weights.values()) {
+    if (t.shape.length > 1) t.data.forEach((v, i, a) => a[i] = v * 6);
+  }
+  const { encoder, merges } = syntheticVocabulary(HP.n_vocab);
+  await writeGpt2Gguf(path, HP, weights, {
+    type: "q8_0",
+    tokens: [...encoder.keys()],
+    merges: merges.map(([a, b]) => `${a} ${b}`),
+  });
 }
 
 /** Deno's greedy tokens and prompt logits for `dir`. */
@@ -67,6 +83,7 @@ interface TabResult {
   backend: string;
   cachedBytes: number;
   isolated: boolean;
+  conversion: string | null;
 }
 
 for (const threads of [1, 2]) {
@@ -129,6 +146,59 @@ browserTest(
       // One ranged GET per tensor for each of the two loads that fetched; none for the reload.
       const tensors = gpt2Tensors(HP).length;
       assertEquals(server.gets("m", DATA), 2 * tensors, "no GET for the weights on the reload");
+    });
+  },
+);
+
+browserTest(
+  "a GGUF file in the tab, by its URL or in a picked folder, gives Deno's greedy tokens; a reload reads it from the cache",
+  async () => {
+    await withTempDir(async (dir) => {
+      const name = "m-Q8_0.gguf";
+      await writeSharpGguf(`${dir}/${name}`);
+      await Deno.writeTextFile(`${dir}/notes.txt`, "a folder may hold other files");
+      await using server = await serveTab({ g: dir });
+      const url = `/models/g/${name}`;
+      const picker = `document.body.insertAdjacentHTML("beforeend",
+        '<input type="file" id="pick" webkitdirectory>'); return 0;`;
+      const run = await driveTab({
+        steps: [
+          { goto: server.url },
+          { eval: greedyScript(url, PROMPT, LENGTH, { threads: 2 }) },
+          { goto: server.url }, // a reload
+          { eval: greedyScript(url, PROMPT, LENGTH, { threads: 2 }) },
+          { eval: picker },
+          { files: ["#pick", [dir]] },
+          { eval: greedyScript({ picked: "#pick" }, PROMPT, LENGTH, { threads: 2 }) },
+        ],
+      });
+      assertEquals(run.errors, []);
+      const [first, second, , picked] = run.results as TabResult[];
+      const deno = await denoRun(`${dir}/${name}`, "f32");
+      using model = await loadModel(`${dir}/${name}`, { threads: 1 });
+      assert(model.conversion?.includes("Q8_0"), `Deno converts: ${model.conversion}`);
+      const cases: [string, TabResult][] = [["by URL", first], ["reloaded", second], [
+        "picked",
+        picked,
+      ]];
+      for (const [what, tab] of cases) {
+        assertEquals(tab.tokens, deno.tokens, `${what}: the tab's tokens are Deno's`);
+        assertClose(Float32Array.from(tab.logits), Float32Array.from(deno.logits), {
+          atol: 1e-5,
+          rtol: 1e-5,
+        });
+        assertEquals(tab.conversion, model.conversion ?? null, what);
+      }
+      const size = (await Deno.stat(`${dir}/${name}`)).size;
+      assert(second.cachedBytes >= size, `the reload reads ${second.cachedBytes} cached bytes`);
+      const gets = server.requests.filter((r) =>
+        r.method === "GET" && r.path.startsWith("/models/")
+      );
+      assert(gets.length > 0 && gets.every((r) => r.path === url), "only the GGUF file is fetched");
+      // The page's own GET of "/" marks each visit: after the second, the file is not fetched.
+      const reload = server.requests.findLastIndex((r) => r.method === "GET" && r.path === "/");
+      const after = server.requests.slice(reload).filter((r) => r.method === "GET");
+      assertEquals(after.filter((r) => r.path === url), [], "no GET for the file after the reload");
     });
   },
 );

@@ -76,6 +76,7 @@ async function load(request: Extract<EngineRequest, { type: "load" }>): Promise<
       slots: model.slots,
       threads: model.threads,
       conversion: model.conversion,
+      vocabulary: model.tokenizer.vocabulary(),
       cachedBytes: counter.bytes,
       cache: cache !== undefined,
     },

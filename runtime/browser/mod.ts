@@ -33,9 +33,7 @@ import type { GenerationStep } from "../generate/scheduler.ts";
 import type { HParams } from "../gpt2/hparams.ts";
 import type { WeightType } from "../backend/backend.ts";
 import type { StepLogprobs } from "../generate/logprobs.ts";
-import type { FileSource, ReadProgress } from "../io/file_source.ts";
-import { httpFiles } from "../io/http_files.ts";
-import { blobFiles } from "../io/blob_files.ts";
+import type { ReadProgress } from "../io/file_source.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import {
   type EngineInfo,
@@ -90,12 +88,14 @@ export function tabEnvironment(): TabEnvironment {
   };
 }
 
-/** Where a tab's model comes from: a folder's URL, or files the user picked. */
+/** Where a tab's model comes from: a folder's or `.gguf` file's URL, or files the user picked. */
 export type TabModelLocation = string | URL | Iterable<File>;
 
 /**
- * Loads the model at `location` (a folder's URL, relative to the page; or the files of a
- * folder the user picked) in an engine worker of its own.
+ * Loads the model at `location` in an engine worker of its own: a URL relative to the page
+ * (a folder of OpenAI's or Hugging Face's files, or a `.gguf` file, named as such since a
+ * folder cannot be listed over HTTP), or the files the user picked (a folder's, or one
+ * `.gguf` file).
  * @throws {ModelFileError} for a missing, truncated or corrupt file, as in Deno
  * @throws {BackendError} for a model too large for the tab's memory, threads without
  *   isolation, or a backend the tab does not have
@@ -109,17 +109,10 @@ export async function loadModel(
   const where: EngineLocation = typeof location === "string" || location instanceof URL
     ? { url: new URL(location, globalThis.location?.href).href }
     : { files: [...location] };
-  const files: FileSource = "url" in where
-    ? httpFiles(where.url, { headers })
-    : blobFiles(where.files);
   const engine = new Engine();
   const abort = () => engine.stop(signal!.reason);
   signal?.addEventListener("abort", abort, { once: true });
   try {
-    // The tokenizer loads here while the engine loads the model; the engine's error, which
-    // says more (no model at all, rather than no tokenizer), is the one thrown.
-    const tokenizer = Tokenizer.load(files);
-    tokenizer.catch(() => {});
     const info = await engine.load({
       type: "load",
       location: where,
@@ -127,7 +120,10 @@ export async function loadModel(
       cache,
       headers,
     }, onProgress);
-    return new TabModel(engine, info, await tokenizer);
+    // The engine's tokenizer, whichever files it came from (a folder's, a GGUF file's).
+    const { tokens, merges } = info.vocabulary;
+    const tokenizer = new Tokenizer(new Map(tokens.map((t, id) => [t, id])), merges);
+    return new TabModel(engine, info, tokenizer);
   } catch (e) {
     engine.stop(e);
     throw e;

@@ -56,6 +56,8 @@ export interface EngineInfo {
   readonly threads: number;
   /** What loading converted for lack of kernels (`Model.conversion`). */
   readonly conversion?: string;
+  /** The tokenizer the engine read (from the folder's files or the GGUF metadata). */
+  readonly vocabulary: { readonly tokens: string[]; readonly merges: string[] };
   /** Bytes of weights read from the cache rather than fetched. */
   readonly cachedBytes: number;
   /** Whether the fetched weights are kept in the cache. */

@@ -416,6 +416,32 @@ export class Tokenizer {
     };
   }
 
+  /**
+   * What builds this tokenizer again: the token strings by id, as `encoder.json` spells
+   * them, and the merges by rank, as `vocab.bpe` lines. A page gets its engine worker's
+   * tokenizer this way, whichever files it was read from.
+   *
+   * @example
+   * ```ts ignore
+   * const { tokens, merges } = tokenizer.vocabulary();
+   * const again = new Tokenizer(new Map(tokens.map((t, id) => [t, id])), merges);
+   * ```
+   */
+  vocabulary(): { tokens: string[]; merges: string[] } {
+    const table = bytesToUnicode();
+    const tokens = new Array<string>(this.vocabSize);
+    for (let id = 0; id < this.vocabSize; id++) {
+      let token = "";
+      for (const b of this.tokenBytes(id)) token += table[b];
+      tokens[id] = token;
+    }
+    const merges = Array.from(
+      this.#rankLeft,
+      (left, rank) => `${tokens[left]} ${tokens[this.#rankRight[rank]]}`,
+    );
+    return { tokens, merges };
+  }
+
   #checkId(id: number): number {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
       throw new RangeError(

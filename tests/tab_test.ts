@@ -151,6 +151,63 @@ browserTest(
 );
 
 browserTest(
+  "in the tab, the engine reads the page's messages between decoding steps: a second generation starts and an abort stops one mid-way",
+  async () => {
+    await withTempDir(async (dir) => {
+      await writeSharpModel(dir);
+      await using server = await serveTab({ m: dir });
+      const length = 60;
+      const run = await driveTab({
+        steps: [{ goto: server.url }, {
+          eval: `const gpt2 = await import("/dist/gpt2.js");
+          const model = await gpt2.loadModel("/models/m/", { threads: 1 });
+          try {
+            // A long generation; once its first token is in, a second one of one token.
+            let first = 0, atPost = -1, atSecond = -1, second;
+            for await (const _ of model.generate([1, 2, 3], { length: ${length} })) {
+              if (++first === 1) {
+                atPost = first;
+                second = (async () => {
+                  for await (const _ of model.generate([4, 5], { length: 1 })) atSecond = first;
+                })();
+              }
+            }
+            await second;
+            // An abort after two tokens ends the generation with the abort's reason (a
+            // generator left waiting would never end: given up on after 20 s).
+            const stop = new AbortController();
+            let before = 0;
+            const aborted = (async () => {
+              try {
+                for await (const _ of model.generate([1, 2, 3], { length: ${length}, signal: stop.signal })) {
+                  if (++before === 2) stop.abort();
+                }
+                return "ended";
+              } catch (e) {
+                return e.name;
+              }
+            })();
+            const error = await Promise.race([
+              aborted,
+              new Promise((resolve) => setTimeout(() => resolve("still waiting after 20 s"), 20000)),
+            ]);
+            return { first, atPost, atSecond, before, error };
+          } finally {
+            model[Symbol.dispose]();
+          }`,
+        }],
+      });
+      assertEquals(run.errors, []);
+      const got = run.results[0] as Record<string, number | string>;
+      assertEquals([got.first, got.before, got.error], [length, 2, "AbortError"]);
+      // Without a turn of the event loop between steps, the second request would wait for
+      // the first generation to end (${length} tokens).
+      assert((got.atSecond as number) < length, JSON.stringify(got));
+    });
+  },
+);
+
+browserTest(
   "a GGUF file in the tab, by its URL or in a picked folder, gives Deno's greedy tokens; a reload reads it from the cache",
   async () => {
     await withTempDir(async (dir) => {

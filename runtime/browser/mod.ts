@@ -378,10 +378,16 @@ export class TabModel implements Model {
         wake?.();
       },
     });
-    const onAbort = () => this.#engine.cancel(id);
+    // An abort cancels the worker's generation, whose stream then says no more, and wakes
+    // this generator to throw the abort's reason, as Deno's Model does, between two tokens.
+    const onAbort = () => {
+      this.#engine.cancel(id);
+      wake?.();
+    };
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for (;;) {
+        signal?.throwIfAborted();
         if (queue.length > 0) {
           yield queue.shift()!;
           continue;
@@ -391,7 +397,6 @@ export class TabModel implements Model {
         wake = undefined;
       }
       if (failure) throw failure;
-      signal?.throwIfAborted();
     } finally {
       signal?.removeEventListener("abort", onAbort);
       if (!ended) this.#engine.cancel(id);

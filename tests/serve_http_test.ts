@@ -201,7 +201,23 @@ const BAD_REQUESTS: [string, string | Record<string, unknown>, number, string | 
   ["an empty prompt", { model: "test", prompt: "" }, 400, "prompt"],
   ["an empty token prompt", { model: "test", prompt: [] }, 400, "prompt"],
   ["a token outside the vocabulary", { model: "test", prompt: [1, 300] }, 400, "prompt"],
-  ["an array of strings", { model: "test", prompt: ["a", "b"] }, 400, "prompt"],
+  ["a batch with an empty prompt", { model: "test", prompt: ["a", ""] }, 400, "prompt"],
+  ["a batch of strings and ids", { model: "test", prompt: ["a", [1]] }, 400, "prompt"],
+  ["a batch with a bad id", { model: "test", prompt: [[1], [2, 300]] }, 400, "prompt"],
+  ["a batch of arrays of strings", { model: "test", prompt: [["a"]] }, 400, "prompt"],
+  [
+    "a batch over the limit",
+    { model: "test", prompt: Array.from({ length: 17 }, () => "a") },
+    400,
+    "prompt",
+  ],
+  [
+    "a batched prompt plus max_tokens over the context",
+    { model: "test", prompt: [[1], [1, 2, 3, 4, 5]], max_tokens: TEST_HPARAMS.n_ctx - 4 },
+    400,
+    "max_tokens",
+  ],
+  ["a chat field", { model: "test", prompt: "x", messages: [] }, 400, "messages"],
   ["a prompt of the wrong type", { model: "test", prompt: 5 }, 400, "prompt"],
   ["max_tokens not an integer", { model: "test", prompt: "x", max_tokens: 1.5 }, 400, "max_tokens"],
   ["max_tokens a string", { model: "test", prompt: "x", max_tokens: "5" }, 400, "max_tokens"],
@@ -252,7 +268,7 @@ Deno.test("bad requests get a 400 in OpenAI's error shape naming the field", asy
 Deno.test("unknown paths get a 404, wrong methods a 405 with Allow, large bodies a 413", async () => {
   using model = await open();
   await using server = await startServer(model, { bodyLimit: 4096 });
-  const notFound = await fetch(server.url + "v1/chat/completions", { method: "POST" });
+  const notFound = await fetch(server.url + "v1/chat", { method: "POST" });
   assertEquals(notFound.status, 404);
   assertEquals((await notFound.json()).error.code, "not_found");
   const wrong = await fetch(server.url + "v1/completions");

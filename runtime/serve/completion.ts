@@ -27,6 +27,10 @@ export interface CompletionModel {
    * tokens at its position (what `echo` with `logprobs` reports); optional.
    */
   promptLogprobs?(ids: readonly number[], top: number): Promise<StepLogprobs[]>;
+  /** Generations holding a KV-cache slot now (for `/metrics`); optional. */
+  readonly slotsBusy?: number;
+  /** Generations waiting for a slot (for `/metrics`); optional. */
+  readonly waiting?: number;
 }
 
 /** OpenAI's `logprobs` object of a choice, or of one step of it when streaming. */
@@ -50,11 +54,19 @@ export interface ChoiceStep {
   readonly finishReason: FinishReason | null;
   /** Tokens this step generated (0 for the echoed prompt). */
   readonly tokens: number;
+  /** The library's logprobs of the token this step generated, when asked for. */
+  readonly tokenLogprobs?: StepLogprobs;
+  /**
+   * On a choice's first step: how many of its prompt's tokens the model found in its KV
+   * cache, when the model reports it.
+   */
+  readonly cachedTokens?: number;
 }
 
 /**
- * Generates choice `index` of `request`, one step per token. The seed of choice i is the
- * request's seed + i. Aborting `signal` ends it (the generator throws the reason).
+ * Generates choice `index` of `request`, one step per token: choice `p × n + i` is prompt
+ * p's i-th, with the seed + i, so a prompt's choices are the same in a batch as alone.
+ * Aborting `signal` ends it (the generator throws the reason).
  */
 export async function* generateChoice(
   model: CompletionModel,
@@ -63,16 +75,17 @@ export async function* generateChoice(
   signal?: AbortSignal,
 ): AsyncGenerator<ChoiceStep> {
   const { tokenizer } = model;
+  const prompt = request.prompts[Math.floor(index / request.n)];
   let offset = 0;
   if (request.echo) {
     let logprobs: LogprobsObject | null = null;
     if (request.logprobs !== null && model.promptLogprobs) {
-      logprobs = await promptObject(model, request.promptIds, request.logprobs);
+      logprobs = await promptObject(model, prompt.ids, request.logprobs);
     }
-    offset = request.promptText.length;
+    offset = prompt.text.length;
     yield {
       index,
-      text: request.promptText,
+      text: prompt.text,
       logprobs,
       finishReason: request.maxTokens === 0 ? "length" : null,
       tokens: 0,
@@ -93,13 +106,13 @@ export async function* generateChoice(
     temperature: request.temperature,
     topK: request.topK,
     topP: request.topP,
-    seed: request.seed === undefined ? undefined : request.seed + index,
+    seed: request.seed === undefined ? undefined : request.seed + index % request.n,
     stopAtEndOfText: true,
     signal,
     onSample: top === null ? undefined : (row, token) => seen.push(stepLogprobs(row, token, top)),
   };
   let count = 0;
-  for await (const token of model.generate(request.promptIds, options)) {
+  for await (const token of model.generate(prompt.ids, options)) {
     count++;
     const lp = seen.shift();
     const last = count === request.maxTokens;
@@ -118,7 +131,7 @@ export async function* generateChoice(
     const logprobs = lp === undefined ? null : stepObject(tokenizer, lp, offset);
     offset += piece.length;
     const finishReason = stopped ? "stop" : last ? "length" : null;
-    yield { index, text, logprobs, finishReason, tokens: 1 };
+    yield { index, text, logprobs, finishReason, tokens: 1, tokenLogprobs: lp };
     if (finishReason) return;
   }
 }

@@ -1,294 +1,144 @@
 /**
- * The body of `POST /v1/completions`, checked field by field as OpenAI's API does: a
- * wrong type, a value out of range, an empty prompt, a prompt and `max_tokens` that do
- * not fit the context, or an unknown model is a 400 whose message and `param` name the
- * field. Fields OpenAI has but this server does not implement are accepted only at their
- * neutral values (`frequency_penalty: 0`, `best_of: 1`, ...), and unknown fields are
- * refused, so that a typo is not silently ignored.
+ * The body of `POST /v1/completions`, checked field by field as OpenAI's API does: the
+ * fields it shares with chat (request_fields.ts), then its own: `prompt` (one or a batch),
+ * `max_tokens`, `logprobs`, `echo`. A wrong type, a value out of range, an empty prompt, a
+ * prompt and `max_tokens` that do not fit the context, or an unknown model is a 400 whose
+ * message and `param` name the field. Fields OpenAI has but this server does not implement
+ * are accepted only at their neutral values (`best_of: 1`, `suffix: ""`, ...).
  *
  * @module
  */
-import { ApiError, invalidField } from "./api_error.ts";
+import { invalidField } from "./api_error.ts";
 import { MAX_TOP_LOGPROBS } from "../generate/logprobs.ts";
+import {
+  checkFields,
+  describe,
+  neutral,
+  optionalBoolean,
+  optionalInteger,
+  parseSharedFields,
+  present,
+  type RequestLimits,
+  type SharedFields,
+} from "./request_fields.ts";
 
-/** A checked completion request. */
-export interface CompletionRequest {
-  /** The model id, as `/v1/models` lists it. */
-  readonly model: string;
-  /** The prompt's tokens (at least one). */
-  readonly promptIds: readonly number[];
-  /** The prompt as text: as given, or the decoded token ids. */
-  readonly promptText: string;
-  /** Tokens to generate at most (default 16, as OpenAI's). */
+export type { RequestLimits } from "./request_fields.ts";
+
+/** One prompt: its tokens (at least one) and its text (as given, or the decoded ids). */
+export interface Prompt {
+  readonly ids: readonly number[];
+  readonly text: string;
+}
+
+/**
+ * A checked request for completions, what both endpoints run (a chat request is rendered
+ * into one): `n` choices for each prompt, choice `p × n + i` being prompt p's i-th.
+ */
+export interface CompletionRequest extends SharedFields {
+  /** The prompts, one or more. */
+  readonly prompts: readonly Prompt[];
+  /** Tokens to generate at most (completions' default 16, as OpenAI's). */
   readonly maxTokens: number;
-  readonly temperature: number;
-  readonly topP: number;
-  /** Keep the k most likely tokens, 0 for all (llama.cpp's `top_k`; default 0). */
-  readonly topK: number;
-  /** Up to four strings; the text ends before the first of them to appear. */
-  readonly stop: readonly string[];
-  /** The seed of choice 0; choice i uses seed + i. Random if absent. */
-  readonly seed: number | undefined;
-  readonly stream: boolean;
-  /** With `stream`: a last event with the usage (`stream_options.include_usage`). */
-  readonly includeUsage: boolean;
-  /** Completions to generate for the prompt. */
-  readonly n: number;
   /** Alternatives to report per token, or null for no logprobs. */
   readonly logprobs: number | null;
   /** Whether the text starts with the prompt. */
   readonly echo: boolean;
 }
 
-/** What checking a request needs to know about the model and the server. */
-export interface RequestLimits {
-  /** The id `model` must equal. */
-  readonly modelId: string;
-  /** The context window (n_ctx): prompt plus `max_tokens` must fit it. */
-  readonly contextLength: number;
-  readonly vocabSize: number;
-  /** The largest `n` the server takes. */
-  readonly maxChoices: number;
-  /** Turns a string prompt into token ids. */
-  encode(text: string): number[];
-  /** Turns token ids back into text. */
-  decode(ids: readonly number[]): string;
-  /** Whether the model gives the prompt's own logprobs, which `echo` with `logprobs` needs. */
-  readonly promptLogprobs: boolean;
-}
-
-const KNOWN_FIELDS = new Set([
-  "model",
-  "prompt",
-  "max_tokens",
-  "temperature",
-  "top_p",
-  "top_k",
-  "stop",
-  "seed",
-  "stream",
-  "stream_options",
-  "n",
-  "logprobs",
-  "echo",
-  "best_of",
-  "frequency_penalty",
-  "presence_penalty",
-  "logit_bias",
-  "suffix",
-  "user",
-]);
-
-/** Most `stop` strings, as OpenAI's API. */
-const MAX_STOP = 4;
-
 /**
  * Checks `body` (parsed JSON) against the completions API and `limits`.
  * @throws {ApiError} 400 naming the field at fault
  */
 export function parseCompletionRequest(body: unknown, limits: RequestLimits): CompletionRequest {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new ApiError(400, "The request body must be a JSON object", { code: "invalid_json" });
-  }
-  const b = body as Record<string, unknown>;
-  for (const key of Object.keys(b)) {
-    if (!KNOWN_FIELDS.has(key)) {
-      throw invalidField(key, `Unrecognized request argument supplied: ${key}`);
-    }
-  }
-  const present = (k: string) => b[k] !== undefined && b[k] !== null;
-
-  if (!present("model")) throw invalidField("model", "You must provide a model parameter");
-  if (typeof b.model !== "string") {
-    throw invalidField("model", `model must be a string, got ${describe(b.model)}`);
-  }
-  if (b.model !== limits.modelId) {
-    throw new ApiError(
-      400,
-      `The model "${b.model}" does not exist: this server serves "${limits.modelId}"`,
-      { param: "model", code: "model_not_found" },
-    );
-  }
-
-  const stream = optionalBoolean(b, "stream", false);
+  const b = checkFields(body, "completions");
+  const shared = parseSharedFields(b, limits);
   const echo = optionalBoolean(b, "echo", false);
-  const n = optionalInteger(b, "n", 1, 1, limits.maxChoices);
   const maxTokens = optionalInteger(b, "max_tokens", 16, 0, limits.contextLength);
-  const temperature = optionalNumber(b, "temperature", 1, 0, 2);
-  const topP = optionalNumber(b, "top_p", 1, 0, 1);
-  if (topP === 0) throw invalidField("top_p", "top_p must be in (0, 1], got 0");
-  const topK = optionalInteger(b, "top_k", 0, 0, Number.MAX_SAFE_INTEGER);
-  const logprobs = present("logprobs")
+  const logprobs = present(b, "logprobs")
     ? optionalInteger(b, "logprobs", 0, 0, MAX_TOP_LOGPROBS)
     : null;
-  const seed = present("seed")
-    ? optionalInteger(b, "seed", 0, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
-    : undefined;
-
   if (echo && logprobs !== null && !limits.promptLogprobs) {
     throw invalidField(
       "echo",
       "echo with logprobs is not supported by this model: ask for one or the other",
     );
   }
-
-  let stop: string[] = [];
-  if (present("stop")) {
-    const s = b.stop;
-    stop = typeof s === "string" ? [s] : Array.isArray(s) ? s : [];
-    if (!(typeof s === "string" || Array.isArray(s)) || stop.some((x) => typeof x !== "string")) {
-      throw invalidField(
-        "stop",
-        `stop must be a string or an array of strings, got ${describe(s)}`,
-      );
-    }
-    if (stop.length > MAX_STOP) {
-      throw invalidField("stop", `stop takes at most ${MAX_STOP} strings, got ${stop.length}`);
-    }
-    if (stop.some((x) => x === "")) throw invalidField("stop", "stop strings must not be empty");
-  }
-
-  let includeUsage = false;
-  if (present("stream_options")) {
-    const o = b.stream_options;
-    if (!stream) {
-      throw invalidField("stream_options", "stream_options is only allowed with stream: true");
-    }
-    if (typeof o !== "object" || o === null || Array.isArray(o)) {
-      throw invalidField("stream_options", `stream_options must be an object, got ${describe(o)}`);
-    }
-    includeUsage = optionalBoolean(o as Record<string, unknown>, "include_usage", false);
-  }
-
-  // Fields accepted only where they change nothing.
-  neutral(b, "frequency_penalty", (v) => v === 0, "0");
-  neutral(b, "presence_penalty", (v) => v === 0, "0");
-  neutral(b, "best_of", (v) => v === 1 || v === n, "1 (or n)");
+  neutral(b, "best_of", (v) => v === 1 || v === shared.n, "1 (or n)");
   neutral(b, "suffix", (v) => v === "", "an empty string");
-  neutral(
-    b,
-    "logit_bias",
-    (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0,
-    "an empty object",
-  );
-  if (present("user") && typeof b.user !== "string") {
-    throw invalidField("user", `user must be a string, got ${describe(b.user)}`);
-  }
 
-  const { promptIds, promptText } = parsePrompt(b.prompt, limits);
-  if (promptIds.length + maxTokens > limits.contextLength) {
+  const prompts = parsePrompts(b.prompt, limits);
+  for (const [p, prompt] of prompts.entries()) {
+    checkContext(prompt, maxTokens, limits, prompts.length > 1 ? `prompt[${p}]` : "the prompt");
+  }
+  return { ...shared, prompts, maxTokens, logprobs, echo };
+}
+
+/**
+ * Checks that `prompt` and `maxTokens` more tokens fit the context.
+ * @throws {ApiError} 400 naming `max_tokens`
+ */
+export function checkContext(
+  prompt: Prompt,
+  maxTokens: number,
+  limits: RequestLimits,
+  what: string,
+): void {
+  if (prompt.ids.length + maxTokens > limits.contextLength) {
     throw invalidField(
       "max_tokens",
-      `This model's context is ${limits.contextLength} tokens, but the prompt has ${promptIds.length} and max_tokens asks for ${maxTokens} more: shorten the prompt or lower max_tokens`,
+      `This model's context is ${limits.contextLength} tokens, but ${what} has ${prompt.ids.length} and max_tokens asks for ${maxTokens} more: shorten the prompt or lower max_tokens`,
     );
   }
-  return {
-    model: b.model,
-    promptIds,
-    promptText,
-    maxTokens,
-    temperature,
-    topP,
-    topK,
-    stop,
-    seed,
-    stream,
-    includeUsage,
-    n,
-    logprobs,
-    echo,
-  };
 }
 
-/** The prompt: a non-empty string, or a non-empty array of token ids. */
-function parsePrompt(
-  prompt: unknown,
-  limits: RequestLimits,
-): { promptIds: number[]; promptText: string } {
+/**
+ * The prompts: a string, an array of token ids, or an array of either (a batch, at most
+ * `limits.maxPrompts`); none of them empty.
+ */
+function parsePrompts(prompt: unknown, limits: RequestLimits): Prompt[] {
+  const kinds = "a string, an array of token ids, or an array of strings or of token-id arrays";
   if (prompt === undefined || prompt === null) {
-    throw invalidField("prompt", "You must provide a prompt: a string or an array of token ids");
+    throw invalidField("prompt", `You must provide a prompt: ${kinds}`);
   }
-  if (typeof prompt === "string") {
-    if (prompt === "") throw invalidField("prompt", "The prompt is empty: give at least one token");
-    return { promptIds: limits.encode(prompt), promptText: prompt };
+  if (typeof prompt === "string" || isTokenArray(prompt)) {
+    return [parseOne(prompt, "prompt", limits)];
   }
-  if (Array.isArray(prompt) && prompt.every((x) => typeof x === "number")) {
-    if (prompt.length === 0) {
-      throw invalidField("prompt", "The prompt is empty: give at least one token");
-    }
-    const bad = prompt.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= limits.vocabSize);
-    if (bad >= 0) {
+  if (Array.isArray(prompt) && prompt.length === 0) {
+    throw invalidField("prompt", "The prompt is empty: give at least one token");
+  }
+  if (
+    Array.isArray(prompt) &&
+    (prompt.every((p) => typeof p === "string") || prompt.every(isTokenArray))
+  ) {
+    if (prompt.length > limits.maxPrompts) {
       throw invalidField(
         "prompt",
-        `prompt[${bad}] is ${
-          prompt[bad]
-        }, not a token id: ids are integers in [0, ${limits.vocabSize})`,
+        `prompt batches at most ${limits.maxPrompts} prompts, got ${prompt.length}: send the rest in another request`,
       );
     }
-    return { promptIds: prompt, promptText: limits.decode(prompt) };
+    return prompt.map((p, i) => parseOne(p, `prompt[${i}]`, limits));
   }
-  throw invalidField(
-    "prompt",
-    `prompt must be a string or an array of token ids, got ${describe(prompt)}`,
-  );
+  throw invalidField("prompt", `prompt must be ${kinds}, got ${describe(prompt)}`);
 }
 
-function optionalBoolean(b: Record<string, unknown>, key: string, fallback: boolean): boolean {
-  const v = b[key];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "boolean") {
-    throw invalidField(key, `${key} must be a boolean, got ${describe(v)}`);
+function isTokenArray(v: unknown): v is number[] {
+  return Array.isArray(v) && v.every((x) => typeof x === "number");
+}
+
+/** One prompt, named `name` in messages: a non-empty string or array of token ids. */
+function parseOne(prompt: string | number[], name: string, limits: RequestLimits): Prompt {
+  if (prompt.length === 0) {
+    throw invalidField("prompt", `${name} is empty: give at least one token`);
   }
-  return v;
-}
-
-/** `b[key]` as a number in [min, max] (a whole one if `integer`), or `fallback` when absent. */
-function optionalNumber(
-  b: Record<string, unknown>,
-  key: string,
-  fallback: number,
-  min: number,
-  max: number,
-  integer = false,
-): number {
-  const v = b[key];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "number" || !(integer ? Number.isInteger(v) : Number.isFinite(v))) {
-    const kind = integer ? "an integer" : "a number";
-    throw invalidField(key, `${key} must be ${kind}, got ${describe(v)}`);
+  if (typeof prompt === "string") return { ids: limits.encode(prompt), text: prompt };
+  const bad = prompt.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= limits.vocabSize);
+  if (bad >= 0) {
+    throw invalidField(
+      "prompt",
+      `${name}[${bad}] is ${
+        prompt[bad]
+      }, not a token id: ids are integers in [0, ${limits.vocabSize})`,
+    );
   }
-  if (v < min || v > max) throw invalidField(key, `${key} must be in [${min}, ${max}], got ${v}`);
-  return v;
-}
-
-/** `optionalNumber` for whole numbers. */
-function optionalInteger(
-  b: Record<string, unknown>,
-  key: string,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  return optionalNumber(b, key, fallback, min, max, true);
-}
-
-function neutral(
-  b: Record<string, unknown>,
-  key: string,
-  ok: (v: unknown) => boolean,
-  value: string,
-): void {
-  const v = b[key];
-  if (v === undefined || v === null || ok(v)) return;
-  throw invalidField(
-    key,
-    `${key} is not supported by this server: leave it out or set it to ${value}`,
-  );
-}
-
-/** A short description of a JSON value for messages: its type and, if short, itself. */
-function describe(v: unknown): string {
-  const type = v === null ? "null" : Array.isArray(v) ? "an array" : typeof v;
-  const text = JSON.stringify(v);
-  return text !== undefined && text.length <= 40 ? `${type} ${text}` : type;
+  return { ids: prompt, text: limits.decode(prompt) };
 }

@@ -7,6 +7,7 @@ import { assert, assertEquals } from "./asserts.ts";
 import { assertClose } from "./assert_close.ts";
 import { loadModel } from "../runtime/generate/model.ts";
 import {
+  gatedModel,
   parseEvents,
   post,
   readEvents,
@@ -188,6 +189,56 @@ Deno.test("echo puts the prompt first; n gives choice i the text of seed + i", a
   const last = JSON.parse(usage.at(-2)!);
   assertEquals(last.choices, []);
   assertEquals(last.usage.completion_tokens, usage.length - 2);
+});
+
+Deno.test("a batch of prompts: choice p × n + i is prompt p's i-th alone, usage sums them, all decode together", async () => {
+  using model = await open();
+  const gated = gatedModel(model, 8, 0);
+  await using server = await startServer(gated, { slots: 8 });
+  const url = server.url + "v1/completions";
+  const base = { model: "test", max_tokens: 7, seed: 30, temperature: 1.1, n: 2, logprobs: 1 };
+  for (const prompts of [["Hello", "a b", "xyz"], [[1, 2], [3], [4, 5, 6]]]) {
+    const alone = await Promise.all(
+      prompts.map(async (prompt) => (await (await post(url, { ...base, prompt })).json())),
+    );
+    const batch = await (await post(url, { ...base, prompt: prompts })).json();
+    assertEquals(
+      batch.choices,
+      alone.flatMap((a, p) =>
+        a.choices.map((c: { index: number }) => ({ ...c, index: p * 2 + c.index }))
+      ),
+    );
+    const sum = (key: string) => alone.reduce((s, a) => s + a.usage[key], 0);
+    assertEquals(batch.usage, {
+      prompt_tokens: sum("prompt_tokens"),
+      completion_tokens: sum("completion_tokens"),
+      total_tokens: sum("total_tokens"),
+    });
+    assertEquals(gated.mostAtOnce, 6, "the six choices ran at once");
+
+    const events = await readEvents(
+      await post(url, {
+        ...base,
+        prompt: prompts,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    );
+    const texts = batch.choices.map(() => "");
+    for (const e of events.slice(0, -2)) {
+      const c = JSON.parse(e).choices[0];
+      texts[c.index] += c.text;
+    }
+    assertEquals(texts, batch.choices.map((c: { text: string }) => c.text));
+    assertEquals(JSON.parse(events.at(-2)!).usage, batch.usage);
+  }
+  // With echo, each choice starts with its own prompt.
+  const echo = { ...base, logprobs: undefined, prompt: ["ab", "cd"], echo: true };
+  const echoed = await (await post(url, echo)).json();
+  assertEquals(
+    echoed.choices.map((c: { text: string }) => c.text.slice(0, 2)),
+    ["ab", "ab", "cd", "cd"],
+  );
 });
 
 /** A request, the status it must get, and the `param` its error must name. */

@@ -136,11 +136,23 @@ Deno.test("one access-log entry per request: status, tokens, time, and why it en
   assert(raw[0].error?.includes("not valid JSON"), raw[0].error ?? "");
   assert(raw[1].error?.includes("closed the connection"), raw[1].error ?? "");
 
+  // Raw sockets that send a whole request and close at once, streamed and not.
+  for (const stream of [true, false]) {
+    const whole = JSON.stringify({ model: "test", prompt: "hi", max_tokens: 40, stream });
+    await rawRequest(url, partialBody("/v1/completions", whole, whole.length), 20);
+  }
+  await expectEntries(entries, 11);
+  assertEquals(
+    entries.slice(9).map((e) => [e.status, e.error]),
+    [[200, "client disconnected"], [499, "client disconnected"]],
+  );
+  assertEquals(server.api.inFlight, 0);
+
   // The server is none the worse.
   const after = await post(url + "v1/completions", { model: "test", prompt: "ab", max_tokens: 2 });
   assertEquals(after.status, 200);
   await after.body?.cancel();
-  await expectEntries(entries, 10);
+  await expectEntries(entries, 12);
 });
 
 /** One sample of a scrape: its name, labels and value. */
@@ -234,7 +246,7 @@ async function scrape(server: TestServer): Promise<Sample[]> {
 
 Deno.test("GET /metrics parses line by line, and its values move with the requests running", async () => {
   using model = await open();
-  const gated = gatedModel(model, 2, 15);
+  const gated = gatedModel(model, 2, 25);
   await using server = await startServer(gated, { slots: 2, queue: 8 });
   let scrapes = 0;
   const scrapeOnce = async () => {

@@ -27,7 +27,7 @@ import {
   QUANT_PANEL,
   quantPanels,
 } from "./quant_layout.ts";
-import { RESERVED_BYTES, WorkerPool } from "./worker_pool.ts";
+import { type OpProfile, RESERVED_BYTES, WorkerPool } from "./worker_pool.ts";
 
 /** Options of `WasmBackend.create`. */
 export interface WasmBackendOptions {
@@ -40,6 +40,8 @@ export interface WasmBackendOptions {
   serialBelow?: number;
   /** µs a thread spins before it blocks while waiting for another (default 1000). */
   spinMicros?: number;
+  /** Time every kernel call per thread, for `profile()` (default false). */
+  profile?: boolean;
   /**
    * The element type of the `"conv1d"` and `"embedding"` weights (default "f32"):
    * "f16", IEEE binary16 (rounded to nearest even); "q8", int8 in blocks of 32 input
@@ -203,6 +205,7 @@ export class WasmBackend implements Backend {
     const pool = await WorkerPool.create(await kernelModule(), memory, threads, {
       serialBelow: options.serialBelow,
       spinMicros: options.spinMicros,
+      profile: options.profile,
     });
     return new WasmBackend(memory, pool, weightType);
   }
@@ -462,6 +465,19 @@ export class WasmBackend implements Backend {
         return blocks * blockBytes / times[2] / 1e9;
       },
     };
+  }
+
+  /**
+   * With `profile` on: where the kernels' time went since creation or `resetProfile()`,
+   * by op and sizes, with each thread's busy time; undefined otherwise.
+   */
+  profile(): OpProfile[] | undefined {
+    return this.#pool.profile();
+  }
+
+  /** Starts the profile afresh. */
+  resetProfile(): void {
+    this.#pool.resetProfile();
   }
 
   /** Stops the worker pool; the backend can no longer run ops. */

@@ -49,9 +49,18 @@ const OWNER = 6;
 /** The op's arguments. */
 const ARGS = 16;
 const MAX_ARGS = 48;
+/** With profiling on: the index of the call's profile entry (`WorkerPool.profile`). */
+const PROFILE_ENTRY = 7;
 /** Byte offset, within the block, of the failed worker's error message. */
 const MESSAGE = 256;
 const STOP = -1;
+
+/**
+ * Where profiling threads add up their busy time: after the control block, inside the
+ * reserved bytes, a float64 of ms per (thread, entry), thread-major.
+ */
+const PROFILE_OFFSET = CONTROL_OFFSET + CONTROL_BYTES;
+const PROFILE_CELLS = (RESERVED_BYTES - PROFILE_OFFSET) / 8;
 
 /** What the pool sends each worker once, at startup. */
 export interface WorkerInit {
@@ -67,6 +76,8 @@ export interface WorkerInit {
   readonly pool: number;
   /** µs a worker spins for the next call before it blocks (`WorkerPoolOptions`). */
   readonly spinMicros: number;
+  /** Entries of the profile, or 0 when the pool does not profile. */
+  readonly profileEntries: number;
 }
 
 /** Options of `WorkerPool.create`. */
@@ -85,7 +96,30 @@ export interface WorkerPoolOptions {
    * decoding steps, where the caller samples the next token.
    */
   spinMicros?: number;
+  /**
+   * Time every call, per thread (default false): `WorkerPool.profile()` then says where
+   * the time went, op by op. Costs two clock reads per call and thread.
+   */
+  profile?: boolean;
 }
+
+/** Where one kind of kernel call spent its time, from `WorkerPool.profile()`. */
+export interface OpProfile {
+  /** The op's name and sizes, e.g. `conv1d(rows=128, C=768, OC=2304)`. */
+  readonly label: string;
+  /** The op's name, as in ops.ts. */
+  readonly op: string;
+  /** The sizes among its arguments (rows, C, OC, …) that the label shows. */
+  readonly sizes: Readonly<Record<string, number>>;
+  readonly calls: number;
+  /** Wall time on the calling thread, from dispatch until every thread was done. */
+  readonly wallMs: number;
+  /** Time each thread spent inside the kernel, caller first: wallMs − busyMs[t] is its idle time. */
+  readonly busyMs: readonly number[];
+}
+
+/** The sizes in an op's arguments that tell its calls apart in a profile. */
+const PROFILE_SIZES = ["B", "T", "rows", "C", "OC", "V", "heads"];
 
 /** Units [u0, u1) of part `part` of `parts`: an even share, in whole blocks of `align`. */
 export function share(units: number, align: number, part: number, parts: number): [number, number] {
@@ -130,6 +164,8 @@ export function serveCalls(k: KernelInstance, init: WorkerInit, ready: () => voi
   const { memory, part, threads, pool } = init;
   const c = new Int32Array(memory.buffer, CONTROL_OFFSET, CONTROL_BYTES / 4);
   const args = c.subarray(ARGS, ARGS + MAX_ARGS);
+  const profile = init.profileEntries > 0;
+  const busy = new Float64Array(memory.buffer, PROFILE_OFFSET, PROFILE_CELLS);
   let seen = Atomics.load(c, EPOCH);
   ready();
   for (;;) {
@@ -146,12 +182,14 @@ export function serveCalls(k: KernelInstance, init: WorkerInit, ready: () => voi
     }
     const parts = c[PARTS];
     if (part < parts) {
+      const t0 = profile ? performance.now() : 0;
       try {
         const op = OP_LIST[id];
         runPart(k, op, namedArgs(op, args), part, parts);
       } catch (error) {
         reportError(c, memory, part, error);
       }
+      if (profile) busy[part * init.profileEntries + c[PROFILE_ENTRY]] += performance.now() - t0;
     }
     if (Atomics.add(c, DONE, 1) === threads - 2) Atomics.notify(c, DONE);
   }
@@ -193,6 +231,16 @@ export class WorkerPool implements Disposable {
   #disposed = false;
   /** This pool's id in the control block, never 0. */
   readonly #id = 1 + Math.floor(Math.random() * 0x7ffffffe);
+  /** With profiling on: each entry's label, calls and wall time; busy times are in memory. */
+  readonly #profile:
+    | {
+      entries: Map<string, number>;
+      info: { op: string; sizes: Record<string, number> }[];
+      calls: number[];
+      wall: number[];
+      busy: Float64Array;
+    }
+    | undefined;
 
   private constructor(
     module: WebAssembly.Module,
@@ -204,6 +252,58 @@ export class WorkerPool implements Disposable {
     this.#serialBelow = options.serialBelow ?? 32768;
     this.#spinMicros = options.spinMicros ?? 1000;
     this.#control = new Int32Array(memory.buffer, CONTROL_OFFSET, CONTROL_BYTES / 4);
+    if (options.profile) {
+      const busy = new Float64Array(memory.buffer, PROFILE_OFFSET, PROFILE_CELLS).fill(0);
+      this.#profile = { entries: new Map(), info: [], calls: [], wall: [], busy };
+    }
+  }
+
+  /** Entries a profile can hold for this many threads. */
+  get #profileEntries(): number {
+    return this.#profile ? Math.floor(PROFILE_CELLS / this.threads) : 0;
+  }
+
+  /**
+   * Where the time of every call since the pool started (or since `resetProfile`) went,
+   * by op and sizes, in order of first call; undefined unless created with `profile`.
+   */
+  profile(): OpProfile[] | undefined {
+    const p = this.#profile;
+    if (!p) return undefined;
+    const stride = this.#profileEntries;
+    return [...p.entries].map(([label, e]) => ({
+      label,
+      ...p.info[e],
+      calls: p.calls[e],
+      wallMs: p.wall[e],
+      busyMs: Array.from({ length: this.threads }, (_, t) => p.busy[t * stride + e]),
+    }));
+  }
+
+  /** Starts the profile afresh. */
+  resetProfile(): void {
+    const p = this.#profile;
+    if (!p) return;
+    p.entries.clear();
+    p.info.length = p.calls.length = p.wall.length = 0;
+    p.busy.fill(0);
+  }
+
+  /** The profile entry of a call of `op` with `args`, made on its first call. */
+  #entry(op: Op, args: OpArgs): number {
+    const p = this.#profile!;
+    const sizes = PROFILE_SIZES.filter((a) => (op.args as readonly string[]).includes(a));
+    const label = `${op.name}(${sizes.map((a) => `${a}=${args[a]}`).join(", ")})`;
+    let e = p.entries.get(label);
+    if (e === undefined) {
+      e = p.entries.size;
+      if (e >= this.#profileEntries) throw new RangeError("The profile has no room left");
+      p.entries.set(label, e);
+      p.info.push({ op: op.name, sizes: Object.fromEntries(sizes.map((a) => [a, args[a]])) });
+      p.calls.push(0);
+      p.wall.push(0);
+    }
+    return e;
   }
 
   /**
@@ -276,6 +376,7 @@ export class WorkerPool implements Disposable {
         threads: this.threads,
         pool: this.#id,
         spinMicros: this.#spinMicros,
+        profileEntries: this.#profileEntries,
       };
       worker.postMessage(init);
     });
@@ -287,9 +388,26 @@ export class WorkerPool implements Disposable {
    */
   run<A extends string>(op: Op<A>, args: OpArgs<A>): void {
     if (this.#disposed) throw new Error("This worker pool has been disposed");
+    const p = this.#profile;
+    const entry = p ? this.#entry(op as Op, args) : 0;
+    const t0 = p ? performance.now() : 0;
+    try {
+      this.#dispatch(op, args, entry);
+    } finally {
+      if (p) {
+        p.calls[entry]++;
+        p.wall[entry] += performance.now() - t0;
+      }
+    }
+  }
+
+  #dispatch<A extends string>(op: Op<A>, args: OpArgs<A>, entry: number): void {
     const k = this.kernels;
+    const busy = this.#profile?.busy;
     if (this.threads === 1 || op.size(args, k.constants) < this.#serialBelow) {
+      const t0 = busy ? performance.now() : 0;
       op.run(k.exports, args, 0, op.units(args, k.constants));
+      if (busy) busy[entry] += performance.now() - t0;
       return;
     }
     const c = this.#control;
@@ -298,15 +416,18 @@ export class WorkerPool implements Disposable {
     c[PARTS] = this.threads;
     c[DONE] = 0;
     c[ERROR] = 0;
+    c[PROFILE_ENTRY] = entry;
     // A sequentially consistent write: the workers that see the new epoch see all of the above.
     Atomics.add(c, EPOCH, 1);
     Atomics.notify(c, EPOCH);
     let failure: unknown;
+    const t0 = busy ? performance.now() : 0;
     try {
       runPart(k, op as Op, args, 0, this.threads);
     } catch (error) {
       failure = error;
     }
+    if (busy) busy[entry] += performance.now() - t0;
     const workers = this.threads - 1;
     for (let done; (done = Atomics.load(c, DONE)) !== workers;) {
       if (!spinWhile(c, DONE, done, this.#spinMicros)) Atomics.wait(c, DONE, done);

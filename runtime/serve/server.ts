@@ -314,6 +314,8 @@ export class ApiServer {
     // The client going away (the connection closes) stops the generation at its next step.
     const onGone = () => controller.abort(new DOMException("Client disconnected", "AbortError"));
     request.signal.addEventListener("abort", onGone, { once: true });
+    // It may have gone while its body was read: the signal fires no more.
+    if (request.signal.aborted) onGone();
     let released = false;
     const release = () => {
       if (released) return;

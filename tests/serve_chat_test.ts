@@ -1,13 +1,15 @@
 /**
  * `POST /v1/chat/completions` over raw HTTP: a reply is the completion of the rendered
  * transcript for the same seed, trimmed, and ends at the next speaker's line; streamed as
- * OpenAI's chunks (role, content pieces, finish); logprobs in the chat shape; every bad
- * request a 400 naming the field.
+ * OpenAI's chunks (role, content pieces, finish); logprobs in the chat shape; the sampling
+ * table's fields and prompt reuse over a conversation; every bad request a 400 naming the
+ * field.
  */
 import { assert, assertEquals } from "./asserts.ts";
 import { assertClose } from "./assert_close.ts";
 import { loadModel } from "../runtime/generate/model.ts";
 import { renderTranscript, SPEAKER_STOPS } from "../runtime/serve/chat_template.ts";
+import type { AccessLogEntry } from "../runtime/serve/access_log.ts";
 import {
   post,
   readEvents,
@@ -94,7 +96,11 @@ Deno.test("a chat reply is the completion of its transcript for the same seed, t
     logprobs: null,
     finish_reason: completion.choices[0].finish_reason,
   }]);
-  assertEquals(body.usage, completion.usage);
+  // The same transcript again: all but its last token come from the KV cache.
+  assertEquals(body.usage, {
+    ...completion.usage,
+    prompt_tokens_details: { cached_tokens: completion.usage.prompt_tokens - 1 },
+  });
   assertEquals(body.usage.prompt_tokens, model.tokenizer.encode(TRANSCRIPT).length);
 
   const events = await readEvents(
@@ -180,6 +186,65 @@ Deno.test("without max_tokens a reply may fill the rest of the context", async (
   })).json();
   assertEquals(body.choices[0].finish_reason, "length");
   assertEquals(body.usage.prompt_tokens + body.usage.completion_tokens, HPARAMS.n_ctx);
+});
+
+Deno.test("chat takes the sampling table's penalties and cache_prompt; a conversation's second turn reports its cached tokens in usage, the log and /metrics", async () => {
+  using model = await open();
+  const log: AccessLogEntry[] = [];
+  await using server = await startServer(model, { onRequest: (e) => log.push(e) });
+  const chat = async (body: Record<string, unknown>) => {
+    const response = await post(server.url + "v1/chat/completions", { model: "test", ...body });
+    assertEquals(response.status, 200);
+    return await response.json();
+  };
+  const penalties = { presence_penalty: 2, frequency_penalty: 2, repeat_penalty: 2 };
+  const settings = { seed: 5, temperature: 0.8, max_tokens: 24, ...penalties };
+  const first = [{ role: "system", content: "Be kind" }, { role: "user", content: "Hi" }];
+  const turn1 = await chat({ messages: first, ...settings });
+  assertEquals(turn1.usage.prompt_tokens_details, { cached_tokens: 0 }, "a fresh model");
+  const reply = turn1.choices[0].message.content;
+  assert(reply.length > 0, "the test needs a reply with text");
+
+  // The penalties reach the library: the reply is the completion of the transcript with
+  // them, and not the one without.
+  const completion = async (fields: object) => {
+    const body = {
+      model: "test",
+      prompt: renderTranscript(first),
+      stop: SPEAKER_STOPS,
+      cache_prompt: false,
+      ...fields,
+    };
+    return (await (await post(server.url + "v1/completions", body)).json()).choices[0].text.trim();
+  };
+  assertEquals(await completion(settings), reply);
+  const { presence_penalty: _, frequency_penalty: __, repeat_penalty: ___, ...plain } = settings;
+  assert(await completion(plain) !== reply, "the penalties change the reply");
+
+  // The second turn sends the first again, with the reply: its transcript's start is cached.
+  const second = [...first, { role: "assistant", content: reply }, {
+    role: "user",
+    content: "And?",
+  }];
+  const turn2 = await chat({ messages: second, ...settings });
+  const before = model.tokenizer.encode(renderTranscript(first)).length;
+  const cached = turn2.usage.prompt_tokens_details.cached_tokens;
+  assert(
+    cached >= before && cached < turn2.usage.prompt_tokens,
+    `${cached} cached of ${turn2.usage.prompt_tokens}, the first turn's transcript ${before}`,
+  );
+  const entry = log.findLast((e) => e.path === "/v1/chat/completions")!;
+  assertEquals(entry.cachedTokens, cached);
+
+  // cache_prompt: false runs the whole transcript again, to the same reply.
+  const cold = await chat({ messages: second, ...settings, cache_prompt: false });
+  assertEquals(cold.usage.prompt_tokens_details, { cached_tokens: 0 });
+  assertEquals(cold.choices, turn2.choices);
+
+  const metrics = await (await fetch(server.url + "metrics")).text();
+  const total = metrics.match(/^gpt2_cached_tokens_total (\d+)$/m);
+  assertEquals(Number(total?.[1]), log.reduce((sum, e) => sum + (e.cachedTokens ?? 0), 0));
+  assert(Number(total?.[1]) >= cached, metrics);
 });
 
 Deno.test("chat logprobs: each generated token's log-softmax, its bytes and the top alternatives", async () => {
@@ -326,6 +391,21 @@ const BAD_CHATS: [string, Record<string, unknown>, string][] = [
     messages: [{ role: "user", content: "x" }],
     temperature: 2.5,
   }, "temperature"],
+  ["presence_penalty over 2", {
+    model: "test",
+    messages: [{ role: "user", content: "x" }],
+    presence_penalty: 2.5,
+  }, "presence_penalty"],
+  ["logit_bias on no token", {
+    model: "test",
+    messages: [{ role: "user", content: "x" }],
+    logit_bias: { [HPARAMS.n_vocab]: 1 },
+  }, "logit_bias"],
+  ["cache_prompt a string", {
+    model: "test",
+    messages: [{ role: "user", content: "x" }],
+    cache_prompt: "yes",
+  }, "cache_prompt"],
   ["an unknown model", { model: "gpt-4o", messages: [{ role: "user", content: "x" }] }, "model"],
 ];
 

@@ -10,8 +10,8 @@ export const TEST_HPARAMS: HParams = { n_vocab: 300, n_ctx: 64, n_embd: 32, n_he
 
 /**
  * Writes the test model (or one of another shape) to a new temporary folder and returns
- * it. Its weights are larger
- * than GPT-2's initialisation so that the logits spread and sampling varies.
+ * it. Its weights are larger than GPT-2's initialisation so that the logits spread and
+ * sampling varies.
  */
 export async function writeTestModel(hparams: HParams = TEST_HPARAMS): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "gpt2-serve-" });
@@ -71,10 +71,10 @@ export function slowModel(model: CompletionModel, ms: number): CompletionModel {
   return {
     tokenizer: model.tokenizer,
     hparams: model.hparams,
-    async *generate(ids, options) {
-      for await (const id of model.generate(ids, options)) {
+    async *generateSteps(ids, options) {
+      for await (const step of model.generateSteps(ids, options)) {
         await new Promise((resolve) => setTimeout(resolve, ms));
-        yield id;
+        yield step;
       }
     },
   };
@@ -115,11 +115,11 @@ export function scriptedModel(model: CompletionModel, text: string): CompletionM
   return {
     tokenizer: model.tokenizer,
     hparams: model.hparams,
-    async *generate(_ids, options) {
-      for (const id of script.slice(0, options?.length ?? script.length)) {
+    async *generateSteps(_ids, options) {
+      for (const token of script.slice(0, options?.length ?? script.length)) {
         options?.signal?.throwIfAborted();
         await Promise.resolve();
-        yield id;
+        yield { token };
       }
     },
   };
@@ -161,14 +161,14 @@ export function gatedModel(model: CompletionModel, slots: number, ms: number): G
     get mostAtOnce() {
       return most;
     },
-    async *generate(ids, options) {
+    async *generateSteps(ids, options) {
       if (busy < slots) busy++;
       else await new Promise<void>((resolve) => line.push(resolve));
       most = Math.max(most, busy);
       try {
-        for await (const id of model.generate(ids, options)) {
+        for await (const step of model.generateSteps(ids, options)) {
           await new Promise((resolve) => setTimeout(resolve, ms));
-          yield id;
+          yield step;
         }
       } finally {
         free();

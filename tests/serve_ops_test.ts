@@ -64,7 +64,7 @@ Deno.test("one access-log entry per request: status, tokens, time, and why it en
   assertEquals(first.remote, "127.0.0.1");
   assertEquals(first.promptTokens, ok.usage.prompt_tokens);
   assertEquals(first.completionTokens, ok.usage.completion_tokens);
-  assertEquals(first.cachedTokens, null);
+  assertEquals(first.cachedTokens, ok.usage.prompt_tokens_details.cached_tokens);
   assertEquals(first.error, null);
   assert(first.ms >= 0 && first.ms < 10_000, `ms ${first.ms}`);
   assert(Math.abs(Date.parse(first.time) - started) < 10_000, first.time);
@@ -82,8 +82,20 @@ Deno.test("one access-log entry per request: status, tokens, time, and why it en
   const usage = JSON.parse(events.at(-2)!).usage;
   await expectEntries(entries, 2);
   assertEquals(
-    [entries[1].path, entries[1].status, entries[1].promptTokens, entries[1].completionTokens],
-    ["/v1/chat/completions", 200, usage.prompt_tokens, usage.completion_tokens],
+    [
+      entries[1].path,
+      entries[1].status,
+      entries[1].promptTokens,
+      entries[1].completionTokens,
+      entries[1].cachedTokens,
+    ],
+    [
+      "/v1/chat/completions",
+      200,
+      usage.prompt_tokens,
+      usage.completion_tokens,
+      usage.prompt_tokens_details.cached_tokens,
+    ],
   );
 
   // Refused requests: the error's message, no tokens.
@@ -94,7 +106,7 @@ Deno.test("one access-log entry per request: status, tokens, time, and why it en
   await expectEntries(entries, 4);
   assertEquals(entries[2].status, 400);
   assert(entries[2].error?.includes("top_p"), entries[2].error ?? "");
-  assertEquals(entries[2].promptTokens, null);
+  assertEquals([entries[2].promptTokens, entries[2].cachedTokens], [null, null]);
   assertEquals([entries[3].method, entries[3].path, entries[3].status], ["GET", "/nowhere", 404]);
 
   // A client that leaves a stream halfway.
@@ -142,11 +154,13 @@ Deno.test("one access-log entry per request: status, tokens, time, and why it en
 
   // Raw sockets that send a whole request and close at once (often before the server has
   // read the body, so the request's signal has fired before it is listened to).
-  for (const stream of [true, false]) {
+  // Each entry is awaited before the next request: a stream ends at its generation's next
+  // step, which may come after a plain request is refused at once.
+  for (const [i, stream] of [true, false].entries()) {
     const whole = JSON.stringify({ model: "test", prompt: "hi", max_tokens: 40, stream });
     await rawRequest(url, partialBody("/v1/completions", whole, whole.length));
+    await expectEntries(entries, 10 + i);
   }
-  await expectEntries(entries, 11);
   assertEquals(
     entries.slice(9).map((e) => [e.status, e.error]),
     [[200, "client disconnected"], [499, "client disconnected"]],
@@ -308,7 +322,11 @@ Deno.test("GET /metrics parses line by line, and its values move with the reques
   assertEquals(value(after, "gpt2_requests_total", { status: "400" }), 1);
   assertEquals(value(after, "gpt2_prompt_tokens_total"), sum("prompt_tokens"));
   assertEquals(generated(after), sum("completion_tokens"));
-  assertEquals(value(after, "gpt2_cached_tokens_total"), 0);
+  // Each prompt is "Client" and a number: one that takes a slot freed by another finds
+  // "Client" there.
+  const cached = usages.reduce((s, u) => s + u.prompt_tokens_details.cached_tokens, 0);
+  assert(cached > 0, "prompts found their shared first token cached");
+  assertEquals(value(after, "gpt2_cached_tokens_total"), cached);
   assertEquals(value(after, "gpt2_request_duration_seconds_count"), 5);
   assertEquals(value(after, "gpt2_time_to_first_token_seconds_count"), 5);
   assertEquals(value(after, "gpt2_slots_busy"), 0);
@@ -447,7 +465,7 @@ Deno.test("deno task serve: text log lines; an unknown --log_format is one line 
   const time = "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z";
   assert(
     new RegExp(
-      `^${time} 127\\.0\\.0\\.1 POST /v1/completions 200 \\d+ms prompt=${usage.prompt_tokens} completion=${usage.completion_tokens}$`,
+      `^${time} 127\\.0\\.0\\.1 POST /v1/completions 200 \\d+ms prompt=${usage.prompt_tokens} completion=${usage.completion_tokens} cached=${usage.prompt_tokens_details.cached_tokens}$`,
     ).test(log[0]),
     log[0],
   );

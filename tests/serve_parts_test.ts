@@ -120,7 +120,7 @@ Deno.test("ReplyText: a reply streamed in any pieces adds up to the whole reply 
   );
 });
 
-Deno.test("Usage counts each prompt once, cached tokens per prompt as its choices report them, and only then says cached_tokens", () => {
+Deno.test("Usage counts each prompt once; cached tokens per prompt are the fewest its n choices report, counted once all have", () => {
   const prompts = [{ ids: [1, 2, 3], text: "" }, { ids: [4, 5], text: "" }];
   const request = { prompts, n: 2 } as unknown as CompletionRequest;
   const counted = { generated: 0, cached: 0 };
@@ -136,18 +136,29 @@ Deno.test("Usage counts each prompt once, cached tokens per prompt as its choice
     tokens: 1,
     cachedTokens,
   });
+  const details = (cached: number) => ({ prompt_tokens_details: { cached_tokens: cached } });
   usage.add(step(0));
-  assertEquals(usage.toJSON(), { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 });
+  assertEquals(usage.toJSON(), {
+    prompt_tokens: 5,
+    completion_tokens: 1,
+    total_tokens: 6,
+    ...details(0),
+  });
   usage.add(step(1, 2)); // prompt 0's second choice found 2 of its tokens cached
-  usage.add(step(0, 1)); // fewer, for the same prompt: still 2
-  usage.add(step(3, 2)); // prompt 1's second choice
+  assertEquals(usage.cachedTokens, 0, "prompt 0's first choice has not said yet");
+  usage.add(step(0, 1)); // its first found 1: the prompt's is 1
+  usage.add(step(3, 2)); // prompt 1's second choice: its first has not said
   assertEquals(usage.toJSON(), {
     prompt_tokens: 5,
     completion_tokens: 4,
     total_tokens: 9,
-    prompt_tokens_details: { cached_tokens: 4 },
+    ...details(1),
   });
-  assertEquals(counted, { generated: 4, cached: 4 });
+  assertEquals(counted, { generated: 4, cached: 1 });
+  usage.add(step(2, 2));
+  usage.add(step(2)); // later steps say nothing of the cache
+  assertEquals(usage.cachedTokens, 3);
+  assertEquals(counted, { generated: 6, cached: 3 });
 });
 
 Deno.test("formatAccessLog: a text line with the tokens and error only where they apply, or one JSON object", () => {

@@ -23,7 +23,7 @@ export interface AccessLogEntry {
   readonly promptTokens: number | null;
   /** For a generation: the tokens generated. */
   readonly completionTokens: number | null;
-  /** For a generation: the prompt tokens found in the KV cache, when the model reports them. */
+  /** For a generation: the prompt tokens found in the KV cache (usage's `cached_tokens`). */
   readonly cachedTokens: number | null;
   /** Why the request failed or ended early, in one line; null when it did not. */
   readonly error: string | null;
@@ -44,9 +44,9 @@ export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
  * const line = formatAccessLog({
  *   time: "2025-01-01T00:00:00.000Z", remote: "127.0.0.1", method: "POST",
  *   path: "/v1/completions", status: 200, ms: 41, promptTokens: 5,
- *   completionTokens: 16, cachedTokens: null, error: null,
+ *   completionTokens: 16, cachedTokens: 4, error: null,
  * }, "text");
- * if (line !== "2025-01-01T00:00:00.000Z 127.0.0.1 POST /v1/completions 200 41ms prompt=5 completion=16") {
+ * if (line !== "2025-01-01T00:00:00.000Z 127.0.0.1 POST /v1/completions 200 41ms prompt=5 completion=16 cached=4") {
  *   throw new Error(line);
  * }
  * ```

@@ -37,19 +37,26 @@ export interface TokenCounter {
   cached(tokens: number): void;
 }
 
-/** A request's `usage`, counted as its steps come. */
+/**
+ * A request's `usage`, counted as its steps come. Its `cached_tokens` (prompt reuse) is,
+ * for each prompt, the fewest of its tokens any of its `n` choices found in the KV cache
+ * (each choice reports it on its first step; what every choice was spared, counted once as
+ * the prompt is), summed over the prompts; a prompt counts once all its choices have
+ * reported, and is 0 until then.
+ */
 export class Usage {
   /** The prompts' tokens, each prompt counted once whatever `n`. */
   readonly promptTokens: number;
   completionTokens = 0;
   /** When the first token came (`performance.now()`). */
   firstTokenAt: number | undefined;
-  /** Per prompt: the most of its tokens any of its choices found cached, if reported. */
-  readonly #cached: (number | undefined)[];
+  /** Per prompt: the fewest cached tokens its choices reported so far, and how many did. */
+  readonly #cached: { fewest: number; reported: number }[];
+  #cachedTokens = 0;
 
   constructor(readonly request: CompletionRequest, readonly counter?: TokenCounter) {
     this.promptTokens = request.prompts.reduce((sum, p) => sum + p.ids.length, 0);
-    this.#cached = request.prompts.map(() => undefined);
+    this.#cached = request.prompts.map(() => ({ fewest: Infinity, reported: 0 }));
   }
 
   /** Counts what `step` adds. */
@@ -60,29 +67,27 @@ export class Usage {
       this.counter?.generated(step.tokens);
     }
     if (step.cachedTokens !== undefined) {
-      const p = Math.floor(step.index / this.request.n);
-      const before = this.#cached[p] ?? 0;
-      if (step.cachedTokens > before) {
-        this.counter?.cached(step.cachedTokens - before);
-        this.#cached[p] = step.cachedTokens;
+      const prompt = this.#cached[Math.floor(step.index / this.request.n)];
+      prompt.fewest = Math.min(prompt.fewest, step.cachedTokens);
+      if (++prompt.reported === this.request.n) {
+        this.#cachedTokens += prompt.fewest;
+        this.counter?.cached(prompt.fewest);
       }
     }
   }
 
-  /** Prompt tokens found in the KV cache, or undefined while the model reports none. */
-  get cachedTokens(): number | undefined {
-    if (this.#cached.every((c) => c === undefined)) return undefined;
-    return this.#cached.reduce<number>((sum, c) => sum + (c ?? 0), 0);
+  /** Prompt tokens found in the KV cache, summed over the prompts whose choices all said. */
+  get cachedTokens(): number {
+    return this.#cachedTokens;
   }
 
-  /** OpenAI's `usage` object, with `prompt_tokens_details.cached_tokens` when known. */
+  /** OpenAI's `usage` object, with `prompt_tokens_details.cached_tokens`. */
   toJSON(): Record<string, unknown> {
-    const cached = this.cachedTokens;
     return {
       prompt_tokens: this.promptTokens,
       completion_tokens: this.completionTokens,
       total_tokens: this.promptTokens + this.completionTokens,
-      ...(cached === undefined ? {} : { prompt_tokens_details: { cached_tokens: cached } }),
+      prompt_tokens_details: { cached_tokens: this.cachedTokens },
     };
   }
 }

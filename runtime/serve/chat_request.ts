@@ -4,7 +4,8 @@
  * assistant messages whose content is a string or an array of text parts),
  * `max_completion_tokens` (or the older `max_tokens`), and `logprobs` with `top_logprobs`.
  * The messages are rendered into one transcript (chat_template.ts), and the request is
- * then a completion of it that stops at the next speaker's line.
+ * then a completion of it that stops at the next speaker's line; the library's prompt
+ * check says whether the transcript and the reply's length fit the context.
  *
  * @module
  */
@@ -12,7 +13,9 @@ import { invalidField } from "./api_error.ts";
 import { MAX_TOP_LOGPROBS } from "../generate/logprobs.ts";
 import { type ChatMessage, renderTranscript, SPEAKER_STOPS, SPEAKERS } from "./chat_template.ts";
 import type { CompletionRequest } from "./completion_request.ts";
+import { checkContext } from "../generate/prompt_check.ts";
 import {
+  asField,
   type Body,
   checkFields,
   describe,
@@ -21,6 +24,7 @@ import {
   optionalInteger,
   parseSharedFields,
   present,
+  promptLimits,
   type RequestLimits,
 } from "./request_fields.ts";
 
@@ -62,14 +66,13 @@ export function parseChatRequest(body: unknown, limits: RequestLimits): Completi
 
   const text = renderTranscript(messages);
   const ids = limits.encode(text);
-  const room = limits.contextLength - ids.length;
-  if (room < 1) {
-    throw invalidField(
-      "messages",
-      `The messages come to ${ids.length} tokens in the transcript, but this model's context is ${limits.contextLength} tokens: drop or shorten earlier messages`,
-    );
-  }
-  const maxTokens = parseMaxTokens(b, room, limits.contextLength, ids.length);
+  // The library's check of the transcript as a prompt, with room for a token of the reply.
+  asField(
+    "messages",
+    () => checkContext(promptLimits(limits), ids.length, 1),
+    "messages (as one transcript)",
+  );
+  const maxTokens = parseMaxTokens(b, limits, ids.length);
   return {
     ...shared,
     stop: [...shared.stop, ...SPEAKER_STOPS],
@@ -82,9 +85,10 @@ export function parseChatRequest(body: unknown, limits: RequestLimits): Completi
 
 /**
  * `max_completion_tokens`, or the older `max_tokens` (both given, they must agree); absent,
- * the reply may fill the rest of the context (`room`), as OpenAI's has no limit of its own.
+ * the reply may fill the rest of the context, as OpenAI's has no limit of its own.
  */
-function parseMaxTokens(b: Body, room: number, context: number, promptTokens: number): number {
+function parseMaxTokens(b: Body, limits: RequestLimits, promptTokens: number): number {
+  const context = limits.contextLength;
   const fields = ["max_completion_tokens", "max_tokens"].filter((k) => present(b, k));
   const values = fields.map((k) => optionalInteger(b, k, 0, 0, context));
   if (values.length === 2 && values[0] !== values[1]) {
@@ -93,15 +97,8 @@ function parseMaxTokens(b: Body, room: number, context: number, promptTokens: nu
       `max_completion_tokens is ${values[0]} but max_tokens is ${values[1]}: give one of them`,
     );
   }
-  if (values.length === 0) return room;
-  if (values[0] > room) {
-    throw invalidField(
-      fields[0],
-      `This model's context is ${context} tokens, but the messages come to ${promptTokens} and ${
-        fields[0]
-      } asks for ${values[0]} more: drop earlier messages or lower ${fields[0]}`,
-    );
-  }
+  if (values.length === 0) return context - promptTokens;
+  asField(fields[0], () => checkContext(promptLimits(limits), promptTokens, values[0]));
   return values[0];
 }
 

@@ -1,27 +1,27 @@
 /**
- * One choice of a completion, token by token, on the library's `generate`: the text each
+ * One choice of a completion, token by token, on the library's `generateSteps`: the text each
  * token adds (never half a character, never part of a stop string), its log-probabilities
  * when asked for, and why the choice ended. The server turns these steps into one
  * response or one server-sent event each; it has no decoding loop of its own.
  *
  * @module
  */
-import type { GenerateOptions } from "../generate/model.ts";
+import type { GenerateStepsOptions } from "../generate/model.ts";
+import type { GenerationStep } from "../generate/scheduler.ts";
 import type { HParams } from "../gpt2/hparams.ts";
-import { type StepLogprobs, stepLogprobs } from "../generate/logprobs.ts";
-import type { SamplerOptions } from "../generate/sampler.ts";
+import type { StepLogprobs } from "../generate/logprobs.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { CompletionRequest } from "./completion_request.ts";
 import { StopText } from "./stop_text.ts";
 
-/** What the server needs of a model: its tokenizer, its shape and `generate`. */
+/** What the server needs of a model: its tokenizer, its shape and `generateSteps`. */
 export interface CompletionModel {
   readonly tokenizer: Tokenizer;
   readonly hparams: HParams;
-  generate(
+  generateSteps(
     ids: readonly number[],
-    options?: GenerateOptions & SamplerOptions,
-  ): AsyncGenerator<number>;
+    options?: GenerateStepsOptions,
+  ): AsyncGenerator<GenerationStep>;
   /**
    * For each prompt token after the first, the logprobs of it and of the `top` most likely
    * tokens at its position (what `echo` with `logprobs` reports); optional.
@@ -57,8 +57,8 @@ export interface ChoiceStep {
   /** The library's logprobs of the token this step generated, when asked for. */
   readonly tokenLogprobs?: StepLogprobs;
   /**
-   * On a choice's first step: how many of its prompt's tokens the model found in its KV
-   * cache, when the model reports it.
+   * On a choice's first generated step: how many of its prompt's tokens the model found
+   * in its KV cache (prompt reuse), as the library reports it.
    */
   readonly cachedTokens?: number;
 }
@@ -97,28 +97,23 @@ export async function* generateChoice(
 
   const decoder = tokenizer.decoder();
   const stop = new StopText(request.stop);
-  // The sampler may run ahead of this loop (continuous batching does), so the logprobs
-  // of each token it draws wait here, in order, until the token comes.
-  const seen: StepLogprobs[] = [];
-  const top = request.logprobs;
-  const options: GenerateOptions & SamplerOptions = {
+  const options: GenerateStepsOptions = {
+    ...request.sampling,
     length: request.maxTokens,
-    temperature: request.temperature,
-    topK: request.topK,
-    topP: request.topP,
     seed: request.seed === undefined ? undefined : request.seed + index % request.n,
     stopAtEndOfText: true,
     signal,
-    onSample: top === null ? undefined : (row, token) => seen.push(stepLogprobs(row, token, top)),
+    logprobs: request.logprobs ?? undefined,
+    cachePrompt: request.cachePrompt,
   };
   let count = 0;
-  for await (const token of model.generate(prompt.ids, options)) {
+  for await (const step of model.generateSteps(prompt.ids, options)) {
+    const { token, logprobs: lp, cachedTokens } = step;
     count++;
-    const lp = seen.shift();
     const last = count === request.maxTokens;
     if (token === tokenizer.endOfText) {
       const rest = stop.push(decoder.flush()).text + stop.flush();
-      yield { index, text: rest, logprobs: null, finishReason: "stop", tokens: 1 };
+      yield { index, text: rest, logprobs: null, finishReason: "stop", tokens: 1, cachedTokens };
       return;
     }
     const piece = decoder.push(token);
@@ -131,7 +126,7 @@ export async function* generateChoice(
     const logprobs = lp === undefined ? null : stepObject(tokenizer, lp, offset);
     offset += piece.length;
     const finishReason = stopped ? "stop" : last ? "length" : null;
-    yield { index, text, logprobs, finishReason, tokens: 1, tokenLogprobs: lp };
+    yield { index, text, logprobs, finishReason, tokens: 1, tokenLogprobs: lp, cachedTokens };
     if (finishReason) return;
   }
 }

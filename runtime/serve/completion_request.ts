@@ -1,16 +1,20 @@
 /**
  * The body of `POST /v1/completions`, checked field by field as OpenAI's API does: the
- * fields it shares with chat (request_fields.ts), then its own: `prompt` (one or a batch),
- * `max_tokens`, `logprobs`, `echo`. A wrong type, a value out of range, an empty prompt, a
- * prompt and `max_tokens` that do not fit the context, or an unknown model is a 400 whose
- * message and `param` name the field. Fields OpenAI has but this server does not implement
- * are accepted only at their neutral values (`best_of: 1`, `suffix: ""`, ...).
+ * fields it shares with chat (request_fields.ts: model, sampling, `stop`, `cache_prompt`,
+ * ...), then its own: `prompt` (one or a batch), `max_tokens`, `logprobs`, `echo`. A wrong
+ * type, a value out of range, or an unknown model is a 400 whose message and `param` name
+ * the field; the prompts and `max_tokens` are checked by the library's prompt check, whose
+ * message the 400 carries, naming the field (and the prompt of a batch). Fields OpenAI has
+ * but this server does not implement are accepted only at their neutral values
+ * (`best_of: 1`, `suffix: ""`).
  *
  * @module
  */
 import { invalidField } from "./api_error.ts";
 import { MAX_TOP_LOGPROBS } from "../generate/logprobs.ts";
+import { checkContext, checkPrompt } from "../generate/prompt_check.ts";
 import {
+  asField,
   checkFields,
   describe,
   neutral,
@@ -18,6 +22,7 @@ import {
   optionalInteger,
   parseSharedFields,
   present,
+  promptLimits,
   type RequestLimits,
   type SharedFields,
 } from "./request_fields.ts";
@@ -68,32 +73,20 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
 
   const prompts = parsePrompts(b.prompt, limits);
   for (const [p, prompt] of prompts.entries()) {
-    checkContext(prompt, maxTokens, limits, prompts.length > 1 ? `prompt[${p}]` : "the prompt");
+    const label = prompts.length > 1 ? `max_tokens (prompt[${p}])` : "max_tokens";
+    asField(
+      "max_tokens",
+      () => checkContext(promptLimits(limits), prompt.ids.length, maxTokens),
+      label,
+    );
   }
   return { ...shared, prompts, maxTokens, logprobs, echo };
 }
 
 /**
- * Checks that `prompt` and `maxTokens` more tokens fit the context.
- * @throws {ApiError} 400 naming `max_tokens`
- */
-export function checkContext(
-  prompt: Prompt,
-  maxTokens: number,
-  limits: RequestLimits,
-  what: string,
-): void {
-  if (prompt.ids.length + maxTokens > limits.contextLength) {
-    throw invalidField(
-      "max_tokens",
-      `This model's context is ${limits.contextLength} tokens, but ${what} has ${prompt.ids.length} and max_tokens asks for ${maxTokens} more: shorten the prompt or lower max_tokens`,
-    );
-  }
-}
-
-/**
  * The prompts: a string, an array of token ids, or an array of either (a batch, at most
- * `limits.maxPrompts`); none of them empty.
+ * `limits.maxPrompts`); each one then checked by the library (not empty, ids in the
+ * vocabulary).
  */
 function parsePrompts(prompt: unknown, limits: RequestLimits): Prompt[] {
   const kinds = "a string, an array of token ids, or an array of strings or of token-id arrays";
@@ -102,9 +95,6 @@ function parsePrompts(prompt: unknown, limits: RequestLimits): Prompt[] {
   }
   if (typeof prompt === "string" || isTokenArray(prompt)) {
     return [parseOne(prompt, "prompt", limits)];
-  }
-  if (Array.isArray(prompt) && prompt.length === 0) {
-    throw invalidField("prompt", "The prompt is empty: give at least one token");
   }
   if (
     Array.isArray(prompt) &&
@@ -121,24 +111,14 @@ function parsePrompts(prompt: unknown, limits: RequestLimits): Prompt[] {
   throw invalidField("prompt", `prompt must be ${kinds}, got ${describe(prompt)}`);
 }
 
+/** An array of numbers, which the library then checks as token ids (`[]` is one, empty). */
 function isTokenArray(v: unknown): v is number[] {
   return Array.isArray(v) && v.every((x) => typeof x === "number");
 }
 
-/** One prompt, named `name` in messages: a non-empty string or array of token ids. */
-function parseOne(prompt: string | number[], name: string, limits: RequestLimits): Prompt {
-  if (prompt.length === 0) {
-    throw invalidField("prompt", `${name} is empty: give at least one token`);
-  }
-  if (typeof prompt === "string") return { ids: limits.encode(prompt), text: prompt };
-  const bad = prompt.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= limits.vocabSize);
-  if (bad >= 0) {
-    throw invalidField(
-      "prompt",
-      `${name}[${bad}] is ${
-        prompt[bad]
-      }, not a token id: ids are integers in [0, ${limits.vocabSize})`,
-    );
-  }
-  return { ids: prompt, text: limits.decode(prompt) };
+/** One prompt, checked by the library; `label` names it in messages (`"prompt[2]"`). */
+function parseOne(prompt: string | number[], label: string, limits: RequestLimits): Prompt {
+  const ids = typeof prompt === "string" ? limits.encode(prompt) : prompt;
+  asField("prompt", () => checkPrompt(promptLimits(limits), ids), label);
+  return { ids, text: typeof prompt === "string" ? prompt : limits.decode(prompt) };
 }

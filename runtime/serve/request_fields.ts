@@ -9,6 +9,9 @@
  * @module
  */
 import { ApiError, invalidField } from "./api_error.ts";
+import type { PromptLimits } from "../generate/prompt_check.ts";
+import type { SamplingOptions } from "../generate/sampling_controls.ts";
+import { parseSamplingFields, SAMPLING_FIELDS } from "./sampling_fields.ts";
 
 /** The endpoints whose bodies these fields make up. */
 export type Endpoint = "completions" | "chat";
@@ -19,8 +22,9 @@ export type Body = Record<string, unknown>;
 const BOTH: readonly Endpoint[] = ["completions", "chat"];
 
 /**
- * Every field of a generation request and the endpoints that take it. The sampling fields
- * are one group of it (`SAMPLING_FIELDS`); the README's API list follows this table.
+ * Every field of a generation request and the endpoints that take it. The sampling fields,
+ * which both take, come from the library's table (`SAMPLING_FIELDS`, sampling_fields.ts);
+ * the README's API list follows these two.
  */
 export const REQUEST_FIELDS: Readonly<Record<string, readonly Endpoint[]>> = {
   model: BOTH,
@@ -32,6 +36,7 @@ export const REQUEST_FIELDS: Readonly<Record<string, readonly Endpoint[]>> = {
   stream_options: BOTH,
   logprobs: BOTH, // an integer for completions, a boolean for chat
   user: BOTH,
+  cache_prompt: BOTH,
   prompt: ["completions"],
   echo: ["completions"],
   best_of: ["completions"],
@@ -41,19 +46,6 @@ export const REQUEST_FIELDS: Readonly<Record<string, readonly Endpoint[]>> = {
   top_logprobs: ["chat"],
   response_format: ["chat"],
 };
-
-/**
- * The sampling fields, which both endpoints take. OpenAI's penalties and bias are taken at
- * their neutral values only, until the sampler has them.
- */
-export const SAMPLING_FIELDS: readonly string[] = [
-  "temperature",
-  "top_p",
-  "top_k",
-  "frequency_penalty",
-  "presence_penalty",
-  "logit_bias",
-];
 
 /** What checking a request needs to know about the model and the server. */
 export interface RequestLimits {
@@ -74,18 +66,12 @@ export interface RequestLimits {
   readonly promptLogprobs: boolean;
 }
 
-/** How the next token is drawn, as the request's sampling fields say. */
-export interface SamplingFields {
-  readonly temperature: number;
-  readonly topP: number;
-  /** Keep the k most likely tokens, 0 for all (llama.cpp's `top_k`; default 0). */
-  readonly topK: number;
-}
-
 /** The fields both endpoints read the same way. */
-export interface SharedFields extends SamplingFields {
+export interface SharedFields {
   /** The model id, as `/v1/models` lists it. */
   readonly model: string;
+  /** The sampling controls the request sets (temperature, top_p, penalties, ...). */
+  readonly sampling: SamplingOptions;
   /** Up to four strings; the text ends before the first of them to appear. */
   readonly stop: readonly string[];
   /** The seed of choice 0; choice i uses seed + i. Random if absent. */
@@ -95,6 +81,8 @@ export interface SharedFields extends SamplingFields {
   readonly includeUsage: boolean;
   /** Completions to generate for each prompt. */
   readonly n: number;
+  /** Reuse what a KV-cache slot holds of a prompt (llama.cpp's `cache_prompt`, default true). */
+  readonly cachePrompt: boolean;
 }
 
 /** Most `stop` strings, as OpenAI's API. */
@@ -138,7 +126,9 @@ export function parseSharedFields(b: Body, limits: RequestLimits): SharedFields 
       { param: "model", code: "model_not_found" },
     );
   }
+  const sampling = parseSamplingFields(b, limits.vocabSize);
   const stream = optionalBoolean(b, "stream", false);
+  const cachePrompt = optionalBoolean(b, "cache_prompt", true);
   const n = optionalInteger(b, "n", 1, 1, limits.maxChoices);
   const seed = present(b, "seed")
     ? optionalInteger(b, "seed", 0, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
@@ -174,24 +164,27 @@ export function parseSharedFields(b: Body, limits: RequestLimits): SharedFields 
   if (present(b, "user") && typeof b.user !== "string") {
     throw invalidField("user", `user must be a string, got ${describe(b.user)}`);
   }
-  return { model: b.model, stop, seed, stream, includeUsage, n, ...parseSampling(b) };
+  return { model: b.model, sampling, stop, seed, stream, includeUsage, n, cachePrompt };
 }
 
-/** The sampling fields: temperature, top-p, top-k, and the neutral-only ones. */
-function parseSampling(b: Body): SamplingFields {
-  const temperature = optionalNumber(b, "temperature", 1, 0, 2);
-  const topP = optionalNumber(b, "top_p", 1, 0, 1);
-  if (topP === 0) throw invalidField("top_p", "top_p must be in (0, 1], got 0");
-  const topK = optionalInteger(b, "top_k", 0, 0, Number.MAX_SAFE_INTEGER);
-  neutral(b, "frequency_penalty", (v) => v === 0, "0");
-  neutral(b, "presence_penalty", (v) => v === 0, "0");
-  neutral(
-    b,
-    "logit_bias",
-    (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0,
-    "an empty object",
-  );
-  return { temperature, topP, topK };
+/** The library's prompt check's view of `limits`. */
+export function promptLimits(limits: RequestLimits): PromptLimits {
+  return { n_vocab: limits.vocabSize, n_ctx: limits.contextLength };
+}
+
+/**
+ * Runs one of the library's prompt checks (prompt_check.ts); its RangeError becomes a 400
+ * whose `param` is `field` and whose message starts with `label` (the field, or which
+ * prompt of a batch).
+ * @throws {ApiError} 400 naming `field`
+ */
+export function asField(field: string, check: () => void, label: string = field): void {
+  try {
+    check();
+  } catch (e) {
+    if (e instanceof RangeError) throw invalidField(field, `${label}: ${e.message}`);
+    throw e;
+  }
 }
 
 export function optionalBoolean(b: Body, key: string, fallback: boolean): boolean {

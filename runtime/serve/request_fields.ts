@@ -1,10 +1,10 @@
 /**
  * The fields the generation endpoints share, in one table: which endpoint takes each one
  * (`POST /v1/completions`, `POST /v1/chat/completions`), and one reader for the fields both
- * take (model, sampling, `stop`, `seed`, `n`, `stream`, ...), so that a field means the
- * same on both and is checked by the same code. A wrong type or a value out of range is a
- * 400 whose message and `param` name the field; a field the endpoint does not take is
- * refused, so that a typo is not silently ignored.
+ * take (model, sampling, `stop`, `seed`, `n`, `stream`, `cache_prompt`, ...), so that a
+ * field means the same on both and is checked by the same code. A wrong type or a value
+ * out of range is a 400 whose message and `param` name the field; a field the endpoint
+ * does not take is refused, so that a typo is not silently ignored.
  *
  * @module
  */
@@ -74,7 +74,7 @@ export interface SharedFields {
   readonly sampling: SamplingOptions;
   /** Up to four strings; the text ends before the first of them to appear. */
   readonly stop: readonly string[];
-  /** The seed of choice 0; choice i uses seed + i. Random if absent. */
+  /** The seed of a prompt's choice 0; its choice i uses seed + i. Random if absent. */
   readonly seed: number | undefined;
   readonly stream: boolean;
   /** With `stream`: a last event with the usage (`stream_options.include_usage`). */

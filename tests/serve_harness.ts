@@ -4,6 +4,7 @@ import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { ApiServer, type ApiServerOptions } from "../runtime/serve/server.ts";
 import type { CompletionModel } from "../runtime/serve/completion.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
+import { type LoopbackServer, serveOnLoopback } from "../testing/loopback_server.ts";
 
 /** The test model's shape: small enough to generate in milliseconds. */
 export const TEST_HPARAMS: HParams = { n_vocab: 300, n_ctx: 64, n_embd: 32, n_head: 4, n_layer: 2 };
@@ -23,12 +24,9 @@ export async function writeTestModel(hparams: HParams = TEST_HPARAMS): Promise<s
   return dir;
 }
 
-/** A running server on 127.0.0.1 and a free port. */
-export interface TestServer extends AsyncDisposable {
-  /** `http://127.0.0.1:PORT/` */
-  readonly url: string;
+/** A running server on 127.0.0.1 and a free port, and the API it serves. */
+export interface TestServer extends LoopbackServer {
   readonly api: ApiServer;
-  readonly http: Deno.HttpServer;
 }
 
 /** Serves `model` on loopback; disposing it shuts the server down. */
@@ -42,25 +40,7 @@ export async function startServer(
     staticFiles: await loadStaticFiles(),
     ...options,
   });
-  const stop = new AbortController();
-  const { promise, resolve } = Promise.withResolvers<string>();
-  const http = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: stop.signal,
-    onListen: ({ port }) => resolve(`http://127.0.0.1:${port}/`),
-  }, api.fetch);
-  const url = await promise;
-  return {
-    url,
-    api,
-    http,
-    async [Symbol.asyncDispose]() {
-      api.shutdown();
-      stop.abort();
-      await http.finished;
-    },
-  };
+  return Object.assign(await serveOnLoopback(api), { api });
 }
 
 /**

@@ -151,7 +151,7 @@ browserTest(
 );
 
 browserTest(
-  "in the tab, the engine reads the page's messages between decoding steps: a second generation starts and an abort stops one mid-way",
+  "in the tab, the engine reads the page's messages between decoding steps: a second generation starts, an abort stops one mid-way, and its replies say how many slots are busy",
   async () => {
     await withTempDir(async (dir) => {
       await writeSharpModel(dir);
@@ -163,9 +163,10 @@ browserTest(
           const model = await gpt2.loadModel("/models/m/", { threads: 1 });
           try {
             // A long generation; once its first token is in, a second one of one token.
-            let first = 0, atPost = -1, atSecond = -1, second;
+            let first = 0, atPost = -1, atSecond = -1, second, busyAtFirst;
             for await (const _ of model.generate([1, 2, 3], { length: ${length} })) {
               if (++first === 1) {
+                busyAtFirst = model.slotsBusy;
                 atPost = first;
                 second = (async () => {
                   for await (const _ of model.generate([4, 5], { length: 1 })) atSecond = first;
@@ -173,6 +174,7 @@ browserTest(
               }
             }
             await second;
+            const busyAfter = [model.slotsBusy, model.waiting];
             // An abort after two tokens ends the generation with the abort's reason (a
             // generator left waiting would never end: given up on after 20 s).
             const stop = new AbortController();
@@ -191,15 +193,18 @@ browserTest(
               aborted,
               new Promise((resolve) => setTimeout(() => resolve("still waiting after 20 s"), 20000)),
             ]);
-            return { first, atPost, atSecond, before, error };
+            return { first, atPost, atSecond, before, error, busyAtFirst, busyAfter };
           } finally {
             model[Symbol.dispose]();
           }`,
         }],
       });
       assertEquals(run.errors, []);
-      const got = run.results[0] as Record<string, number | string>;
+      const got = run.results[0] as Record<string, number | string | number[]>;
       assertEquals([got.first, got.before, got.error], [length, 2, "AbortError"]);
+      // The engine's replies carry its scheduler's load: a slot held while a token comes,
+      // none held or waited for once both generations are done.
+      assertEquals([got.busyAtFirst, got.busyAfter], [1, [0, 0]], "slotsBusy and waiting");
       // Without a turn of the event loop between steps, the second request would wait for
       // the first generation to end (${length} tokens).
       assert((got.atSecond as number) < length, JSON.stringify(got));

@@ -25,7 +25,8 @@ let model: Model | undefined;
 const running = new Map<number, AbortController>();
 
 function post(reply: EngineReply): void {
-  self.postMessage(reply);
+  const load = model && { slotsBusy: model.slotsBusy, waiting: model.waiting };
+  self.postMessage({ ...reply, load });
 }
 
 /** `cache`, counting the bytes it serves into `counter.bytes`. */

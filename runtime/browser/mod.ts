@@ -37,6 +37,7 @@ import type { ReadProgress } from "../io/file_source.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import {
   type EngineInfo,
+  type EngineLoad,
   type EngineLocation,
   type EngineReply,
   type EngineRequest,
@@ -175,6 +176,8 @@ class Engine {
   #loading: PromiseWithResolvers<EngineInfo> | undefined;
   #onProgress: ((progress: ReadProgress) => void) | undefined;
   #stopped: Error | undefined;
+  /** How busy the engine was at its last reply. */
+  busy: EngineLoad = { slotsBusy: 0, waiting: 0 };
 
   constructor() {
     this.worker = new Worker(assetUrl("engineWorker"), { type: "module" });
@@ -241,6 +244,7 @@ class Engine {
   }
 
   #receive(reply: EngineReply): void {
+    if (reply.load) this.busy = reply.load;
     switch (reply.type) {
       case "progress":
         this.#onProgress?.({ loaded: reply.loaded, total: reply.total });
@@ -308,6 +312,14 @@ export class TabModel implements Model {
   /** Threads that run the kernels. */
   get threads(): number {
     return this.#info.threads;
+  }
+  /** Generations holding a slot, as of the engine's last reply (each token, each answer). */
+  get slotsBusy(): number {
+    return this.#engine.busy.slotsBusy;
+  }
+  /** Generations waiting for a slot, as of the engine's last reply. */
+  get waiting(): number {
+    return this.#engine.busy.waiting;
   }
   /** What loading converted for lack of kernels, as one line; `undefined` if nothing. */
   get conversion(): string | undefined {

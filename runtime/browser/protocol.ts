@@ -70,15 +70,24 @@ export interface WireError {
   readonly message: string;
 }
 
-/** Worker → page. */
+/** How busy the engine's scheduler is (`Model.slotsBusy` and `Model.waiting`). */
+export interface EngineLoad {
+  readonly slotsBusy: number;
+  readonly waiting: number;
+}
+
+/** Worker → page; once a model is loaded, each reply says how busy the engine is. */
 export type EngineReply =
-  | ({ readonly type: "progress" } & ReadProgress)
-  | { readonly type: "loaded"; readonly info: EngineInfo }
-  | { readonly type: "failed"; readonly error: WireError }
-  | { readonly type: "result"; readonly id: number; readonly value: unknown }
-  | { readonly type: "token"; readonly id: number; readonly value: GenerationStep | number[] }
-  | { readonly type: "done"; readonly id: number }
-  | { readonly type: "error"; readonly id: number; readonly error: WireError };
+  & (
+    | ({ readonly type: "progress" } & ReadProgress)
+    | { readonly type: "loaded"; readonly info: EngineInfo }
+    | { readonly type: "failed"; readonly error: WireError }
+    | { readonly type: "result"; readonly id: number; readonly value: unknown }
+    | { readonly type: "token"; readonly id: number; readonly value: GenerationStep | number[] }
+    | { readonly type: "done"; readonly id: number }
+    | { readonly type: "error"; readonly id: number; readonly error: WireError }
+  )
+  & { readonly load?: EngineLoad };
 
 /** Results of the calls that answer once. */
 export interface EngineResults {

@@ -168,6 +168,10 @@ export interface Model extends Disposable {
   readonly slots: number;
   /** Threads that run the kernels (1 for a backend that runs on a device). */
   readonly threads: number;
+  /** Generations holding a slot now. */
+  readonly slotsBusy: number;
+  /** Generations (and `generateBatch` or `logits` calls) waiting for slots now. */
+  readonly waiting: number;
   /** Its tokenizer, as `encoder.py`. */
   readonly tokenizer: Tokenizer;
   /**
@@ -248,6 +252,14 @@ class LoadedModel implements Model {
 
   get threads(): number {
     return (this.gpt2.backend as { readonly threads?: number }).threads ?? 1;
+  }
+
+  get slotsBusy(): number {
+    return this.#scheduler.active;
+  }
+
+  get waiting(): number {
+    return this.#scheduler.waiting;
   }
 
   async logits(ids: readonly number[]): Promise<Float32Array> {

@@ -52,6 +52,7 @@ const FLAGS = {
   ...MODEL_FLAGS,
 } satisfies Record<string, FlagSpec>;
 
+/** The text `--help` prints. */
 export const USAGE = `usage: deno task serve [flags]
 
 Serves a GPT-2 model over HTTP: OpenAI's completions and chat APIs (POST /v1/completions,

@@ -39,6 +39,14 @@ Deno.test("deno publish --dry-run passes and the package holds the library, not 
   assertEquals(stray, [], "no tests, fixtures, benchmarks or models in the package");
 });
 
+Deno.test("deno doc --lint passes for every module deno.json exports", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
+  const modules = Object.values(config.exports as Record<string, string>);
+  assert(modules.includes("./mod.ts"), `exports: ${modules.join(", ")}`);
+  const { code, out } = await deno(["doc", "--lint", ...modules]);
+  assertEquals(code, 0, `deno doc --lint ${modules.join(" ")}:\n${out}`);
+});
+
 Deno.test("a program that imports the published files over HTTP generates as the local import does", async () => {
   const files = new Set(await publishedFiles());
   const dir = await writeTestModel();

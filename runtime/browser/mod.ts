@@ -284,6 +284,7 @@ export class TabModel implements Model {
   readonly #engine: Engine;
   readonly #info: EngineInfo;
 
+  /** Made by `loadModel`, over its engine worker and what loading reported. */
   constructor(engine: Engine, info: EngineInfo, readonly tokenizer: Tokenizer) {
     this.#engine = engine;
     this.#info = info;

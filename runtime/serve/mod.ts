@@ -18,6 +18,8 @@
  *
  * @module
  */
-export { ApiServer, type ApiServerOptions, ShutdownError } from "./server.ts";
+export { ApiServer, type ApiServerOptions, ISOLATION_HEADERS, ShutdownError } from "./server.ts";
+export { ApiError, type ApiErrorOptions } from "./api_error.ts";
+export type { AccessLogEntry } from "./access_log.ts";
 export { loadStaticFiles, type StaticFile } from "./static_files.ts";
 export type { CompletionModel } from "./completion.ts";

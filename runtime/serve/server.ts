@@ -82,6 +82,7 @@ const encoder = new TextEncoder();
 
 /** The error streams get when the server shuts down while they run. */
 export class ShutdownError extends ApiError {
+  /** A 503 whose code is `server_shutdown`. */
   constructor() {
     super(503, "The server is shutting down", { type: "server_error", code: "server_shutdown" });
   }
@@ -92,6 +93,7 @@ export class ShutdownError extends ApiError {
  * the completions in flight (streams get an error event) before the HTTP server stops.
  */
 export class ApiServer {
+  /** The options it was made with, the defaults filled in. */
   readonly options:
     & Required<Omit<ApiServerOptions, "apiKey" | "staticFiles" | "modelDir" | "onRequest">>
     & ApiServerOptions;
@@ -105,6 +107,7 @@ export class ApiServer {
   /** HTTP requests whose answer has not ended. */
   #requestsInFlight = 0;
 
+  /** A server for `model`; `options.modelId` and `options.slots` are required. */
   constructor(readonly model: CompletionModel, options: ApiServerOptions) {
     this.options = {
       queue: 4 * options.slots,

@@ -23,7 +23,9 @@ const FILES: Record<string, { file: string; type: string; optional?: true }> = {
 
 /** A static file ready to send. */
 export interface StaticFile {
+  /** The file's bytes. */
   readonly body: Uint8Array<ArrayBuffer>;
+  /** Its `Content-Type`. */
   readonly type: string;
 }
 

@@ -59,20 +59,25 @@ export function pack_panels(dst: usize, src: usize, C: i32, OC: i32, p0: i32, p1
   }
 }
 
-/** What a Conv1D does with each output element y = Σ_k inp·weight + bias. */
+/**
+ * What a Conv1D does with each output element y = Σ_k inp·weight + bias: the `mode` of
+ * `conv1d`, `conv1d_f16` and `conv1d_q8`, exported for the runtime.
+ */
 export const STORE: i32 = 0; // out = y
-export const GELU: i32 = 1; // out = gelu(y)
-export const RESIDUAL: i32 = 2; // out = out + y
+export const GELU: i32 = 1; // out = gelu(y), GPT-2's tanh GELU (`gelu4`)
+export const RESIDUAL: i32 = 2; // out = out + y, the residual stream; inp must not overlap out
 
 /**
- * Conv1D as GPT-2 names it: out = inp · weight + bias, for the output columns of panels
- * [p0, p1). Every output element is the sum over k = 0 … C-1 in order (one fused
+ * Conv1D as GPT-2 names it: out = mode(inp · weight + bias), for the output columns of
+ * panels [p0, p1). Every output element is the sum over k = 0 … C-1 in order (one fused
  * multiply-add per step), then plus the bias, whatever the row blocking or panel range, so
- * results do not depend on how the work is split.
+ * results do not depend on how the work is split; GELU and RESIDUAL give, bit for bit,
+ * STORE followed by `gelu` or an add.
  * @param out    (T, OC) f32
  * @param inp    (T, C)  f32
  * @param weight (ceil(OC / PANEL), C, PANEL) f32, packed by `pack_panels`
  * @param bias   (ceil(OC / PANEL) * PANEL) f32, zero past OC
+ * @param mode   STORE, GELU or RESIDUAL
  */
 export function conv1d(
   out: usize,
@@ -82,47 +87,15 @@ export function conv1d(
   T: i32,
   C: i32,
   OC: i32,
+  mode: i32,
   p0: i32,
   p1: i32,
 ): void {
-  conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
-}
-
-/**
- * `conv1d` with GPT-2's GELU applied to each output (`gelu4`): the MLP's first layer
- * and its activation in one pass over the output. Shapes as `conv1d`.
- */
-export function conv1d_gelu(
-  out: usize,
-  inp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
-}
-
-/**
- * `conv1d` added onto `out`, the residual stream: out = out + (inp · weight + bias), the
- * same sum in the same order as `conv1d` then `add`. Shapes as `conv1d`; inp must not
- * overlap out.
- */
-export function conv1d_residual(
-  out: usize,
-  inp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  // The mode is tested once per call: each branch is the body inlined with its mode a
+  // constant, so the inner loops test nothing.
+  if (mode == GELU) conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
+  else if (mode == RESIDUAL) conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  else conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
 }
 
 // @ts-ignore: decorator

@@ -2,7 +2,7 @@
 // and widened to f32 in the kernels, which otherwise compute exactly as the f32 Conv1D
 // does. The output head is a Conv1D over wteᵀ: wte is packed in the same panels, 16
 // vocabulary rows each, and `embed_f16` reads a token's row across them.
-import { finish } from "./matmul";
+import { finish, GELU, RESIDUAL, STORE } from "./matmul";
 
 /**
  * Constants of `widen`, kept in static data (a vector constant written inline is rebuilt
@@ -203,10 +203,6 @@ export function pack_f16(
   }
 }
 
-/** What a Conv1D does with each output: as in asm/matmul.ts. */
-const STORE: i32 = 0;
-const GELU: i32 = 1;
-const RESIDUAL: i32 = 2;
 /** The output head: no bias (it adds `ZEROS`), a plain store. */
 const HEAD: i32 = 3;
 
@@ -214,15 +210,16 @@ const HEAD: i32 = 3;
 const ZEROS: StaticArray<f32> = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /**
- * Conv1D with float16 weights: out = inp · weight + bias for panels [p0, p1). Each output
- * is the sum over k = 0 … C − 1 in order, one fused multiply-add per step, plus the bias,
- * as `conv1d` computes it: so the result equals `conv1d` on the weights rounded to
- * float16, bit for bit, whatever the split or T (at T = 1 within the limits `panelRow`
- * states).
+ * Conv1D with float16 weights: out = mode(inp · weight + bias) for panels [p0, p1), mode
+ * as `conv1d`'s. Each output is the sum over k = 0 … C − 1 in order, one fused
+ * multiply-add per step, plus the bias, as `conv1d` computes it: so the result equals
+ * `conv1d` on the weights rounded to float16, bit for bit, whatever the split or T (at T =
+ * 1 within the limits `panelRow` states).
  * @param out    (T, OC) f32
  * @param inp    (T, C)  f32
  * @param weight (ceil(OC / 16), C, 16) f16, packed by `pack_f16`
  * @param bias   (ceil(OC / 16) · 16) f32, zero past OC
+ * @param mode   STORE, GELU or RESIDUAL
  */
 export function conv1d_f16(
   out: usize,
@@ -232,40 +229,14 @@ export function conv1d_f16(
   T: i32,
   C: i32,
   OC: i32,
+  mode: i32,
   p0: i32,
   p1: i32,
 ): void {
-  f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
-}
-
-/** `conv1d_f16` with GPT-2's GELU applied to each output, as `conv1d_gelu`. */
-export function conv1d_f16_gelu(
-  out: usize,
-  inp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
-}
-
-/** `conv1d_f16` added onto `out`, the residual stream, as `conv1d_residual`. */
-export function conv1d_f16_residual(
-  out: usize,
-  inp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  // Once per call, as in `conv1d`: each branch inlines the body with a constant mode.
+  if (mode == GELU) f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
+  else if (mode == RESIDUAL) f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  else f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
 }
 
 // @ts-ignore: decorator

@@ -232,15 +232,16 @@ function quantizeWeights(x: v128, d: v128): v128 {
 }
 
 /**
- * Conv1D on int8: out = inp · weight + bias for the columns of panels [p0, p1), with inp
- * quantised by `quantize_q8` and weight packed by `pack_q8`. Each output is
- * Σ over blocks b in order of convert(Σ_b a·u − 64·Σ_b a) · (d_b · e_b), accumulated with
- * one multiply-add per block, plus the bias at the end: the integer sums are exact, and
- * the float steps are the same whatever the split or the number of rows T.
+ * Conv1D on int8: out = mode(inp · weight + bias) for the columns of panels [p0, p1), mode
+ * as `conv1d`'s, with inp quantised by `quantize_q8` and weight packed by `pack_q8`. Each
+ * output is Σ over blocks b in order of convert(Σ_b a·u − 64·Σ_b a) · (d_b · e_b),
+ * accumulated with one multiply-add per block, plus the bias at the end: the integer sums
+ * are exact, and the float steps are the same whatever the split or the number of rows T.
  * @param out    (T, OC) f32
  * @param qinp   (T, ceil(C / 32), 40 bytes), from `quantize_q8`
  * @param weight (ceil(OC / 16), ceil(C / 32), 576 bytes), from `pack_q8`
  * @param bias   (ceil(OC / 16) · 16) f32, zero past OC
+ * @param mode   STORE, GELU or RESIDUAL
  */
 export function conv1d_q8(
   out: usize,
@@ -250,40 +251,14 @@ export function conv1d_q8(
   T: i32,
   C: i32,
   OC: i32,
+  mode: i32,
   p0: i32,
   p1: i32,
 ): void {
-  q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, STORE);
-}
-
-/** `conv1d_q8` with GPT-2's GELU applied to each output, as `conv1d_gelu`. */
-export function conv1d_q8_gelu(
-  out: usize,
-  qinp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, GELU);
-}
-
-/** `conv1d_q8` added onto `out`, the residual stream, as `conv1d_residual`. */
-export function conv1d_q8_residual(
-  out: usize,
-  qinp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  // Once per call, as in `conv1d`: each branch inlines the body with a constant mode.
+  if (mode == GELU) q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, GELU);
+  else if (mode == RESIDUAL) q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  else q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, STORE);
 }
 
 /**

@@ -2,9 +2,10 @@
  * The WebAssembly backend: the SIMD kernels of asm/ on a worker pool over one shared
  * memory, which grows as tensors are allocated. Conv1D weights are packed into panels of
  * `PANEL` columns, biases padded to whole panels, and the KV cache holds each head's keys
- * in blocks of `KEY_BLOCK` positions; no byte offset leaves this file. With `weightType` "f16"
- * or "q8" the Conv1D weights and the token embedding (also the output head) are stored
- * as float16 or int8 (asm/matmul_f16.ts, asm/matmul_q8.ts), converted as they load.
+ * in blocks of `KEY_BLOCK` positions; no byte offset leaves this file. The Conv1D weights
+ * and the token embedding (also the output head) are stored in the backend's `weightType`,
+ * converted as they load; its entry in weight_formats.ts says how many bytes they take,
+ * how they are packed and which kernels run them.
  *
  * @module
  */
@@ -19,14 +20,9 @@ import {
 } from "../backend.ts";
 import { BackendError } from "../../errors.ts";
 import { type KernelConstants, kernelModule } from "./kernel_module.ts";
+import { KEY_BLOCK, PANEL, panels, Q8_BLOCK } from "./layout.ts";
 import { type Op, type OpArgs, OPS } from "./ops.ts";
-import {
-  f16PackedBytes,
-  q8PackedBytes,
-  q8RowBytes,
-  QUANT_PANEL,
-  quantPanels,
-} from "./quant_layout.ts";
+import { WEIGHT_FORMATS, type WeightFormat } from "./weight_formats.ts";
 import { type OpProfile, RESERVED_BYTES, WorkerPool } from "./worker_pool.ts";
 
 /** Options of `WasmBackend.create`. */
@@ -46,7 +42,7 @@ export interface WasmBackendOptions {
    * The element type of the `"conv1d"` and `"embedding"` weights (default "f32"):
    * "f16", IEEE binary16 (rounded to nearest even); "q8", int8 in blocks of 32 input
    * features with a scale each, the products' inputs quantised per block as they run.
-   * Other weights stay f32.
+   * Other weights stay f32. Its format is `WEIGHT_FORMATS[weightType]`.
    */
   weightType?: WeightType;
 }
@@ -166,16 +162,19 @@ export class WasmBackend implements Backend {
   /** Loads waiting for a staging buffer, first come first served. */
   #waiting: ((buffer: number) => void)[] = [];
   #scratch = { ptr: 0, floats: 0 };
-  /** Input rows of a q8 product, quantised by `quantizeQ8`. */
-  #q8Scratch = { ptr: 0, bytes: 0 };
-  /** Where in a KV cache an f16/q8 embedding was read as f32 before it was converted. */
+  /** The products' input rows, quantised by the format's `quantize` op. */
+  #quantScratch = { ptr: 0, bytes: 0 };
+  /** Where in a KV cache an embedding was read as f32 before it was packed. */
   #embeddingStage: { ptr: number; bytes: number; tailOf: WasmTensor } | undefined;
 
   /** The element type of the `"conv1d"` and `"embedding"` weights. */
   readonly weightType: WeightType;
+  /** How they are stored and which kernels run them. */
+  readonly #format: WeightFormat;
 
   private constructor(memory: WebAssembly.Memory, pool: WorkerPool, weightType: WeightType) {
     this.weightType = weightType;
+    this.#format = WEIGHT_FORMATS[weightType];
     this.#memory = memory;
     this.#pool = pool;
     this.#constants = pool.kernels.constants;
@@ -207,6 +206,7 @@ export class WasmBackend implements Backend {
       spinMicros: options.spinMicros,
       profile: options.profile,
     });
+    checkLayout(pool.kernels.constants);
     return new WasmBackend(memory, pool, weightType);
   }
 
@@ -229,38 +229,9 @@ export class WasmBackend implements Backend {
   }
 
   weight(role: WeightRole, shape: readonly number[]): Tensor {
-    const n = elements(shape);
-    const { PANEL } = this.#constants;
-    let bytes: number;
-    let type = "f32";
-    if (role === "conv1d" || role === "embedding") {
-      if (shape.length !== 2) {
-        throw new RangeError(`A ${role} weight has two dimensions, got [${shape.join(", ")}]`);
-      }
-      type = this.weightType;
-      const [rows, cols] = shape;
-      if (role === "conv1d") {
-        this.#largestConv1d = Math.max(this.#largestConv1d, n);
-        // A packed Conv1D weight fills whole panels, zero past OC.
-        bytes = type === "q8"
-          ? q8PackedBytes(rows, cols)
-          : type === "f16"
-          ? f16PackedBytes(rows, cols)
-          : 4 * Math.ceil(cols / PANEL) * PANEL * rows;
-      } else {
-        // wte (V, C), or for f16/q8 panels of 16 rows of wte (the head's columns).
-        bytes = type === "q8"
-          ? q8PackedBytes(cols, rows)
-          : type === "f16"
-          ? f16PackedBytes(cols, rows)
-          : 4 * n;
-      }
-    } else if (role === "plain") {
-      // Zeros up to a whole panel, so that a bias is read as whole panels.
-      bytes = 4 * Math.ceil(n / PANEL) * PANEL;
-    } else {
-      throw new TypeError(`Unknown weight role ${JSON.stringify(role)}`);
-    }
+    const bytes = weightBytes(this.#format, role, shape);
+    if (role === "conv1d") this.#largestConv1d = Math.max(this.#largestConv1d, elements(shape));
+    const type = role === "plain" ? "f32" : this.weightType;
     return new WasmTensor(this, this.#alloc(bytes), [...shape], type, bytes, role);
   }
 
@@ -270,22 +241,20 @@ export class WasmBackend implements Backend {
     if (role === undefined) throw new TypeError("loadWeight() takes a tensor from weight()");
     const n = elements(w.shape);
     const ptr = WasmTensor.ptr(w);
-    if (role === "plain" || (role === "embedding" && w.type === "f32")) {
+    const format = formatOf(w);
+    if (role === "plain" || (role === "embedding" && !format.packEmbedding)) {
       await read(this.#f32.subarray(ptr / 4, ptr / 4 + n));
       return;
     }
     if (role === "embedding") {
-      await this.#loadEmbedding(w, read);
+      await this.#loadEmbedding(w, read, format.packEmbedding!);
       return;
     }
     const [C, OC] = w.shape;
     const buffer = await this.#acquireBuffer(n);
     try {
       await read(this.#f32.subarray(buffer / 4, buffer / 4 + n));
-      if (w.type === "q8") this.#run(OPS.packQ8, { dst: ptr, src: buffer, C, OC, transposed: 0 });
-      else if (w.type === "f16") {
-        this.#run(OPS.packF16, { dst: ptr, src: buffer, C, OC, transposed: 0 });
-      } else this.#run(OPS.packPanels, { dst: ptr, src: buffer, C, OC });
+      this.#run(format.packConv1d, { dst: ptr, src: buffer, C, OC });
     } finally {
       this.#releaseBuffer(buffer);
     }
@@ -293,7 +262,6 @@ export class WasmBackend implements Backend {
 
   kvCache(shape: KVCacheShape): Tensor {
     const { layers, slots, heads, headDim } = shape;
-    const { KEY_BLOCK } = this.#constants;
     const positions = Math.ceil(shape.positions / KEY_BLOCK) * KEY_BLOCK;
     const layerStride = 2 * heads * positions * headDim;
     const layout = {
@@ -350,8 +318,7 @@ export class WasmBackend implements Backend {
     wpe: Tensor,
     rows: number,
   ): void {
-    const op = wte.type === "q8" ? OPS.embedQ8 : wte.type === "f16" ? OPS.embedF16 : OPS.embed;
-    this.#run(op, {
+    this.#run(formatOf(WasmTensor.of(wte, this)).embed, {
       out: this.#ptr(out),
       tokens: this.#ptr(tokens),
       positions: this.#ptr(positions),
@@ -374,15 +341,15 @@ export class WasmBackend implements Backend {
   }
 
   conv1d(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
-    this.#conv1d("", out, inp, weight, bias, rows);
+    this.#conv1d(this.#constants.modes.store, out, inp, weight, bias, rows);
   }
 
   conv1dGelu(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
-    this.#conv1d("Gelu", out, inp, weight, bias, rows);
+    this.#conv1d(this.#constants.modes.gelu, out, inp, weight, bias, rows);
   }
 
   conv1dResidual(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
-    this.#conv1d("Residual", out, inp, weight, bias, rows);
+    this.#conv1d(this.#constants.modes.residual, out, inp, weight, bias, rows);
   }
 
   attention(
@@ -419,14 +386,17 @@ export class WasmBackend implements Backend {
   }
 
   logits(out: Tensor, h: Tensor, wte: Tensor, rows: number): void {
-    const [V, C] = wte.shape;
-    const args = { out: this.#ptr(out), h: this.#ptr(h), wte: this.#ptr(wte), rows, C, V };
-    if (wte.type === "q8") {
-      const qh = this.#quantizeRows(args.h, rows, C);
-      this.#run(OPS.logitsQ8, { ...args, qh });
-    } else {
-      this.#run(wte.type === "f16" ? OPS.logitsF16 : OPS.logits, args);
-    }
+    const e = WasmTensor.of(wte, this);
+    const format = formatOf(e);
+    const [V, C] = e.shape;
+    this.#run(format.logits, {
+      out: this.#ptr(out),
+      h: this.#input(format, h, rows, C),
+      wte: WasmTensor.ptr(e),
+      rows,
+      C,
+      V,
+    });
   }
 
   gatherRows(out: Tensor, inp: Tensor, rows: readonly number[]): void {
@@ -493,9 +463,9 @@ export class WasmBackend implements Backend {
     this.#pool.run(op, args);
   }
 
-  /** A Conv1D form ("", "Gelu", "Residual") with the kernels of the weight's type. */
+  /** A Conv1D in one of the kernels' modes, with the kernel of the weight's format. */
   #conv1d(
-    form: "" | "Gelu" | "Residual",
+    mode: number,
     out: Tensor,
     inp: Tensor,
     weight: Tensor,
@@ -506,37 +476,36 @@ export class WasmBackend implements Backend {
     if (WasmTensor.role(w) !== "conv1d") {
       throw new TypeError('conv1d() takes a weight of role "conv1d"');
     }
+    const format = formatOf(w);
     const [C, OC] = w.shape;
-    const args = {
+    this.#run(format.conv1d, {
       out: this.#ptr(out),
-      inp: this.#ptr(inp),
+      inp: this.#input(format, inp, rows, C),
       weight: WasmTensor.ptr(w),
       bias: this.#ptr(bias),
       rows,
       C,
       OC,
-    };
-    if (w.type === "q8") {
-      const qinp = this.#quantizeRows(args.inp, rows, C);
-      this.#run(OPS[`conv1dQ8${form}`], { ...args, qinp });
-    } else if (w.type === "f16") {
-      this.#run(OPS[`conv1dF16${form}`], args);
-    } else {
-      this.#run(OPS[`conv1d${form}`], args);
-    }
+      mode,
+    });
   }
 
-  /** Quantises `rows` rows of C floats at `inp` for a q8 product; returns where they are. */
-  #quantizeRows(inp: number, rows: number, C: number): number {
-    const bytes = rows * q8RowBytes(C);
-    if (bytes > this.#q8Scratch.bytes) this.#q8Scratch = { ptr: this.#alloc(bytes), bytes };
-    const dst = this.#q8Scratch.ptr;
-    this.#run(OPS.quantizeQ8, { dst, inp, rows, C });
+  /**
+   * Where a product of `format` reads its input `rows` rows of C floats from: the tensor
+   * itself, or, for a format that quantises them, the scratch its quantiser wrote them to.
+   */
+  #input(format: WeightFormat, inp: Tensor, rows: number, C: number): number {
+    const ptr = this.#ptr(inp);
+    if (!format.quantize) return ptr;
+    const bytes = rows * format.quantize.rowBytes(C);
+    if (bytes > this.#quantScratch.bytes) this.#quantScratch = { ptr: this.#alloc(bytes), bytes };
+    const dst = this.#quantScratch.ptr;
+    this.#run(format.quantize.op, { dst, inp: ptr, rows, C });
     return dst;
   }
 
   /**
-   * Loads an f16/q8 embedding wte (V, C): read as f32 into the end of the KV cache while
+   * Loads an embedding wte that its format packs (V, C): read as f32 into the end of the KV cache while
    * that holds nothing yet and has room past the Conv1D staging buffers at its start, and
    * converted from there; else read into the JS heap (detached, so freed, once packed) and
    * converted a chunk of whole panels at a time through a Conv1D staging buffer, so that no
@@ -545,30 +514,30 @@ export class WasmBackend implements Backend {
   async #loadEmbedding(
     w: WasmTensor,
     read: (dest: Float32Array) => Promise<void>,
+    pack: WeightFormat["packEmbedding"] & object,
   ): Promise<void> {
     const [V, C] = w.shape;
     const n = V * C;
     const dst = WasmTensor.ptr(w);
-    const chunkOp = w.type === "f16" ? OPS.packF16Chunk : OPS.packQ8Chunk;
-    const panels = quantPanels(V);
+    const all = panels(V);
     const stage = this.#embeddingInCache(n);
     if (stage !== undefined) {
       await read(this.#f32.subarray(stage / 4, stage / 4 + n));
-      this.#run(chunkOp, { dst, src: stage, C, OC: V, transposed: 1, first: 0, panels });
+      this.#run(pack, { dst, src: stage, C, V, first: 0, panels: all });
       return;
     }
     const wte = new Float32Array(n);
     await read(wte);
-    const panelFloats = QUANT_PANEL * C;
+    const panelFloats = PANEL * C;
     // As many whole panels as a staging buffer holds (one at least, in a buffer made for it).
     const perChunk = Math.max(1, Math.floor(this.#largestConv1d / panelFloats));
-    const buffer = await this.#acquireBuffer(Math.min(panels, perChunk) * panelFloats);
+    const buffer = await this.#acquireBuffer(Math.min(all, perChunk) * panelFloats);
     try {
-      for (let first = 0; first < panels; first += perChunk) {
-        const count = Math.min(perChunk, panels - first);
+      for (let first = 0; first < all; first += perChunk) {
+        const count = Math.min(perChunk, all - first);
         const rows = wte.subarray(first * panelFloats, (first + count) * panelFloats);
         this.#f32.set(rows, buffer / 4);
-        this.#run(chunkOp, { dst, src: buffer, C, OC: V, transposed: 1, first, panels: count });
+        this.#run(pack, { dst, src: buffer, C, V, first, panels: count });
       }
     } finally {
       this.#releaseBuffer(buffer);
@@ -578,7 +547,7 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * Where in the KV cache an f16/q8 embedding of `floats` floats can be read before it is
+   * Where in the KV cache an embedding to pack, of `floats` floats can be read before it is
    * converted: its end, while it holds nothing yet and has room past the Conv1D staging
    * buffers at its start; undefined when it cannot.
    */
@@ -705,4 +674,41 @@ function elements(shape: readonly number[]): number {
 
 function gib(bytes: number): string {
   return (bytes / 2 ** 30).toFixed(2);
+}
+
+/** The format of weight `w`, from its type. */
+function formatOf(w: WasmTensor): WeightFormat {
+  return WEIGHT_FORMATS[w.type as WeightType];
+}
+
+/** Bytes a weight of `role` and `shape` takes in `format`. */
+function weightBytes(format: WeightFormat, role: WeightRole, shape: readonly number[]): number {
+  const n = elements(shape);
+  if (role === "plain") {
+    // Zeros up to a whole panel, so that a bias is read as whole panels.
+    return 4 * panels(n) * PANEL;
+  }
+  if (role !== "conv1d" && role !== "embedding") {
+    throw new TypeError(`Unknown weight role ${JSON.stringify(role)}`);
+  }
+  if (shape.length !== 2) {
+    throw new RangeError(`A ${role} weight has two dimensions, got [${shape.join(", ")}]`);
+  }
+  const [rows, cols] = shape;
+  return role === "conv1d" ? format.conv1dBytes(rows, cols) : format.embeddingBytes(rows, cols);
+}
+
+/**
+ * Checks that the kernels lay out memory as layout.ts says, which the sizes here are
+ * computed from.
+ */
+function checkLayout(c: KernelConstants): void {
+  const want = { PANEL, QPANEL: PANEL, QBLOCK: Q8_BLOCK, KEY_BLOCK };
+  for (const [name, value] of Object.entries(want)) {
+    if (c[name as keyof typeof want] !== value) {
+      throw new Error(
+        `The kernels' ${name} is ${c[name as keyof typeof want]}, layout.ts says ${value}`,
+      );
+    }
+  }
 }

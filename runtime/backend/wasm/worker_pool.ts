@@ -390,7 +390,6 @@ export class WorkerPool implements Disposable {
    */
   run<A extends string>(op: Op<A>, args: OpArgs<A>): void {
     if (this.#disposed) throw new Error("This worker pool has been disposed");
-    const k = this.kernels;
     const p = this.#profile;
     const entry = p ? this.#entry(op as Op, args) : 0;
     const t0 = p ? performance.now() : 0;

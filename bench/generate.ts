@@ -22,12 +22,12 @@
  * webgpu also step_dispatches, step_submits and step_bytes_read: one decoding step's
  * compute dispatches, queue submits and bytes read back (the same on any GPU).
  */
-import { type Backend, WEIGHT_TYPES, type WeightType } from "../runtime/backend/backend.ts";
-import { BACKEND_NAMES, createBackend } from "../runtime/backend/create.ts";
-import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
+import type { Backend } from "../runtime/backend/backend.ts";
+import type { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
 import { openModelFiles } from "../runtime/gpt2/model_files.ts";
 import { argmax } from "../runtime/generate/sampler.ts";
+import { checkLoadOptions, createGpt2, type LoadOptions } from "../runtime/generate/model.ts";
 import { syntheticSource } from "../testing/random_model.ts";
 
 interface Options {
@@ -60,7 +60,7 @@ function parseOptions(args: string[]): Options {
       throw new TypeError(
         `Unknown option ${
           args[i]
-        }; usage: [--model DIR] [--backend wasm|webgpu] [--dtype f32|f16|q8] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
+        }; usage: [--model DIR] [--backend wasm|webgpu|auto] [--dtype f32|f16|q8|auto] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
       );
     }
     if (!Number.isInteger(value) || value < 1) {
@@ -130,11 +130,10 @@ const READ_BYTES = 2 ** 30;
 async function main(): Promise<void> {
   const options = parseOptions(Deno.args);
   const { threads, prompt, generate, batch } = options;
-  if (!(BACKEND_NAMES as readonly string[]).includes(options.backend)) {
-    throw new RangeError(
-      `Unknown backend "${options.backend}": choose one of ${BACKEND_NAMES.join(", ")}`,
-    );
-  }
+  // The library's own check of names, and below its own planning: a model the tools run
+  // in a type runs here in that type.
+  const load = { backend: options.backend, dtype: options.dtype, threads } as LoadOptions;
+  checkLoadOptions(load);
   const t0 = performance.now();
   using files = options.model === undefined ? undefined : await openModelFiles(options.model);
   const hp = files?.hparams ?? GPT2_SIZES["124M"];
@@ -143,16 +142,9 @@ async function main(): Promise<void> {
       `--prompt ${prompt} plus --generate ${generate} exceeds the context of ${hp.n_ctx}`,
     );
   }
-  if (!(WEIGHT_TYPES as readonly string[]).includes(options.dtype)) {
-    throw new RangeError(
-      `Unknown dtype "${options.dtype}": choose one of ${WEIGHT_TYPES.join(", ")}`,
-    );
-  }
-  const backend = await createBackend(options.backend, {
-    threads,
-    weightType: options.dtype as WeightType,
-  });
-  using gpt2 = Gpt2.create(backend, hp, { slots: batch, chunk: Math.min(prompt, 256) });
+  // As many slots as the batch, the weight type and backend as the tools choose them.
+  using gpt2 = await createGpt2(hp, { ...load, slots: batch, chunk: Math.min(prompt, 256) });
+  const backend = gpt2.backend;
   using synthetic = files ? undefined : syntheticSource(hp);
   await gpt2.load(files?.source ?? synthetic!, files?.names);
   const loadS = (performance.now() - t0) / 1000;

@@ -85,6 +85,6 @@ Deno.test("generate --backend webgpu without an adapter: one line naming the fix
   assertEquals(
     r.stderr,
     "error: webgpu backend: no WebGPU adapter found (install a GPU driver, or Mesa's " +
-      "mesa-vulkan-drivers for a software one); run with --backend wasm\n",
+      'mesa-vulkan-drivers for a software one); use backend "wasm"\n',
   );
 });

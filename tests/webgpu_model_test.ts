@@ -188,7 +188,7 @@ gpuTest(
         return out;
       };
       const ids = tokens(14, 6);
-      const run = async (backend: string) => {
+      const run = async (backend: "webgpu" | "wasm") => {
         using m = await loadModel(dir, { backend, batch: 2, threads: 1 });
         const steps = await collect(m.generateBatch(ids, { length: 20, temperature: 0 }));
         return { name: m.backend, steps };

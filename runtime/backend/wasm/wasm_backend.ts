@@ -9,14 +9,15 @@
  *
  * @module
  */
-import {
-  type ActivationType,
-  type Backend,
-  type KVCacheShape,
-  type Tensor,
-  WEIGHT_TYPES,
-  type WeightRole,
-  type WeightType,
+import type {
+  ActivationType,
+  Backend,
+  Fit,
+  KVCacheShape,
+  ModelPlan,
+  Tensor,
+  WeightRole,
+  WeightType,
 } from "../backend.ts";
 import { BackendError } from "../../errors.ts";
 import { type KernelConstants, kernelModule } from "./kernel_module.ts";
@@ -65,6 +66,8 @@ interface CacheLayout {
   readonly positions: number;
   readonly layerStride: number;
   readonly slotStride: number;
+  /** Bytes of the whole cache. */
+  readonly bytes: number;
 }
 
 /** A tensor in a `WasmBackend`'s memory; its byte offset is known to that backend only. */
@@ -164,6 +167,8 @@ export class WasmBackend implements Backend {
   #scratch = { ptr: 0, floats: 0 };
   /** The products' input rows, quantised by the format's `quantize` op. */
   #quantScratch = { ptr: 0, bytes: 0 };
+  /** The bytes of the largest activation allocated so far, quantised by the format. */
+  #quantized = 0;
   /** Where in a KV cache an embedding was read as f32 before it was packed. */
   #embeddingStage: { ptr: number; bytes: number; tailOf: WasmTensor } | undefined;
 
@@ -189,12 +194,8 @@ export class WasmBackend implements Backend {
       throw new RangeError(`threads must be a positive integer, got ${threads}`);
     }
     const weightType = options.weightType ?? "f32";
-    if (!WEIGHT_TYPES.includes(weightType)) {
-      throw new RangeError(
-        `Unknown weight type ${JSON.stringify(weightType)}: choose one of ${
-          WEIGHT_TYPES.join(", ")
-        }`,
-      );
+    if (!(weightType in WEIGHT_FORMATS)) {
+      throw new TypeError(`No weight format ${JSON.stringify(weightType)} in weight_formats.ts`);
     }
     const memory = new WebAssembly.Memory({
       initial: RESERVED_BYTES / PAGE_BYTES,
@@ -220,11 +221,49 @@ export class WasmBackend implements Backend {
     return this.#end;
   }
 
+  /** The weight types the backend stores, most faithful first: its formats. */
+  static readonly weightTypes: readonly WeightType[] = Object.keys(WEIGHT_FORMATS) as WeightType[];
+
+  /**
+   * How a model that allocates `plan` fits a wasm backend storing its weights as
+   * `weightType`, before any is created: the bytes `allocatedBytes` comes to once the
+   * model is created, loaded and has run (the weights in the type's format, the
+   * activations, the KV cache, the attention and activation-quantisation scratch, and the
+   * staging buffers when the cache cannot lend its memory to them), against the 4 GiB of a
+   * wasm32 memory. Every size comes from the functions the allocating methods use.
+   */
+  static fit(plan: ModelPlan, weightType: WeightType): Fit {
+    const format = WEIGHT_FORMATS[weightType];
+    let bytes = RESERVED_BYTES;
+    let largestConv1d = 0;
+    for (const { role, shape } of plan.weights) {
+      bytes += aligned(weightBytes(format, role, shape));
+      if (role === "conv1d") largestConv1d = Math.max(largestConv1d, elements(shape));
+    }
+    let quantized = 0;
+    for (const { shape, type } of plan.activations) {
+      bytes += aligned(4 * elements(shape));
+      quantized = Math.max(quantized, quantizedBytes(format, shape, type));
+    }
+    const cache = cacheLayout(plan.cache);
+    bytes += aligned(cache.bytes) + aligned(4 * attentionScratchFloats(cache));
+    if (quantized > 0) bytes += aligned(quantized);
+    const staging = STAGING_BUFFERS * aligned(4 * largestConv1d);
+    if (largestConv1d > 0 && cache.bytes < staging) bytes += staging;
+    if (bytes <= MAX_MEMORY_BYTES) return { bytes };
+    return {
+      bytes,
+      misfit: `The model needs ${gib(bytes)} GiB of wasm memory, more than the 4 GiB a ` +
+        `WebAssembly memory holds`,
+    };
+  }
+
   tensor(shape: readonly number[], type: ActivationType = "f32"): Tensor {
     if (type !== "f32" && type !== "i32") {
       throw new TypeError(`An activation's type is "f32" or "i32", got ${JSON.stringify(type)}`);
     }
     const bytes = 4 * elements(shape);
+    this.#quantized = Math.max(this.#quantized, quantizedBytes(this.#format, shape, type));
     return new WasmTensor(this, this.#alloc(bytes), [...shape], type, bytes);
   }
 
@@ -260,21 +299,14 @@ export class WasmBackend implements Backend {
     }
   }
 
+  /**
+   * The KV cache, and with it the scratch of attention and, for a format that quantises
+   * the products' inputs, room for the largest activation allocated so far quantised (a
+   * model allocates its activations first, as Gpt2 does).
+   */
   kvCache(shape: KVCacheShape): Tensor {
-    const { layers, slots, heads, headDim } = shape;
-    const positions = Math.ceil(shape.positions / KEY_BLOCK) * KEY_BLOCK;
-    const layerStride = 2 * heads * positions * headDim;
-    const layout = {
-      layers,
-      slots,
-      heads,
-      headDim,
-      positions,
-      layerStride,
-      slotStride: layers * layerStride,
-    };
-    // Slot-major, so that each sequence's keys and values lie together.
-    const bytes = 4 * slots * layout.slotStride;
+    const layout = cacheLayout(shape);
+    const { layers, slots, heads, headDim, bytes } = layout;
     const cache = new WasmTensor(
       this,
       this.#alloc(bytes),
@@ -284,7 +316,8 @@ export class WasmBackend implements Backend {
       undefined,
       layout,
     );
-    this.#ensureScratch(slots * heads * positions);
+    this.#ensureScratch(attentionScratchFloats(layout));
+    this.#ensureQuantScratch(this.#quantized);
     if (!this.#emptyCache || bytes > this.#emptyCache.bytes) this.#emptyCache = cache;
     return cache;
   }
@@ -412,13 +445,15 @@ export class WasmBackend implements Backend {
   /**
    * A probe of the memory's read bandwidth as the kernels see it: `gbPerS()` runs
    * `read_sum` (plain SIMD loads on every thread) over `bytes` (rounded up to whole
-   * blocks) five times and returns the median rate in GB/s. The bytes read are allocated
-   * and filled once, here, and stay resident for the backend's life: `resident` says how
-   * many, for callers that leave them out of the model's memory use.
+   * blocks; fewer, nine tenths of what is left, when the wasm memory cannot hold that
+   * many beside the model) five times and returns the median rate in GB/s. The bytes read
+   * are allocated and filled once, here, and stay resident for the backend's life:
+   * `resident` says how many, for callers that leave them out of the model's memory use.
    */
   readBandwidthProbe(bytes: number): { gbPerS(): number; readonly resident: number } {
     const blockBytes = 4 * this.#constants.READ_BLOCK;
-    const blocks = Math.max(1, Math.ceil(bytes / blockBytes));
+    const room = Math.floor((0.9 * (MAX_MEMORY_BYTES - this.#end)) / (blockBytes + 4));
+    const blocks = Math.max(1, Math.min(room, Math.ceil(bytes / blockBytes)));
     const inp = this.#alloc(blocks * blockBytes);
     const out = this.#alloc(4 * blocks);
     this.#f32.fill(1, inp / 4, (inp + blocks * blockBytes) / 4);
@@ -497,8 +532,7 @@ export class WasmBackend implements Backend {
   #input(format: WeightFormat, inp: Tensor, rows: number, C: number): number {
     const ptr = this.#ptr(inp);
     if (!format.quantize) return ptr;
-    const bytes = rows * format.quantize.rowBytes(C);
-    if (bytes > this.#quantScratch.bytes) this.#quantScratch = { ptr: this.#alloc(bytes), bytes };
+    this.#ensureQuantScratch(rows * format.quantize.rowBytes(C));
     const dst = this.#quantScratch.ptr;
     this.#run(format.quantize.op, { dst, inp: ptr, rows, C });
     return dst;
@@ -553,7 +587,7 @@ export class WasmBackend implements Backend {
    */
   #embeddingInCache(floats: number): number | undefined {
     const bytes = 4 * floats;
-    const bufferBytes = Math.ceil((4 * this.#largestConv1d) / ALIGN) * ALIGN;
+    const bufferBytes = aligned(4 * this.#largestConv1d);
     const cache = this.#emptyCache;
     if (!cache || cache.bytes < STAGING_BUFFERS * bufferBytes + bytes + ALIGN) return undefined;
     const ptr = WasmTensor.ptr(cache) + cache.bytes - bytes;
@@ -567,7 +601,7 @@ export class WasmBackend implements Backend {
    */
   #alloc(bytes: number): number {
     const at = this.#end;
-    const end = Math.ceil((at + bytes) / ALIGN) * ALIGN;
+    const end = at + aligned(bytes);
     if (end > MAX_MEMORY_BYTES) {
       throw new BackendError(
         `The model needs at least ${
@@ -599,6 +633,11 @@ export class WasmBackend implements Backend {
     this.#scratch = { ptr: this.#alloc(4 * floats), floats };
   }
 
+  #ensureQuantScratch(bytes: number): void {
+    if (bytes <= this.#quantScratch.bytes) return;
+    this.#quantScratch = { ptr: this.#alloc(bytes), bytes };
+  }
+
   /**
    * A staging buffer for a Conv1D weight of `floats` floats, when one is free; loads get
    * them in the order they asked. The buffers lie in the KV cache while it holds nothing
@@ -626,7 +665,7 @@ export class WasmBackend implements Backend {
 
   #planStaging(floats: number): void {
     const bufferFloats = Math.max(floats, this.#largestConv1d);
-    const bufferBytes = Math.ceil((4 * bufferFloats) / ALIGN) * ALIGN;
+    const bufferBytes = aligned(4 * bufferFloats);
     const cache = this.#emptyCache && this.#emptyCache.bytes >= STAGING_BUFFERS * bufferBytes
       ? this.#emptyCache
       : undefined;
@@ -711,4 +750,41 @@ function checkLayout(c: KernelConstants): void {
       );
     }
   }
+}
+
+/** Bytes `#alloc` takes for `bytes`: whole cache lines, so that every tensor starts on one. */
+function aligned(bytes: number): number {
+  return Math.ceil(bytes / ALIGN) * ALIGN;
+}
+
+/** The layout of a KV cache of `shape`: slot-major, so each sequence's keys and values lie together. */
+function cacheLayout(shape: KVCacheShape): CacheLayout {
+  const { layers, slots, heads, headDim } = shape;
+  const positions = Math.ceil(shape.positions / KEY_BLOCK) * KEY_BLOCK;
+  const layerStride = 2 * heads * positions * headDim;
+  const slotStride = layers * layerStride;
+  return {
+    layers,
+    slots,
+    heads,
+    headDim,
+    positions,
+    layerStride,
+    slotStride,
+    bytes: 4 * slots * slotStride,
+  };
+}
+
+/** Floats of attention's scratch for a cache: one score per slot, head and position. */
+function attentionScratchFloats(cache: CacheLayout): number {
+  return cache.slots * cache.heads * cache.positions;
+}
+
+/**
+ * Bytes of the rows of an activation of `shape` quantised by `format`, for a product that
+ * reads them: 0 when the format does not quantise, or for anything but f32 rows.
+ */
+function quantizedBytes(format: WeightFormat, shape: readonly number[], type: string): number {
+  if (!format.quantize || type !== "f32" || shape.length !== 2) return 0;
+  return shape[0] * format.quantize.rowBytes(shape[1]);
 }

@@ -1,4 +1,5 @@
 // Matrix products: GPT-2's Conv1D (a dense layer) and the tied output head.
+import { highHalves, lowHalves, widen } from "./half";
 import { gelu4 } from "./math";
 import { hsum, storeLanes } from "./simd";
 
@@ -124,10 +125,11 @@ function conv1dPanels(
       const w = weight + <usize>s * stripBytes;
       const bp = bias + (<usize>col << 2);
       const o = out + (<usize>col << 2);
-      if (T == 4) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 4);
-      else if (T == 3) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 3);
-      else if (T == 2) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 2);
-      else stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 1);
+      const z = f32x4.splat(0);
+      if (T == 4) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 4, F32_WEIGHTS, z, z);
+      else if (T == 3) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 3, F32_WEIGHTS, z, z);
+      else if (T == 2) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 2, F32_WEIGHTS, z, z);
+      else stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 1, F32_WEIGHTS, z, z);
     }
     return;
   }
@@ -154,13 +156,20 @@ function conv1dPanels(
   }
 }
 
+/** How a strip's weights are stored for `stripRows`: float32, or float16 (asm/half.ts). */
+export const F32_WEIGHTS: i32 = 0;
+export const F16_WEIGHTS: i32 = 1;
+
 /**
  * Rows 0 … n - 1 (n = 1 to 4, a constant) of one 8-column strip at w, whose first
- * `width` columns are real: out = finish(x · w + bias).
+ * `width` columns are real: out = finish(x · w + bias). Row k of the strip lies at
+ * w + 32k: 8 floats (`weights` F32_WEIGHTS, a constant), or 8 halves in the first 16
+ * bytes, widened exactly with `mask` and `scale` (F16_WEIGHTS, a float16 panel's half),
+ * so that both compute the same sums in the same order.
  */
 // @ts-ignore: decorator
 @inline
-function stripRows(
+export function stripRows(
   o: usize,
   x: usize,
   w: usize,
@@ -170,17 +179,24 @@ function stripRows(
   width: i32,
   mode: i32,
   n: i32,
+  weights: i32,
+  mask: v128,
+  scale: v128,
 ): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
   let wp = w;
   const end = x + rowIn;
   let xk = x;
-  // Two features a step (each sum still adds k, then k + 1), which keeps more loads in
-  // flight than one.
-  for (; xk + 8 <= end; xk += 8) {
-    const w0 = v128.load(wp), w1 = v128.load(wp, 16);
-    const w2 = v128.load(wp, 32), w3 = v128.load(wp, 48);
+  // Float32: two features a step (each sum still adds k, then k + 1), which keeps more
+  // loads in flight than one. Float16: one a step, as the loop below (two were 1.3× slower,
+  // the widening's registers spilling).
+  for (; weights == F32_WEIGHTS && xk + 8 <= end; xk += 8) {
+    const r0 = v128.load(wp), r2 = v128.load(wp, 32);
+    const r1 = weights == F16_WEIGHTS ? r0 : v128.load(wp, 16);
+    const r3 = weights == F16_WEIGHTS ? r2 : v128.load(wp, 48);
+    const w0 = stripLow(r0, weights, mask, scale), w1 = stripHigh(r1, weights, mask, scale);
+    const w2 = stripLow(r2, weights, mask, scale), w3 = stripHigh(r3, weights, mask, scale);
     wp += 16 << 2;
     let a = v128.load32_splat(xk);
     c00 = f32x4.relaxed_madd(a, w0, c00);
@@ -213,10 +229,11 @@ function stripRows(
       c31 = f32x4.relaxed_madd(a, w3, c31);
     }
   }
-  // The last feature when C is odd.
+  // The last feature when C is odd, or every feature of float16 weights.
   for (; xk < end; xk += 4) {
-    const w0 = v128.load(wp);
-    const w1 = v128.load(wp, 16);
+    const r0 = v128.load(wp);
+    const r1 = weights == F16_WEIGHTS ? r0 : v128.load(wp, 16);
+    const w0 = stripLow(r0, weights, mask, scale), w1 = stripHigh(r1, weights, mask, scale);
     wp += 8 << 2;
     const a0 = v128.load32_splat(xk);
     c00 = f32x4.relaxed_madd(a0, w0, c00);
@@ -241,6 +258,20 @@ function stripRows(
   if (n > 1) finish(o + rowOut, bp, c10, c11, width, mode);
   if (n > 2) finish(o + (rowOut << 1), bp, c20, c21, width, mode);
   if (n > 3) finish(o + rowOut * 3, bp, c30, c31, width, mode);
+}
+
+/** Columns 0–3 of a strip row from its first vector r: the floats, or the low halves widened. */
+// @ts-ignore: decorator
+@inline
+function stripLow(r: v128, weights: i32, mask: v128, scale: v128): v128 {
+  return weights == F16_WEIGHTS ? widen(lowHalves(r), mask, scale) : r;
+}
+
+/** Columns 4–7 of a strip row from its second vector r (for float16, the same as the first). */
+// @ts-ignore: decorator
+@inline
+function stripHigh(r: v128, weights: i32, mask: v128, scale: v128): v128 {
+  return weights == F16_WEIGHTS ? widen(highHalves(r), mask, scale) : r;
 }
 
 /**

@@ -67,6 +67,11 @@ export function pack_panels(dst: usize, src: usize, C: i32, OC: i32, p0: i32, p1
 export const STORE: i32 = 0; // out = y
 export const GELU: i32 = 1; // out = gelu(y), GPT-2's tanh GELU (`gelu4`)
 export const RESIDUAL: i32 = 2; // out = out + y, the residual stream; inp must not overlap out
+/** The output head over packed wte (asm/matmul_f16.ts, asm/matmul_q8.ts): bias `ZEROS`, a store. */
+export const HEAD: i32 = 3;
+
+/** The head's bias: a panel's worth of zeros. */
+export const ZEROS: StaticArray<f32> = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /**
  * Conv1D as GPT-2 names it: out = mode(inp · weight + bias), for the output columns of
@@ -254,6 +259,28 @@ export function stripRows(
       c31 = f32x4.relaxed_madd(a3, w1, c31);
     }
   }
+  finishRows(o, bp, rowOut, width, mode, n, c00, c01, c10, c11, c20, c21, c30, c31);
+}
+
+/** `finish` of rows 0 … n − 1 (a constant, 1 to 4), `rowOut` bytes apart: row r's sums cr0, cr1. */
+// @ts-ignore: decorator
+@inline
+export function finishRows(
+  o: usize,
+  bp: usize,
+  rowOut: usize,
+  width: i32,
+  mode: i32,
+  n: i32,
+  c00: v128,
+  c01: v128,
+  c10: v128,
+  c11: v128,
+  c20: v128,
+  c21: v128,
+  c30: v128,
+  c31: v128,
+): void {
   finish(o, bp, c00, c01, width, mode);
   if (n > 1) finish(o + rowOut, bp, c10, c11, width, mode);
   if (n > 2) finish(o + (rowOut << 1), bp, c20, c21, width, mode);
@@ -368,7 +395,7 @@ export function finish(o: usize, bp: usize, c0: v128, c1: v128, width: i32, mode
 /** `finish` for the 16 columns of a panel: sums c0 … c3. */
 // @ts-ignore: decorator
 @inline
-function finish16(
+export function finish16(
   o: usize,
   bp: usize,
   c0: v128,

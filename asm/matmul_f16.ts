@@ -3,7 +3,7 @@
 // does. The output head is a Conv1D over wteᵀ: wte is packed in the same panels, 16
 // vocabulary rows each, and `embed_f16` reads a token's row across them.
 import { H, halfAt, highHalves, lowHalves, unscaled } from "./half";
-import { F16_WEIGHTS, finish, GELU, RESIDUAL, STORE, stripRows } from "./matmul";
+import { F16_WEIGHTS, finish, GELU, HEAD, RESIDUAL, STORE, stripRows, ZEROS } from "./matmul";
 
 /**
  * Columns per panel, as for f32: C rows of 16 halves (32 bytes), like the f32 kernels'
@@ -152,12 +152,6 @@ export function pack_f16(
     }
   }
 }
-
-/** The output head: no bias (it adds `ZEROS`), a plain store. */
-const HEAD: i32 = 3;
-
-/** The head's bias: a panel's worth of zeros, which leave every sum as it is. */
-const ZEROS: StaticArray<f32> = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /**
  * Conv1D with float16 weights: out = mode(inp · weight + bias) for panels [p0, p1), mode

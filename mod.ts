@@ -34,14 +34,27 @@
  */
 export {
   type GenerateOptions,
+  type GenerateStepsOptions,
   loadModel,
   type LoadOptions,
   type Model,
 } from "./runtime/generate/model.ts";
+export type { GenerationStep } from "./runtime/generate/scheduler.ts";
 export { BACKEND_NAMES, type BackendName } from "./runtime/backend/create.ts";
 export { WEIGHT_TYPES, type WeightType } from "./runtime/backend/backend.ts";
 export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer/tokenizer.ts";
-export { Sampler, type SamplerOptions, type SamplingOptions } from "./runtime/generate/sampler.ts";
+export {
+  Sampler,
+  type SamplerContext,
+  type SamplerOptions,
+  type SamplingOptions,
+} from "./runtime/generate/sampler.ts";
+export {
+  type ResolvedSampling,
+  SAMPLING_CONTROLS,
+  type SamplingControl,
+  validateSampling,
+} from "./runtime/generate/sampling_controls.ts";
 export {
   MAX_TOP_LOGPROBS,
   type StepLogprobs,
@@ -59,4 +72,4 @@ export {
   MODEL_FILES,
   MODEL_SIZES,
 } from "./runtime/io/download.ts";
-export { BackendError, DownloadError, ModelFileError, UsageError } from "./runtime/errors.ts";
+export { BackendError, DownloadError, ModelFileError } from "./runtime/errors.ts";

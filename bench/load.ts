@@ -22,12 +22,17 @@ import { readFully } from "../runtime/io/file_pool.ts";
 import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 
-/** Reads every file of `dir` whole into a buffer of its size; returns the bytes read. */
+/** The files of the model at `path`: a folder's files, or the one file (a `.gguf`). */
+function modelFilePaths(path: string): string[] {
+  if (Deno.statSync(path).isFile) return [path];
+  return [...Deno.readDirSync(path)].filter((e) => e.isFile).map((e) => `${path}/${e.name}`);
+}
+
+/** Reads every file of the model at `dir` whole into a buffer of its size; returns the bytes read. */
 async function readFiles(dir: string): Promise<number> {
   const files: Uint8Array[] = [];
-  for (const entry of Deno.readDirSync(dir)) {
-    if (!entry.isFile) continue;
-    using file = await Deno.open(`${dir}/${entry.name}`);
+  for (const path of modelFilePaths(dir)) {
+    using file = await Deno.open(path);
     const bytes = new Uint8Array((await file.stat()).size);
     await readFully(file, bytes);
     files.push(bytes);
@@ -35,13 +40,12 @@ async function readFiles(dir: string): Promise<number> {
   return files.reduce((total, bytes) => total + bytes.byteLength, 0);
 }
 
-/** Reads every file of `dir` once through one 16 MiB buffer; returns the bytes read. */
+/** Reads every file of the model at `dir` once through one 16 MiB buffer; returns the bytes read. */
 async function streamFiles(dir: string): Promise<number> {
   const buffer = new Uint8Array(16 << 20);
   let total = 0;
-  for (const entry of Deno.readDirSync(dir)) {
-    if (!entry.isFile) continue;
-    using file = await Deno.open(`${dir}/${entry.name}`);
+  for (const path of modelFilePaths(dir)) {
+    using file = await Deno.open(path);
     for (let n; (n = await file.read(buffer)) !== null;) total += n;
   }
   return total;

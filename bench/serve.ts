@@ -1,15 +1,25 @@
 /**
- * Speed of the served mode as its clients see it: for 1, 2, 4 and 8 clients at once, each
- * streams a completion of `--generate` tokens after a `--prompt`-token prompt from a
- * server on loopback. Without --model the weights are random, with GPT-2 124M's shapes
- * (speed does not depend on their values). Prints one JSON line per level.
+ * Speed of the served mode as its clients see it. The server runs here; its clients run
+ * in a process of their own (bench/serve_client.ts), as real clients do, so that a token
+ * event counts as received when it reaches them, not when this process's main thread,
+ * which also runs the kernels, gets round to reading it. Without --model the weights are
+ * random, with GPT-2 124M's shapes (speed does not depend on their values).
  *
- *   deno task bench:serve [--model DIR] [--threads N] [--slots 8] [--prompt 64] [--generate 128]
+ *     deno task bench:serve [--model DIR] [--threads N] [--slots 8] [--prompt 64] [--generate 128]
  *
- * Fields: clients; tok_s (tokens all clients received, per second of the level's wall
- * time); ttft_ms_median and ttft_ms_p99 (time from sending a request to its first token);
- * tok_s_per_client (median over clients of a client's tokens per second from its first
- * token to its last); slots; threads.
+ * Prints one JSON line first: `prompt_pass_ms`, the median time of one prompt pass of
+ * `--prompt` tokens (`model.logits`, one sequence alone), and `history_pass_ms`, the same
+ * for the conversation level's 720 tokens. Then one line per level of 1, 2, 4 and 8
+ * clients, each streaming `--generate` tokens after a `--prompt`-token prompt: clients;
+ * tok_s (tokens all clients received, per second of the level's wall time);
+ * ttft_ms_median and ttft_ms_p99 (time from sending a request to its first token);
+ * ttft_over_prompt_pass (the median over `prompt_pass_ms`); tok_s_per_client (median over
+ * clients of a client's tokens per second from its first token to its last); slots;
+ * threads. Last, the conversation level: 4 clients each resend a growing conversation (a
+ * 700-token history, then a new 20-token turn each round), every round once with prompt
+ * reuse and once with `cache_prompt: false`: `ttft_ms_reuse`, `ttft_ms_no_reuse` (medians
+ * over rounds and clients), their ratio `reuse_ratio`, and `same_text` (whether each
+ * round's two answers, same seed, are the same text: reuse is exact).
  *
  * @module
  */
@@ -36,46 +46,53 @@ const [threads, slots, prompt, generate] = [
   flags.prompt!,
   flags.generate!,
 ];
+/** The conversation level: history, turn, rounds, clients, tokens per answer. */
+const HISTORY = 700;
+const TURN = 20;
+const ROUNDS = 4;
+const TALKERS = 4;
+const ANSWER = 8;
 
-/** One client: streams a completion; returns its times in ms and its token count. */
-async function client(url: string, n_vocab: number, seed: number) {
-  // A prompt of distinct-looking token ids; the end-of-text id is left out.
-  const ids = Array.from(
-    { length: prompt },
-    (_, i) => (seed * 7919 + i * 104729) % (n_vocab - 1),
-  );
-  const start = performance.now();
-  const response = await fetch(url, {
-    method: "POST",
-    body: JSON.stringify({
-      model: "bench",
-      prompt: ids,
-      max_tokens: generate,
-      seed,
-      top_k: 40,
-      stream: true,
-    }),
-  });
-  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let first = 0;
-  let last = 0;
-  let tokens = 0;
-  let buffer = "";
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffer += value;
-    const events = buffer.split("\n\n");
-    buffer = events.pop()!;
-    for (const e of events) {
-      if (e === "data: [DONE]" || !e.startsWith("data: ")) continue;
-      tokens++;
-      last = performance.now();
-      if (tokens === 1) first = last;
-    }
-  }
-  return { ttft: first - start, tokens, end: last, decodeMs: last - first };
+interface ClientRun {
+  ttft: number;
+  tokens: number;
+  decode_ms: number;
+  text: string;
 }
+
+/** Sends `requests` at once from a client process; returns what it measured. */
+async function clients(
+  url: string,
+  requests: Record<string, unknown>[],
+): Promise<{ wall_ms: number; runs: ClientRun[] }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net=127.0.0.1", new URL("serve_client.ts", import.meta.url).pathname],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(JSON.stringify({ url, requests })));
+  await writer.close();
+  const out = await child.output();
+  if (!out.success) throw new Error(`the client process failed (exit ${out.code})`);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+/** Distinct-looking token ids, the end-of-text id left out. */
+function tokens(n_vocab: number, seed: number, length: number, from = 0): number[] {
+  return Array.from(
+    { length },
+    (_, i) => (seed * 7919 + (from + i) * 104729) % (n_vocab - 1),
+  );
+}
+
+const median = (xs: number[]) => quantile(xs, 0.5);
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
+}
+const round1 = (x: number) => +x.toFixed(1);
 
 let dir = flags.model;
 let temp: string | undefined;
@@ -100,29 +117,93 @@ try {
   const url = await listening;
   const { n_vocab } = model.hparams;
 
-  const quantile = (xs: number[], q: number) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
+  /** The median time of one prompt pass of `length` tokens, alone. */
+  const promptPass = async (length: number) => {
+    const ids = tokens(n_vocab, 999, length);
+    await model.logits(ids); // warm-up
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      await model.logits(ids);
+      times.push(performance.now() - t0);
+    }
+    return median(times);
   };
-  await client(url, n_vocab, 0); // warm-up: compiles, faults the weights in
-  for (const clients of [1, 2, 4, 8]) {
-    const t0 = performance.now();
-    const runs = await Promise.all(
-      Array.from({ length: clients }, (_, i) => client(url, n_vocab, i + 1)),
+  const request = (seed: number, ids: number[], max_tokens: number, extra = {}) => ({
+    model: "bench",
+    prompt: ids,
+    max_tokens,
+    seed,
+    top_k: 40,
+    ...extra,
+  });
+
+  // Warm-up: compiles, faults the weights in.
+  await clients(url, [request(0, tokens(n_vocab, 0, prompt), 8)]);
+  const promptPassMs = await promptPass(prompt);
+  const historyPassMs = await promptPass(HISTORY + TURN);
+  console.log(JSON.stringify({
+    prompt_pass_ms: round1(promptPassMs),
+    prompt_tokens: prompt,
+    history_pass_ms: round1(historyPassMs),
+    history_tokens: HISTORY + TURN,
+    threads,
+  }));
+
+  for (const level of [1, 2, 4, 8]) {
+    // Each level's prompts are new: none is in a slot's cache.
+    const { wall_ms, runs } = await clients(
+      url,
+      Array.from(
+        { length: level },
+        (_, i) => request(level * 100 + i, tokens(n_vocab, level * 100 + i, prompt), generate),
+      ),
     );
-    const wall = (Math.max(...runs.map((r) => r.end)) - t0) / 1000;
+    const ttfts = runs.map((r) => r.ttft);
     const total = runs.reduce((n, r) => n + r.tokens, 0);
-    const perClient = runs.map((r) => (r.tokens - 1) / (r.decodeMs / 1000));
     console.log(JSON.stringify({
-      clients,
-      tok_s: +(total / wall).toFixed(2),
-      ttft_ms_median: +quantile(runs.map((r) => r.ttft), 0.5).toFixed(1),
-      ttft_ms_p99: +quantile(runs.map((r) => r.ttft), 0.99).toFixed(1),
-      tok_s_per_client: +quantile(perClient, 0.5).toFixed(2),
+      clients: level,
+      tok_s: +(total / (wall_ms / 1000)).toFixed(2),
+      ttft_ms_median: round1(median(ttfts)),
+      ttft_ms_p99: round1(quantile(ttfts, 0.99)),
+      ttft_over_prompt_pass: +(median(ttfts) / promptPassMs).toFixed(2),
+      tok_s_per_client: +median(runs.map((r) => (r.tokens - 1) / (r.decode_ms / 1000))).toFixed(2),
       slots,
       threads,
     }));
   }
+
+  // The conversation level: round 0 sends each history; each later round adds a turn and
+  // sends the conversation twice, with reuse and without.
+  const conversations = Array.from(
+    { length: TALKERS },
+    (_, c) => tokens(n_vocab, 7000 + c, HISTORY),
+  );
+  await clients(url, conversations.map((ids, c) => request(c, ids, ANSWER)));
+  const reuse: number[] = [];
+  const noReuse: number[] = [];
+  let sameText = true;
+  for (let round = 1; round <= ROUNDS; round++) {
+    conversations.forEach((ids, c) => ids.push(...tokens(n_vocab, 8000 + c, TURN, round * TURN)));
+    const asks = (cache_prompt: boolean) =>
+      conversations.map((ids, c) => request(round * 10 + c, ids, ANSWER, { cache_prompt }));
+    const warm = await clients(url, asks(true));
+    const cold = await clients(url, asks(false));
+    reuse.push(...warm.runs.map((r) => r.ttft));
+    noReuse.push(...cold.runs.map((r) => r.ttft));
+    sameText &&= warm.runs.every((r, i) => r.text === cold.runs[i].text);
+  }
+  console.log(JSON.stringify({
+    level: "conversation",
+    clients: TALKERS,
+    history_tokens: HISTORY,
+    turn_tokens: TURN,
+    rounds: ROUNDS,
+    ttft_ms_reuse: round1(median(reuse)),
+    ttft_ms_no_reuse: round1(median(noReuse)),
+    reuse_ratio: +(median(reuse) / median(noReuse)).toFixed(3),
+    same_text: sameText,
+  }));
   api.shutdown();
   stop.abort();
   await http.finished;

@@ -6,7 +6,7 @@
  * @module
  */
 import { type BrowserContext, chromium } from "playwright-core";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 import { CHROMIUM, hasChromium } from "./chromium.ts";
 
 /** A browser context in a fresh profile; disposing it closes Chromium and removes the profile. */

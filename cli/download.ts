@@ -6,11 +6,12 @@
  */
 import { describeFlags, type FlagSpec, parseFlagsAndArguments } from "./flags.ts";
 import { runMain } from "./run_main.ts";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 import {
   DEFAULT_BASE_URL,
   downloadModel,
   type DownloadProgress,
+  isModelSize,
   MODEL_FILES,
   MODEL_SIZES,
   PARTIAL_SUFFIX,
@@ -45,11 +46,10 @@ export type DownloadArgs =
   | { help: false; size: string; modelsDir: string; baseUrl: string };
 
 /**
- * Parses the CLI's arguments. The size is not checked here: `downloadModel` rejects an
- * unknown one with the list of valid sizes.
+ * Parses the CLI's arguments.
  *
  * @throws {UsageError} on an unknown flag, a flag without its value, a malformed
- *   `--base_url`, or not exactly one size
+ *   `--base_url`, or not exactly one published model size
  *
  * @example
  * ```ts
@@ -73,6 +73,11 @@ export function parseDownloadArgs(args: string[]): DownloadArgs {
     const got = sizes.length === 0 ? "none" : sizes.join(" ");
     throw new UsageError(
       `Expected one model size (${MODEL_SIZES.join(", ")}), got ${got}; see --help`,
+    );
+  }
+  if (!isModelSize(sizes[0])) {
+    throw new UsageError(
+      `Unknown model size "${sizes[0]}": give one of ${MODEL_SIZES.join(", ")}`,
     );
   }
   if (!/^https?:$/.test(URL.parse(flags.base_url)?.protocol ?? "")) {

@@ -6,7 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 
 /** One flag: its type, default (undefined: none) and meaning for `--help`. */
 export interface FlagSpec {

@@ -33,7 +33,7 @@ export async function main(args: string[]): Promise<number> {
     generated += session.model.batch
   ) {
     const done = await interrupts.run((signal) =>
-      printBatch(session, flags, start, generated + 1, signal)
+      printBatch(session, start, generated + 1, signal)
     );
     if (!done) break;
   }

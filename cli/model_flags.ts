@@ -5,7 +5,7 @@
  * @module
  */
 import { BACKEND_NAMES } from "../runtime/backend/create.ts";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 import {
   checkLoadOptions,
   DTYPE_CHOICES,
@@ -69,4 +69,19 @@ export function choiceLine(flags: { backend: string; dtype: string }, model: Mod
   return `Running on ${model.backend} with ${model.dtype} weights (${
     auto.map((f) => `--${f} auto`).join(", ")
   })`;
+}
+
+/**
+ * The lines a tool prints on stderr once its model has loaded: what loading converted for
+ * lack of kernels (`token_embd, blk.*: Q4_0 converted to f32 while loading`, then the
+ * backend's own type if it is not f32), and what `auto` chose.
+ */
+export function loadNotes(flags: { backend: string; dtype: string }, model: Model): string[] {
+  const notes: string[] = [];
+  if (model.conversion !== undefined) {
+    notes.push(model.conversion + (model.dtype === "f32" ? "" : `, then stored as ${model.dtype}`));
+  }
+  const chose = choiceLine(flags, model);
+  if (chose) notes.push(chose);
+  return notes;
 }

@@ -10,7 +10,7 @@
 import { describeFlags, parseCommandLine } from "./flags.ts";
 import { runMain } from "./run_main.ts";
 import { write } from "./sampling.ts";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 

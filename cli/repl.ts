@@ -55,7 +55,7 @@ export async function main(args: string[]): Promise<number> {
       let generated = 0;
       while (generated < nsamples) {
         const done = await interrupts.run((signal) =>
-          printBatch(session, flags, ids, generated + 1, signal)
+          printBatch(session, ids, generated + 1, signal)
         );
         if (!done) break;
         generated += batch;

@@ -1,4 +1,5 @@
 import { isUserError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
 
 /**
  * Runs a CLI entry point: its return value is the exit code; a user error prints one line
@@ -9,7 +10,7 @@ export async function runMain(main: () => Promise<number | void>): Promise<never
   try {
     code = (await main()) ?? 0;
   } catch (e) {
-    if (!isUserError(e)) throw e;
+    if (!(isUserError(e) || e instanceof UsageError)) throw e;
     console.error(`error: ${e.message}`);
     code = 1;
   }

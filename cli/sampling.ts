@@ -6,10 +6,56 @@
  * @module
  */
 import type { FlagSpec, FlagValues } from "./flags.ts";
-import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
+import { loadNotes, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { loadModel, type Model } from "../runtime/generate/model.ts";
 import { Rng } from "../runtime/generate/random.ts";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "./usage_error.ts";
+import {
+  checkControl,
+  SAMPLING_CONTROLS,
+  type SamplingOptions,
+} from "../runtime/generate/sampling_controls.ts";
+
+/** A flag per sampling control (runtime/generate/sampling_controls.ts), with its default. */
+const SAMPLING_FLAGS: Record<string, FlagSpec> = Object.fromEntries(
+  SAMPLING_CONTROLS.map((c) => [c.flag, {
+    type: c.kind === "bias" ? "string" : c.kind === "integer" ? "int" : "float",
+    default: c.kind === "bias" ? undefined : c.default as number,
+    help: c.help,
+  }]),
+);
+
+/**
+ * The sampling controls the flags set, checked by the table's rules and said in flags
+ * (`--logit_bias` keys against `vocabSize` when given).
+ * @throws {UsageError} naming the flag at fault
+ */
+export function samplingOptions(
+  flags: Record<string, unknown>,
+  vocabSize?: number,
+): SamplingOptions {
+  const out: Record<string, unknown> = {};
+  for (const c of SAMPLING_CONTROLS) {
+    let value = flags[c.flag];
+    if (value === undefined) continue;
+    if (c.kind === "bias") {
+      try {
+        value = JSON.parse(value as string);
+      } catch {
+        throw new UsageError(
+          `--${c.flag} must be JSON such as '{"50256": -100}', got ${value}`,
+        );
+      }
+    }
+    try {
+      out[c.option] = checkControl(c, value, { name: `--${c.flag}`, vocabSize });
+    } catch (e) {
+      if (e instanceof RangeError) throw new UsageError(e.message);
+      throw e;
+    }
+  }
+  return out as SamplingOptions;
+}
 
 /** The flags of `interact_model` and `sample_model`, with the originals' defaults. */
 export function samplingFlags(nsamples: number) {
@@ -17,7 +63,7 @@ export function samplingFlags(nsamples: number) {
     model_name: {
       type: "string",
       default: "124M",
-      help: "which model to use, a folder in models_dir",
+      help: "which model to use: a folder in models_dir, or a .gguf file there",
     },
     seed: {
       type: "int",
@@ -34,21 +80,7 @@ export function samplingFlags(nsamples: number) {
       help: "samples decoded together; nsamples must be a multiple of it",
     },
     length: { type: "int", help: "tokens per sample; n_ctx / 2 when absent or <= 0" },
-    temperature: {
-      type: "float",
-      default: 1,
-      help: "divides the logits: lower is more predictable, 0 is greedy",
-    },
-    top_k: {
-      type: "int",
-      default: 0,
-      help: "sample from the k most likely tokens; 0 for no limit",
-    },
-    top_p: {
-      type: "float",
-      default: 1,
-      help: "sample from the smallest set of tokens with this much probability",
-    },
+    ...SAMPLING_FLAGS,
     models_dir: { type: "string", default: "models", help: "folder holding the model folders" },
     ...MODEL_FLAGS,
   } satisfies Record<string, FlagSpec>;
@@ -60,6 +92,8 @@ export type SamplingFlags = FlagValues<ReturnType<typeof samplingFlags>>;
 export interface Session extends Disposable {
   readonly model: Model;
   readonly length: number;
+  /** The sampling controls the flags set. */
+  readonly sampling: SamplingOptions;
   /** Gives each batch its own seed, so a seeded session is reproducible from start to end. */
   readonly rng: Rng;
 }
@@ -74,13 +108,7 @@ export async function openSession(flags: SamplingFlags): Promise<Session> {
       `--nsamples (${nsamples}) must be a multiple of --batch_size (${batch_size})`,
     );
   }
-  if (flags.temperature! < 0) {
-    throw new UsageError(`--temperature must be >= 0, got ${flags.temperature}`);
-  }
-  if (flags.top_k! < 0) throw new UsageError(`--top_k must be >= 0, got ${flags.top_k}`);
-  if (!(flags.top_p! > 0 && flags.top_p! <= 1)) {
-    throw new UsageError(`--top_p must be in (0, 1], got ${flags.top_p}`);
-  }
+  const sampling = samplingOptions(flags);
   const model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
     ...modelOptions(flags),
     batch: batch_size,
@@ -97,10 +125,22 @@ export async function openSession(flags: SamplingFlags): Promise<Session> {
       `Can't get samples longer than window size: ${n_ctx} (--length is ${length})`,
     );
   }
-  const chose = choiceLine(flags, model);
-  if (chose) console.error(chose);
+  // A bias on a token the model does not have, said before the first prompt.
+  try {
+    samplingOptions(flags, model.hparams.n_vocab);
+  } catch (e) {
+    model[Symbol.dispose]();
+    throw e;
+  }
+  for (const note of loadNotes(flags, model)) console.error(note);
   const seed = flags.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
-  return { model, length, rng: new Rng(seed), [Symbol.dispose]: () => model[Symbol.dispose]() };
+  return {
+    model,
+    length,
+    sampling,
+    rng: new Rng(seed),
+    [Symbol.dispose]: () => model[Symbol.dispose](),
+  };
 }
 
 const encoder = new TextEncoder();
@@ -124,7 +164,6 @@ export function sampleHeader(n: number): string {
  */
 export async function printBatch(
   session: Session,
-  flags: SamplingFlags,
   ids: readonly number[],
   first: number,
   signal: AbortSignal,
@@ -136,10 +175,8 @@ export async function printBatch(
   try {
     for await (
       const step of model.generateBatch(ids, {
+        ...session.sampling,
         length,
-        temperature: flags.temperature,
-        topK: flags.top_k,
-        topP: flags.top_p,
         seed: session.rng.nextUint32(),
         signal,
       })

@@ -8,8 +8,8 @@
 import { describeFlags, type FlagSpec, parseCommandLine } from "./flags.ts";
 import { runMain } from "./run_main.ts";
 import { loadModel } from "../runtime/generate/model.ts";
-import { UsageError } from "../runtime/errors.ts";
-import { choiceLine, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
+import { UsageError } from "./usage_error.ts";
+import { loadNotes, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
 import { DEFAULT_BODY_LIMIT } from "../runtime/serve/json_body.ts";
@@ -19,7 +19,7 @@ const FLAGS = {
   model_name: {
     type: "string",
     default: "124M",
-    help: "which model to serve, a folder in models_dir; also its id in the API",
+    help: "which model to serve: a folder or .gguf file in models_dir; also its id in the API",
   },
   host: {
     type: "string",
@@ -73,8 +73,7 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
     ...modelOptions(flags),
     slots,
   });
-  const chose = choiceLine(flags, model);
-  if (chose) console.error(chose);
+  for (const note of loadNotes(flags, model)) console.error(note);
   const api = new ApiServer(model, {
     modelId: flags.model_name,
     slots: slots!,

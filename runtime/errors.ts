@@ -15,12 +15,6 @@ export class DownloadError extends Error {
   override name = "DownloadError";
 }
 
-/** A bad command-line flag or value. */
-export class UsageError extends Error {
-  /** `"UsageError"`, as printed before the message. */
-  override name = "UsageError";
-}
-
 /**
  * A backend that cannot run the model as asked: the model, its KV cache and activations
  * do not fit its memory, or its device is missing or lost. The message names the backend
@@ -33,6 +27,5 @@ export class BackendError extends Error {
 
 /** Whether `e` is an error the user caused and can fix, so a one-line message suffices. */
 export function isUserError(e: unknown): e is Error {
-  return e instanceof ModelFileError || e instanceof DownloadError || e instanceof UsageError ||
-    e instanceof BackendError;
+  return e instanceof ModelFileError || e instanceof DownloadError || e instanceof BackendError;
 }

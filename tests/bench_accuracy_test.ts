@@ -8,6 +8,7 @@ import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { Rng } from "../runtime/generate/random.ts";
 import { withTempDir } from "./temp_dir.ts";
+import { fileURLToPath } from "node:url";
 
 Deno.test("compare(): the same logits, or all shifted by a constant, are the same distribution", () => {
   const rng = new Rng(1);
@@ -39,27 +40,68 @@ Deno.test("compare(): a row whose best token moves counts against top-1 and adds
   assert(Math.abs(r.kl_p99 - (p0 - p1)) < 1e-4, `${r.kl_p99}`);
 });
 
-Deno.test("bench:accuracy prints one JSON line: float16 closer to float32 than q8", async () => {
+async function benchAccuracy(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", "bench/accuracy.ts", ...args],
+    cwd: new URL("..", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 0, stderr);
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+  return Object.fromEntries(lines.map((l) => JSON.parse(l)).map((r) => [r.type, r]));
+}
+
+Deno.test("bench:accuracy prints one JSON line per type: float16 closer to float32 than q8", async () => {
   const hp: HParams = { n_vocab: 500, n_ctx: 64, n_embd: 64, n_head: 4, n_layer: 2 };
   await withTempDir(async (dir) => {
     await writeModelFolder(dir, hp, randomWeights(hp, 4));
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-read", "--allow-env", "bench/accuracy.ts", "--model", dir],
-      cwd: new URL("..", import.meta.url),
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    assertEquals(out.code, 0, stderr);
-    const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-    assertEquals(lines.length, 1);
-    const r = JSON.parse(lines[0]);
-    assertEquals([r.tokens, r.hparams], [64, hp]);
+    const r = await benchAccuracy(["--model", dir, "--tokens", "100"]);
+    assertEquals(Object.keys(r), ["f32", "f16", "q8"]);
+    assertEquals(r.f32.kl_mean, 0);
     for (const t of ["f16", "q8"]) {
+      assertEquals([r[t].positions, r[t].text], [100, "random tokens"]);
       assert(0 <= r[t].kl_mean && r[t].kl_mean <= r[t].kl_p99, `${t}: ${JSON.stringify(r[t])}`);
       assert(r[t].top1_agreement >= 0.9, `${t}: ${JSON.stringify(r[t])}`);
     }
     assertEquals(r.f16.top1_agreement, 1);
     assert(r.f16.kl_mean < r.q8.kl_mean && r.f16.max_logit_diff < r.q8.max_logit_diff);
   });
+});
+
+const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/", import.meta.url));
+
+Deno.test({
+  name:
+    "bench:accuracy on the fixture's held-out text: a Q8_0 GGUF (8-bit) is nearer float32 than q8 (7-bit)",
+  ignore: (() => {
+    try {
+      return !Deno.statSync(`${FIXTURES}trained-tiny-gguf/trained-tiny-Q8_0.gguf`).isFile;
+    } catch {
+      return true;
+    }
+  })(),
+  async fn() {
+    const r = await benchAccuracy([
+      "--tokens",
+      "256",
+      "--gguf",
+      `${FIXTURES}trained-tiny-gguf/trained-tiny-Q8_0.gguf,${FIXTURES}trained-tiny-gguf/trained-tiny-Q4_0.gguf`,
+    ]);
+    assertEquals(Object.keys(r), ["f32", "f16", "q8", "gguf:Q8_0", "gguf:Q4_0"]);
+    assert(r.f32.text.endsWith("heldout.txt"), r.f32.text);
+    // Real text: perplexity is the model's, and every type scores it nearly the same.
+    assert(r.f32.perplexity > 5 && r.f32.perplexity < 500, `${r.f32.perplexity}`);
+    for (const t of ["f16", "q8", "gguf:Q8_0", "gguf:Q4_0"]) {
+      assert(Math.abs(r[t].perplexity / r.f32.perplexity - 1) < 0.05, `${t}: ${r[t].perplexity}`);
+    }
+    assert(r.f16.kl_mean < r["gguf:Q8_0"].kl_mean, "f16 nearest");
+    assert(r["gguf:Q8_0"].kl_mean < r.q8.kl_mean, "8-bit weights nearer than 7-bit");
+    assert(r.q8.kl_mean < r["gguf:Q4_0"].kl_mean, "4-bit farthest");
+    assertEquals([r["gguf:Q8_0"].bytes_per_weight, r["gguf:Q4_0"].bytes_per_weight], [
+      1.063,
+      0.5625,
+    ]);
+  },
 });

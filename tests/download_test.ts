@@ -5,7 +5,8 @@
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { assert, assertEquals, assertRejects, assertThrows } from "./asserts.ts";
-import { DownloadError, UsageError } from "../runtime/errors.ts";
+import { DownloadError } from "../runtime/errors.ts";
+import { UsageError } from "../cli/usage_error.ts";
 import {
   downloadModel,
   type DownloadProgress,
@@ -396,7 +397,7 @@ Deno.test("downloadModel() rejects an unknown size with the valid sizes, before 
   await using tmp = await makeTempDir();
   await assertRejects(
     () => downloadModel("117M", { baseUrl: "http://127.0.0.1:9/gpt-2", modelsDir: tmp.path }),
-    UsageError,
+    RangeError,
     `Unknown model size "117M", expected one of ${VALID_SIZES}`,
   );
   assertEquals(await listDir(tmp.path), []);
@@ -712,6 +713,11 @@ Deno.test("parseDownloadArgs() rejects bad command lines with one-line usage err
     `one model size (${VALID_SIZES}), got none`,
   );
   assertThrows(() => parseDownloadArgs(["124M", "355M"]), UsageError, "got 124M 355M");
+  assertThrows(
+    () => parseDownloadArgs(["117M"]),
+    UsageError,
+    `Unknown model size "117M": give one of ${VALID_SIZES}`,
+  );
   assertThrows(() => parseDownloadArgs(["124M", "--models_dir"]), UsageError, "needs a value");
   assertThrows(() => parseDownloadArgs(["124M", "--help=yes"]), UsageError, "takes no value");
   assertThrows(

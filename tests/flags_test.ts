@@ -1,6 +1,6 @@
 import { assertEquals, assertThrows } from "./asserts.ts";
 import { parseFlags, parseFlagsAndArguments } from "../cli/flags.ts";
-import { UsageError } from "../runtime/errors.ts";
+import { UsageError } from "../cli/usage_error.ts";
 
 const SPEC = {
   model_name: { type: "string", default: "124M", help: "model" },

@@ -120,7 +120,7 @@ Deno.test("sequences at different positions in any slots each get the logits the
   assertEquals(again, await alone([...b, ...nb, 7]));
 });
 
-Deno.test("forward() rejects bad input with a RangeError that says what is wrong", async () => {
+Deno.test("forward() asserts what its callers guarantee, with a RangeError that says what is wrong", async () => {
   using g = await model({ slots: 2 });
   const bad = async (seqs: { slot: number; tokens: number[] }[], what: string) =>
     await assertRejects(() => g.forward(seqs), RangeError, what);
@@ -128,12 +128,12 @@ Deno.test("forward() rejects bad input with a RangeError that says what is wrong
   await bad(one([-1]), "outside the vocabulary");
   await bad(one([1.5]), "outside the vocabulary");
   await bad(one([]), "no tokens");
-  await bad([], "1 to 2 sequences");
-  await bad(each([[1], [2], [3]]), "1 to 2 sequences");
+  await bad([], "a pass runs 1 to 2");
+  await bad(each([[1], [2], [3]]), "a pass runs 1 to 2");
   await bad([{ slot: 2, tokens: [1] }], "outside the model's slots [0, 2)");
-  await bad([{ slot: 1, tokens: [1] }, { slot: 1, tokens: [2] }], "Slot 1 appears twice");
-  await bad(each([[1, 2], [3]]), "same number of new tokens");
-  await bad(one(new Array(HP.n_ctx + 1).fill(0)), "context window is 40");
+  await bad([{ slot: 1, tokens: [1] }, { slot: 1, tokens: [2] }], "slot 1 twice");
+  await bad(each([[1, 2], [3]]), "sequences of 2 and 1 new tokens");
+  await bad(one(new Array(HP.n_ctx + 1).fill(0)), "past n_ctx 40");
   await g.forward(one(new Array(HP.n_ctx).fill(0)));
   await bad(one([0]), "after 40 cached");
   assertEquals(g.cached(0), HP.n_ctx, "a refused pass caches nothing");

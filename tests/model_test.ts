@@ -7,6 +7,7 @@ import type { WeightType } from "../runtime/backend/backend.ts";
 import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { argmax } from "../runtime/generate/sampler.ts";
+import { stepLogprobs } from "../runtime/generate/logprobs.ts";
 
 const HP: HParams = { n_vocab: 300, n_ctx: 48, n_embd: 32, n_head: 4, n_layer: 2 };
 const dir = await Deno.makeTempDir({ prefix: "gpt2-model-api-" });
@@ -109,6 +110,70 @@ Deno.test("aborting the signal stops generation between tokens", async () => {
   assertEquals(got.length, 3);
 });
 
+Deno.test("generateSteps() gives each token the log-probabilities of the logits it was drawn from", async () => {
+  using model = await loadModel(dir);
+  const ids = model.tokenizer.encode("Once");
+  const options = { length: 10, seed: 5, temperature: 0.8, topK: 20 };
+  const tokens = await collect(model.generate(ids, options));
+  const plain = await collect(model.generateSteps(ids, options));
+  assertEquals(plain.map((s) => s.token), tokens);
+  assert(plain.every((s) => s.logprobs === undefined), "no logprobs unless asked");
+  // Concurrent generations, so that steps of several sequences interleave.
+  const [steps, other] = await Promise.all([
+    collect(model.generateSteps(ids, { ...options, logprobs: 3 })),
+    collect(model.generateSteps([7, 8], { length: 10, seed: 1, logprobs: 2 })),
+  ]);
+  assertEquals(steps.map((s) => s.token), tokens);
+  assertEquals(other.map((s) => s.logprobs?.chosen.token), other.map((s) => s.token));
+  for (const [i, step] of steps.entries()) {
+    const logits = await model.logits([...ids, ...tokens.slice(0, i)]);
+    assertEquals(step.logprobs, stepLogprobs(logits, step.token, 3), `token ${i}`);
+  }
+  await assertRejects(
+    () => collect(model.generateSteps(ids, { length: 2, logprobs: 6 })),
+    RangeError,
+    "logprobs",
+  );
+});
+
+Deno.test("generate() honours the sampling controls: a ban, a bias, greedy or sampled", async () => {
+  using model = await loadModel(dir);
+  const ids = [5, 6, 5];
+  for (const options of [{ temperature: 0 }, { seed: 2, topK: 50 }]) {
+    const free = await collect(model.generate(ids, { ...options, length: 20 }));
+    const banned = await collect(
+      model.generate(ids, { ...options, length: 20, noRepeatNgramSize: 1 }),
+    );
+    assert(new Set([...ids, ...free]).size < ids.length + 20, "unbanned, the model repeats itself");
+    assertEquals(new Set([...ids, ...banned]).size, new Set(ids).size + 20, "banned, it cannot");
+    const biased = await collect(
+      model.generate(ids, { ...options, length: 5, logitBias: { 42: 100 } }),
+    );
+    assertEquals(biased, [42, 42, 42, 42, 42]);
+  }
+  await assertRejects(
+    () => collect(model.generate(ids, { logitBias: { 300: 1 } })),
+    RangeError,
+    'logitBias has the key "300"',
+  );
+});
+
+Deno.test("prompt reuse through generate: a growing conversation gets the tokens and logprobs of a cold model, bit for bit", async () => {
+  using model = await loadModel(dir, { threads: 2 });
+  const options = { length: 6, seed: 6, temperature: 0.9, logprobs: 5 };
+  let conversation = [40, 41, 42, 43, 44, 45, 46, 47, 48, 49];
+  for (let turn = 0; turn < 3; turn++) {
+    const warm = await collect(model.generateSteps(conversation, options));
+    using cold = await loadModel(dir, { threads: 1, slots: 1 });
+    const want = await collect(cold.generateSteps(conversation, options));
+    assertEquals(want[0].cachedTokens, 0);
+    assertEquals(warm[0].cachedTokens! > 0, turn > 0, `turn ${turn}: ${warm[0].cachedTokens}`);
+    const strip = (steps: typeof warm) => steps.map(({ token, logprobs }) => ({ token, logprobs }));
+    assertEquals(strip(warm), strip(want), `turn ${turn}`);
+    conversation = [...conversation, ...warm.map((s) => s.token), 20, 21];
+  }
+});
+
 Deno.test("bad input throws a RangeError that says which", async () => {
   using model = await loadModel(dir);
   await assertRejects(() => model.logits([]), RangeError, "empty");
@@ -118,8 +183,9 @@ Deno.test("bad input throws a RangeError that says which", async () => {
     RangeError,
     "context window of 48",
   );
+  await assertRejects(() => model.logits(new Array(49).fill(1)), RangeError, "context window");
   await assertRejects(() => collect(model.generate([1], { length: 0 })), RangeError, "length");
-  await assertRejects(() => collect(model.generate([1], { topP: 2 })), RangeError, "top_p");
+  await assertRejects(() => collect(model.generate([1], { topP: 2 })), RangeError, "topP");
 });
 
 Deno.test("loadModel() runs the backend it is given; an unknown one, or the tests' reference, is a RangeError", async () => {
@@ -222,7 +288,15 @@ Deno.test("logits and sampled tokens are bit-identical for 1, 2 and 3 threads", 
     using model = await loadModel(dir, { threads, batch: 2 });
     const logits = await model.logits([3, 1, 4, 1, 5, 9, 2, 6]);
     const tokens = await collect(model.generateBatch([2, 7], { length: 20, seed: 8, topP: 0.9 }));
-    results.push({ logits, tokens });
+    const penalised = await collect(model.generate([2, 7], {
+      length: 20,
+      seed: 8,
+      repetitionPenalty: 1.3,
+      frequencyPenalty: 0.4,
+      noRepeatNgramSize: 3,
+      minP: 0.02,
+    }));
+    results.push({ logits, tokens, penalised });
   }
   assertEquals(results[1], results[0]);
   assertEquals(results[2], results[0]);

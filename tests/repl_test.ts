@@ -89,6 +89,28 @@ Deno.test("repl: temperature 0 is greedy whatever the seed", async () => {
   assertEquals(a.stdout, b.stdout);
 });
 
+Deno.test("repl: the sampling controls reach the sampler: a bias, a ban", async () => {
+  // Id 65 is "A" in the generated vocabulary; a bias of 100 makes greedy pick it.
+  const biased = await run(
+    "repl.ts",
+    [...tiny, "--length=6", "--temperature=0", '--logit_bias={"65": 100}'],
+    "Hi\n",
+  );
+  assertEquals(biased.code, 0, biased.stderr);
+  assert(biased.stdout.includes(SEP(1) + "\nAAAAAA\n"), biased.stdout);
+  // Banning every repeat of a token, the bias can only win once.
+  const banned = await run("repl.ts", [
+    ...tiny,
+    "--length=6",
+    "--temperature=0",
+    '--logit_bias={"65": 100}',
+    "--no_repeat_ngram_size=1",
+  ], "Hi\n");
+  assertEquals(banned.code, 0, banned.stderr);
+  assert(banned.stdout.includes(SEP(1) + "\nA"), banned.stdout);
+  assert(!banned.stdout.includes("AA"), banned.stdout);
+});
+
 Deno.test("repl: user mistakes get one line on stderr and exit code 1", async () => {
   const cases: [string[], string][] = [
     [["--bogus=1"], "error: Unknown flag --bogus, see --help"],
@@ -99,7 +121,14 @@ Deno.test("repl: user mistakes get one line on stderr and exit code 1", async ()
       [...tiny, "--nsamples=3", "--batch_size=2"],
       "error: --nsamples (3) must be a multiple of --batch_size (2)",
     ],
-    [[...tiny, "--top_p=0"], "error: --top_p must be in (0, 1]"],
+    [[...tiny, "--top_p=0"], "error: --top_p must be a number in (0, 1], got 0"],
+    [[...tiny, "--repetition_penalty=0"], "error: --repetition_penalty must be a number > 0"],
+    [[...tiny, "--presence_penalty=3"], "error: --presence_penalty must be a number in [-2, 2]"],
+    [[...tiny, "--min_p=1.5"], "error: --min_p must be a number in [0, 1], got 1.5"],
+    [[...tiny, "--repeat_last_n=-2"], "error: --repeat_last_n must be an integer >= -1"],
+    [[...tiny, "--logit_bias={50256: 1}"], "error: --logit_bias must be JSON such as"],
+    [[...tiny, '--logit_bias={"5": 200}'], 'error: --logit_bias["5"] must be a number in'],
+    [[...tiny, '--logit_bias={"400": -100}'], 'error: --logit_bias has the key "400"'],
     [
       [...tiny, "--backend=reference"],
       'error: Unknown backend "reference": choose one of wasm, webgpu, auto',
@@ -137,6 +166,13 @@ Deno.test("repl --help lists every flag with its meaning", async () => {
       "temperature",
       "top_k",
       "top_p",
+      "min_p",
+      "repetition_penalty",
+      "repeat_last_n",
+      "presence_penalty",
+      "frequency_penalty",
+      "logit_bias",
+      "no_repeat_ngram_size",
       "models_dir",
       "backend",
       "dtype",

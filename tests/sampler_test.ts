@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { assert, assertEquals, assertThrows } from "./asserts.ts";
 import { Rng } from "../runtime/generate/random.ts";
-import { argmax, Sampler, sampleToken, validateSampling } from "../runtime/generate/sampler.ts";
+import { argmax, Sampler, sampleToken } from "../runtime/generate/sampler.ts";
+import { validateSampling } from "../runtime/generate/sampling_controls.ts";
 
 const logitsArb = fc.array(fc.float({ min: -20, max: 20, noNaN: true }), {
   minLength: 1,
@@ -118,10 +119,10 @@ Deno.test("Sampler without a seed picks a random one, which reproduces its draws
 Deno.test("validateSampling() rejects bad values, naming them", () => {
   assertThrows(() => validateSampling({ temperature: -1 }), RangeError, "temperature");
   assertThrows(() => validateSampling({ temperature: NaN }), RangeError, "temperature");
-  assertThrows(() => validateSampling({ topK: 1.5 }), RangeError, "top_k");
-  assertThrows(() => validateSampling({ topK: -1 }), RangeError, "top_k");
-  assertThrows(() => validateSampling({ topP: 0 }), RangeError, "top_p");
-  assertThrows(() => validateSampling({ topP: 1.5 }), RangeError, "top_p");
+  assertThrows(() => validateSampling({ topK: 1.5 }), RangeError, "topK");
+  assertThrows(() => validateSampling({ topK: -1 }), RangeError, "topK");
+  assertThrows(() => validateSampling({ topP: 0 }), RangeError, "topP");
+  assertThrows(() => validateSampling({ topP: 1.5 }), RangeError, "topP");
 });
 
 Deno.test("Rng: the same seed gives the same numbers, all in [0, 1)", () => {

@@ -70,10 +70,10 @@ export function slowModel(model: CompletionModel, ms: number): CompletionModel {
   return {
     tokenizer: model.tokenizer,
     hparams: model.hparams,
-    async *generate(ids, options) {
-      for await (const id of model.generate(ids, options)) {
+    async *generateSteps(ids, options) {
+      for await (const step of model.generateSteps(ids, options)) {
         await new Promise((resolve) => setTimeout(resolve, ms));
-        yield id;
+        yield step;
       }
     },
   };

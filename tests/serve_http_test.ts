@@ -53,6 +53,8 @@ Deno.test("a completion equals the library's tokens for the seed, streamed or no
     prompt_tokens: ids.length,
     completion_tokens: eot < 0 ? 12 : eot + 1,
     total_tokens: ids.length + (eot < 0 ? 12 : eot + 1),
+    // The library's run of the same prompt left it in a slot: all but its last token.
+    prompt_tokens_details: { cached_tokens: ids.length - 1 },
   });
 
   const streamed = await post(url, { ...request, stream: true });
@@ -190,6 +192,79 @@ Deno.test("echo puts the prompt first; n gives choice i the text of seed + i", a
   assertEquals(last.usage.completion_tokens, usage.length - 2);
 });
 
+Deno.test("the sampling fields reach the library: a completion equals generate() with the same controls", async () => {
+  using model = await open();
+  await using server = await startServer(model);
+  const ids = model.tokenizer.encode("Hello world");
+  const fields = {
+    repeat_penalty: 1.4,
+    repeat_last_n: 16,
+    presence_penalty: 0.5,
+    frequency_penalty: 0.3,
+    logit_bias: { "101": 3, "32": -100 },
+    min_p: 0.05,
+    no_repeat_ngram_size: 2,
+    temperature: 0.9,
+    top_p: 0.95,
+    top_k: 50,
+  };
+  const options = {
+    repetitionPenalty: 1.4,
+    repeatLastN: 16,
+    presencePenalty: 0.5,
+    frequencyPenalty: 0.3,
+    logitBias: { 101: 3, 32: -100 },
+    minP: 0.05,
+    noRepeatNgramSize: 2,
+    temperature: 0.9,
+    topP: 0.95,
+    topK: 50,
+  };
+  const run = async (o: object) => {
+    const tokens = await collect(
+      model.generate(ids, { ...o, length: 20, seed: 4, stopAtEndOfText: true }),
+    );
+    const eot = tokens.indexOf(model.tokenizer.endOfText);
+    return model.tokenizer.decode(eot < 0 ? tokens : tokens.slice(0, eot));
+  };
+  const want = await run(options);
+  assert(want !== await run({}), "the controls change the text");
+  const response = await post(server.url + "v1/completions", {
+    model: "test",
+    prompt: "Hello world",
+    max_tokens: 20,
+    seed: 4,
+    ...fields,
+  });
+  assertEquals(response.status, 200);
+  assertEquals((await response.json()).choices[0].text, want);
+});
+
+Deno.test("prompt reuse: usage counts the cached prompt tokens; cache_prompt false runs the whole prompt, with the same text", async () => {
+  using model = await open();
+  await using server = await startServer(model);
+  const url = server.url + "v1/completions";
+  const history = { model: "test", prompt: [5, 6, 7, 8, 9, 10, 11, 12], max_tokens: 4, seed: 2 };
+  const first = await (await post(url, history)).json();
+  assertEquals(first.usage.prompt_tokens_details, { cached_tokens: 0 });
+  const turn = { ...history, prompt: [...history.prompt, 30, 31, 32] };
+  const warm = await (await post(url, turn)).json();
+  // The history and the first three generated tokens were run; the new turn shares eight.
+  assertEquals(warm.usage.prompt_tokens_details, { cached_tokens: 8 });
+  const cold = await (await post(url, { ...turn, cache_prompt: false })).json();
+  assertEquals(cold.usage.prompt_tokens_details, { cached_tokens: 0 });
+  assertEquals(warm.choices[0].text, cold.choices[0].text);
+  const events = await readEvents(
+    await post(url, { ...turn, stream: true, stream_options: { include_usage: true } }),
+  );
+  assertEquals(JSON.parse(events.at(-2)!).usage.prompt_tokens_details, {
+    cached_tokens: turn.prompt.length - 1,
+  });
+  const bad = await post(url, { ...turn, cache_prompt: "no" });
+  assertEquals(bad.status, 400);
+  assertEquals((await bad.json()).error.param, "cache_prompt");
+});
+
 /** A request, the status it must get, and the `param` its error must name. */
 const BAD_REQUESTS: [string, string | Record<string, unknown>, number, string | null][] = [
   ["malformed JSON", '{"model": "test", "prompt": ', 400, null],
@@ -228,7 +303,40 @@ const BAD_REQUESTS: [string, string | Record<string, unknown>, number, string | 
   ["n 0", { model: "test", prompt: "x", n: 0 }, 400, "n"],
   ["seed a float", { model: "test", prompt: "x", seed: 0.5 }, 400, "seed"],
   ["an unknown field", { model: "test", prompt: "x", max_token: 5 }, 400, "max_token"],
-  ["a penalty", { model: "test", prompt: "x", presence_penalty: 1 }, 400, "presence_penalty"],
+  [
+    "presence_penalty 3",
+    { model: "test", prompt: "x", presence_penalty: 3 },
+    400,
+    "presence_penalty",
+  ],
+  [
+    "frequency_penalty a string",
+    { model: "test", prompt: "x", frequency_penalty: "1" },
+    400,
+    "frequency_penalty",
+  ],
+  ["repeat_penalty 0", { model: "test", prompt: "x", repeat_penalty: 0 }, 400, "repeat_penalty"],
+  ["repeat_last_n -2", { model: "test", prompt: "x", repeat_last_n: -2 }, 400, "repeat_last_n"],
+  ["min_p over 1", { model: "test", prompt: "x", min_p: 1.5 }, 400, "min_p"],
+  [
+    "no_repeat_ngram_size 1.5",
+    { model: "test", prompt: "x", no_repeat_ngram_size: 1.5 },
+    400,
+    "no_repeat_ngram_size",
+  ],
+  ["logit_bias an array", { model: "test", prompt: "x", logit_bias: [1] }, 400, "logit_bias"],
+  [
+    "logit_bias on no token",
+    { model: "test", prompt: "x", logit_bias: { "300": 1 } },
+    400,
+    "logit_bias",
+  ],
+  [
+    "logit_bias over 100",
+    { model: "test", prompt: "x", logit_bias: { "5": 101 } },
+    400,
+    "logit_bias",
+  ],
 ];
 
 Deno.test("bad requests get a 400 in OpenAI's error shape naming the field", async () => {

@@ -27,6 +27,16 @@ export interface StepLogprobs {
 export const MAX_TOP_LOGPROBS = 5;
 
 /**
+ * Checks a number of alternatives to report.
+ * @throws {RangeError} unless `top` is an integer in `[0, MAX_TOP_LOGPROBS]`
+ */
+export function checkLogprobs(top: number): void {
+  if (!(Number.isInteger(top) && top >= 0 && top <= MAX_TOP_LOGPROBS)) {
+    throw new RangeError(`logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${top}`);
+  }
+}
+
+/**
  * The log-softmax of `logits` at `token`, and at the `top` largest logits.
  *
  * @param logits one row (n_vocab) of logits
@@ -42,9 +52,7 @@ export const MAX_TOP_LOGPROBS = 5;
  * ```
  */
 export function stepLogprobs(logits: Float32Array, token: number, top: number): StepLogprobs {
-  if (!(Number.isInteger(top) && top >= 0 && top <= MAX_TOP_LOGPROBS)) {
-    throw new RangeError(`logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${top}`);
-  }
+  checkLogprobs(top);
   if (!(Number.isInteger(token) && token >= 0 && token < logits.length)) {
     throw new RangeError(`Token ${token} is outside the logits' range [0, ${logits.length})`);
   }

@@ -4,7 +4,7 @@
  * then one token per pass with the KV cache. Concurrent generations share the decoding
  * steps (continuous batching, runtime/scheduler.ts): each has a KV-cache slot of its own.
  */
-import { setImmediate } from "node:timers";
+import { yieldToEventLoop } from "./event_loop.ts";
 import { BACKEND_NAMES, type BackendName, backendTargets } from "../backend/create.ts";
 import { ModelFileError } from "../errors.ts";
 import { Gpt2 } from "../gpt2/gpt2.ts";
@@ -12,10 +12,11 @@ import type { HParams } from "../gpt2/hparams.ts";
 import { openModelFiles } from "../gpt2/model_files.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
 import { WEIGHT_TYPES, type WeightType } from "../backend/backend.ts";
-import { checkPrompt, Scheduler } from "./scheduler.ts";
-import { DEFAULT_SLOTS, place } from "./placement.ts";
+import { checkContext, checkGeneration, checkPrompt } from "./prompt_check.ts";
+import { type GenerationStep, Scheduler } from "./scheduler.ts";
+import { place } from "./placement.ts";
 import { type StepLogprobs, stepLogprobs } from "./logprobs.ts";
-import { Tokenizer } from "../tokenizer/tokenizer.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 
 /** Options of {@linkcode loadModel}. */
 export interface LoadOptions {
@@ -52,16 +53,33 @@ export interface GenerateOptions extends SamplerOptions {
   stopAtEndOfText?: boolean;
   /** Aborting stops generation between two tokens; the generator then throws the reason. */
   signal?: AbortSignal;
+  /**
+   * Reuse the longest prefix of the prompt that a free KV-cache slot still holds from an
+   * earlier generation, running only the rest (default true; the tokens are the same).
+   */
+  cachePrompt?: boolean;
 }
 
-/** Loads the model in `dir`: OpenAI's TensorFlow checkpoint folder or Hugging Face's. */
+/** Options of {@linkcode Model.generateSteps}: those of `generate`, and what to report per token. */
+export interface GenerateStepsOptions extends GenerateOptions {
+  /**
+   * Report each token's log-probability and those of the `logprobs` most likely tokens
+   * (0 to 5, as OpenAI's completions API); absent: no log-probabilities.
+   */
+  logprobs?: number;
+}
+
+/**
+ * Loads the model at `dir`: OpenAI's TensorFlow checkpoint folder, Hugging Face's, or a
+ * GGUF file of architecture `gpt2` (or a folder holding one).
+ */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
   checkLoadOptions(options);
   using files = await openModelFiles(dir);
   const gpt2 = await createGpt2(files.hparams, options);
   // The tokenizer loads while the weights wait on the disk.
   const [tokenizer, weights] = await Promise.allSettled([
-    Tokenizer.load(dir),
+    files.tokenizer(),
     gpt2.load(files.source, files.names),
   ]);
   try {
@@ -76,8 +94,15 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     gpt2[Symbol.dispose]();
     throw e;
   }
-  return new LoadedModel(gpt2, tokenizer.value, options.batch);
+  return new LoadedModel(gpt2, tokenizer.value, options.batch, files.conversion);
 }
+
+/**
+ * Backends whose every row sums in one order however a pass groups the rows (T and B), so
+ * that a cached prefix gives the logits of recomputing it bit for bit: wasm's kernels and
+ * the reference's. WebGPU's few-row products split K another way than its tiled ones.
+ */
+const SPLIT_INVARIANT = new Set(["wasm", "reference"]);
 
 /** Prompt positions per pass of `promptLogprobs`. */
 const PROMPT_CHUNK = 64;
@@ -153,6 +178,11 @@ export interface Model extends Disposable {
   readonly slots: number;
   /** Its tokenizer, as `encoder.py`. */
   readonly tokenizer: Tokenizer;
+  /**
+   * What loading did with stored types the backend has no kernels for, as one line
+   * (`token_embd, blk.*: Q4_0 converted to f32 while loading`); `undefined` if nothing.
+   */
+  readonly conversion?: string;
   /** The logits (n_vocab) after the last of `ids`, starting from an empty context. */
   logits(ids: readonly number[]): Promise<Float32Array>;
   /**
@@ -168,6 +198,15 @@ export interface Model extends Disposable {
    */
   generate(ids: readonly number[], options?: GenerateOptions): AsyncGenerator<number>;
   /**
+   * `generate`, yielding for each token what its step produced: the token, and with
+   * `options.logprobs` its log-probability and the most likely tokens' (the log-softmax
+   * of the model's logits, before temperature or any other sampling control).
+   */
+  generateSteps(
+    ids: readonly number[],
+    options?: GenerateStepsOptions,
+  ): AsyncGenerator<GenerationStep>;
+  /**
    * Generates `batch` sequences after the same `ids`, side by side: each step yields one
    * new token per sequence. With `stopAtEndOfText`, it ends once every sequence has
    * sampled `<|endoftext|>` (a finished sequence keeps yielding its tokens meanwhile).
@@ -182,8 +221,16 @@ class LoadedModel implements Model {
   readonly #scheduler: Scheduler;
   readonly #batch: number;
 
-  constructor(readonly gpt2: Gpt2, readonly tokenizer: Tokenizer, batch = 1) {
-    this.#scheduler = new Scheduler(gpt2, { endOfText: tokenizer.endOfText });
+  constructor(
+    readonly gpt2: Gpt2,
+    readonly tokenizer: Tokenizer,
+    batch = 1,
+    readonly conversion?: string,
+  ) {
+    this.#scheduler = new Scheduler(gpt2, {
+      endOfText: tokenizer.endOfText,
+      promptReuse: SPLIT_INVARIANT.has(gpt2.backend.name),
+    });
     this.#batch = batch;
   }
 
@@ -208,13 +255,15 @@ class LoadedModel implements Model {
   }
 
   async logits(ids: readonly number[]): Promise<Float32Array> {
-    checkPrompt(this.hparams, ids, 0);
+    checkPrompt(this.hparams, ids);
+    checkContext(this.hparams, ids.length, 0);
     using lease = await this.#scheduler.lease(1);
     return await this.gpt2.forward([{ slot: lease.slots[0], tokens: ids }]);
   }
 
   async promptLogprobs(ids: readonly number[], top: number): Promise<StepLogprobs[]> {
-    checkPrompt(this.hparams, ids, 0);
+    checkPrompt(this.hparams, ids);
+    checkContext(this.hparams, ids.length, 0);
     const V = this.hparams.n_vocab;
     using lease = await this.#scheduler.lease(1);
     const slot = lease.slots[0];
@@ -231,7 +280,14 @@ class LoadedModel implements Model {
     return out;
   }
 
-  generate(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
+  async *generate(ids: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number> {
+    for await (const step of this.generateSteps(ids, options)) yield step.token;
+  }
+
+  generateSteps(
+    ids: readonly number[],
+    options: GenerateStepsOptions = {},
+  ): AsyncGenerator<GenerationStep> {
     const length = options.length ?? Math.floor(this.hparams.n_ctx / 2);
     return this.#scheduler.generate(ids, { ...options, length });
   }
@@ -242,11 +298,8 @@ class LoadedModel implements Model {
   ): AsyncGenerator<number[]> {
     const { n_ctx } = this.hparams;
     const length = options.length ?? Math.floor(n_ctx / 2);
-    if (!Number.isInteger(length) || length < 1) {
-      throw new RangeError(`length must be a positive integer, got ${length}`);
-    }
-    checkPrompt(this.hparams, ids, length);
-    const sampler = new Sampler(options);
+    checkGeneration(this.hparams, ids, length);
+    const sampler = new Sampler(options, { prompt: ids, vocabSize: this.hparams.n_vocab });
     const eot = this.tokenizer.endOfText;
     const ended = new Array<boolean>(this.batch).fill(false);
     // The batch's slots, with no other generation stepping until it ends.
@@ -261,7 +314,7 @@ class LoadedModel implements Model {
       next.forEach((t, b) => ended[b] ||= t === eot);
       if (i === length - 1 || (options.stopAtEndOfText && ended.every(Boolean))) return;
       // Let timers and signal handlers run, so that `signal` can be aborted meanwhile.
-      await new Promise((resolve) => setImmediate(resolve));
+      await yieldToEventLoop();
       options.signal?.throwIfAborted();
       logits = await this.gpt2.forward(slots.map((slot, b) => ({ slot, tokens: [next[b]] })), {
         out,

@@ -1,35 +1,20 @@
 /**
- * Picks the next token from a row of logits, as GPT-2's `sample_sequence` does: divide by
- * the temperature, keep the top k (`top_k_logits`), keep the nucleus (top p), then draw
- * from the softmax of what is left. A temperature of 0 means greedy: the arg max.
+ * Picks the next token from a row of logits, as GPT-2's `sample_sequence` does, with the
+ * controls people reach for since: penalties and bias on the raw logits (penalties.ts),
+ * then divide by the temperature, keep the top k (`top_k_logits`), keep the nucleus (top
+ * p), keep the tokens at least min-p as likely as the best, and draw from the softmax of
+ * what is left. A temperature of 0 means greedy: the arg max of the penalised logits.
+ * The order is documented once, in sampling_controls.ts.
  */
 import { Rng } from "./random.ts";
+import { hasPenalties, TokenHistory } from "./penalties.ts";
+import {
+  type ResolvedSampling,
+  type SamplingOptions,
+  validateSampling,
+} from "./sampling_controls.ts";
 
-/** How the next token is drawn: the original's `temperature`, `top_k` and `top_p`. */
-export interface SamplingOptions {
-  /** Divides the logits; 0 picks the most likely token (default 1). */
-  temperature?: number;
-  /** Keep only the k most likely tokens; 0 keeps all (default 0). */
-  topK?: number;
-  /**
-   * Keep the smallest set of most likely tokens whose probability reaches p, and always at
-   * least one; 1 keeps all (default 1).
-   */
-  topP?: number;
-}
-
-/** Checks sampling options, throwing a `RangeError` that names the bad one. */
-export function validateSampling(options: SamplingOptions): Required<SamplingOptions> {
-  const { temperature = 1, topK = 0, topP = 1 } = options;
-  if (!(Number.isFinite(temperature) && temperature >= 0)) {
-    throw new RangeError(`temperature must be a number >= 0, got ${temperature}`);
-  }
-  if (!(Number.isInteger(topK) && topK >= 0)) {
-    throw new RangeError(`top_k must be an integer >= 0, got ${topK}`);
-  }
-  if (!(topP > 0 && topP <= 1)) throw new RangeError(`top_p must be in (0, 1], got ${topP}`);
-  return { temperature, topK, topP };
-}
+export type { SamplingOptions };
 
 /** Index of the largest value; the first one on ties, like `argmax`. */
 export function argmax(x: ArrayLike<number>): number {
@@ -50,18 +35,16 @@ export function argmax(x: ArrayLike<number>): number {
  * the indices of the tokens top-k keeps, in order, and `weights` their e^(logit - max).
  */
 let scaled = new Float32Array(0);
+/** The penalised row, for a `Sampler` whose penalties are on. */
+let penalised = new Float32Array(0);
 let kept = new Int32Array(0);
 let weights = new Float64Array(0);
 /** The copy `kthLargest` partitions, for k above 64. */
 let selection = new Float32Array(0);
 
 /** Draws one token from `logits` (n_vocab) with the given options and generator. */
-export function sampleToken(
-  logits: Float32Array,
-  options: Required<SamplingOptions>,
-  rng: Rng,
-): number {
-  const { temperature, topK, topP } = options;
+export function sampleToken(logits: Float32Array, options: ResolvedSampling, rng: Rng): number {
+  const { temperature, topK, topP, minP } = options;
   if (temperature === 0) return argmax(logits);
   const n = logits.length;
   if (kept.length < n) {
@@ -76,18 +59,23 @@ export function sampleToken(
   }
   const m = maxOf(x);
   let threshold = topK > 0 && topK < n ? kthLargest(x, topK) : -Infinity;
-  // The kept tokens and their weights, once: the nucleus and the draw both sum them.
+  // p_i ≥ minP · p_max is x_i ≥ m + ln(minP); with no nucleus to cut first it is one more
+  // bound on what the loop below keeps.
+  const minLogit = minP > 0 ? m + Math.log(minP) : -Infinity;
+  if (topP === 1) threshold = Math.max(threshold, minLogit);
+  // The kept tokens and their weights, once: the nucleus and the draw both sum them. A
+  // banned token (-∞) is never kept.
   let count = 0;
   let total = 0;
   for (let i = 0; i < n; i++) {
-    if (!(x[i] >= threshold)) continue;
+    if (!(x[i] >= threshold) || x[i] === -Infinity) continue;
     const e = Math.exp(x[i] - m);
     kept[count] = i;
     weights[count++] = e;
     total += e;
   }
   if (topP < 1) {
-    threshold = nucleusThreshold(x, count, m, topP * total);
+    threshold = Math.max(nucleusThreshold(x, count, m, topP * total), minLogit);
     total = 0;
     for (let j = 0; j < count; j++) if (x[kept[j]] >= threshold) total += weights[j];
   }
@@ -149,45 +137,64 @@ function lowest(x: Float32Array, count: number): number {
 export interface SamplerOptions extends SamplingOptions {
   /** Seed of the generator; random if absent. */
   seed?: number;
-  /**
-   * Sees each row of logits the sampler draws from (before temperature, top-k and top-p)
-   * and the token drawn, for instance to report log-probabilities (`stepLogprobs`). The
-   * row is only valid during the call.
-   */
-  onSample?: (logits: Float32Array, token: number) => void;
 }
 
-/** Draws tokens for each row of a batch, in row order, with one generator. */
+/** What a `Sampler` draws after: the penalties' context, and the vocabulary for checks. */
+export interface SamplerContext {
+  /** The prompt every row starts from: part of the penalties' context (default none). */
+  prompt?: readonly number[];
+  /** The model's n_vocab: `logitBias` keys must be below it (unchecked when absent). */
+  vocabSize?: number;
+}
+
+/**
+ * Draws tokens for each row of a batch, in row order, with one generator. Each row is a
+ * sequence of its own after `context.prompt`: the tokens drawn for it join its context,
+ * which the penalties read.
+ */
 export class Sampler {
   /** The options in force, defaults filled in. */
-  readonly options: Required<SamplingOptions>;
+  readonly options: ResolvedSampling;
   /** The generator every draw takes its numbers from. */
   readonly rng: Rng;
   /** The seed in use: the one given, or a random one. */
   readonly seed: number;
+  readonly #prompt: readonly number[];
+  /** Each row's context, when a penalty is on. */
+  readonly #histories: TokenHistory[] = [];
+  readonly #penalties: boolean;
 
-  /** Called with each row of logits and the token drawn from it; see `SamplerOptions`. */
-  readonly onSample: ((logits: Float32Array, token: number) => void) | undefined;
-
-  /** A sampler for `options`, seeded with `options.seed` or a random seed. */
-  constructor(options: SamplerOptions = {}) {
-    this.options = validateSampling(options);
-    this.onSample = options.onSample;
+  /**
+   * A sampler for `options`, seeded with `options.seed` or a random seed.
+   * @throws {RangeError} naming a bad option
+   */
+  constructor(options: SamplerOptions = {}, context: SamplerContext = {}) {
+    this.options = validateSampling(options, context.vocabSize);
     this.seed = options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
     if (!Number.isInteger(this.seed)) {
       throw new RangeError(`seed must be an integer, got ${this.seed}`);
     }
     this.rng = new Rng(this.seed);
+    this.#prompt = context.prompt ?? [];
+    this.#penalties = hasPenalties(this.options);
   }
 
-  /** One token per row of `logits` (rows, n_vocab). */
+  /** One token per row of `logits` (rows, n_vocab); each joins its row's context. */
   sample(logits: Float32Array, rows: number): number[] {
     const V = logits.length / rows;
     const out: number[] = [];
     for (let r = 0; r < rows; r++) {
-      const row = logits.subarray(r * V, (r + 1) * V);
+      let row = logits.subarray(r * V, (r + 1) * V);
+      if (!this.#penalties) {
+        out.push(sampleToken(row, this.options, this.rng));
+        continue;
+      }
+      const history = this.#histories[r] ??= new TokenHistory(this.#prompt, this.options);
+      if (penalised.length < V) penalised = new Float32Array(V);
+      history.apply(penalised.subarray(0, V), row);
+      row = penalised.subarray(0, V);
       const token = sampleToken(row, this.options, this.rng);
-      this.onSample?.(row, token);
+      history.push(token);
       out.push(token);
     }
     return out;

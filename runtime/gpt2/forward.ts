@@ -83,20 +83,17 @@ export function finalNorm(be: Backend, w: Params, a: Activations, x: Tensor, row
 }
 
 /**
- * The logits of row `t` of each of B sequences (of `kept` rows each in `a.h`), read into
- * `into` (B · n_vocab floats): the one wait of a decoding step.
+ * The logits of rows `rows` of `a.h` (at most `slots` of them), read into `into`
+ * (rows.length · n_vocab floats): the one wait of a decoding step.
  */
 export function head(
   be: Backend,
   w: Params,
   a: Activations,
-  B: number,
-  kept: number,
-  t: number,
+  rows: readonly number[],
   into: Float32Array,
 ): Promise<void> {
-  const rows = Array.from({ length: B }, (_, b) => b * kept + t);
-  be.gatherRows(a.last, a.h, rows); // [B, C]
-  be.logits(a.logits, a.last, w.wte, B); // -> [B, n_vocab]
+  be.gatherRows(a.last, a.h, rows); // [R, C]
+  be.logits(a.logits, a.last, w.wte, rows.length); // -> [R, n_vocab]
   return be.read(a.logits, into);
 }

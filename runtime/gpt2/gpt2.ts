@@ -110,7 +110,7 @@ export class Gpt2 implements Disposable {
   ): Promise<Float32Array> {
     const { n_vocab: V } = this.hparams;
     const B = seqs.length;
-    const T = this.#check(seqs);
+    const T = this.#assertPass(seqs);
     const all = options.allPositions ?? false;
     const size = (all ? B * T : B) * V;
     if (options.out && options.out.length < size) {
@@ -120,7 +120,7 @@ export class Gpt2 implements Disposable {
     }
     const result = options.out?.subarray(0, size) ?? new Float32Array(size);
     const be = this.backend, a = this.#act;
-    const rows = all ? new Float32Array(B * V) : undefined;
+    const rows = all ? new Float32Array(this.slots * V) : undefined;
     for (let start = 0; start < T; start += this.chunk) {
       const n = Math.min(this.chunk, T - start);
       const ids = new Int32Array(B * n), positions = new Int32Array(B * n);
@@ -143,15 +143,23 @@ export class Gpt2 implements Disposable {
       if (wanted === 0) continue;
       finalNorm(be, this.#params, a, x, kept);
       const perSeq = kept / B;
-      for (let t = perSeq - wanted; t < perSeq; t++) {
-        if (!rows) {
-          await head(be, this.#params, a, B, perSeq, t, result);
-          continue;
-        }
-        await head(be, this.#params, a, B, perSeq, t, rows);
-        for (let b = 0; b < B; b++) {
-          result.set(rows.subarray(b * V, (b + 1) * V), (b * T + start + t) * V);
-        }
+      if (!rows) {
+        const last = seqs.map((_, b) => b * perSeq + perSeq - 1);
+        await head(be, this.#params, a, last, result);
+        continue;
+      }
+      // Every position's logits: `slots` rows per call of the head, which reads the whole
+      // token embedding each time (each row's logits are the same in any group).
+      for (let first = 0; first < kept; first += this.slots) {
+        const group = Array.from(
+          { length: Math.min(this.slots, kept - first) },
+          (_, i) => first + i,
+        );
+        await head(be, this.#params, a, group, rows);
+        group.forEach((r, i) => {
+          const b = Math.floor(r / perSeq), t = r % perSeq;
+          result.set(rows.subarray(i * V, (i + 1) * V), (b * T + start + t) * V);
+        });
       }
     }
     return result;
@@ -161,40 +169,36 @@ export class Gpt2 implements Disposable {
     this.backend[Symbol.dispose]();
   }
 
-  /** Validates a pass's sequences; returns their common length T. */
-  #check(seqs: readonly SequenceStep[]): number {
+  /**
+   * Asserts what a pass's callers guarantee (the library checks prompts where it is
+   * entered): 1 to `slots` sequences in distinct slots, all with the same T ≥ 1 new
+   * tokens, each an id in the vocabulary, within the context window. Cheap beside the
+   * pass, and what keeps the kernels from reading outside their tensors. Returns T.
+   */
+  #assertPass(seqs: readonly SequenceStep[]): number {
     const { n_vocab: V, n_ctx } = this.hparams;
+    const fail = (what: string) => {
+      throw new RangeError(`Gpt2.forward was called with ${what}`);
+    };
     if (seqs.length === 0 || seqs.length > this.slots) {
-      throw new RangeError(
-        `A pass runs 1 to ${this.slots} sequences (the model's slots), got ${seqs.length}`,
-      );
+      fail(`${seqs.length} sequences: a pass runs 1 to ${this.slots} (the model's slots)`);
     }
     const T = seqs[0].tokens.length;
-    if (T === 0) throw new RangeError("Cannot run the model on no tokens");
+    if (T === 0) fail("no tokens");
     const seen = new Set<number>();
     seqs.forEach(({ slot, tokens }, b) => {
       this.#checkSlot(slot);
-      if (seen.has(slot)) throw new RangeError(`Slot ${slot} appears twice in one pass`);
+      if (seen.has(slot)) fail(`slot ${slot} twice`);
       seen.add(slot);
-      if (tokens.length !== T) {
-        throw new RangeError(
-          `Every sequence of a pass must have the same number of new tokens: sequence 0 has ${T}, sequence ${b} has ${tokens.length}`,
-        );
-      }
+      if (tokens.length !== T) fail(`sequences of ${T} and ${tokens.length} new tokens`);
       for (let t = 0; t < T; t++) {
         const id = tokens[t];
-        if (!Number.isInteger(id) || id < 0 || id >= V) {
-          throw new RangeError(
-            `Token ${id} at sequence ${b}, position ${t} is outside the vocabulary [0, ${V})`,
-          );
+        if (!(Number.isInteger(id) && id >= 0 && id < V)) {
+          fail(`token ${id} (sequence ${b}, position ${t}), outside the vocabulary [0, ${V})`);
         }
       }
       if (this.#lengths[slot] + T > n_ctx) {
-        throw new RangeError(
-          `Cannot run ${T} new tokens after ${
-            this.#lengths[slot]
-          } cached ones: the context window is ${n_ctx}`,
-        );
+        fail(`${T} new tokens after ${this.#lengths[slot]} cached ones, past n_ctx ${n_ctx}`);
       }
     });
     return T;

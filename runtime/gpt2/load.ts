@@ -7,12 +7,13 @@
  */
 import type { Backend } from "../backend/backend.ts";
 import { readAsFloat32, type TensorSource } from "../io/tensor_source.ts";
+import { isFloat32Convertible, TYPE_LAYOUTS } from "../io/tensor_types.ts";
 import { ModelFileError } from "../errors.ts";
 import type { ParamBinding } from "./params.ts";
 import { type NameMap, tfNames } from "./tensor_names.ts";
 
-/** The element types the loader widens to float32 as it reads. */
-const FLOAT_DTYPES = new Set(["float32", "float16", "bfloat16"]);
+/** The dtypes the loader converts to float32, for messages: "float32, float16, … or q6_k". */
+const CONVERTIBLE = Object.keys(TYPE_LAYOUTS).join(", ").replace(/, ([^,]*)$/, " or $1");
 
 /**
  * Loads held in flight at once: enough that one tensor is read while others are
@@ -33,14 +34,14 @@ export async function loadParams(
   names: NameMap = tfNames,
 ): Promise<void> {
   const plans = bindings.map(({ spec, tensor }) => {
-    const { name, shape } = names(spec.name, spec.shape);
+    const { name, shape, transposed = false } = names(spec.name, spec.shape);
     const info = source.tensors.get(name);
     if (!info) {
       throw new ModelFileError(`Cannot load tensor "${name}": not found in ${source.path}`);
     }
-    if (!FLOAT_DTYPES.has(info.dtype)) {
+    if (!isFloat32Convertible(info.dtype)) {
       throw new ModelFileError(
-        `Cannot load tensor "${name}": got dtype ${info.dtype}, expected float32, float16 or bfloat16`,
+        `Cannot load tensor "${name}": got dtype ${info.dtype}, expected ${CONVERTIBLE}`,
       );
     }
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
@@ -50,15 +51,18 @@ export async function loadParams(
         }]`,
       );
     }
-    return { name, tensor, position: info.position ?? 0 };
+    return { name, tensor, transposed, position: info.position ?? 0 };
   });
 
   plans.sort((a, b) => a.position - b.position);
   const inFlight: Promise<void>[] = [];
   try {
-    for (const { name, tensor } of plans) {
+    for (const { name, tensor, transposed } of plans) {
       if (inFlight.length === IN_FLIGHT) await inFlight.shift();
-      const loading = backend.loadWeight(tensor, (dest) => readAsFloat32(source, name, dest));
+      const loading = backend.loadWeight(
+        tensor,
+        (dest) => readAsFloat32(source, name, dest, { transpose: transposed }),
+      );
       loading.catch(() => {}); // awaited in order below; a failure is thrown from there
       inFlight.push(loading);
     }

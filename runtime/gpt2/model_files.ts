@@ -1,38 +1,60 @@
 /**
- * Finds and opens a model folder in either format, with nothing converted:
- * - OpenAI's, as `download_model.py` fetches it: `hparams.json`, `checkpoint`,
+ * Finds and opens a model in any of three formats, with nothing converted on disk:
+ * - OpenAI's folder, as `download_model.py` fetches it: `hparams.json`, `checkpoint`,
  *   `model.ckpt.index` + `model.ckpt.data-00000-of-00001`, `encoder.json`, `vocab.bpe`;
- * - Hugging Face's: `config.json`, `model.safetensors`, `vocab.json`, `merges.txt`.
+ * - Hugging Face's folder: `config.json`, `model.safetensors`, `vocab.json`, `merges.txt`;
+ * - a GGUF file of architecture `gpt2` (llama.cpp's), or a folder holding one, whose
+ *   metadata carries the hyperparameters and the tokenizer.
  */
+import { type GgufFile, type GgufValue, openGguf } from "../io/gguf.ts";
 import { openSafetensors } from "../io/safetensors.ts";
 import type { TensorSource } from "../io/tensor_source.ts";
+import { TYPE_LAYOUTS } from "../io/tensor_types.ts";
 import { openTfBundle, resolveCheckpointPrefix } from "../io/tf_bundle.ts";
 import { ModelFileError } from "../errors.ts";
+import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { type HParams, validateHParams } from "./hparams.ts";
-import { hfNames, type NameMap, tfNames } from "./tensor_names.ts";
+import { ggufNames, gpt2Tensors, hfNames, type NameMap, tfNames } from "./tensor_names.ts";
 
-/** An open model folder: its shape and its weights, and how their names map. */
+/** An open model: its shape, its weights and how their names map, and its tokenizer. */
 export interface ModelFiles extends Disposable {
+  /** The folder or `.gguf` file opened. */
   readonly dir: string;
-  readonly format: "tensorflow" | "safetensors";
+  readonly format: "tensorflow" | "safetensors" | "gguf";
   readonly hparams: HParams;
   readonly source: TensorSource;
   readonly names: NameMap;
+  /**
+   * What loading does with stored types no backend keeps as they are, as one line for a
+   * tool's stderr (`token_embd, blk.*: Q4_0 converted to f32 while loading`); `undefined`
+   * when every tensor is float32, float16 or bfloat16.
+   */
+  readonly conversion?: string;
+  /** Reads the tokenizer: the folder's tokenizer files, or the GGUF file's metadata. */
+  tokenizer(): Promise<Tokenizer>;
 }
 
-/** Opens the model in `dir`, checking that its hyperparameters are complete and sound. */
-export async function openModelFiles(dir: string): Promise<ModelFiles> {
-  let entries: Set<string>;
+/** Opens the model at `path` (a folder, or a `.gguf` file), checking its hyperparameters. */
+export async function openModelFiles(path: string): Promise<ModelFiles> {
+  let stat: Deno.FileInfo;
   try {
-    entries = new Set([...Deno.readDirSync(dir)].map((e) => e.name));
+    stat = await Deno.stat(path);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) throw e;
-    throw new ModelFileError(`Cannot find the model folder "${dir}" (${downloadHint(dir)})`);
+    throw new ModelFileError(`Cannot find the model folder "${path}" (${downloadHint(path)})`);
   }
+  if (stat.isFile) {
+    if (path.endsWith(".gguf")) return await openGgufModel(path);
+    throw new ModelFileError(
+      `Cannot use "${path}": it is a file, expected a model folder or a .gguf file`,
+    );
+  }
+  const dir = path;
+  const entries = new Set([...Deno.readDirSync(dir)].map((e) => e.name));
   if (entries.has("hparams.json")) {
     const hparams = await readHParams(`${dir}/hparams.json`, (v) => v);
     const source = await openTfBundle(await resolveCheckpointPrefix(dir));
-    return files(dir, "tensorflow", hparams, source, tfNames);
+    return folderFiles(dir, "tensorflow", hparams, source, tfNames);
   }
   if (entries.has("config.json")) {
     const hparams = await readHParams(`${dir}/config.json`, (c) => ({
@@ -44,22 +66,213 @@ export async function openModelFiles(dir: string): Promise<ModelFiles> {
     }));
     const source = await openSafetensors(`${dir}/model.safetensors`);
     const prefix = source.tensors.has("transformer.wte.weight") ? "transformer." : "";
-    return files(dir, "safetensors", hparams, source, hfNames(prefix));
+    return folderFiles(dir, "safetensors", hparams, source, hfNames(prefix));
+  }
+  const ggufs = [...entries].filter((name) => name.endsWith(".gguf")).sort();
+  if (ggufs.length === 1) return await openGgufModel(`${dir}/${ggufs[0]}`);
+  if (ggufs.length > 1) {
+    throw new ModelFileError(
+      `"${dir}" holds ${ggufs.length} GGUF files (${ggufs.join(", ")}): name the one to use, ` +
+        `e.g. "${dir}/${ggufs[0]}"`,
+    );
   }
   throw new ModelFileError(
-    `No GPT-2 model in "${dir}": expected hparams.json and model.ckpt.* (OpenAI's files) or ` +
-      `config.json and model.safetensors (Hugging Face's) (${downloadHint(dir)})`,
+    `No GPT-2 model in "${dir}": expected hparams.json and model.ckpt.* (OpenAI's files), ` +
+      `config.json and model.safetensors (Hugging Face's) or a .gguf file (llama.cpp's) ` +
+      `(${downloadHint(dir)})`,
   );
 }
 
-function files(
+function folderFiles(
   dir: string,
   format: ModelFiles["format"],
   hparams: HParams,
   source: TensorSource,
   names: NameMap,
 ): ModelFiles {
-  return { dir, format, hparams, source, names, [Symbol.dispose]: () => source[Symbol.dispose]() };
+  return {
+    dir,
+    format,
+    hparams,
+    source,
+    names,
+    tokenizer: () => Tokenizer.load(dir),
+    [Symbol.dispose]: () => source[Symbol.dispose](),
+  };
+}
+
+/** The layer-norm epsilon of every GPT-2, the one the backends' layer norm uses. */
+const LAYER_NORM_EPSILON = 1e-5;
+
+/**
+ * Opens a GGUF file of architecture `gpt2`: hyperparameters from `gpt2.*`, n_vocab from
+ * the token list, a tied output head (an `output.weight` must equal `token_embd.weight`).
+ */
+async function openGgufModel(path: string): Promise<ModelFiles> {
+  const file = await openGguf(path);
+  try {
+    const fail = (detail: string) => new ModelFileError(`Cannot use "${path}": ${detail}`);
+    const meta = file.metadata;
+    const architecture = meta.get("general.architecture");
+    if (architecture !== "gpt2") {
+      throw fail(
+        `its general.architecture is ${describe(architecture)}, expected "gpt2" (this ` +
+          `runtime runs GPT-2 only)`,
+      );
+    }
+    const tokenizerModel = meta.get("tokenizer.ggml.model");
+    if (tokenizerModel !== "gpt2") {
+      throw fail(
+        `its tokenizer.ggml.model is ${describe(tokenizerModel)}, expected "gpt2" (GPT-2's ` +
+          `byte-level BPE)`,
+      );
+    }
+    const tokens = stringArray(meta, "tokenizer.ggml.tokens", fail);
+    const merges = stringArray(meta, "tokenizer.ggml.merges", fail);
+    const integer = (key: string) => {
+      const v = meta.get(key);
+      if (v === undefined) throw fail(`its metadata lacks "${key}"`);
+      if (typeof v === "bigint" && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+      if (typeof v === "number" && Number.isInteger(v)) return v;
+      throw fail(`its "${key}" is ${describe(v)}, expected an integer`);
+    };
+    const hparams = validateHParams({
+      n_vocab: tokens.length,
+      n_ctx: integer("gpt2.context_length"),
+      n_embd: integer("gpt2.embedding_length"),
+      n_head: integer("gpt2.attention.head_count"),
+      n_layer: integer("gpt2.block_count"),
+    }, `"${path}"`);
+    if (meta.has("gpt2.feed_forward_length")) {
+      const ff = integer("gpt2.feed_forward_length");
+      if (ff !== 4 * hparams.n_embd) {
+        throw fail(
+          `its gpt2.feed_forward_length is ${ff}; GPT-2's MLP is 4 × n_embd = ${
+            4 * hparams.n_embd
+          }`,
+        );
+      }
+    }
+    const epsilon = meta.get("gpt2.attention.layer_norm_epsilon");
+    if (epsilon === undefined) throw fail(`its metadata lacks "gpt2.attention.layer_norm_epsilon"`);
+    // The file stores it as float32: compare with GPT-2's 1e-5 rounded the same way.
+    if (typeof epsilon !== "number" || Math.fround(epsilon) !== Math.fround(LAYER_NORM_EPSILON)) {
+      throw fail(
+        `its gpt2.attention.layer_norm_epsilon is ${describe(epsilon)}; this runtime's ` +
+          `layer norm uses GPT-2's ${LAYER_NORM_EPSILON}`,
+      );
+    }
+    await checkTiedHead(file, fail);
+    return {
+      dir: path,
+      format: "gguf",
+      hparams,
+      source: file,
+      names: ggufNames,
+      conversion: conversionLine(file, hparams),
+      tokenizer: () => Promise.resolve(ggufTokenizer(path, tokens, merges)),
+      [Symbol.dispose]: () => file[Symbol.dispose](),
+    };
+  } catch (e) {
+    file[Symbol.dispose]();
+    if (e instanceof RangeError) throw new ModelFileError(`Cannot use ${e.message}`);
+    throw e;
+  }
+}
+
+/** The string array at `key`, or a ModelFileError saying what it is instead. */
+function stringArray(
+  meta: ReadonlyMap<string, GgufValue>,
+  key: string,
+  fail: (detail: string) => ModelFileError,
+): string[] {
+  const v = meta.get(key);
+  if (v === undefined) throw fail(`its metadata lacks "${key}"`);
+  if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) {
+    throw fail(`its "${key}" is ${describe(v)}, expected an array of strings`);
+  }
+  return v as string[];
+}
+
+/**
+ * GPT-2 ties its output head to the token embedding, and so do the backends. A file may
+ * still hold the head as `output.weight` (older llama.cpp converters wrote a copy): it is
+ * accepted when its bytes are the embedding's, compared a MiB at a time.
+ */
+async function checkTiedHead(
+  file: GgufFile,
+  fail: (detail: string) => ModelFileError,
+): Promise<void> {
+  const head = file.tensors.get("output.weight");
+  const embedding = file.tensors.get("token_embd.weight");
+  if (head === undefined || embedding === undefined) return; // the loader names a missing one
+  const untied = `it holds an output head "output.weight" that is not "token_embd.weight"`;
+  const support = `only GPT-2's tied head (no output.weight, or an exact copy) is supported`;
+  if (head.dtype !== embedding.dtype || head.byteLength !== embedding.byteLength) {
+    throw fail(`${untied} (${head.ggmlType} beside ${embedding.ggmlType}); ${support}`);
+  }
+  const chunk = 1 << 20;
+  const a = new Uint8Array(Math.min(chunk, head.byteLength));
+  const b = new Uint8Array(a.length);
+  for (let offset = 0; offset < head.byteLength; offset += chunk) {
+    const n = Math.min(chunk, head.byteLength - offset);
+    await Promise.all([
+      file.readPart(head.name, offset, a.subarray(0, n)),
+      file.readPart(embedding.name, offset, b.subarray(0, n)),
+    ]);
+    for (let i = 0; i < n; i++) {
+      if (a[i] !== b[i]) throw fail(`${untied} (its bytes differ); ${support}`);
+    }
+  }
+}
+
+/**
+ * One line naming the GPT-2 tensors of a quantized type, which load as float32 (the
+ * backend then stores them in its own weight type), grouped by type: blocks as `blk.*`.
+ */
+function conversionLine(file: GgufFile, hp: HParams): string | undefined {
+  const groups = new Map<string, Set<string>>();
+  for (const spec of gpt2Tensors(hp)) {
+    const info = file.tensors.get(ggufNames(spec.name, spec.shape).name);
+    if (info === undefined || TYPE_LAYOUTS[info.dtype].blockSize === 1) continue;
+    const group = info.name.startsWith("blk.") ? "blk.*" : info.name.replace(/\.weight$/, "");
+    const set = groups.get(info.ggmlType) ?? new Set<string>();
+    groups.set(info.ggmlType, set.add(group));
+  }
+  if (groups.size === 0) return undefined;
+  return [...groups].map(([type, names]) =>
+    `${[...names].join(", ")}: ${type} converted to f32 while loading`
+  ).join("; ");
+}
+
+/** GPT-2's tokenizer from a GGUF file's token list and merges. */
+function ggufTokenizer(path: string, tokens: readonly string[], merges: readonly string[]) {
+  const encoder = new Map<string, number>();
+  for (const [id, token] of tokens.entries()) {
+    const other = encoder.get(token);
+    if (other !== undefined) {
+      throw new ModelFileError(
+        `Cannot use the tokenizer of "${path}": tokens ${other} and ${id} are both ` +
+          `${JSON.stringify(token)}`,
+      );
+    }
+    encoder.set(token, id);
+  }
+  try {
+    return new Tokenizer(encoder, merges);
+  } catch (e) {
+    if (!(e instanceof ModelFileError)) throw e;
+    const problem = e.message.replace(/^Invalid tokenizer data: /, "");
+    throw new ModelFileError(`Cannot use the tokenizer of "${path}": ${problem}`);
+  }
+}
+
+/** A metadata value, shortened for messages. */
+function describe(v: GgufValue | undefined): string {
+  if (v === undefined) return "missing";
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  const text = typeof v === "string" ? JSON.stringify(v) : String(v);
+  return text.length > 40 ? `${text.slice(0, 40)}...` : text;
 }
 
 /** The download command for a folder named like a released size, else a general hint. */

@@ -45,12 +45,13 @@ export function gpt2Tensors(hp: HParams): TensorSpec[] {
 
 /**
  * Maps a tensor's name and shape in OpenAI's TensorFlow checkpoint to its name and
- * shape in another format.
+ * shape in another format, and whether that format stores it transposed (a matrix
+ * (R, C) there is the checkpoint's (C, R), and is transposed back while it loads).
  */
 export type NameMap = (
   tfName: string,
   tfShape: readonly number[],
-) => { name: string; shape: readonly number[] };
+) => { name: string; shape: readonly number[]; transposed?: boolean };
 
 /** OpenAI's TensorFlow checkpoint names, unchanged. */
 export const tfNames: NameMap = (name, shape) => ({ name, shape });
@@ -76,3 +77,41 @@ export function hfNames(prefix: "" | "transformer."): NameMap {
     };
   };
 }
+
+/** llama.cpp's names for the parts of a GPT-2 block, by the checkpoint's. */
+const GGUF_BLOCK_PARTS: Readonly<Record<string, string>> = {
+  ln_1: "attn_norm",
+  "attn/c_attn": "attn_qkv",
+  "attn/c_proj": "attn_output",
+  ln_2: "ffn_norm",
+  "mlp/c_fc": "ffn_up",
+  "mlp/c_proj": "ffn_down",
+};
+
+/**
+ * llama.cpp's names, as its `convert_hf_to_gguf.py` writes GPT-2: `token_embd.weight`,
+ * `position_embd.weight`, `blk.N.attn_norm.weight` … `blk.N.ffn_down.bias`,
+ * `output_norm.weight` and `.bias`. Shapes are outermost first (ggml's `ne` reversed).
+ *
+ * GGUF stores every matrix as ggml's matrix product takes it, (out, in) with ggml's
+ * ne0 = in, while GPT-2's Conv1D weight is (nx, nf) = (in, out), as OpenAI's checkpoint and
+ * Hugging Face's Conv1D keep it (llama.cpp's converter transposes them on the way in). So
+ * each Conv1D weight is the checkpoint's transposed, and is transposed back while it loads:
+ * this is the one place that says so. The token embedding is (n_vocab, n_embd) in both.
+ */
+export const ggufNames: NameMap = (tfName, tfShape) => {
+  const leaf = tfName.slice(tfName.lastIndexOf("/") + 1);
+  const suffix = leaf === "b" ? "bias" : "weight";
+  if (tfName === "model/wte") return { name: "token_embd.weight", shape: tfShape };
+  if (tfName === "model/wpe") return { name: "position_embd.weight", shape: tfShape };
+  if (tfName.startsWith("model/ln_f/")) return { name: `output_norm.${suffix}`, shape: tfShape };
+  const block = /^model\/h(\d+)\/(.+)\/[wgb]$/.exec(tfName);
+  const part = block ? GGUF_BLOCK_PARTS[block[2]] : undefined;
+  if (!block || part === undefined) {
+    throw new RangeError(`No GGUF name for the checkpoint tensor "${tfName}"`);
+  }
+  const name = `blk.${block[1]}.${part}.${suffix}`;
+  if (leaf !== "w") return { name, shape: tfShape };
+  const [, nx, nf] = tfShape; // (1, nx, nf)
+  return { name, shape: [nf, nx], transposed: true };
+};

@@ -15,7 +15,7 @@
  * @module
  */
 import { join } from "node:path";
-import { DownloadError, UsageError } from "../errors.ts";
+import { DownloadError } from "../errors.ts";
 
 /** The model sizes OpenAI published, smallest first. */
 export const MODEL_SIZES = ["124M", "355M", "774M", "1558M"] as const;
@@ -138,7 +138,7 @@ export function modelFileUrl(baseUrl: string, size: string, file: string): strin
  * `.part` file from an interrupted run.
  *
  * @param size one of {@linkcode MODEL_SIZES}, e.g. `"124M"`
- * @throws {UsageError} if `size` is not a published model size
+ * @throws {RangeError} if `size` is not a published model size
  * @throws {DownloadError} naming the file and URL if a file cannot be fetched completely:
  *   the host is unreachable, the server answers with an error status, or the body is cut short
  *   (its bytes are kept in the `.part` file, and the message says to run again to resume)
@@ -157,7 +157,7 @@ export async function downloadModel(
   options: DownloadOptions = {},
 ): Promise<DownloadResult> {
   if (!isModelSize(size)) {
-    throw new UsageError(`Unknown model size "${size}", expected one of ${MODEL_SIZES.join(", ")}`);
+    throw new RangeError(`Unknown model size "${size}", expected one of ${MODEL_SIZES.join(", ")}`);
   }
   const baseUrl = options.baseUrl ?? DEFAULT_BASE_URL;
   const dir = join(options.modelsDir ?? "models", size);

@@ -57,6 +57,7 @@ const METADATA_KEY = "__metadata__";
 
 /** A tensor as the safetensors header describes it. */
 export interface SafetensorsTensorInfo extends TensorInfo {
+  readonly dtype: StoredDType;
   /** `[begin, end)` of the tensor's bytes, relative to the end of the header. */
   readonly dataOffsets: readonly [number, number];
 }

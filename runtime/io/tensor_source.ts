@@ -7,6 +7,14 @@
  * @module
  */
 import { ModelFileError } from "../errors.ts";
+import {
+  type BlockType,
+  isFloat32Convertible,
+  TYPE_LAYOUTS,
+  type TypeLayout,
+} from "./tensor_types.ts";
+
+export { float16BitsToFloat32Bits } from "./tensor_types.ts";
 
 /** An element type a checkpoint format can hold. */
 export type StoredDType =
@@ -71,10 +79,14 @@ export function elementCount(shape: readonly number[]): number {
 export interface TensorInfo {
   /** The name as stored in the file, e.g. `model/h0/attn/c_attn/w`. */
   readonly name: string;
-  readonly dtype: StoredDType;
+  /** An element type, or one of ggml's quantized block types (GGUF files hold them). */
+  readonly dtype: StoredDType | BlockType;
   /** Dimensions, outermost first; `[]` for a scalar. */
   readonly shape: readonly number[];
-  /** Size of the stored data in bytes: `elementCount(shape) * itemSize(dtype)` except for strings. */
+  /**
+   * Size of the stored data in bytes: `elementCount(shape) * itemSize(dtype)` for an
+   * element type, the blocks' bytes for a block type; strings vary.
+   */
   readonly byteLength: number;
   /**
    * Where the bytes lie among the other tensors' (e.g. the file offset), if the format
@@ -128,6 +140,12 @@ export interface TensorSource extends Disposable {
    * view on a SharedArrayBuffer, e.g. WebAssembly memory.
    */
   read(name: string, dest: Uint8Array): Promise<void>;
+  /**
+   * Reads `dest.byteLength` bytes of the tensor's data from byte `offset` of it, for a
+   * conversion that streams a tensor through a small buffer. Only formats without a
+   * checksum over the whole tensor offer it (GGUF, safetensors).
+   */
+  readPart?(name: string, offset: number, dest: Uint8Array): Promise<void>;
 }
 
 /**
@@ -154,20 +172,37 @@ export function checkReadTarget<T extends TensorInfo>(
   return info;
 }
 
+/** Options of {@linkcode readAsFloat32}. */
+export interface ReadAsFloat32Options {
+  /**
+   * The tensor is a matrix (R, C); write its transpose (C, R) into `dest`. It is read a
+   * few rows at a time (the source must offer `readPart`), so no second copy is made.
+   */
+  transpose?: boolean;
+}
+
+/** Bytes of a tensor read at once when it streams through a buffer. */
+const CHUNK_BYTES = 1 << 20;
+
 /**
- * Reads a float32, float16 or bfloat16 tensor into `dest` as float32.
+ * Reads a tensor of any type in `TYPE_LAYOUTS` (float32, float16, bfloat16, ggml's block
+ * types) into `dest` as float32, in the row-major order of its shape or transposed.
  *
- * float32 is read straight into `dest`. Half-width data is read into the upper half of
- * `dest`'s own bytes and widened in place, front to back: element `i` is written to bytes
- * `[4i, 4i+4)` and only overwrites half-width elements at or before `i`, which have been
- * converted already. So no conversion needs memory beyond `dest`.
+ * float32 is read straight into `dest`. Any other type is read into the top of `dest`'s own
+ * bytes and converted in place, front to back, in runs of blocks whose values end before
+ * the bytes still to convert begin (each block's values are written after its bytes are
+ * read). So no conversion needs memory beyond `dest`. Transposed, the tensor streams
+ * through two buffers of about a MiB, one being read while the other is converted.
  *
  * @param dest (elementCount(shape)) f32, aligned as any Float32Array is
+ * @throws {ModelFileError} if the tensor is missing or of a type that does not convert
+ * @throws {RangeError} if `dest` is not the tensor's size
  */
 export async function readAsFloat32(
   source: TensorSource,
   name: string,
   dest: Float32Array,
+  options: ReadAsFloat32Options = {},
 ): Promise<void> {
   const info = source.tensors.get(name);
   if (info === undefined) {
@@ -180,70 +215,106 @@ export async function readAsFloat32(
         `${dest.length}: it has shape [${info.shape.join(", ")}], ${count} elements`,
     );
   }
+  if (!isFloat32Convertible(info.dtype)) {
+    throw new ModelFileError(
+      `Cannot read tensor "${name}" of "${source.path}" as float32: its dtype is ` +
+        `${info.dtype}, expected one of ${Object.keys(TYPE_LAYOUTS).join(", ")}`,
+    );
+  }
+  const layout = TYPE_LAYOUTS[info.dtype];
+  if (options.transpose) {
+    await readTransposed(source, info, layout, dest);
+    return;
+  }
   const bytes = new Uint8Array(dest.buffer, dest.byteOffset, dest.byteLength);
-  switch (info.dtype) {
-    case "float32":
-      await source.read(name, bytes);
-      return;
-    case "float16":
-    case "bfloat16": {
-      await source.read(name, bytes.subarray(2 * count));
-      const half = new Uint16Array(dest.buffer, dest.byteOffset + 2 * count, count);
-      const out = new Uint32Array(dest.buffer, dest.byteOffset, count);
-      if (info.dtype === "bfloat16") {
-        // bfloat16 is the upper half of a float32.
-        for (let i = 0; i < count; i++) out[i] = half[i] << 16;
-      } else {
-        const table = float16Table();
-        for (let i = 0; i < count; i++) out[i] = table[half[i]];
-      }
-      return;
+  if (info.dtype === "float32") {
+    await source.read(name, bytes);
+    return;
+  }
+  // The stored bytes go to the top of `dest`, then convert in place.
+  const raw = bytes.subarray(bytes.byteLength - info.byteLength);
+  await source.read(name, raw);
+  convertInPlace(layout, raw, dest);
+}
+
+/**
+ * Converts `raw`, the top bytes of `dest`, into all of `dest`. Blocks [b, b + k) convert
+ * in one call when their values, which end at byte 4·blockSize·(b + k) of `dest`, end at
+ * or before block b's first raw byte; a block that fits no such run converts alone
+ * through a scratch buffer. The slack shrinks geometrically, so there are few runs.
+ */
+function convertInPlace(layout: TypeLayout, raw: Uint8Array, dest: Float32Array): void {
+  const { blockSize, blockBytes, toFloat32 } = layout;
+  const blocks = raw.byteLength / blockBytes;
+  const rawStart = dest.byteLength - raw.byteLength; // raw's offset within dest's bytes
+  const valueBytes = 4 * blockSize;
+  let scratch: Float32Array | undefined;
+  for (let b = 0; b < blocks;) {
+    const fits = Math.floor((rawStart + b * blockBytes) / valueBytes) - b;
+    if (fits >= 1) {
+      const k = Math.min(fits, blocks - b);
+      toFloat32(raw, b * blockBytes, dest, b * blockSize, k);
+      b += k;
+    } else {
+      scratch ??= new Float32Array(blockSize);
+      toFloat32(raw, b * blockBytes, scratch, 0, 1);
+      dest.set(scratch, b * blockSize);
+      b++;
     }
-    default:
-      throw new ModelFileError(
-        `Cannot read tensor "${name}" of "${source.path}" as float32: its dtype is ` +
-          `${info.dtype}, expected float32, float16 or bfloat16`,
-      );
   }
 }
 
 /**
- * The float32 bit pattern equal to an IEEE 754 binary16 bit pattern. Exact for every input:
- * subnormals become normal float32s, infinities stay infinite, and NaNs keep sign and
- * payload (shifted into the top of the float32 mantissa).
- *
- * @example
- * ```ts
- * import { float16BitsToFloat32Bits } from "./tensor_source.ts";
- * // 0x3c00 is 1.0 in binary16; 0x3f800000 is 1.0 in binary32.
- * if (float16BitsToFloat32Bits(0x3c00) !== 0x3f800000) throw new Error();
- * ```
+ * Reads the matrix `info` (R, C) a chunk of whole rows at a time and writes its transpose
+ * (C, R) into `dest`: dest[c·R + r] = m[r][c]. The next chunk is read while one converts.
  */
-export function float16BitsToFloat32Bits(h: number): number {
-  const sign = (h & 0x8000) << 16;
-  const exponent = (h >>> 10) & 0x1f;
-  const mantissa = h & 0x3ff;
-  if (exponent === 0x1f) return (sign | 0x7f800000 | (mantissa << 13)) >>> 0;
-  if (exponent !== 0) return (sign | ((exponent + 127 - 15) << 23) | (mantissa << 13)) >>> 0;
-  if (mantissa === 0) return sign >>> 0;
-  // Subnormal: mantissa * 2^-24. Shift the leading 1 up to bit 10 and lower the exponent.
-  let m = mantissa;
-  let e = 127 - 15 + 1;
-  while ((m & 0x400) === 0) {
-    m <<= 1;
-    e--;
+async function readTransposed(
+  source: TensorSource,
+  info: TensorInfo,
+  layout: TypeLayout,
+  dest: Float32Array,
+): Promise<void> {
+  const where = `tensor "${info.name}" of "${source.path}"`;
+  if (info.shape.length !== 2) {
+    throw new RangeError(
+      `Cannot transpose ${where}: it has shape [${info.shape.join(", ")}], not a matrix`,
+    );
   }
-  return (sign | (e << 23) | ((m & 0x3ff) << 13)) >>> 0;
-}
-
-let float16TableCache: Uint32Array | undefined;
-
-/** float32 bits for all 65536 float16 bit patterns (256 KiB), built on first use. */
-function float16Table(): Uint32Array {
-  if (float16TableCache === undefined) {
-    const table = new Uint32Array(65536);
-    for (let h = 0; h < 65536; h++) table[h] = float16BitsToFloat32Bits(h);
-    float16TableCache = table;
+  const readPart = source.readPart?.bind(source);
+  if (readPart === undefined) {
+    throw new TypeError(`Cannot transpose ${where}: its format cannot read part of a tensor`);
   }
-  return float16TableCache;
+  const [R, C] = info.shape;
+  const { blockSize, blockBytes, toFloat32 } = layout;
+  if (C % blockSize !== 0) {
+    throw new ModelFileError(
+      `Cannot read ${where}: its rows of ${C} values are not whole ${layout.ggmlName} blocks ` +
+        `of ${blockSize}`,
+    );
+  }
+  const rowBytes = (C / blockSize) * blockBytes;
+  const rowsPerChunk = Math.max(1, Math.min(R, Math.floor(CHUNK_BYTES / rowBytes)));
+  const buffers = [
+    new Uint8Array(rowsPerChunk * rowBytes),
+    new Uint8Array(rowsPerChunk * rowBytes),
+  ];
+  const rows = new Float32Array(rowsPerChunk * C);
+  const readChunk = (r0: number, buffer: Uint8Array) => {
+    const n = Math.min(rowsPerChunk, R - r0);
+    return readPart(info.name, r0 * rowBytes, buffer.subarray(0, n * rowBytes));
+  };
+  let pending = R > 0 ? readChunk(0, buffers[0]) : undefined;
+  for (let r0 = 0, turn = 0; r0 < R; r0 += rowsPerChunk, turn ^= 1) {
+    await pending;
+    const n = Math.min(rowsPerChunk, R - r0);
+    pending = r0 + n < R ? readChunk(r0 + n, buffers[turn ^ 1]) : undefined;
+    pending?.catch(() => {}); // awaited on the next turn; a failure is thrown from there
+    toFloat32(buffers[turn], 0, rows, 0, (n * C) / blockSize);
+    // Row r of the chunk becomes column r0 + r of dest; the inner loop writes n
+    // neighbouring floats of one row of dest.
+    for (let c = 0; c < C; c++) {
+      const out = c * R + r0;
+      for (let r = 0; r < n; r++) dest[out + r] = rows[r * C + c];
+    }
+  }
 }

@@ -108,6 +108,7 @@ export interface TfBundleHeader {
 
 /** A tensor as a `BundleEntryProto` describes it. */
 export interface TfTensorInfo extends TensorInfo {
+  readonly dtype: StoredDType;
   /** Which data shard holds the bytes. */
   readonly shardId: number;
   /** Byte offset in the shard. */

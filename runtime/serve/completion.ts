@@ -6,22 +6,22 @@
  *
  * @module
  */
-import type { GenerateOptions } from "../generate/model.ts";
+import type { GenerateStepsOptions } from "../generate/model.ts";
+import type { GenerationStep } from "../generate/scheduler.ts";
 import type { HParams } from "../gpt2/hparams.ts";
-import { type StepLogprobs, stepLogprobs } from "../generate/logprobs.ts";
-import type { SamplerOptions } from "../generate/sampler.ts";
+import type { StepLogprobs } from "../generate/logprobs.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { CompletionRequest } from "./completion_request.ts";
 import { StopText } from "./stop_text.ts";
 
-/** What the server needs of a model: its tokenizer, its shape and `generate`. */
+/** What the server needs of a model: its tokenizer, its shape and `generateSteps`. */
 export interface CompletionModel {
   readonly tokenizer: Tokenizer;
   readonly hparams: HParams;
-  generate(
+  generateSteps(
     ids: readonly number[],
-    options?: GenerateOptions & SamplerOptions,
-  ): AsyncGenerator<number>;
+    options?: GenerateStepsOptions,
+  ): AsyncGenerator<GenerationStep>;
   /**
    * For each prompt token after the first, the logprobs of it and of the `top` most likely
    * tokens at its position (what `echo` with `logprobs` reports); optional.
@@ -50,6 +50,8 @@ export interface ChoiceStep {
   readonly finishReason: FinishReason | null;
   /** Tokens this step generated (0 for the echoed prompt). */
   readonly tokens: number;
+  /** On the first generated step: prompt tokens that came from the KV cache. */
+  readonly cachedTokens?: number;
 }
 
 /**
@@ -84,28 +86,23 @@ export async function* generateChoice(
 
   const decoder = tokenizer.decoder();
   const stop = new StopText(request.stop);
-  // The sampler may run ahead of this loop (continuous batching does), so the logprobs
-  // of each token it draws wait here, in order, until the token comes.
-  const seen: StepLogprobs[] = [];
-  const top = request.logprobs;
-  const options: GenerateOptions & SamplerOptions = {
+  const options: GenerateStepsOptions = {
+    ...request.sampling,
     length: request.maxTokens,
-    temperature: request.temperature,
-    topK: request.topK,
-    topP: request.topP,
     seed: request.seed === undefined ? undefined : request.seed + index,
     stopAtEndOfText: true,
     signal,
-    onSample: top === null ? undefined : (row, token) => seen.push(stepLogprobs(row, token, top)),
+    logprobs: request.logprobs ?? undefined,
+    cachePrompt: request.cachePrompt,
   };
   let count = 0;
-  for await (const token of model.generate(request.promptIds, options)) {
+  for await (const step of model.generateSteps(request.promptIds, options)) {
+    const { token, logprobs: lp, cachedTokens } = step;
     count++;
-    const lp = seen.shift();
     const last = count === request.maxTokens;
     if (token === tokenizer.endOfText) {
       const rest = stop.push(decoder.flush()).text + stop.flush();
-      yield { index, text: rest, logprobs: null, finishReason: "stop", tokens: 1 };
+      yield { index, text: rest, logprobs: null, finishReason: "stop", tokens: 1, cachedTokens };
       return;
     }
     const piece = decoder.push(token);
@@ -118,7 +115,7 @@ export async function* generateChoice(
     const logprobs = lp === undefined ? null : stepObject(tokenizer, lp, offset);
     offset += piece.length;
     const finishReason = stopped ? "stop" : last ? "length" : null;
-    yield { index, text, logprobs, finishReason, tokens: 1 };
+    yield { index, text, logprobs, finishReason, tokens: 1, cachedTokens };
     if (finishReason) return;
   }
 }

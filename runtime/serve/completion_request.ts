@@ -2,14 +2,18 @@
  * The body of `POST /v1/completions`, checked field by field as OpenAI's API does: a
  * wrong type, a value out of range, an empty prompt, a prompt and `max_tokens` that do
  * not fit the context, or an unknown model is a 400 whose message and `param` name the
- * field. Fields OpenAI has but this server does not implement are accepted only at their
- * neutral values (`frequency_penalty: 0`, `best_of: 1`, ...), and unknown fields are
- * refused, so that a typo is not silently ignored.
+ * field. The sampling fields come from the library's table (sampling_fields.ts). Fields
+ * OpenAI has but this server does not implement are accepted only at their neutral values
+ * (`best_of: 1`, `suffix: ""`), and unknown fields are refused, so that a typo is not
+ * silently ignored.
  *
  * @module
  */
 import { ApiError, invalidField } from "./api_error.ts";
 import { MAX_TOP_LOGPROBS } from "../generate/logprobs.ts";
+import { checkContext, checkPrompt, type PromptLimits } from "../generate/prompt_check.ts";
+import type { SamplingOptions } from "../generate/sampling_controls.ts";
+import { parseSamplingFields, SAMPLING_FIELDS } from "./sampling_fields.ts";
 
 /** A checked completion request. */
 export interface CompletionRequest {
@@ -21,10 +25,8 @@ export interface CompletionRequest {
   readonly promptText: string;
   /** Tokens to generate at most (default 16, as OpenAI's). */
   readonly maxTokens: number;
-  readonly temperature: number;
-  readonly topP: number;
-  /** Keep the k most likely tokens, 0 for all (llama.cpp's `top_k`; default 0). */
-  readonly topK: number;
+  /** The sampling controls the request sets (temperature, top_p, penalties, ...). */
+  readonly sampling: SamplingOptions;
   /** Up to four strings; the text ends before the first of them to appear. */
   readonly stop: readonly string[];
   /** The seed of choice 0; choice i uses seed + i. Random if absent. */
@@ -38,6 +40,8 @@ export interface CompletionRequest {
   readonly logprobs: number | null;
   /** Whether the text starts with the prompt. */
   readonly echo: boolean;
+  /** Reuse what a KV-cache slot holds of the prompt (llama.cpp's `cache_prompt`, default true). */
+  readonly cachePrompt: boolean;
 }
 
 /** What checking a request needs to know about the model and the server. */
@@ -61,9 +65,7 @@ const KNOWN_FIELDS = new Set([
   "model",
   "prompt",
   "max_tokens",
-  "temperature",
-  "top_p",
-  "top_k",
+  ...SAMPLING_FIELDS,
   "stop",
   "seed",
   "stream",
@@ -71,10 +73,8 @@ const KNOWN_FIELDS = new Set([
   "n",
   "logprobs",
   "echo",
+  "cache_prompt",
   "best_of",
-  "frequency_penalty",
-  "presence_penalty",
-  "logit_bias",
   "suffix",
   "user",
 ]);
@@ -112,12 +112,10 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
 
   const stream = optionalBoolean(b, "stream", false);
   const echo = optionalBoolean(b, "echo", false);
+  const cachePrompt = optionalBoolean(b, "cache_prompt", true);
   const n = optionalInteger(b, "n", 1, 1, limits.maxChoices);
   const maxTokens = optionalInteger(b, "max_tokens", 16, 0, limits.contextLength);
-  const temperature = optionalNumber(b, "temperature", 1, 0, 2);
-  const topP = optionalNumber(b, "top_p", 1, 0, 1);
-  if (topP === 0) throw invalidField("top_p", "top_p must be in (0, 1], got 0");
-  const topK = optionalInteger(b, "top_k", 0, 0, Number.MAX_SAFE_INTEGER);
+  const sampling = parseSamplingFields(b, limits.vocabSize);
   const logprobs = present("logprobs")
     ? optionalInteger(b, "logprobs", 0, 0, MAX_TOP_LOGPROBS)
     : null;
@@ -161,35 +159,20 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
   }
 
   // Fields accepted only where they change nothing.
-  neutral(b, "frequency_penalty", (v) => v === 0, "0");
-  neutral(b, "presence_penalty", (v) => v === 0, "0");
   neutral(b, "best_of", (v) => v === 1 || v === n, "1 (or n)");
   neutral(b, "suffix", (v) => v === "", "an empty string");
-  neutral(
-    b,
-    "logit_bias",
-    (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0,
-    "an empty object",
-  );
   if (present("user") && typeof b.user !== "string") {
     throw invalidField("user", `user must be a string, got ${describe(b.user)}`);
   }
 
   const { promptIds, promptText } = parsePrompt(b.prompt, limits);
-  if (promptIds.length + maxTokens > limits.contextLength) {
-    throw invalidField(
-      "max_tokens",
-      `This model's context is ${limits.contextLength} tokens, but the prompt has ${promptIds.length} and max_tokens asks for ${maxTokens} more: shorten the prompt or lower max_tokens`,
-    );
-  }
+  asField("max_tokens", () => checkContext(promptLimits(limits), promptIds.length, maxTokens));
   return {
     model: b.model,
     promptIds,
     promptText,
     maxTokens,
-    temperature,
-    topP,
-    topK,
+    sampling,
     stop,
     seed,
     stream,
@@ -197,10 +180,11 @@ export function parseCompletionRequest(body: unknown, limits: RequestLimits): Co
     n,
     logprobs,
     echo,
+    cachePrompt,
   };
 }
 
-/** The prompt: a non-empty string, or a non-empty array of token ids. */
+/** The prompt: a string, or an array of numbers (the library checks them as token ids). */
 function parsePrompt(
   prompt: unknown,
   limits: RequestLimits,
@@ -209,28 +193,32 @@ function parsePrompt(
     throw invalidField("prompt", "You must provide a prompt: a string or an array of token ids");
   }
   if (typeof prompt === "string") {
-    if (prompt === "") throw invalidField("prompt", "The prompt is empty: give at least one token");
-    return { promptIds: limits.encode(prompt), promptText: prompt };
+    const promptIds = limits.encode(prompt);
+    asField("prompt", () => checkPrompt(promptLimits(limits), promptIds));
+    return { promptIds, promptText: prompt };
   }
   if (Array.isArray(prompt) && prompt.every((x) => typeof x === "number")) {
-    if (prompt.length === 0) {
-      throw invalidField("prompt", "The prompt is empty: give at least one token");
-    }
-    const bad = prompt.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= limits.vocabSize);
-    if (bad >= 0) {
-      throw invalidField(
-        "prompt",
-        `prompt[${bad}] is ${
-          prompt[bad]
-        }, not a token id: ids are integers in [0, ${limits.vocabSize})`,
-      );
-    }
+    asField("prompt", () => checkPrompt(promptLimits(limits), prompt));
     return { promptIds: prompt, promptText: limits.decode(prompt) };
   }
   throw invalidField(
     "prompt",
     `prompt must be a string or an array of token ids, got ${describe(prompt)}`,
   );
+}
+
+function promptLimits(limits: RequestLimits): PromptLimits {
+  return { n_vocab: limits.vocabSize, n_ctx: limits.contextLength };
+}
+
+/** Runs one of the library's checks, its RangeError becoming a 400 that names `field`. */
+function asField(field: string, check: () => void): void {
+  try {
+    check();
+  } catch (e) {
+    if (e instanceof RangeError) throw invalidField(field, `${field}: ${e.message}`);
+    throw e;
+  }
 }
 
 function optionalBoolean(b: Record<string, unknown>, key: string, fallback: boolean): boolean {

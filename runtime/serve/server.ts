@@ -298,6 +298,7 @@ export class ApiServer {
     choices: AsyncGenerator<ChoiceStep>[],
   ) {
     let completionTokens = 0;
+    const cached = new CachedTokens();
     const results = await Promise.all(choices.map(async (steps, index) => {
       let text = "";
       let finish: FinishReason = "length";
@@ -307,6 +308,7 @@ export class ApiServer {
       for await (const step of steps) {
         text += step.text;
         completionTokens += step.tokens;
+        cached.add(step);
         if (logprobs && step.logprobs) appendLogprobs(logprobs, step.logprobs);
         if (step.finishReason) finish = step.finishReason;
       }
@@ -319,11 +321,7 @@ export class ApiServer {
       created,
       model: req.model,
       choices: results,
-      usage: {
-        prompt_tokens: promptTokens,
-        completion_tokens: completionTokens,
-        total_tokens: promptTokens + completionTokens,
-      },
+      usage: usage(promptTokens, completionTokens, cached.count),
     };
   }
 
@@ -339,9 +337,11 @@ export class ApiServer {
     const event = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
     async function* events(): AsyncGenerator<Uint8Array> {
       let completionTokens = 0;
+      const cached = new CachedTokens();
       try {
         for await (const step of merge(choices)) {
           completionTokens += step.tokens;
+          cached.add(step);
           yield event({
             id,
             object: "text_completion",
@@ -363,11 +363,7 @@ export class ApiServer {
             created,
             model: req.model,
             choices: [],
-            usage: {
-              prompt_tokens: promptTokens,
-              completion_tokens: completionTokens,
-              total_tokens: promptTokens + completionTokens,
-            },
+            usage: usage(promptTokens, completionTokens, cached.count),
           });
         }
         yield encoder.encode("data: [DONE]\n\n");
@@ -395,6 +391,28 @@ export class ApiServer {
         "x-accel-buffering": "no",
       },
     });
+  }
+}
+
+/** OpenAI's `usage`, with `prompt_tokens_details.cached_tokens` (prompt reuse). */
+function usage(promptTokens: number, completionTokens: number, cachedTokens: number) {
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+    prompt_tokens_details: { cached_tokens: cachedTokens },
+  };
+}
+
+/** The prompt tokens every choice of a request found in the KV cache: the fewest of theirs. */
+class CachedTokens {
+  #fewest: number | undefined;
+  add(step: ChoiceStep): void {
+    if (step.cachedTokens === undefined) return;
+    this.#fewest = Math.min(this.#fewest ?? Infinity, step.cachedTokens);
+  }
+  get count(): number {
+    return this.#fewest ?? 0;
   }
 }
 

@@ -10,7 +10,7 @@
  */
 import { benchRate } from "./report.ts";
 import { randn } from "../tests/kernel_harness.ts";
-import type { Tensor, WeightRole } from "../runtime/backend/backend.ts";
+import { weight } from "../tests/backend_weights.ts";
 import { WasmBackend } from "../runtime/backend/wasm/wasm_backend.ts";
 import { Rng } from "../runtime/generate/random.ts";
 import {
@@ -28,17 +28,6 @@ globalThis.addEventListener("unload", () => {
   two[Symbol.dispose]();
 });
 const rng = new Rng(0);
-
-async function weight(
-  be: WasmBackend,
-  role: WeightRole,
-  shape: number[],
-  data: Float32Array,
-): Promise<Tensor> {
-  const t = be.weight(role, shape);
-  await be.loadWeight(t, (dest) => Promise.resolve(dest.set(data)));
-  return t;
-}
 
 // conv1d: out (T, OC) = inp (T, C) · w (C, OC) + b.
 for (const T of [1, 128]) {

@@ -28,6 +28,7 @@ import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
 import { loadModel } from "../runtime/generate/model.ts";
 import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
+import { serveOnLoopback } from "../testing/loopback_server.ts";
 
 const flags = parseFlags(Deno.args, {
   model: { type: "string", help: "a model folder; none: random weights of 124M's shape" },
@@ -106,15 +107,8 @@ if (dir === undefined) {
 try {
   using model = await loadModel(dir, { threads, slots });
   const api = new ApiServer(model, { modelId: "bench", slots, queue: 64 });
-  const stop = new AbortController();
-  const { promise: listening, resolve } = Promise.withResolvers<string>();
-  const http = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: stop.signal,
-    onListen: ({ port }) => resolve(`http://127.0.0.1:${port}/v1/completions`),
-  }, api.fetch);
-  const url = await listening;
+  await using server = await serveOnLoopback(api);
+  const url = `${server.url}v1/completions`;
   const { n_vocab } = model.hparams;
 
   /** The median time of one prompt pass of `length` tokens, alone. */
@@ -204,9 +198,6 @@ try {
     reuse_ratio: +(median(reuse) / median(noReuse)).toFixed(3),
     same_text: sameText,
   }));
-  api.shutdown();
-  stop.abort();
-  await http.finished;
 } finally {
   if (temp) await Deno.remove(temp, { recursive: true });
 }

@@ -1,7 +1,8 @@
 /**
  * Drives the served page in headless Chromium as a person would: fills the prompt and the
  * controls, presses Generate, waits for the streamed text (or presses Stop once it
- * starts), and reports what the page shows; optionally saves a screenshot.
+ * starts), and reports what the page shows; in chat mode, sends each message in turn and
+ * waits for each reply; optionally saves a screenshot.
  *
  * Playwright reads system paths that Deno grants only with --allow-all, so tests run this
  * file as a subprocess instead of widening their own permissions:
@@ -16,7 +17,14 @@ import { launchChromium } from "./browser.ts";
 export interface PageRun {
   /** The server's base URL, ending in `/`. */
   url: string;
-  prompt: string;
+  /** The page's mode (default `"completion"`). */
+  mode?: "completion" | "chat";
+  /** In completion mode, the prompt. */
+  prompt?: string;
+  /** In chat mode, the system message. */
+  system?: string;
+  /** In chat mode, the messages to send, one turn each. */
+  messages?: string[];
   temperature?: number;
   top_k?: number;
   top_p?: number;
@@ -33,6 +41,8 @@ export interface PageResult {
   model: string;
   echo: string;
   completion: string;
+  /** In chat mode, the conversation shown. */
+  conversation: { role: string; content: string }[];
   status: string;
   speed: string;
   /** Uncaught errors of the page's script. */
@@ -47,23 +57,46 @@ export async function drivePage(run: PageRun): Promise<PageResult> {
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(run.url);
   await page.waitForSelector("#model:has-text('model ')");
-  await page.fill("#prompt", run.prompt);
   for (const key of ["temperature", "top_k", "top_p", "max_tokens", "seed"] as const) {
     if (run[key] !== undefined) await page.fill(`#${key}`, String(run[key]));
   }
-  await page.click("#generate");
-  if (run.stop) {
-    await page.waitForSelector("#speed:has-text('token')");
-    await page.click("#stop");
-    await page.waitForSelector("#status:has-text('stopped')");
+  const finished = async () => {
+    if (run.stop) {
+      await page.waitForSelector("#speed:has-text('token')");
+      await page.click("#stop");
+      await page.waitForSelector("#status:has-text('stopped')");
+    } else {
+      await page.waitForSelector("#status:has-text('done')", { timeout: 120_000 });
+    }
+  };
+  if (run.mode === "chat") {
+    await page.check("input[name=mode][value=chat]");
+    if (run.system !== undefined) await page.fill("#system", run.system);
+    for (const [turn, message] of (run.messages ?? []).entries()) {
+      await page.fill("#message", message);
+      await page.click("#generate");
+      // Each turn ends with its reply marked finished (the status reads the same each time).
+      await page.waitForSelector(`#conversation li[data-finished]:nth-of-type(${2 * turn + 2})`, {
+        timeout: 120_000,
+      });
+      await finished();
+    }
   } else {
-    await page.waitForSelector("#status:has-text('done')", { timeout: 120_000 });
+    await page.fill("#prompt", run.prompt ?? "");
+    await page.click("#generate");
+    await finished();
   }
   const text = async (id: string) => (await page.textContent(`#${id}`)) ?? "";
+  const conversation = await page.$$eval("#conversation li", (items) =>
+    items.map((li) => ({
+      role: li.getAttribute("data-role") ?? "",
+      content: li.querySelector(".content")?.textContent ?? "",
+    })));
   const result = {
     model: await text("model"),
     echo: await text("echo"),
     completion: await text("completion"),
+    conversation,
     status: await text("status"),
     speed: await text("speed"),
     errors,

@@ -14,6 +14,7 @@ import { loadModel } from "../runtime/generate/model.ts";
 import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
+import { serveOnLoopback } from "../testing/loopback_server.ts";
 
 const FLAGS = {
   models_dir: { type: "string", help: "folder holding the model folders; none: a random model" },
@@ -50,28 +51,15 @@ export async function main(args: string[]): Promise<number> {
       slots: 1,
       staticFiles: await loadStaticFiles(),
     });
-    const stop = new AbortController();
-    const { promise, resolve } = Promise.withResolvers<string>();
-    const http = Deno.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      signal: stop.signal,
-      onListen: ({ port }) => resolve(`http://127.0.0.1:${port}/`),
-    }, api.fetch);
-    try {
-      const result = await drivePage({
-        url: await promise,
-        prompt: flags.prompt,
-        max_tokens: flags.max_tokens,
-        seed: flags.seed,
-        screenshot: flags.out,
-      });
-      console.log(`Wrote ${flags.out}: ${result.status}, ${result.speed}`);
-    } finally {
-      api.shutdown();
-      stop.abort();
-      await http.finished;
-    }
+    await using server = await serveOnLoopback(api);
+    const result = await drivePage({
+      url: server.url,
+      prompt: flags.prompt,
+      max_tokens: flags.max_tokens,
+      seed: flags.seed,
+      screenshot: flags.out,
+    });
+    console.log(`Wrote ${flags.out}: ${result.status}, ${result.speed}`);
   } finally {
     if (temp) await Deno.remove(temp, { recursive: true });
   }

@@ -1,5 +1,6 @@
 /**
- * `deno task serve`: GPT-2 behind OpenAI's completions API, with a page to try it in.
+ * `deno task serve`: GPT-2 behind OpenAI's completions and chat APIs, with a page to try it
+ * in, an access log on stderr and Prometheus metrics.
  *
  *   deno task serve --model_name=124M --port=8080
  *
@@ -13,6 +14,7 @@ import { loadNotes, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
 import { DEFAULT_BODY_LIMIT } from "../runtime/serve/json_body.ts";
+import { formatAccessLog, LOG_FORMATS, type LogFormat } from "../runtime/serve/access_log.ts";
 
 const FLAGS = {
   models_dir: { type: "string", default: "models", help: "folder holding the model folders" },
@@ -42,14 +44,21 @@ const FLAGS = {
     default: DEFAULT_BODY_LIMIT,
     help: "largest request body in bytes; a larger one gets a 413",
   },
+  log_format: {
+    type: "string",
+    default: "text",
+    help: "the access log on stderr, one line per request: text, or json (one object a line)",
+  },
   ...MODEL_FLAGS,
 } satisfies Record<string, FlagSpec>;
 
 export const USAGE = `usage: deno task serve [flags]
 
-Serves a GPT-2 model over HTTP: OpenAI's completions API (POST /v1/completions, streaming
-or not), GET /v1/models, GET /health, POST /tokenize, POST /detokenize, and a page to try
-it in at /. Ctrl-C or SIGTERM stops it; streams still running end with an error event.
+Serves a GPT-2 model over HTTP: OpenAI's completions and chat APIs (POST /v1/completions,
+POST /v1/chat/completions, streaming or not), GET /v1/models, GET /health, GET /metrics
+(Prometheus), POST /tokenize, POST /detokenize, and a page to try it in at /. Each request
+is one line on stderr. Ctrl-C or SIGTERM stops it; streams still running end with an error
+event.
 
 flags:
 ${describeFlags(FLAGS)}`;
@@ -69,6 +78,12 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
     throw new UsageError(`--body_limit must be at least 1024 bytes, got ${body_limit}`);
   }
   if (flags.api_key === "") throw new UsageError("--api_key must not be empty");
+  const logFormat = flags.log_format as LogFormat;
+  if (!LOG_FORMATS.includes(logFormat)) {
+    throw new UsageError(
+      `Unknown --log_format "${flags.log_format}": choose one of ${LOG_FORMATS.join(", ")}`,
+    );
+  }
   using model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
     ...modelOptions(flags),
     slots,
@@ -81,6 +96,7 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
     apiKey: flags.api_key,
     bodyLimit: body_limit,
     staticFiles: await loadStaticFiles(),
+    onRequest: (entry) => console.error(formatAccessLog(entry, logFormat)),
   });
   const stop = new AbortController();
   const server = listen(api, flags.host, port!, stop.signal, (url) => {

@@ -12,6 +12,7 @@
  */
 import { assertClose } from "./assert_close.ts";
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
+import { fillWeight, weight } from "./backend_weights.ts";
 import { randn } from "./kernel_harness.ts";
 import type { Tensor } from "../runtime/backend/backend.ts";
 import { WasmBackend } from "../runtime/backend/wasm/wasm_backend.ts";
@@ -27,11 +28,6 @@ import {
   quantizeQ8Weight,
   roundArrayToFloat16,
 } from "../runtime/backend/reference/quant.ts";
-
-async function loaded(backend: WasmBackend, t: Tensor, data: Float32Array): Promise<Tensor> {
-  await backend.loadWeight(t, (dest) => Promise.resolve(dest.set(data)));
-  return t;
-}
 
 async function read(backend: WasmBackend, t: Tensor, n: number): Promise<Float32Array> {
   const out = new Float32Array(n);
@@ -78,12 +74,12 @@ Deno.test("conv1d ops on f16 and q8 weights equal the references, the same bits 
       const results: Float32Array[] = [];
       for (const threads of [1, 2]) {
         using backend = await WasmBackend.create({ threads, weightType: dtype, serialBelow: 0 });
-        const weight = await loaded(backend, backend.weight("conv1d", [C, OC]), w);
-        const bias = await loaded(backend, backend.weight("plain", [OC]), b);
+        const matrix = await weight(backend, "conv1d", [C, OC], w);
+        const bias = await weight(backend, "plain", [OC], b);
         const out = backend.tensor([T, OC]);
         // An f32 input: a plain weight, which ops take like any f32 tensor.
-        const inp = await loaded(backend, backend.weight("plain", [T, C]), x);
-        backend.conv1d(out, inp, weight, bias, T);
+        const inp = await weight(backend, "plain", [T, C], x);
+        backend.conv1d(out, inp, matrix, bias, T);
         results.push(await read(backend, out, T * OC));
       }
       const msg = `${dtype} T=${T} C=${C} OC=${OC}`;
@@ -113,8 +109,8 @@ Deno.test("embed() and logits() on an f16 or q8 embedding: its rows, and the hea
   const positions = Int32Array.from([0, 3, 7, 1]);
   for (const dtype of ["f16", "q8"] as const) {
     using backend = await WasmBackend.create({ threads: 2, weightType: dtype, serialBelow: 0 });
-    const e = await loaded(backend, backend.weight("embedding", [V, C]), wte);
-    const p = await loaded(backend, backend.weight("plain", [nCtx, C]), wpe);
+    const e = await weight(backend, "embedding", [V, C], wte);
+    const p = await weight(backend, "plain", [nCtx, C], wpe);
     const [tok, pos] = [backend.tensor([rows], "i32"), backend.tensor([rows], "i32")];
     backend.write(tok, tokens);
     backend.write(pos, positions);
@@ -213,7 +209,7 @@ Deno.test("an f16/q8 embedding is read in the empty KV cache's tail when it fits
     const shape = { layers: 2, slots: 2, positions: 64, heads: 2, headDim: 16 };
     const cache = backend.kvCache(shape);
     const before = backend.allocatedBytes;
-    await loaded(backend, e, wte);
+    await fillWeight(backend, e, wte);
     assertEquals(backend.allocatedBytes, before, `${dtype}: staged without allocating`);
     const n = cache.bytes / 4;
     assertEquals(
@@ -237,14 +233,14 @@ Deno.test("without a KV cache that holds it, an f16/q8 embedding is packed in ch
     const results: Float32Array[][] = [];
     for (const withCache of [true, false]) {
       using be = await WasmBackend.create({ threads: 2, weightType: dtype, serialBelow: 0 });
-      const weight = be.weight("conv1d", [C, OC]);
+      const matrix = be.weight("conv1d", [C, OC]);
       const e = be.weight("embedding", [V, C]);
-      const p = await loaded(be, be.weight("plain", [1, C]), wpe);
-      const inp = await loaded(be, be.weight("plain", [rows, C]), h);
+      const p = await weight(be, "plain", [1, C], wpe);
+      const inp = await weight(be, "plain", [rows, C], h);
       const [tok, pos] = [be.tensor([V], "i32"), be.tensor([V], "i32")];
       const [emb, head] = [be.tensor([V, C]), be.tensor([rows, V])];
       if (withCache) be.kvCache({ layers: 2, slots: 2, positions: 64, heads: 2, headDim: 16 });
-      await loaded(be, weight, w);
+      await fillWeight(be, matrix, w);
       const before = be.allocatedBytes;
       let staged: Float32Array | undefined;
       await be.loadWeight(e, (dest) => {
@@ -283,18 +279,18 @@ Deno.test("every op on f16 and q8 weights gives the same bits on 1, 2 and 3 thre
     const runs: Float32Array[][] = [];
     for (const threads of [1, 2, 3]) {
       using be = await WasmBackend.create({ threads, weightType: dtype, serialBelow: 0 });
-      const weight = await loaded(be, be.weight("conv1d", [C, OC]), w);
-      const bias = await loaded(be, be.weight("plain", [OC]), b);
-      const e = await loaded(be, be.weight("embedding", [V, C]), wte);
-      const p = await loaded(be, be.weight("plain", [nCtx, C]), wpe);
-      const inp = await loaded(be, be.weight("plain", [T, C]), x);
+      const matrix = await weight(be, "conv1d", [C, OC], w);
+      const bias = await weight(be, "plain", [OC], b);
+      const e = await weight(be, "embedding", [V, C], wte);
+      const p = await weight(be, "plain", [nCtx, C], wpe);
+      const inp = await weight(be, "plain", [T, C], x);
       const [tok, pos] = [be.tensor([T], "i32"), be.tensor([T], "i32")];
       be.write(tok, tokens);
       be.write(pos, positions);
       const outs = [be.tensor([T, OC]), be.tensor([T, OC]), be.tensor([T, OC])];
-      be.conv1d(outs[0], inp, weight, bias, T);
-      be.conv1dGelu(outs[1], inp, weight, bias, T);
-      be.conv1dResidual(outs[2], inp, weight, bias, T);
+      be.conv1d(outs[0], inp, matrix, bias, T);
+      be.conv1dGelu(outs[1], inp, matrix, bias, T);
+      be.conv1dResidual(outs[2], inp, matrix, bias, T);
       const emb = be.tensor([T, C]);
       be.embed(emb, tok, pos, e, p, T);
       const head = be.tensor([T, V]);

@@ -4,30 +4,29 @@ import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { ApiServer, type ApiServerOptions } from "../runtime/serve/server.ts";
 import type { CompletionModel } from "../runtime/serve/completion.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
+import { type LoopbackServer, serveOnLoopback } from "../testing/loopback_server.ts";
 
 /** The test model's shape: small enough to generate in milliseconds. */
 export const TEST_HPARAMS: HParams = { n_vocab: 300, n_ctx: 64, n_embd: 32, n_head: 4, n_layer: 2 };
 
 /**
- * Writes the test model to a new temporary folder and returns it. Its weights are larger
- * than GPT-2's initialisation so that the logits spread and sampling varies.
+ * Writes the test model (or one of another shape) to a new temporary folder and returns
+ * it. Its weights are larger than GPT-2's initialisation so that the logits spread and
+ * sampling varies.
  */
-export async function writeTestModel(): Promise<string> {
+export async function writeTestModel(hparams: HParams = TEST_HPARAMS): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "gpt2-serve-" });
-  const weights = randomWeights(TEST_HPARAMS, 9);
+  const weights = randomWeights(hparams, 9);
   for (const t of weights.values()) {
     if (t.shape.length > 1) t.data.forEach((v, i, a) => a[i] = v * 8);
   }
-  await writeModelFolder(dir, TEST_HPARAMS, weights);
+  await writeModelFolder(dir, hparams, weights);
   return dir;
 }
 
-/** A running server on 127.0.0.1 and a free port. */
-export interface TestServer extends AsyncDisposable {
-  /** `http://127.0.0.1:PORT/` */
-  readonly url: string;
+/** A running server on 127.0.0.1 and a free port, and the API it serves. */
+export interface TestServer extends LoopbackServer {
   readonly api: ApiServer;
-  readonly http: Deno.HttpServer;
 }
 
 /** Serves `model` on loopback; disposing it shuts the server down. */
@@ -41,25 +40,7 @@ export async function startServer(
     staticFiles: await loadStaticFiles(),
     ...options,
   });
-  const stop = new AbortController();
-  const { promise, resolve } = Promise.withResolvers<string>();
-  const http = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: stop.signal,
-    onListen: ({ port }) => resolve(`http://127.0.0.1:${port}/`),
-  }, api.fetch);
-  const url = await promise;
-  return {
-    url,
-    api,
-    http,
-    async [Symbol.asyncDispose]() {
-      api.shutdown();
-      stop.abort();
-      await http.finished;
-    },
-  };
+  return Object.assign(await serveOnLoopback(api), { api });
 }
 
 /**
@@ -103,4 +84,75 @@ export function parseEvents(text: string): string[] {
     if (!event.startsWith("data: ")) throw new Error(`Not a data event: ${event}`);
     return event.slice(6);
   });
+}
+
+/**
+ * `model` that generates the tokens of `text` (then `<|endoftext|>`) whatever the prompt
+ * and the sampling, so that a test knows what the model "says".
+ */
+export function scriptedModel(model: CompletionModel, text: string): CompletionModel {
+  const script = [...model.tokenizer.encode(text), model.tokenizer.endOfText];
+  return {
+    tokenizer: model.tokenizer,
+    hparams: model.hparams,
+    async *generateSteps(_ids, options) {
+      for (const token of script.slice(0, options?.length ?? script.length)) {
+        options?.signal?.throwIfAborted();
+        await Promise.resolve();
+        yield { token };
+      }
+    },
+  };
+}
+
+/** A model whose generations can be watched: how many run at once, and how many at most. */
+export interface GatedModel extends CompletionModel {
+  readonly slotsBusy: number;
+  readonly waiting: number;
+  /** The most generations that ran at once so far. */
+  readonly mostAtOnce: number;
+}
+
+/**
+ * `model` with `slots` places: a generation waits for one (first come, first served),
+ * holds it while its tokens come, each held back `ms` milliseconds, and frees it at its
+ * end. It reports `slotsBusy` and `waiting` as the library's model does, so that a test
+ * can watch the server's metrics while generations run.
+ */
+export function gatedModel(model: CompletionModel, slots: number, ms: number): GatedModel {
+  let busy = 0;
+  let most = 0;
+  const line: (() => void)[] = [];
+  // A freed place goes straight to the first in line, if any.
+  const free = () => {
+    const next = line.shift();
+    if (next) next();
+    else busy--;
+  };
+  return {
+    tokenizer: model.tokenizer,
+    hparams: model.hparams,
+    get slotsBusy() {
+      return busy;
+    },
+    get waiting() {
+      return line.length;
+    },
+    get mostAtOnce() {
+      return most;
+    },
+    async *generateSteps(ids, options) {
+      if (busy < slots) busy++;
+      else await new Promise<void>((resolve) => line.push(resolve));
+      most = Math.max(most, busy);
+      try {
+        for await (const step of model.generateSteps(ids, options)) {
+          await new Promise((resolve) => setTimeout(resolve, ms));
+          yield step;
+        }
+      } finally {
+        free();
+      }
+    },
+  };
 }

@@ -7,6 +7,7 @@ import { assert, assertEquals } from "./asserts.ts";
 import { assertClose } from "./assert_close.ts";
 import { loadModel } from "../runtime/generate/model.ts";
 import {
+  gatedModel,
   parseEvents,
   post,
   readEvents,
@@ -192,6 +193,66 @@ Deno.test("echo puts the prompt first; n gives choice i the text of seed + i", a
   assertEquals(last.usage.completion_tokens, usage.length - 2);
 });
 
+Deno.test("a batch of prompts: choice p × n + i is prompt p's i-th alone, usage sums them, all decode together", async () => {
+  using model = await open();
+  const gated = gatedModel(model, 8, 0);
+  await using server = await startServer(gated, { slots: 8 });
+  const url = server.url + "v1/completions";
+  // Without prompt reuse, so that a batch's usage is its prompts' alone (the next test has it).
+  const base = {
+    model: "test",
+    max_tokens: 7,
+    seed: 30,
+    temperature: 1.1,
+    n: 2,
+    logprobs: 1,
+    cache_prompt: false,
+  };
+  for (const prompts of [["Hello", "a b", "xyz"], [[1, 2], [3], [4, 5, 6]]]) {
+    const alone = await Promise.all(
+      prompts.map(async (prompt) => (await (await post(url, { ...base, prompt })).json())),
+    );
+    const batch = await (await post(url, { ...base, prompt: prompts })).json();
+    assertEquals(
+      batch.choices,
+      alone.flatMap((a, p) =>
+        a.choices.map((c: { index: number }) => ({ ...c, index: p * 2 + c.index }))
+      ),
+    );
+    const sum = (key: string) => alone.reduce((s, a) => s + a.usage[key], 0);
+    assertEquals(batch.usage, {
+      prompt_tokens: sum("prompt_tokens"),
+      completion_tokens: sum("completion_tokens"),
+      total_tokens: sum("total_tokens"),
+      prompt_tokens_details: { cached_tokens: 0 },
+    });
+    assertEquals(gated.mostAtOnce, 6, "the six choices ran at once");
+
+    const events = await readEvents(
+      await post(url, {
+        ...base,
+        prompt: prompts,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    );
+    const texts = batch.choices.map(() => "");
+    for (const e of events.slice(0, -2)) {
+      const c = JSON.parse(e).choices[0];
+      texts[c.index] += c.text;
+    }
+    assertEquals(texts, batch.choices.map((c: { text: string }) => c.text));
+    assertEquals(JSON.parse(events.at(-2)!).usage, batch.usage);
+  }
+  // With echo, each choice starts with its own prompt.
+  const echo = { ...base, logprobs: undefined, prompt: ["ab", "cd"], echo: true };
+  const echoed = await (await post(url, echo)).json();
+  assertEquals(
+    echoed.choices.map((c: { text: string }) => c.text.slice(0, 2)),
+    ["ab", "ab", "cd", "cd"],
+  );
+});
+
 Deno.test("the sampling fields reach the library: a completion equals generate() with the same controls", async () => {
   using model = await open();
   await using server = await startServer(model);
@@ -240,6 +301,22 @@ Deno.test("the sampling fields reach the library: a completion equals generate()
   assertEquals((await response.json()).choices[0].text, want);
 });
 
+Deno.test("a batch's cached_tokens: per prompt the fewest over its n choices, summed over the prompts", async () => {
+  using model = await open(); // four slots
+  await using server = await startServer(model);
+  const url = server.url + "v1/completions";
+  const cached = async (n: number) => {
+    const body = { model: "test", prompt: [[1, 2, 3], [4, 5, 6, 7]], n, max_tokens: 2, seed: 1 };
+    const answer = await (await post(url, body)).json();
+    return answer.usage.prompt_tokens_details.cached_tokens;
+  };
+  assertEquals(await cached(1), 0, "nothing cached yet");
+  // Each prompt's first choice finds its slot (2 and 3 tokens), its second an empty one.
+  assertEquals(await cached(2), 0);
+  // Now every choice finds a slot holding its prompt: all but the last token, 2 + 3.
+  assertEquals(await cached(2), 5);
+});
+
 Deno.test("prompt reuse: usage counts the cached prompt tokens; cache_prompt false runs the whole prompt, with the same text", async () => {
   using model = await open();
   await using server = await startServer(model);
@@ -276,7 +353,23 @@ const BAD_REQUESTS: [string, string | Record<string, unknown>, number, string | 
   ["an empty prompt", { model: "test", prompt: "" }, 400, "prompt"],
   ["an empty token prompt", { model: "test", prompt: [] }, 400, "prompt"],
   ["a token outside the vocabulary", { model: "test", prompt: [1, 300] }, 400, "prompt"],
-  ["an array of strings", { model: "test", prompt: ["a", "b"] }, 400, "prompt"],
+  ["a batch with an empty prompt", { model: "test", prompt: ["a", ""] }, 400, "prompt"],
+  ["a batch of strings and ids", { model: "test", prompt: ["a", [1]] }, 400, "prompt"],
+  ["a batch with a bad id", { model: "test", prompt: [[1], [2, 300]] }, 400, "prompt"],
+  ["a batch of arrays of strings", { model: "test", prompt: [["a"]] }, 400, "prompt"],
+  [
+    "a batch over the limit",
+    { model: "test", prompt: Array.from({ length: 17 }, () => "a") },
+    400,
+    "prompt",
+  ],
+  [
+    "a batched prompt plus max_tokens over the context",
+    { model: "test", prompt: [[1], [1, 2, 3, 4, 5]], max_tokens: TEST_HPARAMS.n_ctx - 4 },
+    400,
+    "max_tokens",
+  ],
+  ["a chat field", { model: "test", prompt: "x", messages: [] }, 400, "messages"],
   ["a prompt of the wrong type", { model: "test", prompt: 5 }, 400, "prompt"],
   ["max_tokens not an integer", { model: "test", prompt: "x", max_tokens: 1.5 }, 400, "max_tokens"],
   ["max_tokens a string", { model: "test", prompt: "x", max_tokens: "5" }, 400, "max_tokens"],
@@ -351,6 +444,24 @@ Deno.test("bad requests get a 400 in OpenAI's error shape naming the field", asy
     assertEquals(error.param, param, what);
     if (param) assert(error.message.includes(param), `${what}: "${error.message}" names ${param}`);
   }
+  // The prompt checks are the library's, naming the prompt of a batch.
+  const message = async (body: object) =>
+    (await (await post(server.url + "v1/completions", body)).json()).error.message;
+  const bad = { model: "test", prompt: [[1], [2, 300]] };
+  assertEquals(
+    await message(bad),
+    "prompt[1]: Token 300 at position 1 of the prompt is outside the vocabulary [0, 300)",
+  );
+  assertEquals(
+    await message({ ...bad, prompt: [[1], [1, 2, 3, 4, 5]], max_tokens: TEST_HPARAMS.n_ctx - 4 }),
+    `max_tokens (prompt[1]): A prompt of 5 tokens and ${
+      TEST_HPARAMS.n_ctx - 4
+    } more to generate do not fit the context window of ${TEST_HPARAMS.n_ctx}: shorten the prompt or generate fewer tokens`,
+  );
+  assertEquals(
+    await message({ model: "test", prompt: "" }),
+    "prompt: The prompt is empty: give at least one token",
+  );
   // Nothing above disturbed the server.
   const ok = await post(server.url + "v1/completions", { model: "test", prompt: "x" });
   assertEquals(ok.status, 200);
@@ -360,7 +471,7 @@ Deno.test("bad requests get a 400 in OpenAI's error shape naming the field", asy
 Deno.test("unknown paths get a 404, wrong methods a 405 with Allow, large bodies a 413", async () => {
   using model = await open();
   await using server = await startServer(model, { bodyLimit: 4096 });
-  const notFound = await fetch(server.url + "v1/chat/completions", { method: "POST" });
+  const notFound = await fetch(server.url + "v1/chat", { method: "POST" });
   assertEquals(notFound.status, 404);
   assertEquals((await notFound.json()).error.code, "not_found");
   const wrong = await fetch(server.url + "v1/completions");

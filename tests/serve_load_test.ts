@@ -2,7 +2,8 @@
  * A bounded load test of `deno task serve` on loopback: 16 clients at once, streaming and
  * not, some going away early. Every answer that is read to the end is complete and equal
  * to the same request's answer alone; no request is lost; the server's memory comes back
- * to its size before the load; SIGTERM stops it cleanly.
+ * to its size before the load; SIGTERM stops it cleanly; its stderr is one access-log line
+ * per request.
  */
 import { assert, assertEquals } from "./asserts.ts";
 import { parseEvents, writeTestModel } from "./serve_harness.ts";
@@ -186,9 +187,18 @@ Deno.test("16 clients at once get the answers they get alone; nothing is lost or
       if (done) break;
       out += value;
     }
-    await child.stderr.cancel();
+    const stderr = await new Response(child.stderr).text();
     await Deno.remove(dir, { recursive: true });
     assertEquals(status.code, 0, "SIGTERM stops the server cleanly");
     assert(out.includes("Stopping"), out);
+    // stderr is the access log, one line per request: every completion (16 alone, three
+    // rounds of 16, the one SIGTERM cut), and no stack trace.
+    const log = stderr.split("\n").filter((l) => l !== "" && !l.startsWith("Running on "));
+    const line = /^\S+ 127\.0\.0\.1 (GET|POST) (\S+) (\d{3}) \d+ms( .*)?$/;
+    const bad = log.filter((l) => !line.test(l));
+    assertEquals(bad, [], "nothing but access-log lines");
+    const completions = log.filter((l) => l.includes(" POST /v1/completions "));
+    assertEquals(completions.length, CLIENTS * 4 + 1);
+    assert(completions.every((l) => / 200 /.test(l)), "every completion was answered");
   }
 });

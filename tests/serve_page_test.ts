@@ -1,15 +1,17 @@
 /**
  * The page at `/` in real headless Chromium (Debian's, driven by cli/page_driver.ts in a
  * subprocess): typing a prompt and pressing Generate streams the same text the API gives
- * for the same seed; Stop stops a generation and the server frees its place.
+ * for the same seed; Stop stops a generation and the server frees its place; in chat mode,
+ * each turn's reply is the chat API's for the conversation so far.
  */
 import { assert, assertEquals } from "./asserts.ts";
 import type { PageResult, PageRun } from "../cli/page_driver.ts";
 import { loadModel } from "../runtime/generate/model.ts";
-import { post, slowModel, startServer, writeTestModel } from "./serve_harness.ts";
+import { post, slowModel, startServer, TEST_HPARAMS, writeTestModel } from "./serve_harness.ts";
 import { CHROMIUM, hasChromium } from "../cli/chromium.ts";
 
-const dir = await writeTestModel();
+// Room for a chat of two turns, at about a token a character.
+const dir = await writeTestModel({ ...TEST_HPARAMS, n_ctx: 256 });
 
 async function drive(run: PageRun): Promise<PageResult> {
   const driver = new URL("../cli/page_driver.ts", import.meta.url).pathname;
@@ -57,6 +59,41 @@ Deno.test({
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   assertEquals(server.api.inFlight, 0, "the stopped request freed its place");
+});
+
+const CHAT_TEST =
+  "in chat mode, each reply the page shows is the chat API's for the conversation so far";
+
+Deno.test({
+  name: browser ? CHAT_TEST : `${CHAT_TEST} (no Chromium at ${CHROMIUM}: apt-get install chromium)`,
+  ignore: !browser,
+}, async () => {
+  using model = await loadModel(dir, { threads: 1 });
+  await using server = await startServer(slowModel(model, 2));
+  const settings = { temperature: 0.8, top_k: 20, top_p: 1, max_tokens: 12, seed: 7 };
+  const system = "Be kind";
+  const said = ["Hi there", "And then?"];
+  const shown = await drive({ url: server.url, mode: "chat", system, messages: said, ...settings });
+  assertEquals(shown.errors, []);
+  assert(shown.status.startsWith("done"), shown.status);
+  // The API's replies, turn by turn, each sent the conversation before it.
+  const { max_tokens, ...sampling } = settings;
+  const messages: { role: string; content: string }[] = [{ role: "system", content: system }];
+  const want: { role: string; content: string }[] = [];
+  for (const content of said) {
+    messages.push({ role: "user", content });
+    const body = await (await post(server.url + "v1/chat/completions", {
+      model: "test",
+      messages,
+      max_completion_tokens: max_tokens,
+      ...sampling,
+    })).json();
+    const reply = { role: "assistant", content: body.choices[0].message.content };
+    messages.push(reply);
+    want.push({ role: "user", content }, reply);
+  }
+  assertEquals(shown.conversation, want);
+  assert(want.some((m) => m.role === "assistant" && m.content !== ""), "a reply with text");
 });
 
 Deno.test("teardown: the page test's model folder", async () => {

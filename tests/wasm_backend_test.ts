@@ -13,8 +13,9 @@
  */
 import { assertClose } from "./assert_close.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "./asserts.ts";
+import { weight } from "./backend_weights.ts";
 import { Harness, randint, randn } from "./kernel_harness.ts";
-import type { Tensor, WeightRole } from "../runtime/backend/backend.ts";
+import type { Tensor } from "../runtime/backend/backend.ts";
 import { BackendError } from "../runtime/errors.ts";
 import { WasmBackend } from "../runtime/backend/wasm/wasm_backend.ts";
 import { kernelModule } from "../runtime/backend/wasm/kernel_module.ts";
@@ -36,18 +37,6 @@ const { PANEL, KEY_BLOCK } = await (async () => {
 })();
 
 const THREADS = [1, 2, 3];
-
-/** A weight of `role` holding `data`. */
-async function weight(
-  be: WasmBackend,
-  role: WeightRole,
-  shape: number[],
-  data: Float32Array,
-): Promise<Tensor> {
-  const t = be.weight(role, shape);
-  await be.loadWeight(t, (dest) => Promise.resolve(dest.set(data)));
-  return t;
-}
 
 /** An f32 tensor holding `data`: a plain weight, which ops take like any f32 tensor. */
 function input(be: WasmBackend, shape: number[], data: Float32Array): Promise<Tensor> {

@@ -9,6 +9,7 @@
  * skipped with the reason elsewhere.
  */
 import { assertEquals } from "./asserts.ts";
+import { weight } from "./backend_weights.ts";
 import { assertNmse, gpuTest, openWebGpu } from "./webgpu_harness.ts";
 import type { Tensor } from "../runtime/backend/backend.ts";
 import { WebGpuBackend } from "../runtime/backend/webgpu/webgpu_backend.ts";
@@ -36,13 +37,6 @@ function randint(rng: Rng, lo: number, hi: number): number {
   return lo + Math.floor(rng.next() * (hi - lo + 1));
 }
 
-/** `data` in a new tensor of `shape` (a "plain" weight: the one f32 upload path). */
-async function put(b: WebGpuBackend, data: Float32Array, shape: number[]): Promise<Tensor> {
-  const t = b.weight("plain", shape);
-  await b.loadWeight(t, (dest) => Promise.resolve(dest.set(data)));
-  return t;
-}
-
 function ints(b: WebGpuBackend, data: readonly number[], shape = [data.length]): Tensor {
   const t = b.tensor(shape, "i32");
   b.write(t, Int32Array.from(data));
@@ -67,8 +61,8 @@ gpuTest("embed() equals the reference for every row's token and position", gpu, 
       out,
       ints(b, tokens),
       ints(b, positions),
-      await put(b, wte, [V, C]),
-      await put(b, wpe, [P, C]),
+      await weight(b, "plain", [V, C], wte),
+      await weight(b, "plain", [P, C], wpe),
       rows,
     );
     const expected = new Float32Array(rows * C);
@@ -89,9 +83,9 @@ gpuTest("layerNorm() equals the reference on odd widths", gpu, async (b) => {
     const out = b.tensor([rows, C]);
     b.layerNorm(
       out,
-      await put(b, x, [rows, C]),
-      await put(b, g, [C]),
-      await put(b, bias, [C]),
+      await weight(b, "plain", [rows, C], x),
+      await weight(b, "plain", [C], g),
+      await weight(b, "plain", [C], bias),
       rows,
     );
     const expected = refLayerNorm(x, g, bias, rows, C);
@@ -121,13 +115,13 @@ gpuTest("conv1d(), conv1dGelu() and conv1dResidual() equal the reference", gpu, 
     const w = randn(rng, C * OC, 1 / Math.sqrt(C));
     const bias = randn(rng, OC, 0.1);
     const resid = randn(rng, T * OC);
-    const inp = await put(b, x, [T, C]);
+    const inp = await weight(b, "plain", [T, C], x);
     const wt = b.weight("conv1d", [C, OC]);
     await b.loadWeight(wt, (dest) => Promise.resolve(dest.set(w)));
-    const bt = await put(b, bias, [OC]);
+    const bt = await weight(b, "plain", [OC], bias);
     const plain = b.tensor([T, OC]);
     const gelu = b.tensor([T, OC]);
-    const sum = await put(b, resid, [T, OC]);
+    const sum = await weight(b, "plain", [T, OC], resid);
     b.conv1d(plain, inp, wt, bt, T);
     b.conv1dGelu(gelu, inp, wt, bt, T);
     b.conv1dResidual(sum, inp, wt, bt, T);
@@ -148,9 +142,9 @@ gpuTest("conv1dGelu() stays finite where tanh saturates", gpu, async (b) => {
   const out = b.tensor([7, 1]);
   b.conv1dGelu(
     out,
-    await put(b, x, [7, 1]),
-    await put(b, new Float32Array([1]), [1, 1]),
-    await put(b, new Float32Array(1), [1]),
+    await weight(b, "plain", [7, 1], x),
+    await weight(b, "plain", [1, 1], new Float32Array([1])),
+    await weight(b, "plain", [1], new Float32Array(1)),
     7,
   );
   assertNmse(await get(b, out, 7), refGelu(x), "gelu at large |x|");
@@ -218,7 +212,7 @@ gpuTest(
         const out = b.tensor([B * T, C]);
         b.attention(
           out,
-          await put(b, qkv, [B * T, 3 * C]),
+          await weight(b, "plain", [B * T, 3 * C], qkv),
           cache,
           layer,
           ints(b, seqs, [B, 2]),
@@ -246,7 +240,15 @@ gpuTest("attention() of GPT-2's head size (64) over a 1024-position context", gp
     const qkv = randn(rng, T * 3 * C);
     const out = b.tensor([T, C]);
     const past = model.past.get(1) ?? 0;
-    b.attention(out, await put(b, qkv, [T, 3 * C]), cache, 0, ints(b, [1, past], [1, 2]), 1, T);
+    b.attention(
+      out,
+      await weight(b, "plain", [T, 3 * C], qkv),
+      cache,
+      0,
+      ints(b, [1, past], [1, 2]),
+      1,
+      T,
+    );
     assertNmse(await get(b, out, T * C), model.step(qkv, [1], T), `attention T=${T} past=${past}`);
   }
 });
@@ -259,7 +261,7 @@ gpuTest("logits() equals the reference", gpu, async (b) => {
     const w = b.weight("embedding", [V, C]);
     await b.loadWeight(w, (dest) => Promise.resolve(dest.set(wte)));
     const out = b.tensor([rows, V]);
-    b.logits(out, await put(b, h, [rows, C]), w, rows);
+    b.logits(out, await weight(b, "plain", [rows, C], h), w, rows);
     assertNmse(
       await get(b, out, rows * V),
       refLogits(h, wte, rows, C, V),
@@ -281,14 +283,14 @@ gpuTest("logits() and embed() split by vocabulary ranges equal the reference", s
   await b.loadWeight(w, (dest) => Promise.resolve(dest.set(wte)));
   const out = b.tensor([rows, V]);
   const before = b.stats().dispatches;
-  b.logits(out, await put(b, h, [rows, C]), w, rows);
+  b.logits(out, await weight(b, "plain", [rows, C], h), w, rows);
   assertEquals(b.stats().dispatches - before, 3 * 3, "3 row blocks × 3 vocabulary ranges");
   assertNmse(await get(b, out, rows * V), refLogits(h, wte, rows, C, V), "split logits");
 
   const tokens = Array.from({ length: rows }, (_, r) => (r * 37) % V);
   const positions = tokens.map((t) => t % P);
   const x = b.tensor([rows, C]);
-  b.embed(x, ints(b, tokens), ints(b, positions), w, await put(b, wpe, [P, C]), rows);
+  b.embed(x, ints(b, tokens), ints(b, positions), w, await weight(b, "plain", [P, C], wpe), rows);
   const expected = new Float32Array(rows * C);
   for (let r = 0; r < rows; r++) {
     expected.set(refEmbed([tokens[r]], wte, wpe, 1, C, positions[r]), r * C);
@@ -323,7 +325,13 @@ for (const shaderF16 of [true, false]) {
         assertEquals([wt.type, wt.bytes], ["f16", Math.ceil(C * OC / 2) * 4]);
         await b.loadWeight(wt, (dest) => Promise.resolve(dest.set(w)));
         const out = b.tensor([T, OC]);
-        b.conv1dGelu(out, await put(b, x, [T, C]), wt, await put(b, bias, [OC]), T);
+        b.conv1dGelu(
+          out,
+          await weight(b, "plain", [T, C], x),
+          wt,
+          await weight(b, "plain", [OC], bias),
+          T,
+        );
         const expected = refGelu(refConv1d(x, half(w), bias, T, C, OC));
         assertNmse(await get(b, out, T * OC), expected, `f16 conv1dGelu T=${T} C=${C} OC=${OC}`);
       }
@@ -335,12 +343,19 @@ for (const shaderF16 of [true, false]) {
       const h = randn(rng, rows * C);
       const logits = b.tensor([rows, V]);
       const before = b.stats().dispatches;
-      b.logits(logits, await put(b, h, [rows, C]), w, rows);
+      b.logits(logits, await weight(b, "plain", [rows, C], h), w, rows);
       assertEquals(b.stats().dispatches - before, 3, "ranges of 128 + 128 + 45 rows");
       assertNmse(await get(b, logits, rows * V), refLogits(h, half(wte), rows, C, V), "f16 logits");
       const tokens = [0, 300, 128];
       const x = b.tensor([rows, C]);
-      b.embed(x, ints(b, tokens), ints(b, [4, 0, 2]), w, await put(b, wpe, [P, C]), rows);
+      b.embed(
+        x,
+        ints(b, tokens),
+        ints(b, [4, 0, 2]),
+        w,
+        await weight(b, "plain", [P, C], wpe),
+        rows,
+      );
       const expected = new Float32Array(rows * C);
       tokens.forEach((t, r) =>
         expected.set(refEmbed([t], half(wte), wpe, 1, C, [4, 0, 2][r]), r * C)
@@ -353,14 +368,14 @@ for (const shaderF16 of [true, false]) {
 gpuTest("gatherRows() copies the chosen rows in order", gpu, async (b) => {
   const x = Float32Array.from({ length: 6 * 3 }, (_, i) => i);
   const out = b.tensor([4, 3]);
-  b.gatherRows(out, await put(b, x, [6, 3]), [5, 1, 2, 0]);
+  b.gatherRows(out, await weight(b, "plain", [6, 3], x), [5, 1, 2, 0]);
   assertEquals([...await get(b, out, 12)], [15, 16, 17, 3, 4, 5, 6, 7, 8, 0, 1, 2]);
 });
 
 gpuTest("a write after recorded ops does not change what those ops read", gpu, async (b) => {
   const [V, C] = [4, 2];
-  const wte = await put(b, Float32Array.from({ length: V * C }, (_, i) => i), [V, C]);
-  const wpe = await put(b, new Float32Array(C), [1, C]);
+  const wte = await weight(b, "plain", [V, C], Float32Array.from({ length: V * C }, (_, i) => i));
+  const wpe = await weight(b, "plain", [1, C], new Float32Array(C));
   const tokens = b.tensor([1], "i32");
   const pos = ints(b, [0]);
   const first = b.tensor([1, C]);
@@ -397,7 +412,7 @@ gpuTest(
 );
 
 gpuTest("reads in flight at once each get their own rows", gpu, async (b) => {
-  const x = await put(b, Float32Array.from({ length: 12 }, (_, i) => i), [4, 3]);
+  const x = await weight(b, "plain", [4, 3], Float32Array.from({ length: 12 }, (_, i) => i));
   const outs = [0, 1, 2, 3].map(() => b.tensor([1, 3]));
   const got = await Promise.all(outs.map((out, r) => {
     b.gatherRows(out, x, [r]);
@@ -407,21 +422,21 @@ gpuTest("reads in flight at once each get their own rows", gpu, async (b) => {
 });
 
 gpuTest("a read submits once and reads back only what was asked", gpu, async (b) => {
-  const x = await put(b, new Float32Array([1, 2, 3, 4]), [2, 2]);
+  const x = await weight(b, "plain", [2, 2], new Float32Array([1, 2, 3, 4]));
   const out = b.tensor([2, 2]);
   b.resetStats();
   b.layerNorm(
     out,
     x,
-    await put(b, new Float32Array([1, 1]), [2]),
-    await put(b, new Float32Array(2), [2]),
+    await weight(b, "plain", [2], new Float32Array([1, 1])),
+    await weight(b, "plain", [2], new Float32Array(2)),
     2,
   );
   b.conv1d(
     out,
     x,
-    await put(b, new Float32Array(4), [2, 2]),
-    await put(b, new Float32Array(2), [2]),
+    await weight(b, "plain", [2, 2], new Float32Array(4)),
+    await weight(b, "plain", [2], new Float32Array(2)),
     2,
   );
   await get(b, out, 3);
@@ -489,7 +504,7 @@ gpuTest("a device lost mid-run makes read() a one-line BackendError, not a hang"
   const adapter = await navigator.gpu.requestAdapter();
   const device = await adapter!.requestDevice();
   const b = await WebGpuBackend.create({ device });
-  const x = await put(b, new Float32Array([1, 2, 3]), [1, 3]);
+  const x = await weight(b, "plain", [1, 3], new Float32Array([1, 2, 3]));
   const out = b.tensor([1, 3]);
   b.gatherRows(out, x, [0]);
   assertEquals([...await get(b, out, 3)], [1, 2, 3]);

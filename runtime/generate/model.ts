@@ -176,6 +176,10 @@ export interface Model extends Disposable {
   readonly batch: number;
   /** Generations that decode at once; more wait for a slot. */
   readonly slots: number;
+  /** Generations holding a slot now. */
+  readonly slotsBusy: number;
+  /** Generations (and `generateBatch` or `logits` calls) waiting for slots now. */
+  readonly waiting: number;
   /** Its tokenizer, as `encoder.py`. */
   readonly tokenizer: Tokenizer;
   /**
@@ -252,6 +256,14 @@ class LoadedModel implements Model {
 
   get slots(): number {
     return this.gpt2.slots;
+  }
+
+  get slotsBusy(): number {
+    return this.#scheduler.active;
+  }
+
+  get waiting(): number {
+    return this.#scheduler.waiting;
   }
 
   async logits(ids: readonly number[]): Promise<Float32Array> {

@@ -1,5 +1,5 @@
 /**
- * One choice of a completion, token by token, on the library's `generate`: the text each
+ * One choice of a completion, token by token, on the library's `generateSteps`: the text each
  * token adds (never half a character, never part of a stop string), its log-probabilities
  * when asked for, and why the choice ended. The server turns these steps into one
  * response or one server-sent event each; it has no decoding loop of its own.
@@ -27,6 +27,10 @@ export interface CompletionModel {
    * tokens at its position (what `echo` with `logprobs` reports); optional.
    */
   promptLogprobs?(ids: readonly number[], top: number): Promise<StepLogprobs[]>;
+  /** Generations holding a KV-cache slot now (for `/metrics`); optional. */
+  readonly slotsBusy?: number;
+  /** Generations waiting for a slot (for `/metrics`); optional. */
+  readonly waiting?: number;
 }
 
 /** OpenAI's `logprobs` object of a choice, or of one step of it when streaming. */
@@ -50,13 +54,19 @@ export interface ChoiceStep {
   readonly finishReason: FinishReason | null;
   /** Tokens this step generated (0 for the echoed prompt). */
   readonly tokens: number;
-  /** On the first generated step: prompt tokens that came from the KV cache. */
+  /** The library's logprobs of the token this step generated, when asked for. */
+  readonly tokenLogprobs?: StepLogprobs;
+  /**
+   * On a choice's first generated step: how many of its prompt's tokens the model found
+   * in its KV cache (prompt reuse), as the library reports it.
+   */
   readonly cachedTokens?: number;
 }
 
 /**
- * Generates choice `index` of `request`, one step per token. The seed of choice i is the
- * request's seed + i. Aborting `signal` ends it (the generator throws the reason).
+ * Generates choice `index` of `request`, one step per token: choice `p × n + i` is prompt
+ * p's i-th, with the seed + i, so a prompt's choices are the same in a batch as alone.
+ * Aborting `signal` ends it (the generator throws the reason).
  */
 export async function* generateChoice(
   model: CompletionModel,
@@ -65,16 +75,17 @@ export async function* generateChoice(
   signal?: AbortSignal,
 ): AsyncGenerator<ChoiceStep> {
   const { tokenizer } = model;
+  const prompt = request.prompts[Math.floor(index / request.n)];
   let offset = 0;
   if (request.echo) {
     let logprobs: LogprobsObject | null = null;
     if (request.logprobs !== null && model.promptLogprobs) {
-      logprobs = await promptObject(model, request.promptIds, request.logprobs);
+      logprobs = await promptObject(model, prompt.ids, request.logprobs);
     }
-    offset = request.promptText.length;
+    offset = prompt.text.length;
     yield {
       index,
-      text: request.promptText,
+      text: prompt.text,
       logprobs,
       finishReason: request.maxTokens === 0 ? "length" : null,
       tokens: 0,
@@ -89,14 +100,14 @@ export async function* generateChoice(
   const options: GenerateStepsOptions = {
     ...request.sampling,
     length: request.maxTokens,
-    seed: request.seed === undefined ? undefined : request.seed + index,
+    seed: request.seed === undefined ? undefined : request.seed + index % request.n,
     stopAtEndOfText: true,
     signal,
     logprobs: request.logprobs ?? undefined,
     cachePrompt: request.cachePrompt,
   };
   let count = 0;
-  for await (const step of model.generateSteps(request.promptIds, options)) {
+  for await (const step of model.generateSteps(prompt.ids, options)) {
     const { token, logprobs: lp, cachedTokens } = step;
     count++;
     const last = count === request.maxTokens;
@@ -115,7 +126,7 @@ export async function* generateChoice(
     const logprobs = lp === undefined ? null : stepObject(tokenizer, lp, offset);
     offset += piece.length;
     const finishReason = stopped ? "stop" : last ? "length" : null;
-    yield { index, text, logprobs, finishReason, tokens: 1, cachedTokens };
+    yield { index, text, logprobs, finishReason, tokens: 1, tokenLogprobs: lp, cachedTokens };
     if (finishReason) return;
   }
 }

@@ -1,7 +1,9 @@
 /**
  * Reading a request's JSON body within a size limit: a body that says (Content-Length) or
  * turns out (while streaming in) to be longer than the limit is refused with a 413
- * without reading the rest; a body that is not JSON is a 400.
+ * without reading the rest; a body that is not JSON, or cannot be read, is a 400; a client
+ * that closes its connection before the whole body has come gets a 499 (nginx's "client
+ * closed request"), which only the access log sees.
  *
  * @module
  */
@@ -12,7 +14,8 @@ export const DEFAULT_BODY_LIMIT = 1 << 20;
 
 /**
  * The parsed JSON body of `request`.
- * @throws {ApiError} 413 for a body over `limit` bytes, 400 for one that is not JSON
+ * @throws {ApiError} 413 for a body over `limit` bytes, 400 for one that is not JSON, 499
+ *   for one the client stopped sending
  */
 export async function readJsonBody(request: Request, limit: number): Promise<unknown> {
   const tooLarge = () =>
@@ -33,6 +36,8 @@ export async function readJsonBody(request: Request, limit: number): Promise<unk
         if (size > limit) throw tooLarge();
         chunks.push(value);
       }
+    } catch (e) {
+      throw e instanceof ApiError ? e : unreadable(e);
     } finally {
       reader.releaseLock();
     }
@@ -63,4 +68,22 @@ export async function readJsonBody(request: Request, limit: number): Promise<unk
       { code: "invalid_json" },
     );
   }
+}
+
+/** The error for a body whose reading failed: the connection went away, or the body was malformed. */
+function unreadable(e: unknown): ApiError {
+  if (
+    e instanceof Deno.errors.BadResource || e instanceof Deno.errors.ConnectionReset ||
+    e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.UnexpectedEof ||
+    e instanceof Deno.errors.Interrupted
+  ) {
+    return new ApiError(499, "The client closed the connection before sending the whole body", {
+      code: "client_closed",
+    });
+  }
+  return new ApiError(
+    400,
+    `The request body could not be read (${(e as Error)?.message ?? e}): send it whole`,
+    { code: "invalid_body" },
+  );
 }

@@ -1,8 +1,9 @@
 /**
- * The sampling fields of a request (`temperature`, `top_p`, `presence_penalty`,
- * `logit_bias`, llama.cpp's `repeat_penalty`, `min_p`, ...), read from the library's
- * table of sampling controls: each field's range and default are the library's (OpenAI's
- * narrower `temperature` range kept), and a bad value is a 400 naming the field.
+ * The sampling fields of a request to either endpoint (`temperature`, `top_p`,
+ * `presence_penalty`, `logit_bias`, llama.cpp's `repeat_penalty`, `min_p`, ...), read from
+ * the library's table of sampling controls: each field's range and default are the
+ * library's (OpenAI's narrower `temperature` range kept), and a bad value is a 400 naming
+ * the field.
  *
  * @module
  */

@@ -1,25 +1,26 @@
 /**
- * The HTTP API over a model: OpenAI's completions API (`POST /v1/completions`, streaming
- * or not), `GET /v1/models`, `GET /health`, llama.cpp's `POST /tokenize` and
+ * The HTTP API over a model: OpenAI's completions and chat completions APIs
+ * (`POST /v1/completions`, `POST /v1/chat/completions`, streaming or not), `GET /v1/models`,
+ * `GET /health`, `GET /metrics` (Prometheus), llama.cpp's `POST /tokenize` and
  * `POST /detokenize`, and the page at `GET /`. Every error is answered in OpenAI's shape;
- * nothing a client sends throws out of `fetch`. The generation itself is the library's:
- * this file only checks requests, admits them, and writes answers.
+ * nothing a client sends throws out of `fetch`, and every request ends in one access-log
+ * entry. The generation itself is the library's: this file only checks requests, admits
+ * them, and writes answers.
  *
  * @module
  */
 import { timingSafeEqual } from "node:crypto";
+import type { AccessLogEntry } from "./access_log.ts";
+import { type Answer, collectAnswer, streamAnswer, Usage } from "./answer.ts";
 import { ApiError, errorResponse, invalidField, jsonResponse } from "./api_error.ts";
-import {
-  appendLogprobs,
-  type ChoiceStep,
-  type CompletionModel,
-  type FinishReason,
-  generateChoice,
-  type LogprobsObject,
-} from "./completion.ts";
-import { type CompletionRequest, parseCompletionRequest } from "./completion_request.ts";
+import { chatFormat } from "./chat_format.ts";
+import { parseChatRequest } from "./chat_request.ts";
+import { type CompletionModel, generateChoice } from "./completion.ts";
+import { completionFormat } from "./completion_format.ts";
+import { parseCompletionRequest } from "./completion_request.ts";
 import { DEFAULT_BODY_LIMIT, readJsonBody } from "./json_body.ts";
-import { merge } from "./merge.ts";
+import { type LoadGauges, Metrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
+import type { Endpoint } from "./request_fields.ts";
 import type { StaticFile } from "./static_files.ts";
 
 /** How an `ApiServer` behaves. */
@@ -36,6 +37,13 @@ export interface ApiServerOptions {
   bodyLimit?: number;
   /** The largest `n` (default 8). */
   maxChoices?: number;
+  /** The most prompts one completions request may batch (default 16). */
+  maxPrompts?: number;
+  /**
+   * Called once per request when its answer has ended (a stream's last event, or the
+   * client going away): what the access log writes.
+   */
+  onRequest?: (entry: AccessLogEntry) => void;
   /** The page's files by URL path (`loadStaticFiles()`); none: `GET /` is a 404. */
   staticFiles?: Map<string, StaticFile>;
 }
@@ -43,6 +51,8 @@ export interface ApiServerOptions {
 /** Routes and the methods they take. */
 const ROUTES: Record<string, string[]> = {
   "/v1/completions": ["POST"],
+  "/v1/chat/completions": ["POST"],
+  "/metrics": ["GET"],
   "/v1/models": ["GET"],
   "/health": ["GET"],
   "/tokenize": ["POST"],
@@ -66,19 +76,25 @@ export class ShutdownError extends ApiError {
  * the completions in flight (streams get an error event) before the HTTP server stops.
  */
 export class ApiServer {
-  readonly options: Required<Omit<ApiServerOptions, "apiKey" | "staticFiles">> & ApiServerOptions;
+  readonly options:
+    & Required<Omit<ApiServerOptions, "apiKey" | "staticFiles" | "onRequest">>
+    & ApiServerOptions;
   /** Sequences admitted and not yet finished (decoding or waiting for a slot). */
   #inFlight = 0;
   /** The completions running, to abort on shutdown. */
   readonly #running = new Set<AbortController>();
   #closing = false;
   readonly #created = Math.floor(Date.now() / 1000);
+  readonly #metrics = new Metrics();
+  /** HTTP requests whose answer has not ended. */
+  #requestsInFlight = 0;
 
   constructor(readonly model: CompletionModel, options: ApiServerOptions) {
     this.options = {
       queue: 4 * options.slots,
       bodyLimit: DEFAULT_BODY_LIMIT,
       maxChoices: 8,
+      maxPrompts: 16,
       ...options,
     };
   }
@@ -88,14 +104,35 @@ export class ApiServer {
     return this.#inFlight;
   }
 
-  /** Answers one request; never throws. */
-  fetch = async (request: Request): Promise<Response> => {
+  /**
+   * Answers one request; never throws. `info` (from `Deno.serve`) gives the access log the
+   * client's address.
+   */
+  fetch = async (request: Request, info?: Deno.ServeHandlerInfo): Promise<Response> => {
+    // Read now: a request's fields cannot be read once its connection has closed.
+    const remote = (info?.remoteAddr as Partial<Deno.NetAddr> | undefined)?.hostname ?? null;
+    const record: RequestRecord = {
+      start: performance.now(),
+      time: new Date().toISOString(),
+      remote,
+      method: request.method,
+      path: new URL(request.url).pathname,
+      error: null,
+    };
+    this.#requestsInFlight++;
+    let response: Response;
     try {
-      return await this.#route(request);
+      response = await this.#route(request, record);
     } catch (e) {
+      // A server fault is shown whole; a client's mistake is its log line alone.
       if (!(e instanceof ApiError)) console.error("Request failed:", e);
-      return errorResponse(e);
+      record.error = e instanceof ApiError ? e.message : "The server failed to process the request";
+      response = errorResponse(e);
     }
+    const finish = () => this.#finish(response.status, record);
+    if (record.ended) record.ended.then(finish);
+    else finish();
+    return response;
   };
 
   /** Ends every completion in flight with a `ShutdownError`; new ones are refused. */
@@ -115,7 +152,7 @@ export class ApiServer {
     }
   }
 
-  async #route(request: Request): Promise<Response> {
+  async #route(request: Request, record: RequestRecord): Promise<Response> {
     const { pathname } = new URL(request.url);
     const file = this.options.staticFiles?.get(pathname);
     if (file) {
@@ -132,9 +169,13 @@ export class ApiServer {
     }
     const methods = ROUTES[pathname] ?? (pathname.startsWith("/v1/models/") ? ["GET"] : null);
     if (!methods) {
-      throw new ApiError(404, `Unknown path ${pathname}: see /v1/models, /v1/completions`, {
-        code: "not_found",
-      });
+      throw new ApiError(
+        404,
+        `Unknown path ${pathname}: see /v1/models, /v1/completions, /v1/chat/completions`,
+        {
+          code: "not_found",
+        },
+      );
     }
     if (!methods.includes(request.method)) {
       throw methodNotAllowed(request.method, pathname, methods);
@@ -150,7 +191,13 @@ export class ApiServer {
       case "/v1/models":
         return jsonResponse({ object: "list", data: [this.#modelObject()] });
       case "/v1/completions":
-        return await this.#completions(request);
+        return await this.#generation(request, record, "completions");
+      case "/v1/chat/completions":
+        return await this.#generation(request, record, "chat");
+      case "/metrics":
+        return new Response(this.#metrics.render(this.#load()), {
+          headers: { "content-type": METRICS_CONTENT_TYPE },
+        });
       case "/tokenize":
         return await this.#tokenize(request);
       case "/detokenize":
@@ -230,190 +277,157 @@ export class ApiServer {
     return body as Record<string, unknown>;
   }
 
-  async #completions(request: Request): Promise<Response> {
+  async #generation(
+    request: Request,
+    record: RequestRecord,
+    endpoint: Endpoint,
+  ): Promise<Response> {
     const body = await readJsonBody(request, this.options.bodyLimit);
     const { tokenizer, hparams } = this.model;
-    const req = parseCompletionRequest(body, {
+    const limits = {
       modelId: this.options.modelId,
       contextLength: hparams.n_ctx,
       vocabSize: hparams.n_vocab,
       maxChoices: this.options.maxChoices,
-      encode: (text) => tokenizer.encode(text),
-      decode: (ids) => tokenizer.decode(ids),
+      maxPrompts: this.options.maxPrompts,
+      encode: (text: string) => tokenizer.encode(text),
+      decode: (ids: readonly number[]) => tokenizer.decode(ids),
       promptLogprobs: this.model.promptLogprobs !== undefined,
-    });
+    };
+    const req = endpoint === "chat"
+      ? parseChatRequest(body, limits)
+      : parseCompletionRequest(body, limits);
     if (this.#closing) throw new ShutdownError();
     // A request that fits no more goes away with a 503; one alone is always admitted.
+    const sequences = req.prompts.length * req.n;
     const capacity = this.options.slots + this.options.queue;
-    if (this.#inFlight > 0 && this.#inFlight + req.n > capacity) {
+    if (this.#inFlight > 0 && this.#inFlight + sequences > capacity) {
       throw new ApiError(
         503,
         `The server is busy: ${this.#inFlight} sequences are running or waiting, retry later`,
         { type: "server_error", code: "overloaded", headers: { "retry-after": "1" } },
       );
     }
-    this.#inFlight += req.n;
+    this.#inFlight += sequences;
     const controller = new AbortController();
     this.#running.add(controller);
+    // The client going away (the connection closes) stops the generation at its next step.
+    const onGone = () => controller.abort(new DOMException("Client disconnected", "AbortError"));
+    request.signal.addEventListener("abort", onGone, { once: true });
+    // It may have gone while its body was read: the signal fires no more.
+    if (request.signal.aborted) onGone();
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
-      this.#inFlight -= req.n;
+      request.signal.removeEventListener("abort", onGone);
+      this.#inFlight -= sequences;
       this.#running.delete(controller);
     };
-    // The client going away (the connection closes) stops the generation at its next step.
-    const onGone = () => controller.abort(new DOMException("Client disconnected", "AbortError"));
-    request.signal.addEventListener("abort", onGone, { once: true });
-    const cleanup = () => {
-      request.signal.removeEventListener("abort", onGone);
-      release();
+    const usage = new Usage(req, this.#metrics);
+    record.usage = usage;
+    this.#metrics.prompt(usage.promptTokens);
+    const format = endpoint === "chat" ? chatFormat(req, tokenizer) : completionFormat(req);
+    const answer: Answer = {
+      request: req,
+      format,
+      id: format.idPrefix + crypto.randomUUID().replaceAll("-", ""),
+      created: Math.floor(Date.now() / 1000),
+      choices: Array.from(
+        { length: sequences },
+        (_, i) => generateChoice(this.model, req, i, controller.signal),
+      ),
+      usage,
     };
-    const id = `cmpl-${crypto.randomUUID().replaceAll("-", "")}`;
-    const created = Math.floor(Date.now() / 1000);
-    const choices = Array.from(
-      { length: req.n },
-      (_, i) => generateChoice(this.model, req, i, controller.signal),
-    );
-    if (req.stream) return this.#stream(req, id, created, choices, controller, cleanup);
+    if (req.stream) {
+      const ended = Promise.withResolvers<void>();
+      record.ended = ended.promise;
+      const events = streamAnswer(answer, controller.signal, (why) => {
+        record.error = why;
+        release();
+        ended.resolve();
+      });
+      return new Response(events, {
+        headers: {
+          "content-type": "text/event-stream",
+          "cache-control": "no-cache",
+          "x-accel-buffering": "no",
+        },
+      });
+    }
     try {
-      return jsonResponse(await this.#collect(req, id, created, choices));
+      return jsonResponse(await collectAnswer(answer));
     } catch (e) {
       controller.abort(e); // the other choices stop at their next step
       const reason = controller.signal.reason;
       if (reason instanceof ApiError) throw reason;
       // Nobody reads the answer to a client that went away.
-      if (request.signal.aborted) return new Response(null, { status: 499 });
+      if (request.signal.aborted) {
+        record.error = "client disconnected";
+        return new Response(null, { status: 499 });
+      }
       throw e;
     } finally {
-      cleanup();
+      release();
     }
   }
 
-  /** The whole answer, once every choice has ended. */
-  async #collect(
-    req: CompletionRequest,
-    id: string,
-    created: number,
-    choices: AsyncGenerator<ChoiceStep>[],
-  ) {
-    let completionTokens = 0;
-    const cached = new CachedTokens();
-    const results = await Promise.all(choices.map(async (steps, index) => {
-      let text = "";
-      let finish: FinishReason = "length";
-      const logprobs: LogprobsObject | null = req.logprobs === null
-        ? null
-        : { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
-      for await (const step of steps) {
-        text += step.text;
-        completionTokens += step.tokens;
-        cached.add(step);
-        if (logprobs && step.logprobs) appendLogprobs(logprobs, step.logprobs);
-        if (step.finishReason) finish = step.finishReason;
-      }
-      return { text, index, logprobs, finish_reason: finish };
-    }));
-    const promptTokens = req.promptIds.length;
+  /** The moment's load, for `/metrics`. */
+  #load(): LoadGauges {
+    const { slots } = this.options;
     return {
-      id,
-      object: "text_completion",
-      created,
-      model: req.model,
-      choices: results,
-      usage: usage(promptTokens, completionTokens, cached.count),
+      requestsInFlight: this.#requestsInFlight,
+      sequencesInFlight: this.#inFlight,
+      slotsBusy: this.model.slotsBusy,
+      slots,
+      queueLength: this.model.waiting,
     };
   }
 
-  /** Server-sent events: one per step of each choice, then `[DONE]`. */
-  #stream(
-    req: CompletionRequest,
-    id: string,
-    created: number,
-    choices: AsyncGenerator<ChoiceStep>[],
-    controller: AbortController,
-    cleanup: () => void,
-  ): Response {
-    const event = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
-    async function* events(): AsyncGenerator<Uint8Array> {
-      let completionTokens = 0;
-      const cached = new CachedTokens();
-      try {
-        for await (const step of merge(choices)) {
-          completionTokens += step.tokens;
-          cached.add(step);
-          yield event({
-            id,
-            object: "text_completion",
-            created,
-            model: req.model,
-            choices: [{
-              text: step.text,
-              index: step.index,
-              logprobs: step.logprobs,
-              finish_reason: step.finishReason,
-            }],
-          });
-        }
-        if (req.includeUsage) {
-          const promptTokens = req.promptIds.length;
-          yield event({
-            id,
-            object: "text_completion",
-            created,
-            model: req.model,
-            choices: [],
-            usage: usage(promptTokens, completionTokens, cached.count),
-          });
-        }
-        yield encoder.encode("data: [DONE]\n\n");
-      } catch (e) {
-        // A client that went away reads nothing more; anyone else learns why it ended.
-        if (controller.signal.aborted && !(controller.signal.reason instanceof ApiError)) return;
-        const error = controller.signal.reason instanceof ApiError
-          ? controller.signal.reason
-          : e instanceof ApiError
-          ? e
-          : new ApiError(500, "Generation failed", { type: "server_error" });
-        if (!(e instanceof ApiError) && !controller.signal.aborted) {
-          console.error("Generation failed:", e);
-        }
-        yield event(error.toJSON());
-      } finally {
-        cleanup();
-      }
+  /** Writes `record`'s access-log entry and counts it, once its answer has ended. */
+  #finish(status: number, record: RequestRecord): void {
+    this.#requestsInFlight--;
+    const ms = performance.now() - record.start;
+    const { usage } = record;
+    this.#metrics.request(status);
+    if (usage) {
+      const first = usage.firstTokenAt === undefined
+        ? undefined
+        : (usage.firstTokenAt - record.start) / 1000;
+      this.#metrics.generation(ms / 1000, first);
     }
-    const body = ReadableStream.from(events());
-    return new Response(body, {
-      headers: {
-        "content-type": "text/event-stream",
-        "cache-control": "no-cache",
-        "x-accel-buffering": "no",
-      },
+    this.options.onRequest?.({
+      time: record.time,
+      remote: record.remote,
+      method: record.method,
+      path: record.path,
+      status,
+      ms: Math.round(ms),
+      promptTokens: usage?.promptTokens ?? null,
+      completionTokens: usage?.completionTokens ?? null,
+      cachedTokens: usage?.cachedTokens ?? null,
+      error: record.error,
     });
   }
 }
 
-/** OpenAI's `usage`, with `prompt_tokens_details.cached_tokens` (prompt reuse). */
-function usage(promptTokens: number, completionTokens: number, cachedTokens: number) {
-  return {
-    prompt_tokens: promptTokens,
-    completion_tokens: completionTokens,
-    total_tokens: promptTokens + completionTokens,
-    prompt_tokens_details: { cached_tokens: cachedTokens },
-  };
-}
-
-/** The prompt tokens every choice of a request found in the KV cache: the fewest of theirs. */
-class CachedTokens {
-  #fewest: number | undefined;
-  add(step: ChoiceStep): void {
-    if (step.cachedTokens === undefined) return;
-    this.#fewest = Math.min(this.#fewest ?? Infinity, step.cachedTokens);
-  }
-  get count(): number {
-    return this.#fewest ?? 0;
-  }
+/** What the access log and the metrics learn of one request while it is answered. */
+interface RequestRecord {
+  /** `performance.now()` at its arrival. */
+  readonly start: number;
+  /** Its arrival as an ISO 8601 time. */
+  readonly time: string;
+  /** The client's address, when known. */
+  readonly remote: string | null;
+  readonly method: string;
+  /** The URL's path. */
+  readonly path: string;
+  /** A generation's usage, counted as its tokens come. */
+  usage?: Usage;
+  /** Why it failed or ended early, in one line. */
+  error: string | null;
+  /** For a streamed answer: resolves when its last event is written or the client left. */
+  ended?: Promise<void>;
 }
 
 function methodNotAllowed(method: string, path: string, allowed: string[]): ApiError {

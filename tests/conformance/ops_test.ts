@@ -11,7 +11,8 @@
 import { assertNmse } from "../assert_close.ts";
 import { assert, assertEquals } from "../asserts.ts";
 import { BACKENDS, type BackendUnderTest } from "./backends.ts";
-import type { Backend, KVCacheShape, Tensor, WeightRole } from "../../runtime/backend/backend.ts";
+import { weight } from "../backend_weights.ts";
+import type { Backend, KVCacheShape, Tensor } from "../../runtime/backend/backend.ts";
 import { ReferenceBackend } from "../../runtime/backend/reference/reference_backend.ts";
 import { Rng } from "../../runtime/generate/random.ts";
 
@@ -33,25 +34,6 @@ function randint(rng: Rng, n: number, max: number): Int32Array {
 
 function size(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
-}
-
-/**
- * A weight of `role` holding `data`. Its values arrive a macrotask later, as from a file,
- * so that loads started together are really in flight together.
- */
-async function weight(
-  b: Backend,
-  role: WeightRole,
-  shape: readonly number[],
-  data: Float32Array,
-): Promise<Tensor> {
-  const w = b.weight(role, shape);
-  await b.loadWeight(w, async (dest) => {
-    assertEquals(dest.length, data.length, `${role} weight [${shape}]: loadWeight's array`);
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    dest.set(data);
-  });
-  return w;
 }
 
 /** The whole f32 tensor `t`, read back. */

@@ -222,3 +222,27 @@ gpuTest(
     assertNmse(got, want, "logits of the last position");
   },
 );
+
+gpuTest(
+  "prompt reuse runs where the backend is split-invariant: wasm's cached prefix, webgpu's whole prompt",
+  probe,
+  async () => {
+    await withTempDir(async (dir) => {
+      const hp = { ...HP, n_vocab: 300 };
+      await writeModelFolder(dir, hp, randomWeights(hp, 16));
+      const ids = tokens(16, 12);
+      for (const backend of ["wasm", "webgpu"] as const) {
+        using m = await loadModel(dir, { backend, threads: 1 });
+        const cached: (number | undefined)[] = [];
+        for (let run = 0; run < 2; run++) {
+          for await (const step of m.generateSteps(ids, { length: 2, seed: 1 })) {
+            cached.push(step.cachedTokens);
+            break;
+          }
+        }
+        const reuse = m.backend === "wasm";
+        assertEquals(cached, [0, reuse ? ids.length - 1 : 0], `${backend}: cached tokens per run`);
+      }
+    });
+  },
+);

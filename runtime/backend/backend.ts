@@ -109,6 +109,12 @@ export interface Backend extends Disposable {
   readonly name: string;
   /** How it stores the model's matrices. */
   readonly weightType: WeightType;
+  /**
+   * Whether each row's sums run in one order however a pass groups the rows (its T and B),
+   * so that a prefix left in the KV cache by one pass gives the logits of recomputing it,
+   * bit for bit: what prompt reuse needs before a cached prefix stands for the prompt.
+   */
+  readonly splitInvariant: boolean;
 
   /** An activation or index tensor of `shape`, filled with zeros. */
   tensor(shape: readonly number[], type?: ActivationType): Tensor;

@@ -97,13 +97,6 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   return new LoadedModel(gpt2, tokenizer.value, options.batch, files.conversion);
 }
 
-/**
- * Backends whose every row sums in one order however a pass groups the rows (T and B), so
- * that a cached prefix gives the logits of recomputing it bit for bit: wasm's kernels and
- * the reference's. WebGPU's few-row products split K another way than its tiled ones.
- */
-const SPLIT_INVARIANT = new Set(["wasm", "reference"]);
-
 /** Prompt positions per pass of `promptLogprobs`. */
 const PROMPT_CHUNK = 64;
 
@@ -233,7 +226,8 @@ class LoadedModel implements Model {
   ) {
     this.#scheduler = new Scheduler(gpt2, {
       endOfText: tokenizer.endOfText,
-      promptReuse: SPLIT_INVARIANT.has(gpt2.backend.name),
+      // A cached prefix stands for the prompt only where it gives the same bits.
+      promptReuse: gpt2.backend.splitInvariant,
     });
     this.#batch = batch;
   }

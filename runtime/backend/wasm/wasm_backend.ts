@@ -146,6 +146,8 @@ interface Staging {
 export class WasmBackend implements Backend {
   /** The name it is selected by. */
   readonly name = "wasm";
+  /** Every kernel sums a row's terms in one order, whatever the rows around it. */
+  readonly splitInvariant = true;
   readonly #memory: WebAssembly.Memory;
   readonly #pool: WorkerPool;
   readonly #constants: KernelConstants;

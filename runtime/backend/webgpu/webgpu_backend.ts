@@ -109,6 +109,8 @@ export class WebGpuBackend implements Backend {
   readonly weightType: "f32" | "f16";
   /** The weight types it stores, most faithful first. */
   static readonly weightTypes: readonly WeightType[] = ["f32", "f16"];
+  /** Its products for a few rows split their sums another way than its tiled ones. */
+  readonly splitInvariant = false;
   #ctx: GpuContext;
   #splitBytes: number;
   #embed: EmbedOp;

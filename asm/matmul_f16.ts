@@ -3,7 +3,7 @@
 // does. The output head is a Conv1D over wteᵀ: wte is packed in the same panels, 16
 // vocabulary rows each, and `embed_f16` reads a token's row across them.
 import { H, halfAt, highHalves, lowHalves, unscaled } from "./half";
-import { F16_WEIGHTS, finish, GELU, HEAD, RESIDUAL, STORE, stripRows, ZEROS } from "./matmul";
+import { F16_WEIGHTS, finish16, GELU, HEAD, RESIDUAL, STORE, stripRows, ZEROS } from "./matmul";
 
 /**
  * Columns per panel, as for f32: C rows of 16 halves (32 bytes), like the f32 kernels'
@@ -280,8 +280,7 @@ function panelRow(
   c1 = f32x4.mul(c1, yScale);
   c2 = f32x4.mul(c2, yScale);
   c3 = f32x4.mul(c3, yScale);
-  finish(o, bp, c0, c1, width, mode);
-  if (width > 8) finish(o + 32, bp + 32, c2, c3, width - 8, mode);
+  finish16(o, bp, c0, c1, c2, c3, width, mode);
 }
 
 /**

@@ -6,11 +6,9 @@
 export { gelu, softmax } from "./activations";
 export { attention, KEY_BLOCK } from "./attention";
 export { embed } from "./embedding";
-export { conv1d, conv1d_gelu, conv1d_residual, logits, pack_panels, PANEL } from "./matmul";
+export { conv1d, GELU, logits, pack_panels, PANEL, RESIDUAL, STORE } from "./matmul";
 export {
   conv1d_q8,
-  conv1d_q8_gelu,
-  conv1d_q8_residual,
   embed_q8,
   logits_q8,
   pack_q8,
@@ -21,8 +19,6 @@ export {
 } from "./matmul_q8";
 export {
   conv1d_f16,
-  conv1d_f16_gelu,
-  conv1d_f16_residual,
   convert_f16,
   embed_f16,
   logits_f16,

@@ -1,4 +1,5 @@
 // Matrix products: GPT-2's Conv1D (a dense layer) and the tied output head.
+import { highHalves, lowHalves, widen } from "./half";
 import { gelu4 } from "./math";
 import { hsum, storeLanes } from "./simd";
 
@@ -59,20 +60,30 @@ export function pack_panels(dst: usize, src: usize, C: i32, OC: i32, p0: i32, p1
   }
 }
 
-/** What a Conv1D does with each output element y = Σ_k inp·weight + bias. */
+/**
+ * What a Conv1D does with each output element y = Σ_k inp·weight + bias: the `mode` of
+ * `conv1d`, `conv1d_f16` and `conv1d_q8`, exported for the runtime.
+ */
 export const STORE: i32 = 0; // out = y
-export const GELU: i32 = 1; // out = gelu(y)
-export const RESIDUAL: i32 = 2; // out = out + y
+export const GELU: i32 = 1; // out = gelu(y), GPT-2's tanh GELU (`gelu4`)
+export const RESIDUAL: i32 = 2; // out = out + y, the residual stream; inp must not overlap out
+/** The output head over packed wte (asm/matmul_f16.ts, asm/matmul_q8.ts): bias `ZEROS`, a store. */
+export const HEAD: i32 = 3;
+
+/** The head's bias: a panel's worth of zeros. */
+export const ZEROS: StaticArray<f32> = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /**
- * Conv1D as GPT-2 names it: out = inp · weight + bias, for the output columns of panels
- * [p0, p1). Every output element is the sum over k = 0 … C-1 in order (one fused
+ * Conv1D as GPT-2 names it: out = mode(inp · weight + bias), for the output columns of
+ * panels [p0, p1). Every output element is the sum over k = 0 … C-1 in order (one fused
  * multiply-add per step), then plus the bias, whatever the row blocking or panel range, so
- * results do not depend on how the work is split.
+ * results do not depend on how the work is split; GELU and RESIDUAL give, bit for bit,
+ * STORE followed by `gelu` or an add.
  * @param out    (T, OC) f32
  * @param inp    (T, C)  f32
  * @param weight (ceil(OC / PANEL), C, PANEL) f32, packed by `pack_panels`
  * @param bias   (ceil(OC / PANEL) * PANEL) f32, zero past OC
+ * @param mode   STORE, GELU or RESIDUAL
  */
 export function conv1d(
   out: usize,
@@ -82,47 +93,15 @@ export function conv1d(
   T: i32,
   C: i32,
   OC: i32,
+  mode: i32,
   p0: i32,
   p1: i32,
 ): void {
-  conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
-}
-
-/**
- * `conv1d` with GPT-2's GELU applied to each output (`gelu4`): the MLP's first layer
- * and its activation in one pass over the output. Shapes as `conv1d`.
- */
-export function conv1d_gelu(
-  out: usize,
-  inp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
-}
-
-/**
- * `conv1d` added onto `out`, the residual stream: out = out + (inp · weight + bias), the
- * same sum in the same order as `conv1d` then `add`. Shapes as `conv1d`; inp must not
- * overlap out.
- */
-export function conv1d_residual(
-  out: usize,
-  inp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  // The mode is tested once per call: each branch is the body inlined with its mode a
+  // constant, so the inner loops test nothing.
+  if (mode == GELU) conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
+  else if (mode == RESIDUAL) conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  else conv1dPanels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
 }
 
 // @ts-ignore: decorator
@@ -151,10 +130,11 @@ function conv1dPanels(
       const w = weight + <usize>s * stripBytes;
       const bp = bias + (<usize>col << 2);
       const o = out + (<usize>col << 2);
-      if (T == 4) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 4);
-      else if (T == 3) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 3);
-      else if (T == 2) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 2);
-      else stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 1);
+      const z = f32x4.splat(0);
+      if (T == 4) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 4, F32_WEIGHTS, z, z);
+      else if (T == 3) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 3, F32_WEIGHTS, z, z);
+      else if (T == 2) stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 2, F32_WEIGHTS, z, z);
+      else stripRows(o, inp, w, bp, rowIn, rowOut, width, mode, 1, F32_WEIGHTS, z, z);
     }
     return;
   }
@@ -181,13 +161,20 @@ function conv1dPanels(
   }
 }
 
+/** How a strip's weights are stored for `stripRows`: float32, or float16 (asm/half.ts). */
+export const F32_WEIGHTS: i32 = 0;
+export const F16_WEIGHTS: i32 = 1;
+
 /**
  * Rows 0 … n - 1 (n = 1 to 4, a constant) of one 8-column strip at w, whose first
- * `width` columns are real: out = finish(x · w + bias).
+ * `width` columns are real: out = finish(x · w + bias). Row k of the strip lies at
+ * w + 32k: 8 floats (`weights` F32_WEIGHTS, a constant), or 8 halves in the first 16
+ * bytes, widened exactly with `mask` and `scale` (F16_WEIGHTS, a float16 panel's half),
+ * so that both compute the same sums in the same order.
  */
 // @ts-ignore: decorator
 @inline
-function stripRows(
+export function stripRows(
   o: usize,
   x: usize,
   w: usize,
@@ -197,17 +184,24 @@ function stripRows(
   width: i32,
   mode: i32,
   n: i32,
+  weights: i32,
+  mask: v128,
+  scale: v128,
 ): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
   let wp = w;
   const end = x + rowIn;
   let xk = x;
-  // Two features a step (each sum still adds k, then k + 1), which keeps more loads in
-  // flight than one.
-  for (; xk + 8 <= end; xk += 8) {
-    const w0 = v128.load(wp), w1 = v128.load(wp, 16);
-    const w2 = v128.load(wp, 32), w3 = v128.load(wp, 48);
+  // Float32: two features a step (each sum still adds k, then k + 1), which keeps more
+  // loads in flight than one. Float16: one a step, as the loop below (two were 1.3× slower,
+  // the widening's registers spilling).
+  for (; weights == F32_WEIGHTS && xk + 8 <= end; xk += 8) {
+    const r0 = v128.load(wp), r2 = v128.load(wp, 32);
+    const r1 = weights == F16_WEIGHTS ? r0 : v128.load(wp, 16);
+    const r3 = weights == F16_WEIGHTS ? r2 : v128.load(wp, 48);
+    const w0 = stripLow(r0, weights, mask, scale), w1 = stripHigh(r1, weights, mask, scale);
+    const w2 = stripLow(r2, weights, mask, scale), w3 = stripHigh(r3, weights, mask, scale);
     wp += 16 << 2;
     let a = v128.load32_splat(xk);
     c00 = f32x4.relaxed_madd(a, w0, c00);
@@ -240,10 +234,11 @@ function stripRows(
       c31 = f32x4.relaxed_madd(a, w3, c31);
     }
   }
-  // The last feature when C is odd.
+  // The last feature when C is odd, or every feature of float16 weights.
   for (; xk < end; xk += 4) {
-    const w0 = v128.load(wp);
-    const w1 = v128.load(wp, 16);
+    const r0 = v128.load(wp);
+    const r1 = weights == F16_WEIGHTS ? r0 : v128.load(wp, 16);
+    const w0 = stripLow(r0, weights, mask, scale), w1 = stripHigh(r1, weights, mask, scale);
     wp += 8 << 2;
     const a0 = v128.load32_splat(xk);
     c00 = f32x4.relaxed_madd(a0, w0, c00);
@@ -264,10 +259,46 @@ function stripRows(
       c31 = f32x4.relaxed_madd(a3, w1, c31);
     }
   }
+  finishRows(o, bp, rowOut, width, mode, n, c00, c01, c10, c11, c20, c21, c30, c31);
+}
+
+/** `finish` of rows 0 … n − 1 (a constant, 1 to 4), `rowOut` bytes apart: row r's sums cr0, cr1. */
+// @ts-ignore: decorator
+@inline
+export function finishRows(
+  o: usize,
+  bp: usize,
+  rowOut: usize,
+  width: i32,
+  mode: i32,
+  n: i32,
+  c00: v128,
+  c01: v128,
+  c10: v128,
+  c11: v128,
+  c20: v128,
+  c21: v128,
+  c30: v128,
+  c31: v128,
+): void {
   finish(o, bp, c00, c01, width, mode);
   if (n > 1) finish(o + rowOut, bp, c10, c11, width, mode);
   if (n > 2) finish(o + (rowOut << 1), bp, c20, c21, width, mode);
   if (n > 3) finish(o + rowOut * 3, bp, c30, c31, width, mode);
+}
+
+/** Columns 0–3 of a strip row from its first vector r: the floats, or the low halves widened. */
+// @ts-ignore: decorator
+@inline
+function stripLow(r: v128, weights: i32, mask: v128, scale: v128): v128 {
+  return weights == F16_WEIGHTS ? widen(lowHalves(r), mask, scale) : r;
+}
+
+/** Columns 4–7 of a strip row from its second vector r (for float16, the same as the first). */
+// @ts-ignore: decorator
+@inline
+function stripHigh(r: v128, weights: i32, mask: v128, scale: v128): v128 {
+  return weights == F16_WEIGHTS ? widen(highHalves(r), mask, scale) : r;
 }
 
 /**
@@ -364,7 +395,7 @@ export function finish(o: usize, bp: usize, c0: v128, c1: v128, width: i32, mode
 /** `finish` for the 16 columns of a panel: sums c0 … c3. */
 // @ts-ignore: decorator
 @inline
-function finish16(
+export function finish16(
   o: usize,
   bp: usize,
   c0: v128,

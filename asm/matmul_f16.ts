@@ -2,15 +2,8 @@
 // and widened to f32 in the kernels, which otherwise compute exactly as the f32 Conv1D
 // does. The output head is a Conv1D over wteᵀ: wte is packed in the same panels, 16
 // vocabulary rows each, and `embed_f16` reads a token's row across them.
-import { finish } from "./matmul";
-
-/**
- * Constants of `widen`, kept in static data (a vector constant written inline is rebuilt
- * at each use inside a loop; see math.ts): the bits an f32 keeps of a half shifted into
- * place; 2^112, the ratio of the two formats' exponent biases (2^(127 − 15)); and 2^100
- * and 2^12, its two factors as `panelRow` applies them.
- */
-const H: StaticArray<u32> = [0x8fffe000, 0x77800000, 0x71800000, 0x45800000];
+import { H, halfAt, highHalves, lowHalves, unscaled } from "./half";
+import { F16_WEIGHTS, finish16, GELU, HEAD, RESIDUAL, STORE, stripRows, ZEROS } from "./matmul";
 
 /**
  * Columns per panel, as for f32: C rows of 16 halves (32 bytes), like the f32 kernels'
@@ -29,49 +22,6 @@ const PANEL: i32 = 16;
 function halfIndex(c: i32): i32 {
   const j = c & 7;
   return (c & 8) + (j < 4 ? j << 1 : ((j - 4) << 1) + 1);
-}
-
-/**
- * The f32 value of four halves given in the upper 16 bits of each i32 lane (whatever the
- * lower 16 hold): an arithmetic shift by 3 puts exponent and mantissa where an f32 has
- * them and copies the sign into the three bits above, the mask keeps sign, exponent and
- * mantissa (and drops the lower half, now below bit 13), and the product with 2^112
- * rebiases the exponent. Exact for every finite half, subnormals included (wasm keeps
- * f32 subnormals); infinities and NaNs are not kept (GPT-2's weights are far below 65504).
- */
-// @ts-ignore: decorator
-@inline
-function widen(hi: v128, mask: v128, scale: v128): v128 {
-  return f32x4.mul(unscaled(hi, mask), scale);
-}
-
-/** `widen` without the product: the halves' values times 2^-112, exactly. */
-// @ts-ignore: decorator
-@inline
-function unscaled(hi: v128, mask: v128): v128 {
-  return v128.and(i32x4.shr_s(hi, 3), mask);
-}
-
-/** Columns 0–3 of an 8-column half h (its lanes' low halves) into the upper 16 bits. */
-// @ts-ignore: decorator
-@inline
-function lowHalves(h: v128): v128 {
-  return i32x4.shl(h, 16);
-}
-
-/** Columns 4–7 of an 8-column half h: already in the lanes' upper 16 bits. */
-// @ts-ignore: decorator
-@inline
-function highHalves(h: v128): v128 {
-  return h;
-}
-
-/** The f32 value of the half at p (scalar `widen`). */
-// @ts-ignore: decorator
-@inline
-function halfAt(p: usize): f32 {
-  const x = <i32>load<u16>(p) << 16;
-  return reinterpret<f32>(<u32>(x >> 3) & 0x8fffe000) * reinterpret<f32>(<u32>0x77800000);
 }
 
 /**
@@ -203,26 +153,17 @@ export function pack_f16(
   }
 }
 
-/** What a Conv1D does with each output: as in asm/matmul.ts. */
-const STORE: i32 = 0;
-const GELU: i32 = 1;
-const RESIDUAL: i32 = 2;
-/** The output head: no bias (it adds `ZEROS`), a plain store. */
-const HEAD: i32 = 3;
-
-/** The head's bias: a panel's worth of zeros, which leave every sum as it is. */
-const ZEROS: StaticArray<f32> = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-
 /**
- * Conv1D with float16 weights: out = inp · weight + bias for panels [p0, p1). Each output
- * is the sum over k = 0 … C − 1 in order, one fused multiply-add per step, plus the bias,
- * as `conv1d` computes it: so the result equals `conv1d` on the weights rounded to
- * float16, bit for bit, whatever the split or T (at T = 1 within the limits `panelRow`
- * states).
+ * Conv1D with float16 weights: out = mode(inp · weight + bias) for panels [p0, p1), mode
+ * as `conv1d`'s. Each output is the sum over k = 0 … C − 1 in order, one fused
+ * multiply-add per step, plus the bias, as `conv1d` computes it: so the result equals
+ * `conv1d` on the weights rounded to float16, bit for bit, whatever the split or T (at T =
+ * 1 within the limits `panelRow` states).
  * @param out    (T, OC) f32
  * @param inp    (T, C)  f32
  * @param weight (ceil(OC / 16), C, 16) f16, packed by `pack_f16`
  * @param bias   (ceil(OC / 16) · 16) f32, zero past OC
+ * @param mode   STORE, GELU or RESIDUAL
  */
 export function conv1d_f16(
   out: usize,
@@ -232,40 +173,14 @@ export function conv1d_f16(
   T: i32,
   C: i32,
   OC: i32,
+  mode: i32,
   p0: i32,
   p1: i32,
 ): void {
-  f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
-}
-
-/** `conv1d_f16` with GPT-2's GELU applied to each output, as `conv1d_gelu`. */
-export function conv1d_f16_gelu(
-  out: usize,
-  inp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
-}
-
-/** `conv1d_f16` added onto `out`, the residual stream, as `conv1d_residual`. */
-export function conv1d_f16_residual(
-  out: usize,
-  inp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  // Once per call, as in `conv1d`: each branch inlines the body with a constant mode.
+  if (mode == GELU) f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
+  else if (mode == RESIDUAL) f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  else f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
 }
 
 // @ts-ignore: decorator
@@ -314,14 +229,14 @@ function f16Panels(
     // (C · 32 bytes) stays in cache while the groups of rows pass over it.
     let t = 0;
     for (; t + 4 <= T; t += 4) {
-      stripRows(o, x, w, bp, rowIn, rowOut, width, mode, mask, scale, 4);
+      stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 4, F16_WEIGHTS, mask, scale);
       o += rowOut << 2;
       x += rowIn << 2;
     }
     const n = T - t;
-    if (n == 3) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, mask, scale, 3);
-    else if (n == 2) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, mask, scale, 2);
-    else if (n == 1) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, mask, scale, 1);
+    if (n == 3) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 3, F16_WEIGHTS, mask, scale);
+    else if (n == 2) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 2, F16_WEIGHTS, mask, scale);
+    else if (n == 1) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 1, F16_WEIGHTS, mask, scale);
   }
 }
 
@@ -365,58 +280,7 @@ function panelRow(
   c1 = f32x4.mul(c1, yScale);
   c2 = f32x4.mul(c2, yScale);
   c3 = f32x4.mul(c3, yScale);
-  finish(o, bp, c0, c1, width, mode);
-  if (width > 8) finish(o + 32, bp + 32, c2, c3, width - 8, mode);
-}
-
-/** Rows 0 … n − 1 (n = 1 to 4, a constant) of 8 columns of halves at w, rows 32 bytes apart. */
-// @ts-ignore: decorator
-@inline
-function stripRows(
-  o: usize,
-  x: usize,
-  w: usize,
-  bp: usize,
-  rowIn: usize,
-  rowOut: usize,
-  width: i32,
-  mode: i32,
-  mask: v128,
-  scale: v128,
-  n: i32,
-): void {
-  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-  let wp = w;
-  const end = x + rowIn;
-  for (let xk = x; xk < end; xk += 4) {
-    const h = v128.load(wp);
-    wp += <usize>PANEL << 1;
-    const w0 = widen(lowHalves(h), mask, scale);
-    const w1 = widen(highHalves(h), mask, scale);
-    const a0 = v128.load32_splat(xk);
-    c00 = f32x4.relaxed_madd(a0, w0, c00);
-    c01 = f32x4.relaxed_madd(a0, w1, c01);
-    if (n > 1) {
-      const a1 = v128.load32_splat(xk + rowIn);
-      c10 = f32x4.relaxed_madd(a1, w0, c10);
-      c11 = f32x4.relaxed_madd(a1, w1, c11);
-    }
-    if (n > 2) {
-      const a2 = v128.load32_splat(xk + (rowIn << 1));
-      c20 = f32x4.relaxed_madd(a2, w0, c20);
-      c21 = f32x4.relaxed_madd(a2, w1, c21);
-    }
-    if (n > 3) {
-      const a3 = v128.load32_splat(xk + rowIn * 3);
-      c30 = f32x4.relaxed_madd(a3, w0, c30);
-      c31 = f32x4.relaxed_madd(a3, w1, c31);
-    }
-  }
-  finish(o, bp, c00, c01, width, mode);
-  if (n > 1) finish(o + rowOut, bp, c10, c11, width, mode);
-  if (n > 2) finish(o + (rowOut << 1), bp, c20, c21, width, mode);
-  if (n > 3) finish(o + rowOut * 3, bp, c30, c31, width, mode);
+  finish16(o, bp, c0, c1, c2, c3, width, mode);
 }
 
 /**

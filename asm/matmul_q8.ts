@@ -1,7 +1,7 @@
 // Int8 matrix products: Conv1D and the output head with weights quantised in blocks of 32
 // input features (after ggml's q8_0: one scale per block), activations quantised per block
 // at run time, and the products summed as int8 dot products.
-import { finishLanes, finishVector, GELU, RESIDUAL, STORE } from "./matmul";
+import { finish16, finishRows, GELU, HEAD, RESIDUAL, STORE, ZEROS } from "./matmul";
 
 /**
  * The quantisation, chosen so that the relaxed int8 dot products
@@ -38,8 +38,6 @@ const PANEL_BLOCK_BYTES: usize = 64 + 8 * 64;
  */
 const ROW_BLOCK_BYTES: usize = 40;
 
-/** The last mode of `q8Panels`: no bias, plain store (the output head). */
-const HEAD: i32 = 3;
 
 /**
  * Quantises rows [r0, r1) of inp to int8 blocks of 32 (see QBLOCK), the features past C
@@ -232,15 +230,16 @@ function quantizeWeights(x: v128, d: v128): v128 {
 }
 
 /**
- * Conv1D on int8: out = inp · weight + bias for the columns of panels [p0, p1), with inp
- * quantised by `quantize_q8` and weight packed by `pack_q8`. Each output is
- * Σ over blocks b in order of convert(Σ_b a·u − 64·Σ_b a) · (d_b · e_b), accumulated with
- * one multiply-add per block, plus the bias at the end: the integer sums are exact, and
- * the float steps are the same whatever the split or the number of rows T.
+ * Conv1D on int8: out = mode(inp · weight + bias) for the columns of panels [p0, p1), mode
+ * as `conv1d`'s, with inp quantised by `quantize_q8` and weight packed by `pack_q8`. Each
+ * output is Σ over blocks b in order of convert(Σ_b a·u − 64·Σ_b a) · (d_b · e_b),
+ * accumulated with one multiply-add per block, plus the bias at the end: the integer sums
+ * are exact, and the float steps are the same whatever the split or the number of rows T.
  * @param out    (T, OC) f32
  * @param qinp   (T, ceil(C / 32), 40 bytes), from `quantize_q8`
  * @param weight (ceil(OC / 16), ceil(C / 32), 576 bytes), from `pack_q8`
  * @param bias   (ceil(OC / 16) · 16) f32, zero past OC
+ * @param mode   STORE, GELU or RESIDUAL
  */
 export function conv1d_q8(
   out: usize,
@@ -250,40 +249,14 @@ export function conv1d_q8(
   T: i32,
   C: i32,
   OC: i32,
+  mode: i32,
   p0: i32,
   p1: i32,
 ): void {
-  q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, STORE);
-}
-
-/** `conv1d_q8` with GPT-2's GELU applied to each output, as `conv1d_gelu`. */
-export function conv1d_q8_gelu(
-  out: usize,
-  qinp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, GELU);
-}
-
-/** `conv1d_q8` added onto `out`, the residual stream, as `conv1d_residual`. */
-export function conv1d_q8_residual(
-  out: usize,
-  qinp: usize,
-  weight: usize,
-  bias: usize,
-  T: i32,
-  C: i32,
-  OC: i32,
-  p0: i32,
-  p1: i32,
-): void {
-  q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  // Once per call, as in `conv1d`: each branch inlines the body with a constant mode.
+  if (mode == GELU) q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, GELU);
+  else if (mode == RESIDUAL) q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
+  else q8Panels(out, qinp, weight, bias, T, C, OC, p0, p1, STORE);
 }
 
 /**
@@ -374,7 +347,7 @@ function q8Panels(
     const col = p * QPANEL;
     const width = min(QPANEL, OC - col);
     const w = weight + <usize>p * panelBytes;
-    const bp = bias + (<usize>col << 2);
+    const bp = mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>col << 2);
     const o = out + (<usize>col << 2);
     if (T == 1) {
       // One row (decoding): all 16 columns in one pass, the panel read once, front to back.
@@ -544,10 +517,7 @@ function halfRows(
     wb += PANEL_BLOCK_BYTES;
     xb += ROW_BLOCK_BYTES;
   }
-  finishQ(o, bp, f00, f01, width, mode);
-  if (n > 1) finishQ(o + rowOut, bp, f10, f11, width, mode);
-  if (n > 2) finishQ(o + (rowOut << 1), bp, f20, f21, width, mode);
-  if (n > 3) finishQ(o + rowOut * 3, bp, f30, f31, width, mode);
+  finishRows(o, bp, rowOut, width, mode, n, f00, f01, f10, f11, f20, f21, f30, f31);
 }
 
 /** One row of all 16 columns of a panel at w: the T = 1 case of `halfRows`. */
@@ -578,26 +548,5 @@ function panelRow(o: usize, x: usize, w: usize, bp: usize, nb: i32, width: i32, 
     wb += PANEL_BLOCK_BYTES;
     xb += ROW_BLOCK_BYTES;
   }
-  finishQ(o, bp, f0, f1, width, mode);
-  if (width > 8) finishQ(o + 32, bp + 32, f2, f3, width - 8, mode);
-}
-
-/**
- * Adds the bias (except for the head) to one row's sums y0, y1 of 8 columns, applies
- * `mode` and stores the first `width` outputs at o, as `finish` in matmul.ts does.
- */
-// @ts-ignore: decorator
-@inline
-function finishQ(o: usize, bp: usize, y0: v128, y1: v128, width: i32, mode: i32): void {
-  if (mode != HEAD) {
-    y0 = f32x4.add(y0, v128.load(bp));
-    y1 = f32x4.add(y1, v128.load(bp, 16));
-  }
-  if (width >= 8) {
-    finishVector(o, y0, mode);
-    finishVector(o + 16, y1, mode);
-  } else {
-    finishLanes(o, y0, width, mode);
-    if (width > 4) finishLanes(o + 16, y1, width - 4, mode);
-  }
+  finish16(o, bp, f0, f1, f2, f3, width, mode);
 }

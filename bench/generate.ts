@@ -2,17 +2,20 @@
  * End-to-end speed of GPT-2 124M's shape (fp32) on the WebAssembly kernels: loading,
  * prefill of a prompt, greedy decoding after it and after 896 cached positions, and the
  * machine's read bandwidth measured with the same threads in the same run. Without
- * --model the weights are synthetic, with GPT-2 124M's shapes (speed does not depend on
- * their values); with it, any model folder in either format. Prints one JSON line.
+ * --model the weights are synthetic, with the shapes of GPT-2 --size (124M by default;
+ * speed does not depend on their values); with it, any model folder in either format. The
+ * model is created as the tools create it (createGpt2: the backend's estimate decides
+ * whether the weight type fits), with --batch slots. Prints one JSON line.
  *
- *   deno task bench:generate [--model DIR] [--backend wasm] [--dtype f32] [--threads N] [--prompt 128] [--generate 128] [--batch 1]
+ *   deno task bench:generate [--model DIR | --size 124M] [--backend wasm] [--dtype f32] [--threads N] [--prompt 128] [--generate 128] [--batch 1]
  *
  * Fields: load_s (kernels started, weights in place and packed); prefill_tok_s (prompt
  * tokens per second, all sequences, the median of three passes after one warm-up pass);
  * decode_tok_s (generated tokens per second, all sequences, the cache holding `prompt`
  * positions and more: two runs, before and after the next); decode_tok_s_past896 (the
- * same from 896 cached positions); read_gb_s (a plain SIMD sum over 1 GiB, the mean of
- * one run before prefill and one after decoding); decode_gb_s (weight bytes one decoding
+ * same from 896 cached positions); read_gb_s (a plain SIMD sum over 1 GiB, or less where
+ * the model leaves less of the wasm memory, the mean of one run before prefill and one
+ * after decoding); decode_gb_s (weight bytes one decoding
  * step reads, weight_bytes, times steps per second); bandwidth_fraction (decode_gb_s / read_gb_s);
  * peak_rss_mb (the process's peak resident memory up to the end of decoding, less what
  * the bandwidth probe adds); threads; backend; dtype; batch. With --batch above 1 also
@@ -22,16 +25,17 @@
  * webgpu also step_dispatches, step_submits and step_bytes_read: one decoding step's
  * compute dispatches, queue submits and bytes read back (the same on any GPU).
  */
-import { type Backend, WEIGHT_TYPES, type WeightType } from "../runtime/backend/backend.ts";
-import { BACKEND_NAMES, createBackend } from "../runtime/backend/create.ts";
-import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
+import type { Backend } from "../runtime/backend/backend.ts";
+import type { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
 import { openModelFiles } from "../runtime/gpt2/model_files.ts";
 import { argmax } from "../runtime/generate/sampler.ts";
+import { checkLoadOptions, createGpt2, type LoadOptions } from "../runtime/generate/model.ts";
 import { syntheticSource } from "../testing/random_model.ts";
 
 interface Options {
   model?: string;
+  size: string;
   backend: string;
   dtype: string;
   threads: number;
@@ -42,6 +46,7 @@ interface Options {
 
 function parseOptions(args: string[]): Options {
   const options: Options = {
+    size: "124M",
     backend: "wasm",
     dtype: "f32",
     threads: navigator.hardwareConcurrency,
@@ -51,8 +56,8 @@ function parseOptions(args: string[]): Options {
   };
   for (let i = 0; i < args.length; i += 2) {
     const key = args[i].replace(/^--/, "");
-    if (args[i] === "--model" || args[i] === "--backend" || args[i] === "--dtype") {
-      options[key as "model" | "backend" | "dtype"] = args[i + 1];
+    if (["--model", "--size", "--backend", "--dtype"].includes(args[i])) {
+      options[key as "model" | "size" | "backend" | "dtype"] = args[i + 1];
       continue;
     }
     const value = Number(args[i + 1]);
@@ -60,7 +65,7 @@ function parseOptions(args: string[]): Options {
       throw new TypeError(
         `Unknown option ${
           args[i]
-        }; usage: [--model DIR] [--backend wasm|webgpu] [--dtype f32|f16|q8] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
+        }; usage: [--model DIR | --size 124M] [--backend wasm|webgpu|auto] [--dtype f32|f16|q8|auto] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
       );
     }
     if (!Number.isInteger(value) || value < 1) {
@@ -130,29 +135,26 @@ const READ_BYTES = 2 ** 30;
 async function main(): Promise<void> {
   const options = parseOptions(Deno.args);
   const { threads, prompt, generate, batch } = options;
-  if (!(BACKEND_NAMES as readonly string[]).includes(options.backend)) {
-    throw new RangeError(
-      `Unknown backend "${options.backend}": choose one of ${BACKEND_NAMES.join(", ")}`,
-    );
-  }
+  // The library's own check of names, and below its own planning: a model the tools run
+  // in a type runs here in that type.
+  const load = { backend: options.backend, dtype: options.dtype, threads } as LoadOptions;
+  checkLoadOptions(load);
   const t0 = performance.now();
   using files = options.model === undefined ? undefined : await openModelFiles(options.model);
-  const hp = files?.hparams ?? GPT2_SIZES["124M"];
+  if (!(options.size in GPT2_SIZES)) {
+    throw new RangeError(
+      `Unknown --size "${options.size}": choose one of ${Object.keys(GPT2_SIZES).join(", ")}`,
+    );
+  }
+  const hp = files?.hparams ?? GPT2_SIZES[options.size];
   if (prompt + generate > hp.n_ctx) {
     throw new RangeError(
       `--prompt ${prompt} plus --generate ${generate} exceeds the context of ${hp.n_ctx}`,
     );
   }
-  if (!(WEIGHT_TYPES as readonly string[]).includes(options.dtype)) {
-    throw new RangeError(
-      `Unknown dtype "${options.dtype}": choose one of ${WEIGHT_TYPES.join(", ")}`,
-    );
-  }
-  const backend = await createBackend(options.backend, {
-    threads,
-    weightType: options.dtype as WeightType,
-  });
-  using gpt2 = Gpt2.create(backend, hp, { slots: batch, chunk: Math.min(prompt, 256) });
+  // As many slots as the batch, the weight type and backend as the tools choose them.
+  using gpt2 = await createGpt2(hp, { ...load, slots: batch, chunk: Math.min(prompt, 256) });
+  const backend = gpt2.backend;
   using synthetic = files ? undefined : syntheticSource(hp);
   await gpt2.load(files?.source ?? synthetic!, files?.names);
   const loadS = (performance.now() - t0) / 1000;

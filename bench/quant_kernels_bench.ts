@@ -13,7 +13,8 @@
  */
 import { benchRate } from "./report.ts";
 import { Harness, randn } from "../tests/kernel_harness.ts";
-import { f16PackedBytes, q8PackedBytes, q8RowBytes } from "../runtime/backend/wasm/quant_layout.ts";
+import { panels } from "../runtime/backend/wasm/layout.ts";
+import { WEIGHT_FORMATS } from "../runtime/backend/wasm/weight_formats.ts";
 import { Rng } from "../runtime/generate/random.ts";
 import { instantiate, kernelModule } from "../runtime/backend/wasm/kernel_module.ts";
 import { namedArgs, type Op, OPS } from "../runtime/backend/wasm/ops.ts";
@@ -24,6 +25,8 @@ const rng = new Rng(0);
 const { exports, constants } = instantiate(await kernelModule(), h.memory);
 const PANEL = constants.PANEL;
 const pool = await WorkerPool.create(await kernelModule(), h.memory, 2);
+const { f16, q8 } = WEIGHT_FORMATS;
+const STORE = constants.modes.store;
 globalThis.addEventListener("unload", () => pool[Symbol.dispose]());
 
 /** Runs `op` (its arguments in `op.args` order) whole on this thread, or on the pool's two. */
@@ -52,9 +55,9 @@ for (const T of [1, 128]) {
       4 * C * Math.ceil(OC / PANEL) * PANEL,
       (at) => run(1, OPS.packPanels, [at, src, C, OC]),
     );
-    const p16 = copies(f16PackedBytes(C, OC), (at) => run(1, OPS.packF16, [at, src, C, OC, 0]));
-    const p8 = copies(q8PackedBytes(C, OC), (at) => run(1, OPS.packQ8, [at, src, C, OC, 0]));
-    const qx = bytes(T * q8RowBytes(C));
+    const p16 = copies(f16.conv1dBytes(C, OC), (at) => run(1, OPS.packF16, [at, src, C, OC]));
+    const p8 = copies(q8.conv1dBytes(C, OC), (at) => run(1, OPS.packQ8, [at, src, C, OC]));
+    const qx = bytes(T * q8.quantize!.rowBytes(C));
     const work = 2 * T * C * OC;
     for (const threads of [1, 2] as const) {
       const group = `conv1d T=${T} ${C}x${OC} ${threads === 1 ? "1 thread" : "2 threads"}`;
@@ -68,12 +71,12 @@ for (const T of [1, 128]) {
         n,
         weightBytes: 4 * C * OC,
       }, () => {
-        run(threads, OPS.conv1d, [po, px, p32(), bias, T, C, OC]);
+        run(threads, OPS.conv1d, [po, px, p32(), bias, T, C, OC, STORE]);
       });
       benchRate(
         { group, name: `${group} f16`, work, unit: "GFLOP/s", n, weightBytes: 2 * C * OC },
         () => {
-          run(threads, OPS.conv1dF16, [po, px, p16(), bias, T, C, OC]);
+          run(threads, OPS.conv1dF16, [po, px, p16(), bias, T, C, OC, STORE]);
         },
       );
       benchRate({
@@ -82,10 +85,10 @@ for (const T of [1, 128]) {
         work,
         unit: "GFLOP/s",
         n,
-        weightBytes: q8PackedBytes(C, OC),
+        weightBytes: q8.conv1dBytes(C, OC),
       }, () => {
         run(threads, OPS.quantizeQ8, [qx, px, T, C]);
-        run(threads, OPS.conv1dQ8, [po, qx, p8(), bias, T, C, OC]);
+        run(threads, OPS.conv1dQ8, [po, qx, p8(), bias, T, C, OC, STORE]);
       });
     }
   }
@@ -96,11 +99,11 @@ for (const T of [1, 128]) {
   const [T, C, V] = [1, 768, 50257];
   const wte = randn(rng, V * C, 0.02);
   const [px, po, p32] = [h.put(randn(rng, T * C)), h.put(T * V), h.put(wte)];
-  const p16 = bytes(f16PackedBytes(C, V));
-  run(1, OPS.packF16, [p16, p32, C, V, 1]);
-  const p8 = bytes(q8PackedBytes(C, V));
-  run(1, OPS.packQ8, [p8, p32, C, V, 1]);
-  const qx = bytes(T * q8RowBytes(C));
+  const p16 = bytes(f16.embeddingBytes(V, C));
+  run(1, OPS.packF16Rows, [p16, p32, C, V, 0, panels(V)]);
+  const p8 = bytes(q8.embeddingBytes(V, C));
+  run(1, OPS.packQ8Rows, [p8, p32, C, V, 0, panels(V)]);
+  const qx = bytes(T * q8.quantize!.rowBytes(C));
   // The head's arithmetic as GFLOP/s, so that the ratios compare times.
   const work = 2 * V * C;
   for (const threads of [1, 2] as const) {
@@ -121,7 +124,7 @@ for (const T of [1, 128]) {
         work,
         unit: "GFLOP/s",
         n: 30,
-        weightBytes: f16PackedBytes(C, V),
+        weightBytes: f16.embeddingBytes(V, C),
       },
       () => run(threads, OPS.logitsF16, [po, px, p16, T, C, V]),
     );
@@ -131,7 +134,7 @@ for (const T of [1, 128]) {
       work,
       unit: "GFLOP/s",
       n: 30,
-      weightBytes: q8PackedBytes(C, V),
+      weightBytes: q8.embeddingBytes(V, C),
     }, () => {
       run(threads, OPS.quantizeQ8, [qx, px, T, C]);
       run(threads, OPS.logitsQ8, [po, qx, p8, T, C, V]);

@@ -6,7 +6,12 @@
  */
 import { BACKEND_NAMES } from "../runtime/backend/create.ts";
 import { UsageError } from "./usage_error.ts";
-import { DTYPE_CHOICES, type LoadOptions, type Model } from "../runtime/generate/model.ts";
+import {
+  checkLoadOptions,
+  DTYPE_CHOICES,
+  type LoadOptions,
+  type Model,
+} from "../runtime/generate/model.ts";
 import type { NumberFlag, StringFlag } from "./flags.ts";
 
 /** The flags of {@linkcode MODEL_FLAGS}. */
@@ -26,7 +31,9 @@ export const MODEL_FLAGS: ModelFlags = {
   dtype: {
     type: "string",
     default: "auto",
-    help: "weights as f32, f16 or q8 (int8); auto: f32 if it fits the backend, else f16, else q8",
+    help: `weights as ${
+      DTYPE_CHOICES.join(", ")
+    } (q8: int8); auto: f32 if it fits the backend, else f16, else q8`,
   },
   threads: {
     type: "int",
@@ -36,26 +43,26 @@ export const MODEL_FLAGS: ModelFlags = {
 };
 
 /**
- * Checks the model flags and returns them as `loadModel` options.
- * @throws {UsageError} naming the flag that is wrong
+ * The model flags as `loadModel` options, checked by the library's own check: its
+ * `RangeError` (an unknown backend or dtype, a count below 1) becomes a usage error, the
+ * one line a tool prints.
+ * @throws {UsageError} with the library's message
  */
 export function modelOptions(
   flags: { backend: string; dtype: string; threads?: number },
 ): LoadOptions {
-  if (!(flags.threads! >= 1)) {
-    throw new UsageError(`--threads must be at least 1, got ${flags.threads}`);
+  const options = {
+    backend: flags.backend,
+    dtype: flags.dtype,
+    threads: flags.threads,
+  } as LoadOptions;
+  try {
+    checkLoadOptions(options);
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
   }
-  if (!(BACKEND_NAMES as readonly string[]).includes(flags.backend)) {
-    throw new UsageError(
-      `Unknown --backend "${flags.backend}": choose one of ${BACKEND_NAMES.join(", ")}`,
-    );
-  }
-  if (!DTYPE_CHOICES.includes(flags.dtype)) {
-    throw new UsageError(
-      `Unknown --dtype "${flags.dtype}": choose one of ${DTYPE_CHOICES.join(", ")}`,
-    );
-  }
-  return { backend: flags.backend, dtype: flags.dtype, threads: flags.threads };
+  return options;
 }
 
 /**

@@ -84,3 +84,12 @@ Deno.test("bench:generate refuses an unknown option in one line, with exit code 
   assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
   assert(r.stderr.includes("Unknown option --model_dir"), r.stderr);
 });
+
+Deno.test("bench:generate --size takes GPT-2's sizes and refuses another in one line", async () => {
+  const r = await bench(["--size", "999M"]);
+  assertEquals(r.code, 1);
+  assertEquals(
+    r.stderr,
+    'error: Unknown --size "999M": choose one of 124M, 355M, 774M, 1558M\n',
+  );
+});

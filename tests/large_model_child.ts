@@ -6,6 +6,7 @@
  *
  *   deno run -A tests/large_model_child.ts f16|q8   (-A: it reads /proc/self/status)
  */
+import type { WeightType } from "../runtime/backend/backend.ts";
 import { createGpt2 } from "../runtime/generate/model.ts";
 import { GPT2_SIZES } from "../runtime/gpt2/hparams.ts";
 import { syntheticSource } from "../testing/random_model.ts";
@@ -18,7 +19,7 @@ function peakRss(): number {
 }
 
 const hp = GPT2_SIZES["1558M"];
-using gpt2 = await createGpt2(hp, { dtype: Deno.args[0], slots: 1 });
+using gpt2 = await createGpt2(hp, { dtype: Deno.args[0] as WeightType, slots: 1 });
 using source = syntheticSource(hp);
 await gpt2.load(source);
 const tokens: number[] = [];

@@ -2,6 +2,8 @@
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
 import { createGpt2, loadModel, type LoadOptions, type Model } from "../runtime/generate/model.ts";
 import { BackendError } from "../runtime/errors.ts";
+import type { BackendName } from "../runtime/backend/create.ts";
+import type { WeightType } from "../runtime/backend/backend.ts";
 import { GPT2_SIZES, type HParams } from "../runtime/gpt2/hparams.ts";
 import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import { argmax } from "../runtime/generate/sampler.ts";
@@ -190,7 +192,11 @@ Deno.test("loadModel() runs the backend it is given; an unknown one, or the test
   using model = await loadModel(dir, { backend: "wasm" });
   assertEquals(model.backend, "wasm");
   for (const name of ["reference", "cuda", ""]) {
-    await assertRejects(() => loadModel(dir, { backend: name }), RangeError, "choose one of wasm");
+    await assertRejects(
+      () => loadModel(dir, { backend: name as BackendName }),
+      RangeError,
+      "choose one of wasm",
+    );
   }
 });
 
@@ -238,7 +244,7 @@ Deno.test("dtype auto keeps float32 where it fits, else float16, else q8; fewer 
     "more than the 4 GiB",
   );
   await assertRejects(
-    () => createGpt2(GPT2_SIZES["124M"], { dtype: "f8" }),
+    () => createGpt2(GPT2_SIZES["124M"], { dtype: "f8" as WeightType }),
     RangeError,
     "f32, f16, q8, auto",
   );
@@ -246,7 +252,7 @@ Deno.test("dtype auto keeps float32 where it fits, else float16, else q8; fewer 
 
 Deno.test("loadModel() stores the weights in the type asked for; model.dtype says which", async () => {
   const ids = [5, 6, 7];
-  const greedy = async (dtype: string) => {
+  const greedy = async (dtype: WeightType | "auto") => {
     using model = await loadModel(dir, { dtype });
     assertEquals(model.dtype, dtype === "auto" ? "f32" : dtype);
     return await collect(model.generate(ids, { length: 8, temperature: 0 }));

@@ -28,10 +28,10 @@ Deno.test("profile() counts every call of a pass under its op and sizes, busy wi
   const calls = (label: string) => profile.find((p) => p.label === label)?.calls;
   const T = TOKENS.length, C = HP.n_embd;
   // Every block's qkv product and attention; the prompt's last block runs its MLP on one row.
-  assertEquals(calls(`conv1d(rows=${T}, C=${C}, OC=${3 * C})`), HP.n_layer);
+  assertEquals(calls(`conv1d(store, rows=${T}, C=${C}, OC=${3 * C})`), HP.n_layer);
   assertEquals(calls(`attention(B=1, T=${T}, heads=${HP.n_head})`), HP.n_layer);
-  assertEquals(calls(`conv1dGelu(rows=${T}, C=${C}, OC=${4 * C})`), HP.n_layer - 1);
-  assertEquals(calls(`conv1dGelu(rows=1, C=${C}, OC=${4 * C})`), 1);
+  assertEquals(calls(`conv1d(gelu, rows=${T}, C=${C}, OC=${4 * C})`), HP.n_layer - 1);
+  assertEquals(calls(`conv1d(gelu, rows=1, C=${C}, OC=${4 * C})`), 1);
   assertEquals(calls(`logits(rows=1, C=${C}, V=${HP.n_vocab})`), 1);
   for (const p of profile) {
     assertEquals(p.busyMs.length, 2, p.label);

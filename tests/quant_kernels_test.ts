@@ -20,12 +20,8 @@
 import { assertClose } from "./assert_close.ts";
 import { assert, assertEquals } from "./asserts.ts";
 import { Harness, randint, randn } from "./kernel_harness.ts";
-import {
-  f16PackedBytes,
-  q8PackedBytes,
-  q8RowBytes,
-  QUANT_PANEL,
-} from "../runtime/backend/wasm/quant_layout.ts";
+import { PANEL as QUANT_PANEL, panels } from "../runtime/backend/wasm/layout.ts";
+import { WEIGHT_FORMATS } from "../runtime/backend/wasm/weight_formats.ts";
 import { Rng } from "../runtime/generate/random.ts";
 import { instantiate, kernelModule } from "../runtime/backend/wasm/kernel_module.ts";
 import { namedArgs, type Op, OPS } from "../runtime/backend/wasm/ops.ts";
@@ -47,6 +43,27 @@ import { float16BitsToFloat32Bits } from "../runtime/io/tensor_source.ts";
 
 const h = await Harness.create(256 << 20);
 const { exports, constants } = instantiate(await kernelModule(), h.memory);
+
+const q8PackedBytes = WEIGHT_FORMATS.q8.conv1dBytes;
+const q8RowBytes = WEIGHT_FORMATS.q8.quantize!.rowBytes;
+const f16PackedBytes = WEIGHT_FORMATS.f16.conv1dBytes;
+const { store: STORE, gelu: GELU, residual: RESIDUAL } = constants.modes;
+
+/**
+ * `pack` (a Conv1D weight (C, OC)) or, `transposed`, `packRows` (an embedding (OC, C), whose
+ * rows become the columns) over the whole weight: the arguments of one call.
+ */
+function packCall(
+  pack: Op,
+  packRows: Op,
+  dst: number,
+  src: number,
+  C: number,
+  OC: number,
+  transposed: boolean | number,
+): [Op, number[]] {
+  return transposed ? [packRows, [dst, src, C, OC, 0, panels(OC)]] : [pack, [dst, src, C, OC]];
+}
 
 /** The units of `op` called with `values` (its arguments in `op.args` order). */
 function unitsOf(op: Op, values: number[]): number {
@@ -249,10 +266,10 @@ Deno.test("pack_q8() stores the scalar quantisation of the weight, (C, OC) and t
       // A block of zeros in column 5 (row 5 when transposed): scale 0, every q 0.
       for (let k = 0; k < Math.min(C, 32); k++) w[transposed ? 5 * C + k : k * OC + 5] = 0;
       const packed = putBytes(q8PackedBytes(C, OC));
-      const args = [packed, put(w), C, OC, transposed ? 1 : 0];
-      const units = unitsOf(OPS.packQ8, args);
-      run(OPS.packQ8, args, 0, units >> 1);
-      run(OPS.packQ8, args, units >> 1, units);
+      const [op, args] = packCall(OPS.packQ8, OPS.packQ8Rows, packed, put(w), C, OC, transposed);
+      const units = unitsOf(op, args);
+      run(op, args, 0, units >> 1);
+      run(op, args, units >> 1, units);
       assertEquals(guard(packed, q8PackedBytes(C, OC) / 4), GUARD, "pack_q8 wrote past its end");
       const got = bytesAt(packed, q8PackedBytes(C, OC));
       const ref = quantizeQ8Weight(w, C, OC, transposed);
@@ -304,7 +321,7 @@ function setupQ8(
   const qx = putBytes(T * q8RowBytes(C));
   run(OPS.quantizeQ8, [qx, put(x), T, C]);
   const packed = putBytes(q8PackedBytes(C, OC));
-  run(OPS.packQ8, [packed, put(w), C, OC, transposed ? 1 : 0]);
+  run(...packCall(OPS.packQ8, OPS.packQ8Rows, packed, put(w), C, OC, transposed));
   return [qx, packed];
 }
 
@@ -317,7 +334,7 @@ Deno.test("conv1d_q8() equals the scalar q8 emulation within float32 rounding", 
     const b = randn(rng, OC, 0.1);
     const [qx, packed] = setupQ8(x, w, T, C, OC);
     const out = put(T * OC);
-    run(OPS.conv1dQ8, [out, qx, packed, put(padBias(b, OC)), T, C, OC]);
+    run(OPS.conv1dQ8, [out, qx, packed, put(padBias(b, OC)), T, C, OC, STORE]);
     const msg = `T=${T} C=${C} OC=${OC}`;
     assertEquals(guard(out, T * OC), GUARD, `conv1d_q8 wrote past its output (${msg})`);
     const wq = quantizeQ8Weight(w, C, OC);
@@ -336,7 +353,7 @@ Deno.test("conv1d_q8() is within the q8 rounding bound of the float32 product, N
     const b = new Float32Array(OC);
     const [qx, packed] = setupQ8(x, w, T, C, OC);
     const out = put(T * OC);
-    run(OPS.conv1dQ8, [out, qx, packed, put(padBias(b, OC)), T, C, OC]);
+    run(OPS.conv1dQ8, [out, qx, packed, put(padBias(b, OC)), T, C, OC, STORE]);
     const got = h.get(out, T * OC);
     const exact = refConv1d(x, w, b, T, C, OC);
     const bound = q8ErrorBound(x, w, T, C, OC);
@@ -373,13 +390,13 @@ Deno.test("conv1d_q8 gelu and residual forms equal conv1d_q8() then gelu() or ad
       put(residual),
     ];
     const msg = `T=${T} C=${C} OC=${OC}`;
-    run(OPS.conv1dQ8, [plain, qx, packed, bias, T, C, OC]);
+    run(OPS.conv1dQ8, [plain, qx, packed, bias, T, C, OC, STORE]);
     exports.gelu(plain, plain, 0, T * OC);
-    run(OPS.conv1dQ8Gelu, [fused, qx, packed, bias, T, C, OC]);
+    run(OPS.conv1dQ8, [fused, qx, packed, bias, T, C, OC, GELU]);
     assertEquals(bits(h.get(fused, T * OC)), bits(h.get(plain, T * OC)), msg);
-    run(OPS.conv1dQ8, [sum, qx, packed, bias, T, C, OC]);
+    run(OPS.conv1dQ8, [sum, qx, packed, bias, T, C, OC, STORE]);
     addInto(sum, residual);
-    run(OPS.conv1dQ8Residual, [fusedSum, qx, packed, bias, T, C, OC]);
+    run(OPS.conv1dQ8, [fusedSum, qx, packed, bias, T, C, OC, RESIDUAL]);
     assertEquals(bits(h.get(fusedSum, T * OC)), bits(h.get(sum, T * OC)), msg);
     // GELU of the emulation, as a check that the fused form is GELU at all.
     assertClose(h.get(fused, T * OC), refGelu(h.get(sum, T * OC).map((v, i) => v - residual[i])), {
@@ -399,11 +416,11 @@ Deno.test("q8 kernels give the same bits whatever the panel split and the number
     const bias = put(padBias(randn(rng, OC), OC));
     const [qx, packed] = setupQ8(x, w, T, C, OC);
     const whole = put(T * OC);
-    run(OPS.conv1dQ8, [whole, qx, packed, bias, T, C, OC]);
+    run(OPS.conv1dQ8, [whole, qx, packed, bias, T, C, OC, STORE]);
     const want = bits(h.get(whole, T * OC));
     // Panels in uneven ranges.
     const split = put(T * OC);
-    const args = [split, qx, packed, bias, T, C, OC];
+    const args = [split, qx, packed, bias, T, C, OC, STORE];
     const units = unitsOf(OPS.conv1dQ8, args);
     for (let u = 0; u < units;) {
       const next = Math.min(units, u + randint(rng, 1, 3));
@@ -417,7 +434,7 @@ Deno.test("q8 kernels give the same bits whatever the panel split and the number
       const rows = put(T * OC);
       for (let t = 0; t < T; t += step) {
         const n = Math.min(step, T - t);
-        run(OPS.conv1dQ8, [rows + t * OC * 4, qx + t * rowBytes, packed, bias, n, C, OC]);
+        run(OPS.conv1dQ8, [rows + t * OC * 4, qx + t * rowBytes, packed, bias, n, C, OC, STORE]);
       }
       assertEquals(bits(h.get(rows, T * OC)), want, `rows ${step} at a time, T=${T} C=${C}`);
     }
@@ -466,7 +483,7 @@ Deno.test("embed_q8() is exact: the token's dequantised row plus the position ro
   const positions = Int32Array.from({ length: rows }, () => randint(rng, 0, nCtx - 1));
   tokens[0] = V - 1;
   const packed = putBytes(q8PackedBytes(C, V));
-  run(OPS.packQ8, [packed, put(wte), C, V, 1]);
+  run(...packCall(OPS.packQ8, OPS.packQ8Rows, packed, put(wte), C, V, true));
   const out = put(rows * C);
   run(OPS.embedQ8, [out, putInts(tokens), putInts(positions), packed, put(wpe), rows, C]);
   const table = dequantizeQ8(quantizeQ8Weight(wte, C, V, true)); // (C, V)
@@ -547,7 +564,7 @@ Deno.test("pack_f16() lays out float16 panels of 16 columns, row after row, (C, 
     w.set([1 + 2 ** -11, 1 + 3 * 2 ** -11, -(1 + 2 ** -11), 0.5], 0);
     w.set([0, 1e-6, -3 * 2 ** -25, 2 ** -26, 65519, 70000, -65520, 6e-5], 4);
     const packed = putBytes(f16PackedBytes(C, OC));
-    run(OPS.packF16, [packed, put(w), C, OC, transposed]);
+    run(...packCall(OPS.packF16, OPS.packF16Rows, packed, put(w), C, OC, transposed));
     assertEquals(guard(packed, f16PackedBytes(C, OC) / 4), GUARD, "pack_f16 wrote past its end");
     const got = halvesAt(packed, f16PackedBytes(C, OC) / 2);
     const rounded = roundArrayToFloat16(w);
@@ -577,12 +594,12 @@ Deno.test("conv1d_f16() equals conv1d() on float16-rounded weights, bit for bit,
     const rounded = roundArrayToFloat16(w);
     const [pi, pb, src] = [put(x), put(padBias(b, OC)), put(w)];
     const packed16 = putBytes(f16PackedBytes(C, OC));
-    run(OPS.packF16, [packed16, src, C, OC, 0]);
+    run(OPS.packF16, [packed16, src, C, OC]);
     const packed32 = put(Math.ceil(OC / constants.PANEL) * constants.PANEL * C);
     run(OPS.packPanels, [packed32, put(rounded), C, OC]);
     const [out16, out32] = [put(T * OC), put(T * OC)];
-    run(OPS.conv1dF16, [out16, pi, packed16, pb, T, C, OC]);
-    run(OPS.conv1d, [out32, pi, packed32, pb, T, C, OC]);
+    run(OPS.conv1dF16, [out16, pi, packed16, pb, T, C, OC, STORE]);
+    run(OPS.conv1d, [out32, pi, packed32, pb, T, C, OC, STORE]);
     const msg = `T=${T} C=${C} OC=${OC}`;
     assertEquals(guard(out16, T * OC), GUARD, `conv1d_f16 wrote past its output (${msg})`);
     const got = h.get(out16, T * OC);
@@ -601,7 +618,7 @@ Deno.test("conv1d_f16 gelu and residual forms equal conv1d_f16() then gelu() or 
     const residual = randn(rng, T * OC);
     const pi = put(x);
     const packed = putBytes(f16PackedBytes(C, OC));
-    run(OPS.packF16, [packed, put(w), C, OC, 0]);
+    run(OPS.packF16, [packed, put(w), C, OC]);
     const [plain, fused, sum, fusedSum] = [
       put(T * OC),
       put(T * OC),
@@ -609,16 +626,16 @@ Deno.test("conv1d_f16 gelu and residual forms equal conv1d_f16() then gelu() or 
       put(residual),
     ];
     const msg = `T=${T} C=${C} OC=${OC}`;
-    run(OPS.conv1dF16, [plain, pi, packed, bias, T, C, OC]);
+    run(OPS.conv1dF16, [plain, pi, packed, bias, T, C, OC, STORE]);
     exports.gelu(plain, plain, 0, T * OC);
-    const gArgs = [fused, pi, packed, bias, T, C, OC];
-    const units = unitsOf(OPS.conv1dF16Gelu, gArgs);
-    run(OPS.conv1dF16Gelu, gArgs, 0, units >> 1);
-    run(OPS.conv1dF16Gelu, gArgs, units >> 1, units);
+    const gArgs = [fused, pi, packed, bias, T, C, OC, GELU];
+    const units = unitsOf(OPS.conv1dF16, gArgs);
+    run(OPS.conv1dF16, gArgs, 0, units >> 1);
+    run(OPS.conv1dF16, gArgs, units >> 1, units);
     assertEquals(bits(h.get(fused, T * OC)), bits(h.get(plain, T * OC)), msg);
-    run(OPS.conv1dF16, [sum, pi, packed, bias, T, C, OC]);
+    run(OPS.conv1dF16, [sum, pi, packed, bias, T, C, OC, STORE]);
     addInto(sum, residual);
-    run(OPS.conv1dF16Residual, [fusedSum, pi, packed, bias, T, C, OC]);
+    run(OPS.conv1dF16, [fusedSum, pi, packed, bias, T, C, OC, RESIDUAL]);
     assertEquals(bits(h.get(fusedSum, T * OC)), bits(h.get(sum, T * OC)), msg);
   }
 });
@@ -631,7 +648,7 @@ Deno.test("logits_f16() equals conv1d() on float16-rounded wteᵀ bit for bit; e
     const wte = randn(rng, V * C, 0.1);
     const rounded = roundArrayToFloat16(wte);
     const w16 = putBytes(f16PackedBytes(C, V));
-    run(OPS.packF16, [w16, put(wte), C, V, 1]);
+    run(...packCall(OPS.packF16, OPS.packF16Rows, w16, put(wte), C, V, true));
     const px = put(x);
     const [out16, out32] = [put(T * V), put(T * V)];
     const args = [out16, px, w16, T, C, V];
@@ -644,7 +661,7 @@ Deno.test("logits_f16() equals conv1d() on float16-rounded wteᵀ bit for bit; e
     const packed32 = put(Math.ceil(V / constants.PANEL) * constants.PANEL * C);
     run(OPS.packPanels, [packed32, put(wt), C, V]);
     const zeros = put(Math.ceil(V / constants.PANEL) * constants.PANEL);
-    run(OPS.conv1d, [out32, px, packed32, zeros, T, C, V]);
+    run(OPS.conv1d, [out32, px, packed32, zeros, T, C, V, STORE]);
     const msg = `T=${T} C=${C} V=${V}`;
     assertEquals(guard(out16, T * V), GUARD, `logits_f16 wrote past its output (${msg})`);
     const got = h.get(out16, T * V);
@@ -667,10 +684,11 @@ Deno.test("logits_f16() equals conv1d() on float16-rounded wteᵀ bit for bit; e
   }
 });
 
-Deno.test("quant_layout.ts sizes buffers with the kernels' own block and panel sizes", () => {
+Deno.test("weight_formats.ts sizes buffers with the kernels' own block and panel sizes", () => {
   const globals = exports as unknown as Record<string, WebAssembly.Global>;
   assertEquals(globals.QBLOCK.value, Q8_BLOCK);
   assertEquals(globals.QPANEL.value, QUANT_PANEL);
+  assertEquals(globals.PANEL.value, QUANT_PANEL);
   assertEquals(q8RowBytes(33), 2 * 40);
   assertEquals(q8PackedBytes(64, 17), 2 * 2 * 576);
   assertEquals(f16PackedBytes(3, 17), 2 * 16 * 3 * 2);
@@ -684,19 +702,19 @@ Deno.test("pack_q8() and pack_f16() of wte a chunk of panels at a time, src hold
   const panelFloats = QUANT_PANEL * C;
   const chunks = [[0, 1], [1, 3], [3, 4], [4, 6]];
   for (
-    const [whole, chunk, bytes] of [
-      [OPS.packQ8, OPS.packQ8Chunk, q8PackedBytes(C, V)],
-      [OPS.packF16, OPS.packF16Chunk, f16PackedBytes(C, V)],
+    const [chunk, bytes] of [
+      [OPS.packQ8Rows, q8PackedBytes(C, V)],
+      [OPS.packF16Rows, f16PackedBytes(C, V)],
     ] as const
   ) {
     h.reset();
     const want = putBytes(bytes);
-    run(whole, [want, put(wte), C, V, 1]);
+    run(chunk, [want, put(wte), C, V, 0, panels(V)]);
     const got = putBytes(bytes);
     for (const [p0, p1] of chunks) {
       // Only the chunk's rows, at an address of their own: as the backend stages them.
       const rows = wte.slice(p0 * panelFloats, Math.min(p1 * panelFloats, V * C));
-      const args = [got, put(rows), C, V, 1, p0, p1 - p0];
+      const args = [got, put(rows), C, V, p0, p1 - p0];
       // Split in two, as the worker pool may: units count from the chunk's first panel.
       const units = unitsOf(chunk, args);
       run(chunk, args, 0, units >> 1);
@@ -706,7 +724,7 @@ Deno.test("pack_q8() and pack_f16() of wte a chunk of panels at a time, src hold
     assertEquals(
       new Uint8Array(h.memory.buffer, got, bytes),
       new Uint8Array(h.memory.buffer, want, bytes),
-      `${chunk.name}: the bytes of ${whole.name} on the whole of wte`,
+      `${chunk.name}: the bytes of one call on the whole of wte`,
     );
   }
 });

@@ -131,12 +131,13 @@ Deno.test("repl: user mistakes get one line on stderr and exit code 1", async ()
     [[...tiny, '--logit_bias={"400": -100}'], 'error: --logit_bias has the key "400"'],
     [
       [...tiny, "--backend=reference"],
-      'error: Unknown --backend "reference": choose one of wasm, webgpu, auto',
+      'error: Unknown backend "reference": choose one of wasm, webgpu, auto',
     ],
-    [[...tiny, "--dtype=int4"], 'error: Unknown --dtype "int4": choose one of f32, f16, q8, auto'],
+    [[...tiny, "--dtype=int4"], 'error: Unknown dtype "int4": choose one of f32, f16, q8, auto'],
     [
       [`--models_dir=${modelsDir}`, "--model_name=huge", "--dtype=f32"],
-      "error: The model needs at least 4.0",
+      // 1558M in float32 is 6.2 GB: the advice is the type that fits.
+      'error: The model needs 6.40 GiB of wasm memory, more than the 4 GiB a WebAssembly memory holds: use dtype "f16"',
     ],
     [
       [`--models_dir=${modelsDir}`, "--model_name=124M"],

@@ -45,15 +45,23 @@ export async function startServer(
 
 /**
  * `model` with each generated token held back `ms` milliseconds, so that a test can act
- * while a generation runs.
+ * while a generation runs; while `hold()` is true a token waits for its generation's signal,
+ * so that only an abort (a client gone) can end that generation, however slow the machine.
  */
-export function slowModel(model: CompletionModel, ms: number): CompletionModel {
+export function slowModel(
+  model: CompletionModel,
+  ms: number,
+  hold: () => boolean = () => false,
+): CompletionModel {
   return {
     tokenizer: model.tokenizer,
     hparams: model.hparams,
     async *generateSteps(ids, options) {
       for await (const step of model.generateSteps(ids, options)) {
         await new Promise((resolve) => setTimeout(resolve, ms));
+        while (hold() && !options?.signal?.aborted) {
+          await new Promise((resolve) => setTimeout(resolve, ms));
+        }
         yield step;
       }
     },

@@ -49,7 +49,8 @@ async function expectEntries(entries: AccessLogEntry[], count: number): Promise<
 Deno.test("one access-log entry per request: status, tokens, time, and why it ended early", async () => {
   using model = await open();
   const entries: AccessLogEntry[] = [];
-  await using server = await startServer(slowModel(model, 5), {
+  let hold = false;
+  await using server = await startServer(slowModel(model, 5, () => hold), {
     onRequest: (e) => entries.push(e),
   });
   const url = server.url;
@@ -131,7 +132,8 @@ Deno.test("one access-log entry per request: status, tokens, time, and why it en
     body: JSON.stringify({ model: "test", prompt: "x", max_tokens: 40 }),
     signal: abort.signal,
   }).catch(() => null);
-  // Gone once the generation runs, however slow the machine.
+  // Gone once the generation runs, which only its going can end.
+  hold = true;
   for (let waited = 0; server.api.inFlight === 0; waited += 5) {
     assert(waited < 10_000, "the request was not taken in");
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -139,6 +141,7 @@ Deno.test("one access-log entry per request: status, tokens, time, and why it en
   abort.abort();
   await pending;
   await expectEntries(entries, 6);
+  hold = false;
   assertEquals([entries[5].status, entries[5].error], [499, "client disconnected"]);
 
   // Raw sockets: half a body, headers alone, then a malformed body.

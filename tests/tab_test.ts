@@ -22,6 +22,7 @@ import { loadModel } from "../runtime/generate/model.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
+import type { WeightType } from "../runtime/backend/backend.ts";
 import { gpt2Tensors, hfNames } from "../runtime/gpt2/tensor_names.ts";
 import { randomWeights, syntheticVocabulary, writeModelFolder } from "../testing/random_model.ts";
 import { writeGpt2Gguf } from "../testing/gguf_writer.ts";
@@ -56,7 +57,7 @@ async function writeSharpGguf(path: string) {
 }
 
 /** Deno's greedy tokens and prompt logits for `dir`. */
-async function denoRun(dir: string, dtype: string) {
+async function denoRun(dir: string, dtype: WeightType) {
   using model = await loadModel(dir, { threads: 2, dtype });
   const ids = model.tokenizer.encode(PROMPT);
   const tokens: number[] = [];
@@ -100,7 +101,7 @@ for (const threads of [1, 2]) {
         }));
         const run = await driveTab({ steps: [{ goto: server.url }, ...steps] });
         assertEquals(run.errors, []);
-        for (const [i, dtype] of ["f32", "q8"].entries()) {
+        for (const [i, dtype] of (["f32", "q8"] as const).entries()) {
           const tab = run.results[i] as TabResult;
           const deno = await denoRun(dir, dtype);
           assertEquals([tab.dtype, tab.threads, tab.isolated], [dtype, threads, true]);

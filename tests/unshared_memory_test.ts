@@ -23,7 +23,7 @@ async function unisolated<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-for (const dtype of ["f32", "q8"]) {
+for (const dtype of ["f32", "q8"] as const) {
   Deno.test(`on an unshared memory one thread gives the shared memory's ${dtype} logits`, async () => {
     await withTempDir(async (dir) => {
       await writeModelFolder(dir, HP, randomWeights(HP, 4));

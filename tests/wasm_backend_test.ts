@@ -626,6 +626,20 @@ Deno.test("readBandwidthProbe() keeps its bytes resident and reports a positive 
   assertEquals(be.allocatedBytes, allocated);
 });
 
+Deno.test("readBandwidthProbe() takes nine tenths of what the wasm memory has left when it asks for more", async () => {
+  using be = await WasmBackend.create({ threads: 1 });
+  // All but 256 MiB of the 4 GiB, never touched: it costs no resident memory.
+  be.tensor([(2 ** 32 - 2 ** 28) / 4]);
+  const left = 2 ** 32 - be.allocatedBytes;
+  const probe = be.readBandwidthProbe(2 ** 30);
+  assert(
+    probe.resident <= 0.9 * left && probe.resident > 0.89 * left,
+    `${probe.resident} of ${left}`,
+  );
+  assert(be.allocatedBytes <= 2 ** 32);
+  assert(probe.gbPerS() > 0);
+});
+
 Deno.test("share() gives every unit to exactly one part, in whole aligned blocks", () => {
   for (const units of [0, 1, 5, 16, 17, 100, 1001]) {
     for (const align of [1, 16]) {

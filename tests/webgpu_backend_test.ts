@@ -497,7 +497,7 @@ Deno.test("no adapter is a one-line BackendError naming the fix, not a hang", as
     true,
     line,
   );
-  assertEquals(line.endsWith("; run with --backend wasm"), true, line);
+  assertEquals(line.endsWith(`; use backend "wasm"`), true, line);
 });
 
 gpuTest("a device lost mid-run makes read() a one-line BackendError, not a hang", gpu, async () => {
@@ -518,7 +518,7 @@ gpuTest("a device lost mid-run makes read() a one-line BackendError, not a hang"
   }
   assertEquals((caught as Error)?.name, "BackendError");
   assertEquals((caught as Error).message.includes("\n"), false);
-  assertEquals((caught as Error).message.endsWith("run with --backend wasm"), true);
+  assertEquals((caught as Error).message.endsWith(`use backend "wasm"`), true);
   b.dispose();
 });
 

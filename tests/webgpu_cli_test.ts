@@ -16,6 +16,14 @@ const modelsDir = await Deno.makeTempDir({ prefix: "gpt2-webgpu-cli-" });
 const weights = randomWeights(HP, 2);
 for (const t of weights.values()) if (t.shape.length > 1) t.data.forEach((v, i, a) => a[i] = v * 8);
 await writeModelFolder(`${modelsDir}/tiny`, HP, weights);
+// A model too wide for the adapter in float32 and float16 (a c_fc weight of 170 MB in
+// float16, over llvmpipe's 128 MiB bindings), which wasm holds in q8: only its
+// hparams.json is read before the tools refuse it.
+await writeModelFolder(`${modelsDir}/wide`, HP, weights);
+await Deno.writeTextFile(
+  `${modelsDir}/wide/hparams.json`,
+  JSON.stringify({ n_vocab: 400, n_ctx: 64, n_embd: 4608, n_head: 36, n_layer: 9 }),
+);
 // Mesa's Vulkan loader prints a line to stderr for each device when this is unset.
 const runtimeDir = await Deno.makeTempDir({ prefix: "gpt2-xdg-" });
 globalThis.addEventListener("unload", () => {
@@ -28,6 +36,7 @@ if (!(probe instanceof Error)) probe.dispose();
 async function generate(
   backend: string,
   env: Record<string, string> = {},
+  model = "tiny",
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -36,7 +45,7 @@ async function generate(
       "--allow-env",
       "cli/generate_unconditional.ts",
       `--models_dir=${modelsDir}`,
-      "--model_name=tiny",
+      `--model_name=${model}`,
       "--nsamples=2",
       "--batch_size=2",
       "--length=12",
@@ -65,6 +74,27 @@ gpuTest(
   },
 );
 
+gpuTest(
+  "generate --backend webgpu on a model that fits neither f32 nor f16 says so, and what would help",
+  probe,
+  async () => {
+    const r = await generate("webgpu", {}, "wide");
+    assertEquals(r.code, 1);
+    assertEquals(r.stdout, "");
+    const lines = r.stderr.trim().split("\n");
+    assertEquals(lines.length, 1, r.stderr);
+    assert(
+      lines[0].startsWith(
+        // --batch_size 2: two slots.
+        "error: The model fits the webgpu backend in neither f32 nor f16 weights, with 2 slots " +
+          "(a conv1d weight [4608, 18432] is 169869312 bytes, more than the",
+      ),
+      lines[0],
+    );
+    assert(lines[0].endsWith(': use backend "wasm" with dtype "q8"'), lines[0]);
+  },
+);
+
 Deno.test("generate --backend auto runs on this machine's best backend", async () => {
   const r = await generate("auto");
   assertEquals(r.code, 0, r.stderr);
@@ -85,6 +115,6 @@ Deno.test("generate --backend webgpu without an adapter: one line naming the fix
   assertEquals(
     r.stderr,
     "error: webgpu backend: no WebGPU adapter found (install a GPU driver, or Mesa's " +
-      "mesa-vulkan-drivers for a software one); run with --backend wasm\n",
+      'mesa-vulkan-drivers for a software one); use backend "wasm"\n',
   );
 });

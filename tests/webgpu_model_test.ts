@@ -188,7 +188,7 @@ gpuTest(
         return out;
       };
       const ids = tokens(14, 6);
-      const run = async (backend: string) => {
+      const run = async (backend: "webgpu" | "wasm") => {
         using m = await loadModel(dir, { backend, batch: 2, threads: 1 });
         const steps = await collect(m.generateBatch(ids, { length: 20, temperature: 0 }));
         return { name: m.backend, steps };
@@ -220,5 +220,29 @@ gpuTest(
     assertEquals(b.stats().dispatches, 8 + 1 + 2 * ranges);
     const want = referenceForward(big, hp, ids).subarray(2 * hp.n_vocab);
     assertNmse(got, want, "logits of the last position");
+  },
+);
+
+gpuTest(
+  "prompt reuse runs where the backend is split-invariant: wasm's cached prefix, webgpu's whole prompt",
+  probe,
+  async () => {
+    await withTempDir(async (dir) => {
+      const hp = { ...HP, n_vocab: 300 };
+      await writeModelFolder(dir, hp, randomWeights(hp, 16));
+      const ids = tokens(16, 12);
+      for (const backend of ["wasm", "webgpu"] as const) {
+        using m = await loadModel(dir, { backend, threads: 1 });
+        const cached: (number | undefined)[] = [];
+        for (let run = 0; run < 2; run++) {
+          for await (const step of m.generateSteps(ids, { length: 2, seed: 1 })) {
+            cached.push(step.cachedTokens);
+            break;
+          }
+        }
+        const reuse = m.backend === "wasm";
+        assertEquals(cached, [0, reuse ? ids.length - 1 : 0], `${backend}: cached tokens per run`);
+      }
+    });
   },
 );

@@ -36,6 +36,38 @@ export const WEIGHT_TYPES: readonly WeightType[] = ["f32", "f16", "q8"];
 export type WeightRole = "conv1d" | "embedding" | "plain";
 
 /**
+ * What a model will allocate on a backend, before it allocates it: every weight by role
+ * and shape, every activation, the KV cache (runtime/gpt2/plan.ts makes GPT-2's). A
+ * backend's estimate of the bytes a model needs reads this list.
+ */
+export interface ModelPlan {
+  /** Each weight, as `Backend.weight` is called for it. */
+  readonly weights: readonly { readonly role: WeightRole; readonly shape: readonly number[] }[];
+  /** Each activation, as `Backend.tensor` is called for it. */
+  readonly activations: readonly {
+    readonly shape: readonly number[];
+    readonly type: ActivationType;
+  }[];
+  /** The KV cache, as `Backend.kvCache` is called for it. */
+  readonly cache: KVCacheShape;
+}
+
+/**
+ * How a model would fit a backend, known before the backend is created: the bytes it
+ * would hold, and what keeps it from fitting, if anything.
+ */
+export interface Fit {
+  /** Bytes the backend would hold for the model: weights, activations, cache, its scratch. */
+  readonly bytes: number;
+  /**
+   * Why the model does not fit, in a sentence that names the limit (e.g. `The model needs
+   * 4.49 GiB of wasm memory, more than the 4 GiB a WebAssembly memory holds`); absent when
+   * it fits.
+   */
+  readonly misfit?: string;
+}
+
+/**
  * A handle to a tensor the backend owns. Its storage is the backend's business; only
  * the backend that made it can use it.
  */
@@ -77,6 +109,12 @@ export interface Backend extends Disposable {
   readonly name: string;
   /** How it stores the model's matrices. */
   readonly weightType: WeightType;
+  /**
+   * Whether each row's sums run in one order however a pass groups the rows (its T and B),
+   * so that a prefix left in the KV cache by one pass gives the logits of recomputing it,
+   * bit for bit: what prompt reuse needs before a cached prefix stands for the prompt.
+   */
+  readonly splitInvariant: boolean;
 
   /** An activation or index tensor of `shape`, filled with zeros. */
   tensor(shape: readonly number[], type?: ActivationType): Tensor;

@@ -5,8 +5,8 @@
  * steps (continuous batching, runtime/scheduler.ts): each has a KV-cache slot of its own.
  */
 import { yieldToEventLoop } from "./event_loop.ts";
-import { createBackend } from "../backend/create.ts";
-import { BackendError, ModelFileError } from "../errors.ts";
+import { BACKEND_NAMES, type BackendName, backendTargets } from "../backend/create.ts";
+import { ModelFileError } from "../errors.ts";
 import { Gpt2 } from "../gpt2/gpt2.ts";
 import type { HParams } from "../gpt2/hparams.ts";
 import { type ModelLocation, openModelFiles } from "../gpt2/model_files.ts";
@@ -14,6 +14,7 @@ import { Sampler, type SamplerOptions } from "./sampler.ts";
 import { WEIGHT_TYPES, type WeightType } from "../backend/backend.ts";
 import { checkContext, checkGeneration, checkPrompt } from "./prompt_check.ts";
 import { type GenerationStep, Scheduler } from "./scheduler.ts";
+import { place } from "./placement.ts";
 import { type StepLogprobs, stepLogprobs } from "./logprobs.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 
@@ -21,16 +22,18 @@ import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 export interface LoadOptions {
   /**
    * The backend that runs the model (default `"wasm"`, WebAssembly SIMD on worker
-   * threads); an unknown name is a `RangeError`.
+   * threads; `"auto"`: WebGPU on a hardware GPU, else wasm); an unknown name is a
+   * `RangeError`.
    */
-  backend?: string;
+  backend?: BackendName;
   /**
    * How the backend stores the model's matrices: `"f32"`, `"f16"`, `"q8"` (int8 in blocks
-   * of 32 with a scale each), or `"auto"` (the default): float32 when the model, its KV
-   * cache and activations fit the backend's memory, else float16, else q8. `model.dtype`
-   * says which was used; an unknown name is a `RangeError`.
+   * of 32 with a scale each; wasm only), or `"auto"` (the default): float32 when the
+   * model, its KV cache and activations fit the backend's memory, else float16, else q8,
+   * decided from the backend's estimate before anything is allocated. `model.dtype` says
+   * which was used; an unknown name is a `RangeError`.
    */
-  dtype?: string;
+  dtype?: WeightType | "auto";
   /** Sequences decoded side by side by `generateBatch` (default 1). */
   batch?: number;
   /**
@@ -76,6 +79,7 @@ export async function loadModel(
   location: ModelLocation,
   options: LoadOptions = {},
 ): Promise<Model> {
+  checkLoadOptions(options);
   using files = await openModelFiles(location);
   const gpt2 = await createGpt2(files.hparams, options);
   // The tokenizer loads while the weights wait on the disk.
@@ -98,60 +102,64 @@ export async function loadModel(
   return new LoadedModel(gpt2, tokenizer.value, options.batch, files.conversion);
 }
 
-/**
- * Backends whose every row sums in one order however a pass groups the rows (T and B), so
- * that a cached prefix gives the logits of recomputing it bit for bit: wasm's kernels and
- * the reference's. WebGPU's few-row products split K another way than its tiled ones.
- */
-const SPLIT_INVARIANT = new Set(["wasm", "reference"]);
-
 /** Prompt positions per pass of `promptLogprobs`. */
 const PROMPT_CHUNK = 64;
 
-/** Slots by default: enough for a few concurrent generations, few enough to be cheap. */
-const DEFAULT_SLOTS = 4;
-
 /** The values `LoadOptions.dtype` takes. */
-export const DTYPE_CHOICES: readonly string[] = [...WEIGHT_TYPES, "auto"];
+export const DTYPE_CHOICES: readonly (WeightType | "auto")[] = [...WEIGHT_TYPES, "auto"];
 
 /**
- * A `Gpt2` on a new backend: in the weight type asked for, or with `"auto"` the most
- * faithful that fits; with the slots asked for, or by default DEFAULT_SLOTS, halved while
- * the backend's memory cannot hold them (`generateBatch` needs `batch` of them). A type
- * that fits with fewer slots is preferred to a less faithful one. Each try gets a fresh
- * backend, since a failed one keeps what it allocated.
+ * Checks the names and counts in `options`, the one place they are checked: what
+ * `loadModel` does first, and what a tool can call to check its flags before it reads a
+ * model.
+ * @throws {RangeError} naming the option, the value and what it takes
  */
-export async function createGpt2(hp: HParams, options: LoadOptions): Promise<Gpt2> {
-  const dtype = options.dtype ?? "auto";
-  if (!DTYPE_CHOICES.includes(dtype)) {
+export function checkLoadOptions(options: LoadOptions): void {
+  const { backend, dtype } = options;
+  if (backend !== undefined && !(BACKEND_NAMES as readonly unknown[]).includes(backend)) {
+    throw new RangeError(
+      `Unknown backend ${JSON.stringify(backend)}: choose one of ${BACKEND_NAMES.join(", ")}`,
+    );
+  }
+  if (dtype !== undefined && !(DTYPE_CHOICES as readonly unknown[]).includes(dtype)) {
     throw new RangeError(
       `Unknown dtype ${JSON.stringify(dtype)}: choose one of ${DTYPE_CHOICES.join(", ")}`,
     );
   }
-  const batch = options.batch ?? 1;
-  const slotTries: number[] = [];
-  if (options.slots !== undefined) slotTries.push(Math.max(options.slots, batch));
-  else {
-    for (let slots = Math.max(DEFAULT_SLOTS, batch); slots > batch; slots = Math.floor(slots / 2)) {
-      slotTries.push(slots);
-    }
-    slotTries.push(batch);
-  }
-  const types = dtype === "auto" ? WEIGHT_TYPES : [dtype as WeightType];
-  const tries = types.flatMap((type) => slotTries.map((slots) => ({ type, slots })));
-  for (const [i, { type, slots }] of tries.entries()) {
-    const backend = await createBackend(options.backend ?? "wasm", {
-      threads: options.threads,
-      weightType: type,
-    });
-    try {
-      return Gpt2.create(backend, hp, { slots });
-    } catch (e) {
-      backend[Symbol.dispose]();
-      if (!(e instanceof BackendError) || i === tries.length - 1) throw e;
+  for (const key of ["batch", "slots", "threads"] as const) {
+    const value = options[key];
+    if (value !== undefined && !(Number.isInteger(value) && value >= 1)) {
+      throw new RangeError(`${key} must be a positive integer, got ${value}`);
     }
   }
-  throw new Error("unreachable: the last try throws");
+}
+
+/** Options of {@linkcode createGpt2}: `loadModel`'s, and the most tokens a pass takes. */
+export interface CreateOptions extends LoadOptions {
+  /** The most new tokens per sequence in one pass (default min(n_ctx, 256)). */
+  chunk?: number;
+}
+
+/**
+ * A `Gpt2` of shape `hp` on the backend `options.backend` names, created once: its weight
+ * type (with `"auto"`, the most faithful that fits) and slots (by default DEFAULT_SLOTS,
+ * halved while they do not fit; `generateBatch` needs `batch` of them) are decided first
+ * from the backend's estimate of the model's memory (placement.ts). A type that fits with
+ * fewer slots is preferred to a less faithful one.
+ * @throws {RangeError} for an unknown backend or dtype, or a count that is not positive
+ * @throws {BackendError} when the model fits the backend in no way asked for
+ */
+export async function createGpt2(hp: HParams, options: CreateOptions = {}): Promise<Gpt2> {
+  checkLoadOptions(options);
+  const targets = await backendTargets(options.backend ?? "wasm");
+  const { target, weightType, plan } = await place(targets, hp, options);
+  const backend = await target.create({ threads: options.threads, weightType });
+  try {
+    return Gpt2.create(backend, hp, { slots: plan.slots, chunk: plan.chunk });
+  } catch (e) {
+    backend[Symbol.dispose]();
+    throw e;
+  }
 }
 
 /** A GPT-2 model ready to run, from {@linkcode loadModel}. Dispose it to free its memory and threads. */
@@ -225,7 +233,8 @@ class LoadedModel implements Model {
   ) {
     this.#scheduler = new Scheduler(gpt2, {
       endOfText: tokenizer.endOfText,
-      promptReuse: SPLIT_INVARIANT.has(gpt2.backend.name),
+      // A cached prefix stands for the prompt only where it gives the same bits.
+      promptReuse: gpt2.backend.splitInvariant,
     });
     this.#batch = batch;
   }

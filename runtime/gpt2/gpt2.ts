@@ -11,15 +11,10 @@ import { type Activations, blocks, finalNorm, head } from "./forward.ts";
 import type { HParams } from "./hparams.ts";
 import { loadParams } from "./load.ts";
 import { allocateParams, type ParamBinding, type Params } from "./params.ts";
+import { type Gpt2Options, gpt2Plan } from "./plan.ts";
 import type { NameMap } from "./tensor_names.ts";
 
-/** Options of {@linkcode Gpt2.create}. */
-export interface Gpt2Options {
-  /** Sequences the KV cache holds, and the most one pass runs (default 1). */
-  slots?: number;
-  /** The most new tokens per sequence one pass takes; longer inputs go in chunks (default min(n_ctx, 256)). */
-  chunk?: number;
-}
+export type { Gpt2Options } from "./plan.ts";
 
 /** One sequence of a pass: its cache slot and its new tokens. */
 export interface SequenceStep {
@@ -50,37 +45,15 @@ export class Gpt2 implements Disposable {
   readonly #lengths: number[];
 
   private constructor(readonly backend: Backend, readonly hparams: HParams, options: Gpt2Options) {
-    const { n_vocab: V, n_ctx, n_embd: C, n_head, n_layer } = hparams;
-    this.slots = options.slots ?? 1;
-    this.chunk = Math.min(options.chunk ?? 256, n_ctx);
-    for (const [name, value] of [["slots", this.slots], ["chunk", this.chunk]] as const) {
-      if (!Number.isInteger(value) || value < 1) {
-        throw new RangeError(`${name} must be a positive integer, got ${value}`);
-      }
-    }
-    ({ params: this.#params, bindings: this.#bindings } = allocateParams(backend, hparams));
-    const rows = this.slots * this.chunk;
-    const t = (...shape: number[]) => backend.tensor(shape);
-    this.#act = {
-      tokens: backend.tensor([rows], "i32"),
-      positions: backend.tensor([rows], "i32"),
-      seqs: backend.tensor([this.slots, 2], "i32"),
-      x: t(rows, C),
-      h: t(rows, C),
-      qkv: t(rows, 3 * C),
-      attn: t(rows, C),
-      fc: t(rows, 4 * C),
-      xLast: t(this.slots, C),
-      last: t(this.slots, C),
-      logits: t(this.slots, V),
-    };
-    this.#cache = backend.kvCache({
-      layers: n_layer,
-      slots: this.slots,
-      positions: n_ctx,
-      heads: n_head,
-      headDim: C / n_head,
-    });
+    // What the plan lists is what a backend's estimate counts.
+    const plan = gpt2Plan(hparams, options);
+    this.slots = plan.slots;
+    this.chunk = plan.chunk;
+    ({ params: this.#params, bindings: this.#bindings } = allocateParams(backend, plan.weights));
+    this.#act = Object.fromEntries(
+      plan.activations.map(({ name, shape, type }) => [name, backend.tensor(shape, type)]),
+    ) as Record<keyof Activations, Tensor>;
+    this.#cache = backend.kvCache(plan.cache);
     this.#lengths = new Array(this.slots).fill(0);
   }
 

@@ -6,8 +6,8 @@
  * @module
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
-import type { HParams } from "./hparams.ts";
-import { gpt2Tensors, type TensorSpec } from "./tensor_names.ts";
+import type { WeightPlan } from "./plan.ts";
+import type { TensorSpec } from "./tensor_names.ts";
 
 /** A Conv1D: out = inp · w + b, w (nx, nf), b (nf). */
 export interface Conv1dParams {
@@ -45,18 +45,14 @@ export interface ParamBinding {
   readonly tensor: Tensor;
 }
 
-/**
- * Allocates every parameter of a model of shape `hp` on `backend`, each with its role.
- * Conv1D weights are (nx, nf): the checkpoint's leading 1 is dropped.
- */
+/** Allocates every weight of a model's plan (plan.ts) on `backend`, each with its role. */
 export function allocateParams(
   backend: Backend,
-  hp: HParams,
+  weights: readonly WeightPlan[],
 ): { params: Params; bindings: ParamBinding[] } {
   const root: Record<string, unknown> = { h: [] };
-  const bindings = gpt2Tensors(hp).map((spec) => {
-    const shape = spec.role === "conv1d" ? spec.shape.slice(1) : spec.shape;
-    const tensor = backend.weight(spec.role, shape);
+  const bindings = weights.map(({ spec, role, shape }) => {
+    const tensor = backend.weight(role, shape);
     // "model/h3/mlp/c_fc/w" -> root.h[3].mlp.c_fc.w
     const path = spec.name.replace(/^model\//, "").split("/").flatMap((part) => {
       const layer = /^h(\d+)$/.exec(part);

@@ -47,6 +47,8 @@ const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 export class ReferenceBackend implements Backend {
   readonly name = "reference";
   readonly weightType = "f32";
+  /** Each row is computed alone, in one order. */
+  readonly splitInvariant = true;
   #disposed = false;
 
   tensor(shape: readonly number[], type: ActivationType = "f32"): Tensor {

@@ -19,6 +19,12 @@ export interface KernelConstants {
   readonly KEY_BLOCK: number;
   /** Floats per partial sum of `read_sum`. */
   readonly READ_BLOCK: number;
+  /** Columns per q8 weight panel (asm/matmul_q8.ts). */
+  readonly QPANEL: number;
+  /** Input features per q8 block. */
+  readonly QBLOCK: number;
+  /** The `mode` of the Conv1D kernels: out = y, out = gelu(y), out = out + y. */
+  readonly modes: { readonly store: number; readonly gelu: number; readonly residual: number };
 }
 
 /** One instance of the kernels: its functions and the constants it exports. */
@@ -114,6 +120,9 @@ export function instantiate(
       PANEL: global("PANEL"),
       KEY_BLOCK: global("KEY_BLOCK"),
       READ_BLOCK: global("READ_BLOCK"),
+      QPANEL: global("QPANEL"),
+      QBLOCK: global("QBLOCK"),
+      modes: { store: global("STORE"), gelu: global("GELU"), residual: global("RESIDUAL") },
     },
   };
 }

@@ -10,7 +10,7 @@
  * results.
  */
 import type { KernelConstants, KernelExports } from "./kernel_module.ts";
-import { QUANT_PANEL, quantPanels } from "./quant_layout.ts";
+import { PANEL, panels } from "./layout.ts";
 
 /** An op's arguments by name. */
 export type OpArgs<A extends string = string> = Readonly<Record<A, number>>;
@@ -31,6 +31,8 @@ export interface Op<A extends string = string> {
   size(a: OpArgs<A>, c: KernelConstants): number;
   /** Does units [u0, u1) of the call. */
   run(x: KernelExports, a: OpArgs<A>, u0: number, u1: number): void;
+  /** Which form of the op a call is, where its arguments choose one (a Conv1D's mode). */
+  variant?(a: OpArgs<A>, c: KernelConstants): string;
 }
 
 type Spec<A extends string> = Omit<Op<A>, "id" | "name" | "align" | "args"> & {
@@ -41,49 +43,52 @@ function op<const A extends string>(args: readonly A[], spec: Spec<A>): Omit<Op<
   return { align: 1, ...spec, args };
 }
 
-const panels = (OC: number, c: KernelConstants) => Math.ceil(OC / c.PANEL);
-
-/** The three Conv1D kernels share their arguments and split: by output panel. */
-const conv1dOp = (kernel: string) =>
-  op(["out", "inp", "weight", "bias", "rows", "C", "OC"], {
-    units: (a, c) => panels(a.OC, c),
-    size: (a) => (a.rows + a.C) * a.OC,
-    run: (x, a, u0, u1) => x[kernel](a.out, a.inp, a.weight, a.bias, a.rows, a.C, a.OC, u0, u1),
-  });
-
 /**
- * The q8 Conv1D kernels: `qinp` holds the input rows quantised by `quantizeQ8`; the
- * split is by panels of `QUANT_PANEL` columns.
+ * A Conv1D kernel: out = mode(inp · weight + bias), `mode` one of the module's STORE, GELU
+ * and RESIDUAL; `inp` is f32 rows, or for a format that quantises its activations the rows
+ * its quantiser wrote. Split by output panels of `PANEL` columns; `bytesPerWeight` sizes a
+ * call.
  */
-const conv1dQ8Op = (kernel: string) =>
-  op(["out", "qinp", "weight", "bias", "rows", "C", "OC"], {
-    units: (a) => quantPanels(a.OC),
-    size: (a) => (a.rows + a.C) * a.OC / 4,
-    run: (x, a, u0, u1) => x[kernel](a.out, a.qinp, a.weight, a.bias, a.rows, a.C, a.OC, u0, u1),
-  });
-
-/** The f16 Conv1D kernels, split by panels of `QUANT_PANEL` columns. */
-const conv1dF16Op = (kernel: string) =>
-  op(["out", "inp", "weight", "bias", "rows", "C", "OC"], {
-    units: (a) => quantPanels(a.OC),
-    size: (a) => (a.rows + a.C) * a.OC / 2,
-    run: (x, a, u0, u1) => x[kernel](a.out, a.inp, a.weight, a.bias, a.rows, a.C, a.OC, u0, u1),
-  });
-
-/**
- * `pack_q8` / `pack_f16` over `panels` panels from panel `first` on, with src holding the
- * weight from that panel on only: a chunk of wte's rows (transposed = 1), packed into the
- * whole of dst. Units are the chunk's panels.
- */
-const packChunkOp = (kernel: string) =>
-  op(["dst", "src", "C", "OC", "transposed", "first", "panels"], {
-    units: (a) => a.panels,
-    size: (a) => 2 * a.C * QUANT_PANEL * a.panels,
+const conv1dOp = (kernel: string, bytesPerWeight: number) =>
+  op(["out", "inp", "weight", "bias", "rows", "C", "OC", "mode"], {
+    units: (a) => panels(a.OC),
+    size: (a) => (a.rows + a.C) * a.OC * bytesPerWeight / 4,
     run: (x, a, u0, u1) =>
-      x[kernel](a.dst, a.src, a.C, a.OC, a.transposed, a.first, a.first + u0, a.first + u1),
+      x[kernel](a.out, a.inp, a.weight, a.bias, a.rows, a.C, a.OC, a.mode, u0, u1),
+    variant: (a, c) => Object.entries(c.modes).find(([, m]) => m === a.mode)?.[0] ?? "",
   });
 
-/** `embed` with wte stored as q8 or f16. */
+/** The output head, logits = h · wteᵀ, with `h` as `conv1dOp`'s `inp`: split by vocabulary panels. */
+const logitsOp = (kernel: string, bytesPerWeight: number) =>
+  op(["out", "h", "wte", "rows", "C", "V"], {
+    units: (a) => panels(a.V),
+    size: (a) => (a.rows + a.C) * a.V * bytesPerWeight / 4,
+    run: (x, a, u0, u1) => x[kernel](a.out, a.h, a.wte, a.rows, a.C, a.V, u0, u1),
+  });
+
+/** A Conv1D weight (C, OC) packed from its f32 rows: split by panels. */
+const packOp = (kernel: string) =>
+  op(["dst", "src", "C", "OC"], {
+    units: (a) => panels(a.OC),
+    size: (a) => 2 * a.C * a.OC,
+    run: (x, a, u0, u1) => x[kernel](a.dst, a.src, a.C, a.OC, 0, 0, u0, u1),
+  });
+
+/**
+ * `pack_q8` / `pack_f16` of the embedding wte (V, C), whose rows become the panels'
+ * columns (transposed), over `panels` panels from panel `first` on, with src holding wte
+ * from row PANEL · first on only: a chunk of rows, packed into the whole of dst. Units
+ * are the chunk's panels.
+ */
+const packRowsOp = (kernel: string) =>
+  op(["dst", "src", "C", "V", "first", "panels"], {
+    units: (a) => a.panels,
+    size: (a) => 2 * a.C * PANEL * a.panels,
+    run: (x, a, u0, u1) =>
+      x[kernel](a.dst, a.src, a.C, a.V, 1, a.first, a.first + u0, a.first + u1),
+  });
+
+/** `embed` with wte stored in any format. */
 const embedOp = (kernel: string) =>
   op(["out", "tokens", "positions", "wte", "wpe", "rows", "C"], {
     units: (a) => a.rows,
@@ -92,23 +97,10 @@ const embedOp = (kernel: string) =>
   });
 
 const SPECS = {
-  embed: op(["out", "tokens", "positions", "wte", "wpe", "rows", "C"], {
-    units: (a) => a.rows,
-    size: (a) => 2 * a.rows * a.C,
-    run: (x, a, u0, u1) => x.embed(a.out, a.tokens, a.positions, a.wte, a.wpe, a.C, u0, u1),
-  }),
   layerNorm: op(["out", "inp", "gain", "bias", "rows", "C"], {
     units: (a) => a.rows,
     size: (a) => 2 * a.rows * a.C,
     run: (x, a, u0, u1) => x.layer_norm(a.out, a.inp, a.gain, a.bias, a.C, u0, u1),
-  }),
-  conv1d: conv1dOp("conv1d"),
-  conv1dGelu: conv1dOp("conv1d_gelu"),
-  conv1dResidual: conv1dOp("conv1d_residual"),
-  logits: op(["out", "h", "wte", "rows", "C", "V"], {
-    units: (a) => a.V,
-    size: (a) => (a.rows + a.C) * a.V,
-    run: (x, a, u0, u1) => x.logits(a.out, a.h, a.wte, a.rows, a.C, a.V, u0, u1),
   }),
   // `keys` (the most positions a sequence attends over, its past + T) only sizes the call.
   attention: op([
@@ -143,16 +135,36 @@ const SPECS = {
         u1,
       ),
   }),
-  packPanels: op(["dst", "src", "C", "OC"], {
-    units: (a, c) => panels(a.OC, c),
-    size: (a) => 2 * a.C * a.OC,
-    run: (x, a, u0, u1) => x.pack_panels(a.dst, a.src, a.C, a.OC, u0, u1),
-  }),
   readSum: op(["out", "inp", "blocks"], {
     units: (a) => a.blocks,
     size: (a, c) => a.blocks * c.READ_BLOCK,
     run: (x, a, u0, u1) => x.read_sum(a.out, a.inp, u0, u1),
   }),
+  // Float32 weights (asm/matmul.ts, asm/embedding.ts).
+  packPanels: op(["dst", "src", "C", "OC"], {
+    units: (a) => panels(a.OC),
+    size: (a) => 2 * a.C * a.OC,
+    run: (x, a, u0, u1) => x.pack_panels(a.dst, a.src, a.C, a.OC, u0, u1),
+  }),
+  conv1d: conv1dOp("conv1d", 4),
+  logits: op(["out", "h", "wte", "rows", "C", "V"], {
+    units: (a) => a.V,
+    size: (a) => (a.rows + a.C) * a.V,
+    run: (x, a, u0, u1) => x.logits(a.out, a.h, a.wte, a.rows, a.C, a.V, u0, u1),
+  }),
+  embed: embedOp("embed"),
+  // Float16 weights (asm/matmul_f16.ts).
+  packF16: packOp("pack_f16"),
+  packF16Rows: packRowsOp("pack_f16"),
+  convertF16: op(["dst", "src", "n"], {
+    units: (a) => a.n,
+    align: 16,
+    size: (a) => 2 * a.n,
+    run: (x, a, u0, u1) => x.convert_f16(a.dst, a.src, u0, u1),
+  }),
+  conv1dF16: conv1dOp("conv1d_f16", 2),
+  logitsF16: logitsOp("logits_f16", 2),
+  embedF16: embedOp("embed_f16"),
   // Int8 weights (asm/matmul_q8.ts): activations are quantised by rows into a buffer of
   // rows · q8RowBytes(C) bytes, which the q8 products read.
   quantizeQ8: op(["dst", "inp", "rows", "C"], {
@@ -160,45 +172,11 @@ const SPECS = {
     size: (a) => 2 * a.rows * a.C,
     run: (x, a, u0, u1) => x.quantize_q8(a.dst, a.inp, a.C, u0, u1),
   }),
-  // transposed = 1: src is (OC, C), the output head's wte.
-  packQ8: op(["dst", "src", "C", "OC", "transposed"], {
-    units: (a) => quantPanels(a.OC),
-    size: (a) => 2 * a.C * a.OC,
-    run: (x, a, u0, u1) => x.pack_q8(a.dst, a.src, a.C, a.OC, a.transposed, 0, u0, u1),
-  }),
-  packQ8Chunk: packChunkOp("pack_q8"),
-  conv1dQ8: conv1dQ8Op("conv1d_q8"),
-  conv1dQ8Gelu: conv1dQ8Op("conv1d_q8_gelu"),
-  conv1dQ8Residual: conv1dQ8Op("conv1d_q8_residual"),
-  logitsQ8: op(["out", "qh", "wte", "rows", "C", "V"], {
-    units: (a) => quantPanels(a.V),
-    size: (a) => (a.rows + a.C) * a.V / 4,
-    run: (x, a, u0, u1) => x.logits_q8(a.out, a.qh, a.wte, a.rows, a.C, a.V, u0, u1),
-  }),
+  packQ8: packOp("pack_q8"),
+  packQ8Rows: packRowsOp("pack_q8"),
+  conv1dQ8: conv1dOp("conv1d_q8", 1),
+  logitsQ8: logitsOp("logits_q8", 1),
   embedQ8: embedOp("embed_q8"),
-  // Float16 weights (asm/matmul_f16.ts).
-  // transposed = 1: src is (OC, C), the output head's wte.
-  packF16: op(["dst", "src", "C", "OC", "transposed"], {
-    units: (a) => quantPanels(a.OC),
-    size: (a) => 2 * a.C * a.OC,
-    run: (x, a, u0, u1) => x.pack_f16(a.dst, a.src, a.C, a.OC, a.transposed, 0, u0, u1),
-  }),
-  packF16Chunk: packChunkOp("pack_f16"),
-  convertF16: op(["dst", "src", "n"], {
-    units: (a) => a.n,
-    align: 16,
-    size: (a) => 2 * a.n,
-    run: (x, a, u0, u1) => x.convert_f16(a.dst, a.src, u0, u1),
-  }),
-  conv1dF16: conv1dF16Op("conv1d_f16"),
-  conv1dF16Gelu: conv1dF16Op("conv1d_f16_gelu"),
-  conv1dF16Residual: conv1dF16Op("conv1d_f16_residual"),
-  logitsF16: op(["out", "h", "wte", "rows", "C", "V"], {
-    units: (a) => quantPanels(a.V),
-    size: (a) => (a.rows + a.C) * a.V / 2,
-    run: (x, a, u0, u1) => x.logits_f16(a.out, a.h, a.wte, a.rows, a.C, a.V, u0, u1),
-  }),
-  embedF16: embedOp("embed_f16"),
 };
 
 /** The ops by name, each typed with its own argument names. */

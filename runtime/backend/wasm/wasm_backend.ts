@@ -2,31 +2,28 @@
  * The WebAssembly backend: the SIMD kernels of asm/ on a worker pool over one shared
  * memory, which grows as tensors are allocated. Conv1D weights are packed into panels of
  * `PANEL` columns, biases padded to whole panels, and the KV cache holds each head's keys
- * in blocks of `KEY_BLOCK` positions; no byte offset leaves this file. With `weightType` "f16"
- * or "q8" the Conv1D weights and the token embedding (also the output head) are stored
- * as float16 or int8 (asm/matmul_f16.ts, asm/matmul_q8.ts), converted as they load.
+ * in blocks of `KEY_BLOCK` positions; no byte offset leaves this file. The Conv1D weights
+ * and the token embedding (also the output head) are stored in the backend's `weightType`,
+ * converted as they load; its entry in weight_formats.ts says how many bytes they take,
+ * how they are packed and which kernels run them.
  *
  * @module
  */
-import {
-  type ActivationType,
-  type Backend,
-  type KVCacheShape,
-  type Tensor,
-  WEIGHT_TYPES,
-  type WeightRole,
-  type WeightType,
+import type {
+  ActivationType,
+  Backend,
+  Fit,
+  KVCacheShape,
+  ModelPlan,
+  Tensor,
+  WeightRole,
+  WeightType,
 } from "../backend.ts";
 import { BackendError } from "../../errors.ts";
 import { type KernelConstants, kernelModule } from "./kernel_module.ts";
+import { KEY_BLOCK, PANEL, panels, Q8_BLOCK } from "./layout.ts";
 import { type Op, type OpArgs, OPS } from "./ops.ts";
-import {
-  f16PackedBytes,
-  q8PackedBytes,
-  q8RowBytes,
-  QUANT_PANEL,
-  quantPanels,
-} from "./quant_layout.ts";
+import { WEIGHT_FORMATS, type WeightFormat } from "./weight_formats.ts";
 import { type OpProfile, RESERVED_BYTES, WorkerPool } from "./worker_pool.ts";
 
 /** Options of `WasmBackend.create`. */
@@ -46,7 +43,7 @@ export interface WasmBackendOptions {
    * The element type of the `"conv1d"` and `"embedding"` weights (default "f32"):
    * "f16", IEEE binary16 (rounded to nearest even); "q8", int8 in blocks of 32 input
    * features with a scale each, the products' inputs quantised per block as they run.
-   * Other weights stay f32.
+   * Other weights stay f32. Its format is `WEIGHT_FORMATS[weightType]`.
    */
   weightType?: WeightType;
 }
@@ -69,6 +66,8 @@ interface CacheLayout {
   readonly positions: number;
   readonly layerStride: number;
   readonly slotStride: number;
+  /** Bytes of the whole cache. */
+  readonly bytes: number;
 }
 
 /** A tensor in a `WasmBackend`'s memory; its byte offset is known to that backend only. */
@@ -147,6 +146,8 @@ interface Staging {
 export class WasmBackend implements Backend {
   /** The name it is selected by. */
   readonly name = "wasm";
+  /** Every kernel sums a row's terms in one order, whatever the rows around it. */
+  readonly splitInvariant = true;
   readonly #memory: WebAssembly.Memory;
   readonly #pool: WorkerPool;
   readonly #constants: KernelConstants;
@@ -166,16 +167,21 @@ export class WasmBackend implements Backend {
   /** Loads waiting for a staging buffer, first come first served. */
   #waiting: ((buffer: number) => void)[] = [];
   #scratch = { ptr: 0, floats: 0 };
-  /** Input rows of a q8 product, quantised by `quantizeQ8`. */
-  #q8Scratch = { ptr: 0, bytes: 0 };
-  /** Where in a KV cache an f16/q8 embedding was read as f32 before it was converted. */
+  /** The products' input rows, quantised by the format's `quantize` op. */
+  #quantScratch = { ptr: 0, bytes: 0 };
+  /** The bytes of the largest activation allocated so far, quantised by the format. */
+  #quantized = 0;
+  /** Where in a KV cache an embedding was read as f32 before it was packed. */
   #embeddingStage: { ptr: number; bytes: number; tailOf: WasmTensor } | undefined;
 
   /** The element type of the `"conv1d"` and `"embedding"` weights. */
   readonly weightType: WeightType;
+  /** How they are stored and which kernels run them. */
+  readonly #format: WeightFormat;
 
   private constructor(memory: WebAssembly.Memory, pool: WorkerPool, weightType: WeightType) {
     this.weightType = weightType;
+    this.#format = WEIGHT_FORMATS[weightType];
     this.#memory = memory;
     this.#pool = pool;
     this.#constants = pool.kernels.constants;
@@ -190,12 +196,8 @@ export class WasmBackend implements Backend {
       throw new RangeError(`threads must be a positive integer, got ${threads}`);
     }
     const weightType = options.weightType ?? "f32";
-    if (!WEIGHT_TYPES.includes(weightType)) {
-      throw new RangeError(
-        `Unknown weight type ${JSON.stringify(weightType)}: choose one of ${
-          WEIGHT_TYPES.join(", ")
-        }`,
-      );
+    if (!(weightType in WEIGHT_FORMATS)) {
+      throw new TypeError(`No weight format ${JSON.stringify(weightType)} in weight_formats.ts`);
     }
     // A page that is not cross-origin isolated has no shared memory: one thread then.
     const shared = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
@@ -216,6 +218,7 @@ export class WasmBackend implements Backend {
       spinMicros: options.spinMicros,
       profile: options.profile,
     });
+    checkLayout(pool.kernels.constants);
     return new WasmBackend(memory, pool, weightType);
   }
 
@@ -229,47 +232,56 @@ export class WasmBackend implements Backend {
     return this.#end;
   }
 
+  /** The weight types the backend stores, most faithful first: its formats. */
+  static readonly weightTypes: readonly WeightType[] = Object.keys(WEIGHT_FORMATS) as WeightType[];
+
+  /**
+   * How a model that allocates `plan` fits a wasm backend storing its weights as
+   * `weightType`, before any is created: the bytes `allocatedBytes` comes to once the
+   * model is created, loaded and has run (the weights in the type's format, the
+   * activations, the KV cache, the attention and activation-quantisation scratch, and the
+   * staging buffers when the cache cannot lend its memory to them), against the 4 GiB of a
+   * wasm32 memory. Every size comes from the functions the allocating methods use.
+   */
+  static fit(plan: ModelPlan, weightType: WeightType): Fit {
+    const format = WEIGHT_FORMATS[weightType];
+    let bytes = RESERVED_BYTES;
+    let largestConv1d = 0;
+    for (const { role, shape } of plan.weights) {
+      bytes += aligned(weightBytes(format, role, shape));
+      if (role === "conv1d") largestConv1d = Math.max(largestConv1d, elements(shape));
+    }
+    let quantized = 0;
+    for (const { shape, type } of plan.activations) {
+      bytes += aligned(4 * elements(shape));
+      quantized = Math.max(quantized, quantizedBytes(format, shape, type));
+    }
+    const cache = cacheLayout(plan.cache);
+    bytes += aligned(cache.bytes) + aligned(4 * attentionScratchFloats(cache));
+    if (quantized > 0) bytes += aligned(quantized);
+    const staging = STAGING_BUFFERS * aligned(4 * largestConv1d);
+    if (largestConv1d > 0 && cache.bytes < staging) bytes += staging;
+    if (bytes <= MAX_MEMORY_BYTES) return { bytes };
+    return {
+      bytes,
+      misfit: `The model needs ${gib(bytes)} GiB of wasm memory, more than the 4 GiB a ` +
+        `WebAssembly memory holds`,
+    };
+  }
+
   tensor(shape: readonly number[], type: ActivationType = "f32"): Tensor {
     if (type !== "f32" && type !== "i32") {
       throw new TypeError(`An activation's type is "f32" or "i32", got ${JSON.stringify(type)}`);
     }
     const bytes = 4 * elements(shape);
+    this.#quantized = Math.max(this.#quantized, quantizedBytes(this.#format, shape, type));
     return new WasmTensor(this, this.#alloc(bytes), [...shape], type, bytes);
   }
 
   weight(role: WeightRole, shape: readonly number[]): Tensor {
-    const n = elements(shape);
-    const { PANEL } = this.#constants;
-    let bytes: number;
-    let type = "f32";
-    if (role === "conv1d" || role === "embedding") {
-      if (shape.length !== 2) {
-        throw new RangeError(`A ${role} weight has two dimensions, got [${shape.join(", ")}]`);
-      }
-      type = this.weightType;
-      const [rows, cols] = shape;
-      if (role === "conv1d") {
-        this.#largestConv1d = Math.max(this.#largestConv1d, n);
-        // A packed Conv1D weight fills whole panels, zero past OC.
-        bytes = type === "q8"
-          ? q8PackedBytes(rows, cols)
-          : type === "f16"
-          ? f16PackedBytes(rows, cols)
-          : 4 * Math.ceil(cols / PANEL) * PANEL * rows;
-      } else {
-        // wte (V, C), or for f16/q8 panels of 16 rows of wte (the head's columns).
-        bytes = type === "q8"
-          ? q8PackedBytes(cols, rows)
-          : type === "f16"
-          ? f16PackedBytes(cols, rows)
-          : 4 * n;
-      }
-    } else if (role === "plain") {
-      // Zeros up to a whole panel, so that a bias is read as whole panels.
-      bytes = 4 * Math.ceil(n / PANEL) * PANEL;
-    } else {
-      throw new TypeError(`Unknown weight role ${JSON.stringify(role)}`);
-    }
+    const bytes = weightBytes(this.#format, role, shape);
+    if (role === "conv1d") this.#largestConv1d = Math.max(this.#largestConv1d, elements(shape));
+    const type = role === "plain" ? "f32" : this.weightType;
     return new WasmTensor(this, this.#alloc(bytes), [...shape], type, bytes, role);
   }
 
@@ -279,43 +291,33 @@ export class WasmBackend implements Backend {
     if (role === undefined) throw new TypeError("loadWeight() takes a tensor from weight()");
     const n = elements(w.shape);
     const ptr = WasmTensor.ptr(w);
-    if (role === "plain" || (role === "embedding" && w.type === "f32")) {
+    const format = formatOf(w);
+    if (role === "plain" || (role === "embedding" && !format.packEmbedding)) {
       await read(this.#f32.subarray(ptr / 4, ptr / 4 + n));
       return;
     }
     if (role === "embedding") {
-      await this.#loadEmbedding(w, read);
+      await this.#loadEmbedding(w, read, format.packEmbedding!);
       return;
     }
     const [C, OC] = w.shape;
     const buffer = await this.#acquireBuffer(n);
     try {
       await read(this.#f32.subarray(buffer / 4, buffer / 4 + n));
-      if (w.type === "q8") this.#run(OPS.packQ8, { dst: ptr, src: buffer, C, OC, transposed: 0 });
-      else if (w.type === "f16") {
-        this.#run(OPS.packF16, { dst: ptr, src: buffer, C, OC, transposed: 0 });
-      } else this.#run(OPS.packPanels, { dst: ptr, src: buffer, C, OC });
+      this.#run(format.packConv1d, { dst: ptr, src: buffer, C, OC });
     } finally {
       this.#releaseBuffer(buffer);
     }
   }
 
+  /**
+   * The KV cache, and with it the scratch of attention and, for a format that quantises
+   * the products' inputs, room for the largest activation allocated so far quantised (a
+   * model allocates its activations first, as Gpt2 does).
+   */
   kvCache(shape: KVCacheShape): Tensor {
-    const { layers, slots, heads, headDim } = shape;
-    const { KEY_BLOCK } = this.#constants;
-    const positions = Math.ceil(shape.positions / KEY_BLOCK) * KEY_BLOCK;
-    const layerStride = 2 * heads * positions * headDim;
-    const layout = {
-      layers,
-      slots,
-      heads,
-      headDim,
-      positions,
-      layerStride,
-      slotStride: layers * layerStride,
-    };
-    // Slot-major, so that each sequence's keys and values lie together.
-    const bytes = 4 * slots * layout.slotStride;
+    const layout = cacheLayout(shape);
+    const { layers, slots, heads, headDim, bytes } = layout;
     const cache = new WasmTensor(
       this,
       this.#alloc(bytes),
@@ -325,7 +327,8 @@ export class WasmBackend implements Backend {
       undefined,
       layout,
     );
-    this.#ensureScratch(slots * heads * positions);
+    this.#ensureScratch(attentionScratchFloats(layout));
+    this.#ensureQuantScratch(this.#quantized);
     if (!this.#emptyCache || bytes > this.#emptyCache.bytes) this.#emptyCache = cache;
     return cache;
   }
@@ -359,8 +362,7 @@ export class WasmBackend implements Backend {
     wpe: Tensor,
     rows: number,
   ): void {
-    const op = wte.type === "q8" ? OPS.embedQ8 : wte.type === "f16" ? OPS.embedF16 : OPS.embed;
-    this.#run(op, {
+    this.#run(formatOf(WasmTensor.of(wte, this)).embed, {
       out: this.#ptr(out),
       tokens: this.#ptr(tokens),
       positions: this.#ptr(positions),
@@ -383,15 +385,15 @@ export class WasmBackend implements Backend {
   }
 
   conv1d(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
-    this.#conv1d("", out, inp, weight, bias, rows);
+    this.#conv1d(this.#constants.modes.store, out, inp, weight, bias, rows);
   }
 
   conv1dGelu(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
-    this.#conv1d("Gelu", out, inp, weight, bias, rows);
+    this.#conv1d(this.#constants.modes.gelu, out, inp, weight, bias, rows);
   }
 
   conv1dResidual(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, rows: number): void {
-    this.#conv1d("Residual", out, inp, weight, bias, rows);
+    this.#conv1d(this.#constants.modes.residual, out, inp, weight, bias, rows);
   }
 
   attention(
@@ -428,14 +430,17 @@ export class WasmBackend implements Backend {
   }
 
   logits(out: Tensor, h: Tensor, wte: Tensor, rows: number): void {
-    const [V, C] = wte.shape;
-    const args = { out: this.#ptr(out), h: this.#ptr(h), wte: this.#ptr(wte), rows, C, V };
-    if (wte.type === "q8") {
-      const qh = this.#quantizeRows(args.h, rows, C);
-      this.#run(OPS.logitsQ8, { ...args, qh });
-    } else {
-      this.#run(wte.type === "f16" ? OPS.logitsF16 : OPS.logits, args);
-    }
+    const e = WasmTensor.of(wte, this);
+    const format = formatOf(e);
+    const [V, C] = e.shape;
+    this.#run(format.logits, {
+      out: this.#ptr(out),
+      h: this.#input(format, h, rows, C),
+      wte: WasmTensor.ptr(e),
+      rows,
+      C,
+      V,
+    });
   }
 
   gatherRows(out: Tensor, inp: Tensor, rows: readonly number[]): void {
@@ -451,13 +456,15 @@ export class WasmBackend implements Backend {
   /**
    * A probe of the memory's read bandwidth as the kernels see it: `gbPerS()` runs
    * `read_sum` (plain SIMD loads on every thread) over `bytes` (rounded up to whole
-   * blocks) five times and returns the median rate in GB/s. The bytes read are allocated
-   * and filled once, here, and stay resident for the backend's life: `resident` says how
-   * many, for callers that leave them out of the model's memory use.
+   * blocks; fewer, nine tenths of what is left, when the wasm memory cannot hold that
+   * many beside the model) five times and returns the median rate in GB/s. The bytes read
+   * are allocated and filled once, here, and stay resident for the backend's life:
+   * `resident` says how many, for callers that leave them out of the model's memory use.
    */
   readBandwidthProbe(bytes: number): { gbPerS(): number; readonly resident: number } {
     const blockBytes = 4 * this.#constants.READ_BLOCK;
-    const blocks = Math.max(1, Math.ceil(bytes / blockBytes));
+    const room = Math.floor((0.9 * (MAX_MEMORY_BYTES - this.#end)) / (blockBytes + 4));
+    const blocks = Math.max(1, Math.min(room, Math.ceil(bytes / blockBytes)));
     const inp = this.#alloc(blocks * blockBytes);
     const out = this.#alloc(4 * blocks);
     this.#f32.fill(1, inp / 4, (inp + blocks * blockBytes) / 4);
@@ -502,9 +509,9 @@ export class WasmBackend implements Backend {
     this.#pool.run(op, args);
   }
 
-  /** A Conv1D form ("", "Gelu", "Residual") with the kernels of the weight's type. */
+  /** A Conv1D in one of the kernels' modes, with the kernel of the weight's format. */
   #conv1d(
-    form: "" | "Gelu" | "Residual",
+    mode: number,
     out: Tensor,
     inp: Tensor,
     weight: Tensor,
@@ -515,37 +522,35 @@ export class WasmBackend implements Backend {
     if (WasmTensor.role(w) !== "conv1d") {
       throw new TypeError('conv1d() takes a weight of role "conv1d"');
     }
+    const format = formatOf(w);
     const [C, OC] = w.shape;
-    const args = {
+    this.#run(format.conv1d, {
       out: this.#ptr(out),
-      inp: this.#ptr(inp),
+      inp: this.#input(format, inp, rows, C),
       weight: WasmTensor.ptr(w),
       bias: this.#ptr(bias),
       rows,
       C,
       OC,
-    };
-    if (w.type === "q8") {
-      const qinp = this.#quantizeRows(args.inp, rows, C);
-      this.#run(OPS[`conv1dQ8${form}`], { ...args, qinp });
-    } else if (w.type === "f16") {
-      this.#run(OPS[`conv1dF16${form}`], args);
-    } else {
-      this.#run(OPS[`conv1d${form}`], args);
-    }
+      mode,
+    });
   }
 
-  /** Quantises `rows` rows of C floats at `inp` for a q8 product; returns where they are. */
-  #quantizeRows(inp: number, rows: number, C: number): number {
-    const bytes = rows * q8RowBytes(C);
-    if (bytes > this.#q8Scratch.bytes) this.#q8Scratch = { ptr: this.#alloc(bytes), bytes };
-    const dst = this.#q8Scratch.ptr;
-    this.#run(OPS.quantizeQ8, { dst, inp, rows, C });
+  /**
+   * Where a product of `format` reads its input `rows` rows of C floats from: the tensor
+   * itself, or, for a format that quantises them, the scratch its quantiser wrote them to.
+   */
+  #input(format: WeightFormat, inp: Tensor, rows: number, C: number): number {
+    const ptr = this.#ptr(inp);
+    if (!format.quantize) return ptr;
+    this.#ensureQuantScratch(rows * format.quantize.rowBytes(C));
+    const dst = this.#quantScratch.ptr;
+    this.#run(format.quantize.op, { dst, inp: ptr, rows, C });
     return dst;
   }
 
   /**
-   * Loads an f16/q8 embedding wte (V, C): read as f32 into the end of the KV cache while
+   * Loads an embedding wte that its format packs (V, C): read as f32 into the end of the KV cache while
    * that holds nothing yet and has room past the Conv1D staging buffers at its start, and
    * converted from there; else read into the JS heap (detached, so freed, once packed) and
    * converted a chunk of whole panels at a time through a Conv1D staging buffer, so that no
@@ -554,30 +559,30 @@ export class WasmBackend implements Backend {
   async #loadEmbedding(
     w: WasmTensor,
     read: (dest: Float32Array) => Promise<void>,
+    pack: WeightFormat["packEmbedding"] & object,
   ): Promise<void> {
     const [V, C] = w.shape;
     const n = V * C;
     const dst = WasmTensor.ptr(w);
-    const chunkOp = w.type === "f16" ? OPS.packF16Chunk : OPS.packQ8Chunk;
-    const panels = quantPanels(V);
+    const all = panels(V);
     const stage = this.#embeddingInCache(n);
     if (stage !== undefined) {
       await read(this.#f32.subarray(stage / 4, stage / 4 + n));
-      this.#run(chunkOp, { dst, src: stage, C, OC: V, transposed: 1, first: 0, panels });
+      this.#run(pack, { dst, src: stage, C, V, first: 0, panels: all });
       return;
     }
     const wte = new Float32Array(n);
     await read(wte);
-    const panelFloats = QUANT_PANEL * C;
+    const panelFloats = PANEL * C;
     // As many whole panels as a staging buffer holds (one at least, in a buffer made for it).
     const perChunk = Math.max(1, Math.floor(this.#largestConv1d / panelFloats));
-    const buffer = await this.#acquireBuffer(Math.min(panels, perChunk) * panelFloats);
+    const buffer = await this.#acquireBuffer(Math.min(all, perChunk) * panelFloats);
     try {
-      for (let first = 0; first < panels; first += perChunk) {
-        const count = Math.min(perChunk, panels - first);
+      for (let first = 0; first < all; first += perChunk) {
+        const count = Math.min(perChunk, all - first);
         const rows = wte.subarray(first * panelFloats, (first + count) * panelFloats);
         this.#f32.set(rows, buffer / 4);
-        this.#run(chunkOp, { dst, src: buffer, C, OC: V, transposed: 1, first, panels: count });
+        this.#run(pack, { dst, src: buffer, C, V, first, panels: count });
       }
     } finally {
       this.#releaseBuffer(buffer);
@@ -587,13 +592,13 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * Where in the KV cache an f16/q8 embedding of `floats` floats can be read before it is
+   * Where in the KV cache an embedding to pack, of `floats` floats can be read before it is
    * converted: its end, while it holds nothing yet and has room past the Conv1D staging
    * buffers at its start; undefined when it cannot.
    */
   #embeddingInCache(floats: number): number | undefined {
     const bytes = 4 * floats;
-    const bufferBytes = Math.ceil((4 * this.#largestConv1d) / ALIGN) * ALIGN;
+    const bufferBytes = aligned(4 * this.#largestConv1d);
     const cache = this.#emptyCache;
     if (!cache || cache.bytes < STAGING_BUFFERS * bufferBytes + bytes + ALIGN) return undefined;
     const ptr = WasmTensor.ptr(cache) + cache.bytes - bytes;
@@ -607,7 +612,7 @@ export class WasmBackend implements Backend {
    */
   #alloc(bytes: number): number {
     const at = this.#end;
-    const end = Math.ceil((at + bytes) / ALIGN) * ALIGN;
+    const end = at + aligned(bytes);
     if (end > MAX_MEMORY_BYTES) {
       throw new BackendError(
         `The model needs at least ${
@@ -640,6 +645,11 @@ export class WasmBackend implements Backend {
     this.#scratch = { ptr: this.#alloc(4 * floats), floats };
   }
 
+  #ensureQuantScratch(bytes: number): void {
+    if (bytes <= this.#quantScratch.bytes) return;
+    this.#quantScratch = { ptr: this.#alloc(bytes), bytes };
+  }
+
   /**
    * A staging buffer for a Conv1D weight of `floats` floats, when one is free; loads get
    * them in the order they asked. The buffers lie in the KV cache while it holds nothing
@@ -667,7 +677,7 @@ export class WasmBackend implements Backend {
 
   #planStaging(floats: number): void {
     const bufferFloats = Math.max(floats, this.#largestConv1d);
-    const bufferBytes = Math.ceil((4 * bufferFloats) / ALIGN) * ALIGN;
+    const bufferBytes = aligned(4 * bufferFloats);
     const cache = this.#emptyCache && this.#emptyCache.bytes >= STAGING_BUFFERS * bufferBytes
       ? this.#emptyCache
       : undefined;
@@ -715,4 +725,78 @@ function elements(shape: readonly number[]): number {
 
 function gib(bytes: number): string {
   return (bytes / 2 ** 30).toFixed(2);
+}
+
+/** The format of weight `w`, from its type. */
+function formatOf(w: WasmTensor): WeightFormat {
+  return WEIGHT_FORMATS[w.type as WeightType];
+}
+
+/** Bytes a weight of `role` and `shape` takes in `format`. */
+function weightBytes(format: WeightFormat, role: WeightRole, shape: readonly number[]): number {
+  const n = elements(shape);
+  if (role === "plain") {
+    // Zeros up to a whole panel, so that a bias is read as whole panels.
+    return 4 * panels(n) * PANEL;
+  }
+  if (role !== "conv1d" && role !== "embedding") {
+    throw new TypeError(`Unknown weight role ${JSON.stringify(role)}`);
+  }
+  if (shape.length !== 2) {
+    throw new RangeError(`A ${role} weight has two dimensions, got [${shape.join(", ")}]`);
+  }
+  const [rows, cols] = shape;
+  return role === "conv1d" ? format.conv1dBytes(rows, cols) : format.embeddingBytes(rows, cols);
+}
+
+/**
+ * Checks that the kernels lay out memory as layout.ts says, which the sizes here are
+ * computed from.
+ */
+function checkLayout(c: KernelConstants): void {
+  const want = { PANEL, QPANEL: PANEL, QBLOCK: Q8_BLOCK, KEY_BLOCK };
+  for (const [name, value] of Object.entries(want)) {
+    if (c[name as keyof typeof want] !== value) {
+      throw new Error(
+        `The kernels' ${name} is ${c[name as keyof typeof want]}, layout.ts says ${value}`,
+      );
+    }
+  }
+}
+
+/** Bytes `#alloc` takes for `bytes`: whole cache lines, so that every tensor starts on one. */
+function aligned(bytes: number): number {
+  return Math.ceil(bytes / ALIGN) * ALIGN;
+}
+
+/** The layout of a KV cache of `shape`: slot-major, so each sequence's keys and values lie together. */
+function cacheLayout(shape: KVCacheShape): CacheLayout {
+  const { layers, slots, heads, headDim } = shape;
+  const positions = Math.ceil(shape.positions / KEY_BLOCK) * KEY_BLOCK;
+  const layerStride = 2 * heads * positions * headDim;
+  const slotStride = layers * layerStride;
+  return {
+    layers,
+    slots,
+    heads,
+    headDim,
+    positions,
+    layerStride,
+    slotStride,
+    bytes: 4 * slots * slotStride,
+  };
+}
+
+/** Floats of attention's scratch for a cache: one score per slot, head and position. */
+function attentionScratchFloats(cache: CacheLayout): number {
+  return cache.slots * cache.heads * cache.positions;
+}
+
+/**
+ * Bytes of the rows of an activation of `shape` quantised by `format`, for a product that
+ * reads them: 0 when the format does not quantise, or for anything but f32 rows.
+ */
+function quantizedBytes(format: WeightFormat, shape: readonly number[], type: string): number {
+  if (!format.quantize || type !== "f32" || shape.length !== 2) return 0;
+  return shape[0] * format.quantize.rowBytes(shape[1]);
 }

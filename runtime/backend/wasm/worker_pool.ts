@@ -106,7 +106,7 @@ export interface WorkerPoolOptions {
 
 /** Where one kind of kernel call spent its time, from `WorkerPool.profile()`. */
 export interface OpProfile {
-  /** The op's name and sizes, e.g. `conv1d(rows=128, C=768, OC=2304)`. */
+  /** The op's name, form and sizes, e.g. `conv1d(gelu, rows=128, C=768, OC=3072)`. */
   readonly label: string;
   /** The op's name, as in ops.ts. */
   readonly op: string;
@@ -294,7 +294,9 @@ export class WorkerPool implements Disposable {
   #entry(op: Op, args: OpArgs): number {
     const p = this.#profile!;
     const sizes = PROFILE_SIZES.filter((a) => (op.args as readonly string[]).includes(a));
-    const label = `${op.name}(${sizes.map((a) => `${a}=${args[a]}`).join(", ")})`;
+    const variant = op.variant?.(args, this.kernels.constants);
+    const shown = [...(variant ? [variant] : []), ...sizes.map((a) => `${a}=${args[a]}`)];
+    const label = `${op.name}(${shown.join(", ")})`;
     let e = p.entries.get(label);
     if (e === undefined) {
       e = p.entries.size;

@@ -125,7 +125,7 @@ export class GpuContext {
     if (size > this.device.limits.maxBufferSize) {
       throw new BackendError(
         `webgpu backend: a buffer of ${size} bytes exceeds the adapter's maxBufferSize ` +
-          `${this.device.limits.maxBufferSize}; use a smaller batch or context, or --backend wasm`,
+          `${this.device.limits.maxBufferSize}; use a smaller batch or context, or backend "wasm"`,
       );
     }
     const b = this.device.createBuffer({ size, usage });
@@ -307,10 +307,10 @@ export class GpuContext {
     if (this.#lost !== null || this.#error === null) {
       return new BackendError(
         `webgpu backend: the GPU device was lost (${this.#lost ?? "destroyed"}); ` +
-          `run with --backend wasm`,
+          `use backend "wasm"`,
       );
     }
-    return new BackendError(`webgpu backend: ${this.#error}; run with --backend wasm`);
+    return new BackendError(`webgpu backend: ${this.#error}; use backend "wasm"`);
   }
 
   #encoderOf(): GPUCommandEncoder {
@@ -343,7 +343,7 @@ export class GpuContext {
           throw new BackendError(
             `webgpu backend: binding ${size} bytes of a tensor of shape [${b.tensor.shape}] ` +
               `exceeds the adapter's maxStorageBufferBindingSize ${this.maxBinding}; ` +
-              `use a smaller batch or chunk, or --backend wasm`,
+              `use a smaller batch or chunk, or backend "wasm"`,
           );
         }
         entries.push({ binding: i + 1, resource: { buffer, offset, size } });

@@ -5,7 +5,16 @@
  *
  * @module
  */
-import type { ActivationType, Backend, KVCacheShape, Tensor, WeightRole } from "../backend.ts";
+import type {
+  ActivationType,
+  Backend,
+  Fit,
+  KVCacheShape,
+  ModelPlan,
+  Tensor,
+  WeightRole,
+  WeightType,
+} from "../backend.ts";
 import { BackendError } from "../../errors.ts";
 import { AttentionOp, MAX_HEAD_DIM } from "./attention.ts";
 import { type Binding, GpuContext, type GpuTensor, type WebGpuStats } from "./context.ts";
@@ -43,13 +52,30 @@ export interface WebGpuOptions {
    * the backend takes it over, and `dispose` destroys it.
    */
   device?: GPUDevice;
+  /** The adapter to request the device from, as `probe()` found it (default: a new request). */
+  adapter?: GPUAdapter;
+}
+
+/** The limits of an adapter that decide whether a model fits it. */
+export interface WebGpuLimits {
+  /** The most bytes one buffer holds. */
+  readonly maxBufferSize: number;
+  /** The most bytes one shader variable binds. */
+  readonly maxStorageBufferBindingSize: number;
+}
+
+/** What one adapter request found: the adapter, what kind it is, and its limits. */
+export interface WebGpuProbe {
+  readonly adapter: GPUAdapter;
+  readonly kind: Exclude<AdapterKind, "none">;
+  readonly limits: WebGpuLimits;
 }
 
 /** What kind of WebGPU adapter this machine offers. */
 export type AdapterKind = "gpu" | "fallback" | "none";
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-const FIX = "run with --backend wasm";
+const FIX = 'use backend "wasm"';
 
 /** Races `p` against a timer that is cleared either way, so no timer keeps the process up. */
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -81,6 +107,10 @@ export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
   /** How it stores the model's matrices: `"f32"` or `"f16"`. */
   readonly weightType: "f32" | "f16";
+  /** The weight types it stores, most faithful first. */
+  static readonly weightTypes: readonly WeightType[] = ["f32", "f16"];
+  /** Its products for a few rows split their sums another way than its tiled ones. */
+  readonly splitInvariant = false;
   #ctx: GpuContext;
   #splitBytes: number;
   #embed: EmbedOp;
@@ -135,13 +165,7 @@ export class WebGpuBackend implements Backend {
       );
     }
     const ms = options.timeoutMs ?? 20000;
-    const adapter = await requestAdapter(ms);
-    if (!adapter) {
-      throw new BackendError(
-        "webgpu backend: no WebGPU adapter found (install a GPU driver, or Mesa's " +
-          `mesa-vulkan-drivers for a software one); ${FIX}`,
-      );
-    }
+    const adapter = options.adapter ?? (await WebGpuBackend.probe(ms)).adapter;
     const limits = adapter.limits;
     let device: GPUDevice;
     try {
@@ -168,18 +192,72 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
+   * Requests an adapter (no device): what kind it is and the limits a model must fit,
+   * for `fit` and for `create({ adapter })`.
+   * @throws {BackendError} when there is no WebGPU or no adapter
+   */
+  static async probe(timeoutMs = 20000): Promise<WebGpuProbe> {
+    const adapter = await requestAdapter(timeoutMs);
+    if (!adapter) {
+      throw new BackendError(
+        "webgpu backend: no WebGPU adapter found (install a GPU driver, or Mesa's " +
+          `mesa-vulkan-drivers for a software one); ${FIX}`,
+      );
+    }
+    const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+    const fallback = info.isFallbackAdapter ??
+      (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
+    const { maxBufferSize, maxStorageBufferBindingSize } = adapter.limits;
+    return {
+      adapter,
+      kind: fallback ? "fallback" : "gpu",
+      limits: { maxBufferSize, maxStorageBufferBindingSize },
+    };
+  }
+
+  /**
    * Whether this machine has a hardware WebGPU adapter, only a software fallback, or none:
    * what `--backend auto` chooses by. Requests no device.
    */
   static async adapterKind(): Promise<AdapterKind> {
     try {
-      const adapter = await requestAdapter(5000);
-      if (!adapter) return "none";
-      const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
-      return info.isFallbackAdapter ? "fallback" : "gpu";
+      return (await WebGpuBackend.probe(5000)).kind;
     } catch {
       return "none";
     }
+  }
+
+  /**
+   * How a model that allocates `plan` fits an adapter of `limits` with `weightType`
+   * weights, before a device is requested: the bytes of its buffers, and the first buffer
+   * or binding that would exceed a limit. WebGPU reports no memory size, so a device that
+   * runs out of memory shows only when the buffers are made.
+   */
+  static fit(plan: ModelPlan, weightType: WeightType, limits: WebGpuLimits): Fit {
+    let bytes = 0;
+    const over: string[] = [];
+    if (!WebGpuBackend.weightTypes.includes(weightType)) {
+      over.push(`The webgpu backend has no ${weightType} weights`);
+    }
+    const cacheMisfit = kvCacheMisfit(plan.cache, limits);
+    if (cacheMisfit) over.push(cacheMisfit);
+    bytes += plan.cache.layers * kvLayerBytes(plan.cache);
+    const half = weightType === "f16";
+    for (const { role, shape } of plan.weights) {
+      const b = weightBytes(role, shape, half);
+      bytes += b;
+      // The embedding is bound a vocabulary range at a time: one row at least.
+      const bound = role === "embedding" ? b / shape[0] : b;
+      const misfit = bufferMisfit(`A ${role} weight [${shape.join(", ")}]`, b, bound, limits);
+      if (misfit) over.push(misfit);
+    }
+    for (const { shape } of plan.activations) {
+      const b = 4 * elements(shape);
+      bytes += b;
+      const misfit = bufferMisfit(`An activation [${shape.join(", ")}]`, b, b, limits);
+      if (misfit) over.push(misfit);
+    }
+    return over.length === 0 ? { bytes } : { bytes, misfit: over[0] };
   }
 
   /** The device's maxStorageBufferBindingSize: the most bytes one shader variable binds. */
@@ -208,10 +286,9 @@ export class WebGpuBackend implements Backend {
   }
 
   weight(role: WeightRole, shape: readonly number[]): Tensor {
-    if (role === "plain" || this.#half === null) return this.tensor(shape, "f32");
-    // Float16 pairs fill u32 words; the last word is padded.
-    const bytes = Math.ceil(elements(shape) / 2) * 4;
-    return this.#ctx.tensor(shape, "f16", bytes, [this.#ctx.buffer(bytes, STORAGE)]);
+    const bytes = weightBytes(role, shape, this.#half !== null);
+    const type = role === "plain" || this.#half === null ? "f32" : "f16";
+    return this.#ctx.tensor(shape, type, bytes, [this.#ctx.buffer(bytes, STORAGE)]);
   }
 
   async loadWeight(weight: Tensor, read: (dest: Float32Array) => Promise<void>): Promise<void> {
@@ -231,19 +308,9 @@ export class WebGpuBackend implements Backend {
 
   kvCache(shape: KVCacheShape): Tensor {
     const { layers, slots, positions, heads, headDim } = shape;
-    if (headDim > MAX_HEAD_DIM) {
-      throw new BackendError(
-        `webgpu backend: head size ${headDim} exceeds its attention kernel's ${MAX_HEAD_DIM}; ${FIX}`,
-      );
-    }
-    const layerBytes = slots * 2 * heads * positions * headDim * 4;
-    if (layerBytes > this.#ctx.maxBinding) {
-      throw new BackendError(
-        `webgpu backend: one layer's KV cache for ${slots} slots is ${layerBytes} bytes, ` +
-          `more than the adapter's storage binding limit ${this.#ctx.maxBinding}; ` +
-          `use fewer slots (batch) or --backend wasm`,
-      );
-    }
+    const misfit = kvCacheMisfit(shape, this.#ctx.device.limits);
+    if (misfit) throw new BackendError(`${misfit}: use fewer slots, or ${FIX}`);
+    const layerBytes = kvLayerBytes(shape);
     const buffers = Array.from({ length: layers }, () => this.#ctx.buffer(layerBytes, STORAGE));
     const t = this.#ctx.tensor(
       [layers, slots, 2, heads, positions, headDim],
@@ -475,4 +542,51 @@ async function requestAdapter(ms: number): Promise<GPUAdapter | null> {
     ms,
     "requesting an adapter",
   );
+}
+
+/**
+ * Bytes of a weight's buffer: float32, or with `half` the `"conv1d"` and `"embedding"`
+ * weights as float16 pairs in u32 words (the last word padded).
+ */
+function weightBytes(role: WeightRole, shape: readonly number[], half: boolean): number {
+  const n = elements(shape);
+  return role === "plain" || !half ? 4 * n : Math.ceil(n / 2) * 4;
+}
+
+/** Bytes of one layer's KV cache, one buffer: keys and values of every slot. */
+function kvLayerBytes(shape: KVCacheShape): number {
+  return shape.slots * 2 * shape.heads * shape.positions * shape.headDim * 4;
+}
+
+/** Why a KV cache of `shape` cannot run on an adapter of `limits`, if it cannot. */
+function kvCacheMisfit(shape: KVCacheShape, limits: WebGpuLimits): string | undefined {
+  if (shape.headDim > MAX_HEAD_DIM) {
+    return `The webgpu backend's attention takes heads of at most ${MAX_HEAD_DIM} ` +
+      `features, and this model's have ${shape.headDim}`;
+  }
+  const bytes = kvLayerBytes(shape);
+  const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  if (bytes > limit) {
+    return `One layer's KV cache for ${shape.slots} slot${shape.slots === 1 ? "" : "s"} ` +
+      `is ${bytes} bytes, more than the ${limit} bytes the adapter binds at once`;
+  }
+  return undefined;
+}
+
+/** Why a buffer of `bytes`, bound `bound` bytes at a time, exceeds `limits`, if it does. */
+function bufferMisfit(
+  what: string,
+  bytes: number,
+  bound: number,
+  limits: WebGpuLimits,
+): string | undefined {
+  if (bytes > limits.maxBufferSize) {
+    return `${what} is ${bytes} bytes, more than the ${limits.maxBufferSize} bytes an ` +
+      `adapter buffer holds`;
+  }
+  if (bound > limits.maxStorageBufferBindingSize) {
+    return `${what} is ${bytes} bytes, more than the ${limits.maxStorageBufferBindingSize} ` +
+      `bytes the adapter binds at once`;
+  }
+  return undefined;
 }

@@ -1,0 +1,54 @@
+// Float16 weights widened to float32 exactly, as the f16 kernels and the f32 Conv1D's
+// shared strip kernel (asm/matmul.ts) read them.
+
+/**
+ * Constants of `widen`, kept in static data (a vector constant written inline is rebuilt
+ * at each use inside a loop; see math.ts): the bits an f32 keeps of a half shifted into
+ * place; 2^112, the ratio of the two formats' exponent biases (2^(127 − 15)); and 2^100
+ * and 2^12, its two factors as `panelRow` applies them.
+ */
+export const H: StaticArray<u32> = [0x8fffe000, 0x77800000, 0x71800000, 0x45800000];
+
+/**
+ * The f32 value of four halves given in the upper 16 bits of each i32 lane (whatever the
+ * lower 16 hold): an arithmetic shift by 3 puts exponent and mantissa where an f32 has
+ * them and copies the sign into the three bits above, the mask keeps sign, exponent and
+ * mantissa (and drops the lower half, now below bit 13), and the product with 2^112
+ * rebiases the exponent. Exact for every finite half, subnormals included (wasm keeps
+ * f32 subnormals); infinities and NaNs are not kept (GPT-2's weights are far below 65504).
+ */
+// @ts-ignore: decorator
+@inline
+export function widen(hi: v128, mask: v128, scale: v128): v128 {
+  return f32x4.mul(unscaled(hi, mask), scale);
+}
+
+/** `widen` without the product: the halves' values times 2^-112, exactly. */
+// @ts-ignore: decorator
+@inline
+export function unscaled(hi: v128, mask: v128): v128 {
+  return v128.and(i32x4.shr_s(hi, 3), mask);
+}
+
+/** Columns 0–3 of an 8-column half h (its lanes' low halves) into the upper 16 bits. */
+// @ts-ignore: decorator
+@inline
+export function lowHalves(h: v128): v128 {
+  return i32x4.shl(h, 16);
+}
+
+/** Columns 4–7 of an 8-column half h: already in the lanes' upper 16 bits. */
+// @ts-ignore: decorator
+@inline
+export function highHalves(h: v128): v128 {
+  return h;
+}
+
+/** The f32 value of the half at p (scalar `widen`). */
+// @ts-ignore: decorator
+@inline
+export function halfAt(p: usize): f32 {
+  const x = <i32>load<u16>(p) << 16;
+  return reinterpret<f32>(<u32>(x >> 3) & 0x8fffe000) * reinterpret<f32>(<u32>0x77800000);
+}
+

@@ -65,6 +65,11 @@ async function denoRun(dir: string, dtype: WeightType) {
   return { tokens, logits: Array.from(await model.logits(ids)) };
 }
 
+/** A message the library gives a page names options, never a command-line flag. */
+function assertLibraryTerms(message: string) {
+  assert(!/(^|[\s(])--[a-z]/.test(message), `"${message}" names a command-line flag`);
+}
+
 /** A test that needs Chromium, reported as ignored with the reason where it is missing. */
 function browserTest(name: string, fn: () => Promise<void>) {
   Deno.test({
@@ -356,6 +361,9 @@ browserTest(
           { eval: failingLoadScript("/models/huge/", { threads: 2 }) },
           alive,
           { eval: failingLoadScript("/models/nowhere/", { threads: 1 }) },
+          alive,
+          { eval: failingLoadScript("/models/good/", { dtype: "q4" }) },
+          { eval: failingLoadScript("/models/good/", { threads: 0 }) },
           // The page's own controls say what failed: the page as static files, given a model.
           { goto: `${server.url}?model=/models/missing/` },
           { click: "#tab_load" },
@@ -363,19 +371,23 @@ browserTest(
           { textOf: "#tab_status" },
         ],
       });
-      const [missing, , corrupt, , huge, , nowhere, shown] = run.results as {
+      const [missing, , corrupt, , huge, , nowhere, , dtype, threads, shown] = run.results as {
         name: string;
         message: string;
       }[];
       const expect = (got: { name: string; message: string }, name: string, ...words: string[]) => {
         assertEquals(got.name, name, got.message);
         for (const w of words) assert(got.message.includes(w), `"${got.message}" says "${w}"`);
+        assertLibraryTerms(got.message);
       };
       expect(missing, "ModelFileError", DATA, "file not found");
       expect(corrupt, "ModelFileError", DATA, "CRC-32C");
       expect(huge, "BackendError", "GiB");
       expect(nowhere, "ModelFileError", "No GPT-2 model", "/models/nowhere/");
-      assertEquals(run.results.filter((r) => r === 2).length, 3, "the page answers after each");
+      // Options are checked as in Deno, by the same check, before a worker starts.
+      expect(dtype, "RangeError", 'Unknown dtype "q4"', "f32, f16, q8, auto");
+      expect(threads, "RangeError", "threads must be a positive integer, got 0");
+      assertEquals(run.results.filter((r) => r === 2).length, 4, "the page answers after each");
       assert(
         String(shown).startsWith(`error: Cannot open "${server.url}models/missing/`),
         String(shown),
@@ -475,6 +487,8 @@ browserTest(
       assertEquals(gpu.tokens, (await denoRun(dir, "f32")).tokens, "WebGPU's tokens are wasm's");
       assertEquals(lost.name, "BackendError", lost.message);
       assert(lost.message.includes("lost"), lost.message);
+      assert(lost.message.includes('backend "wasm"'), lost.message);
+      assertLibraryTerms(lost.message);
       assertEquals(alive, 2, "the page still answers");
     });
   },

@@ -23,11 +23,12 @@
  * @module
  */
 import { assetUrl } from "../assets.ts";
-import type {
-  GenerateOptions,
-  GenerateStepsOptions,
-  LoadOptions,
-  Model,
+import {
+  checkLoadOptions,
+  type GenerateOptions,
+  type GenerateStepsOptions,
+  type LoadOptions,
+  type Model,
 } from "../generate/model.ts";
 import type { GenerationStep } from "../generate/scheduler.ts";
 import type { HParams } from "../gpt2/hparams.ts";
@@ -98,6 +99,8 @@ export type TabModelLocation = string | URL | Iterable<File>;
  * folder cannot be listed over HTTP), or the files the user picked (a folder's, or one
  * `.gguf` file).
  * @throws {ModelFileError} for a missing, truncated or corrupt file, as in Deno
+ * @throws {RangeError} for an unknown backend or dtype, or a count that is not positive,
+ *   before a worker starts (Deno's `checkLoadOptions`)
  * @throws {BackendError} for a model too large for the tab's memory, threads without
  *   isolation, or a backend the tab does not have
  */
@@ -106,6 +109,7 @@ export async function loadModel(
   options: TabLoadOptions = {},
 ): Promise<TabModel> {
   const { onProgress, cache = true, headers, signal, ...load } = options;
+  checkLoadOptions(load);
   signal?.throwIfAborted();
   const where: EngineLocation = typeof location === "string" || location instanceof URL
     ? { url: new URL(location, globalThis.location?.href).href }

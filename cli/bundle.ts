@@ -32,6 +32,7 @@ export const PAGE_API: readonly string[] = [
   "keptBytes",
   "tabEnvironment",
   "TabModel",
+  "chatChoices",
 ];
 
 /** Writes every bundle and the kernels into `out`; returns their sizes in bytes. */

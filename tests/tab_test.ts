@@ -272,7 +272,7 @@ browserTest(
 );
 
 browserTest(
-  "the page runs the served model in the tab: load with progress, generate the server's greedy text, forget it",
+  "the page runs the served model in the tab: load with progress, generate the server's greedy text and chat reply, forget it",
   async () => {
     await withTempDir(async (dir) => {
       await writeSharpModel(dir);
@@ -298,6 +298,11 @@ browserTest(
         method: "POST",
         body: JSON.stringify({ model: "m", prompt: PROMPT, ...settings }),
       })).json()).choices[0].text;
+      const messages = [{ role: "user", content: PROMPT }];
+      const expectedReply = (await (await fetch(`${server.url}v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: "m", messages, temperature: 0, max_completion_tokens: 12 }),
+      })).json()).choices[0].message.content;
 
       const generate = [
         { fill: ["#prompt", PROMPT] },
@@ -322,13 +327,21 @@ browserTest(
           { files: ["#tab_folder", [dir]] },
           { waitFor: "#tab_status", text: "loaded" },
           ...generate,
+          // Chat in the tab: the server's chat code, run on the tab's model.
+          { click: "input[name=mode][value=chat]" },
+          { fill: ["#message", PROMPT] },
+          { click: "#generate" },
+          { waitFor: "#conversation .message.assistant[data-finished]", text: "" },
+          { textOf: "#conversation .message.assistant .content" },
         ],
       });
-      const [env, loaded, completion, fromDisk] = run.results as string[];
+      const [env, loaded, completion, fromDisk, reply] = run.results as string[];
       assert(env.startsWith("cross-origin isolated"), env);
       assert(/loaded in .* s: wasm, f32 weights, 2 threads/.test(loaded), loaded);
       assertEquals(completion, expected, "the tab's greedy text is the server's");
       assertEquals(fromDisk, expected, "a folder picked from disk runs the same model");
+      assert(expectedReply.length > 0, "the chat API's reply has text");
+      assertEquals(reply, expectedReply, "the tab's chat reply is the chat API's");
       assertEquals(run.errors, []);
     });
   },

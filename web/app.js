@@ -1,8 +1,8 @@
 // The page's behaviour: it asks the server's own API (/v1/models, then /v1/completions or
 // /v1/chat/completions with stream: true) and shows the text as its server-sent events
 // arrive. In chat mode it keeps the conversation and sends all of it each turn. With "Run
-// in this tab", completions run in the page's own engine instead (tab.js).
-import { initTab, tabTokens } from "/tab.js";
+// in this tab", both run in the page's own engine instead (tab.js).
+import { initTab, tabChat, tabTokens } from "/tab.js";
 
 const $ = (id) => document.getElementById(id);
 // ?model=URL: a model folder (or .gguf file) to run in the tab, for a page hosted as static
@@ -178,7 +178,6 @@ function showMessage(role, content) {
 }
 
 async function chat() {
-  if (inTab()) throw new Error("chat runs on the server's chat API; in the tab, use Completion");
   const content = $("message").value;
   if (content === "") throw new Error("write a message first");
   history.push({ role: "user", content });
@@ -190,21 +189,27 @@ async function chat() {
   const text = reply.querySelector(".content");
   const speed = speedometer();
   let finish = null;
+  const request = { ...settings(), messages, max_completion_tokens: number("max_tokens") };
+  const onChoice = (choice) => {
+    if (choice.delta.content) {
+      speed.add();
+      text.textContent += choice.delta.content;
+    }
+    if (choice.finish_reason) finish = choice.finish_reason;
+  };
   try {
-    await stream("/v1/chat/completions", {
-      ...settings(),
-      messages,
-      max_completion_tokens: number("max_tokens"),
-      stream_options: { include_usage: true },
-    }, (chunk) => {
-      if (chunk.usage) return speed.total(chunk.usage.completion_tokens);
-      const choice = chunk.choices[0];
-      if (choice.delta.content) {
-        speed.add();
-        text.textContent += choice.delta.content;
-      }
-      if (choice.finish_reason) finish = choice.finish_reason;
-    });
+    if (inTab()) {
+      // The same chat request, answered in the tab by the server's own chat code.
+      const choices = tabChat(request, running.signal, tabModelUrl(), keyHeaders());
+      for await (const choice of choices) onChoice(choice);
+    } else {
+      await stream(
+        "/v1/chat/completions",
+        { ...request, stream_options: { include_usage: true } },
+        (chunk) =>
+          chunk.usage ? speed.total(chunk.usage.completion_tokens) : onChoice(chunk.choices[0]),
+      );
+    }
   } catch (e) {
     if (e.name !== "AbortError") {
       // The turn failed: it is taken back, and the message is there to send again.

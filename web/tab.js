@@ -99,6 +99,16 @@ export async function* tabTokens(prompt, settings, signal, location, headers) {
   yield { text: decoder.flush(), token: false };
 }
 
+/**
+ * The `choices` entries of the chat API's chunks for `body` (the page's chat request),
+ * generated in the tab by the server's own chat code.
+ */
+export async function* tabChat(body, signal, location, headers) {
+  if (loading) await loading;
+  if (!model) await loadOnce(location, headers);
+  yield* engine.chatChoices(model, body, signal);
+}
+
 /** Wires the tab's controls; `location()` is the served model's folder, `headers()` the key. */
 export function initTab(location, headers) {
   const where = $("where");

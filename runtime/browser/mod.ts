@@ -47,6 +47,7 @@ import {
 } from "./protocol.ts";
 
 export type { ReadProgress } from "../io/file_source.ts";
+export { chatChoices } from "./chat.ts";
 
 /** The most threads a tab's model runs on by default. */
 export const MAX_THREADS = 8;

@@ -1,6 +1,7 @@
 /**
  * GPT-2 in Deno: OpenAI's model run on WebAssembly SIMD kernels, from the checkpoint
- * `download_model.py` fetches or from Hugging Face's `model.safetensors`.
+ * `download_model.py` fetches, Hugging Face's `model.safetensors` or a GGUF file, on disk,
+ * over HTTP or from any `FileSource`.
  *
  * @example Generate text from a model folder
  * ```ts
@@ -40,6 +41,21 @@ export {
   type Model,
 } from "./runtime/generate/model.ts";
 export type { GenerationStep } from "./runtime/generate/scheduler.ts";
+export { type ModelLocation } from "./runtime/gpt2/model_files.ts";
+export {
+  type FileSource,
+  type ReadOptions,
+  type ReadProgress,
+  type SourceFile,
+  withProgress,
+} from "./runtime/io/file_source.ts";
+export { localFiles } from "./runtime/io/local_files.ts";
+export {
+  type ByteCache,
+  type CacheEntry,
+  httpFiles,
+  type HttpFilesOptions,
+} from "./runtime/io/http_files.ts";
 export { BACKEND_NAMES, type BackendName } from "./runtime/backend/create.ts";
 export { WEIGHT_TYPES, type WeightType } from "./runtime/backend/backend.ts";
 export { type StreamDecoder, Tokenizer } from "./runtime/tokenizer/tokenizer.ts";

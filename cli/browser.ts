@@ -14,11 +14,20 @@ export interface Browser extends AsyncDisposable {
   readonly context: BrowserContext;
 }
 
+/** How {@linkcode launchChromium} starts the browser. */
+export interface LaunchOptions {
+  /**
+   * Give pages a WebGPU adapter (SwiftShader's, on the CPU) instead of no GPU at all
+   * (default false).
+   */
+  webgpu?: boolean;
+}
+
 /**
  * Starts headless Chromium with a new profile.
  * @throws {UsageError} if Chromium is not installed
  */
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(options: LaunchOptions = {}): Promise<Browser> {
   if (!hasChromium()) {
     throw new UsageError(`No Chromium at ${CHROMIUM}: install it with apt-get install chromium`);
   }
@@ -31,7 +40,9 @@ export async function launchChromium(): Promise<Browser> {
       args: [
         "--headless",
         "--no-sandbox",
-        "--disable-gpu",
+        ...(options.webgpu
+          ? ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"]
+          : ["--disable-gpu"]),
         "--disable-quic",
         "--no-first-run",
         "--disable-background-networking",

@@ -17,6 +17,13 @@ export interface FlagSpec {
   readonly formerly?: string;
 }
 
+/** A flag whose value is a string. */
+export type StringFlag = FlagSpec & { readonly type: "string" };
+
+/** A flag whose value is a number (`"int"` or `"float"`). */
+export type NumberFlag = FlagSpec & { readonly type: "int" | "float" };
+
+/** The parsed values of the flags `S` declares: a string, or a number when given or defaulted. */
 export type FlagValues<S extends Record<string, FlagSpec>> = {
   [K in keyof S]: S[K]["type"] extends "string" ? string : number | undefined;
 };

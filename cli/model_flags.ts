@@ -12,10 +12,17 @@ import {
   type LoadOptions,
   type Model,
 } from "../runtime/generate/model.ts";
-import type { FlagSpec } from "./flags.ts";
+import type { NumberFlag, StringFlag } from "./flags.ts";
+
+/** The flags of {@linkcode MODEL_FLAGS}. */
+export type ModelFlags = {
+  readonly backend: StringFlag;
+  readonly dtype: StringFlag;
+  readonly threads: NumberFlag;
+};
 
 /** `--backend`, `--dtype` and `--threads`, with their defaults. */
-export const MODEL_FLAGS = {
+export const MODEL_FLAGS: ModelFlags = {
   backend: {
     type: "string",
     default: "wasm",
@@ -33,7 +40,7 @@ export const MODEL_FLAGS = {
     default: navigator.hardwareConcurrency,
     help: "threads that run the model; the samples do not depend on it",
   },
-} satisfies Record<string, FlagSpec>;
+};
 
 /**
  * The model flags as `loadModel` options, checked by the library's own check: its

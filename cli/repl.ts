@@ -9,10 +9,18 @@
 import { describeFlags, parseCommandLine } from "./flags.ts";
 import { stdinLineReader } from "./line_reader.ts";
 import { runMain } from "./run_main.ts";
-import { Interrupts, openSession, printBatch, samplingFlags, write } from "./sampling.ts";
+import {
+  Interrupts,
+  openSession,
+  printBatch,
+  samplingFlags,
+  type SamplingFlagSpecs,
+  write,
+} from "./sampling.ts";
 
-const FLAGS = samplingFlags(1);
+const FLAGS: SamplingFlagSpecs = samplingFlags(1);
 
+/** The text `--help` prints. */
 export const USAGE = `usage: deno task repl [flags]
 
 Reads a prompt, prints samples of what GPT-2 writes after it, and asks again, as
@@ -22,6 +30,7 @@ prompt or Ctrl-D ends the session.
 flags:
 ${describeFlags(FLAGS)}`;
 
+/** The CLI: parses `args`, runs the session until its input ends, and returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const flags = parseCommandLine(args, FLAGS, USAGE);
   if (!flags) return 0;

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { FlagSpec, FlagValues } from "./flags.ts";
-import { loadNotes, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
+import type { FlagSpec, FlagValues, NumberFlag, StringFlag } from "./flags.ts";
+import { loadNotes, MODEL_FLAGS, type ModelFlags, modelOptions } from "./model_flags.ts";
 import { loadModel, type Model } from "../runtime/generate/model.ts";
 import { Rng } from "../runtime/generate/random.ts";
 import { UsageError } from "./usage_error.ts";
@@ -57,8 +57,21 @@ export function samplingOptions(
   return out as SamplingOptions;
 }
 
+/**
+ * The flags of `interact_model` and `sample_model`: theirs, a flag per sampling control
+ * (typed as any flag: they come from a table), and the model's.
+ */
+export type SamplingFlagSpecs = ModelFlags & Readonly<Record<string, FlagSpec>> & {
+  readonly model_name: StringFlag;
+  readonly seed: NumberFlag;
+  readonly nsamples: NumberFlag;
+  readonly batch_size: NumberFlag;
+  readonly length: NumberFlag;
+  readonly models_dir: StringFlag;
+};
+
 /** The flags of `interact_model` and `sample_model`, with the originals' defaults. */
-export function samplingFlags(nsamples: number) {
+export function samplingFlags(nsamples: number): SamplingFlagSpecs {
   return {
     model_name: {
       type: "string",
@@ -83,10 +96,11 @@ export function samplingFlags(nsamples: number) {
     ...SAMPLING_FLAGS,
     models_dir: { type: "string", default: "models", help: "folder holding the model folders" },
     ...MODEL_FLAGS,
-  } satisfies Record<string, FlagSpec>;
+  };
 }
 
-export type SamplingFlags = FlagValues<ReturnType<typeof samplingFlags>>;
+/** The values of the sampling flags, as parsed. */
+export type SamplingFlags = FlagValues<SamplingFlagSpecs>;
 
 /** A model loaded for the flags, with the length to generate and a session generator. */
 export interface Session extends Disposable {

@@ -52,13 +52,15 @@ const FLAGS = {
   ...MODEL_FLAGS,
 } satisfies Record<string, FlagSpec>;
 
+/** The text `--help` prints. */
 export const USAGE = `usage: deno task serve [flags]
 
 Serves a GPT-2 model over HTTP: OpenAI's completions and chat APIs (POST /v1/completions,
 POST /v1/chat/completions, streaming or not), GET /v1/models, GET /health, GET /metrics
-(Prometheus), POST /tokenize, POST /detokenize, and a page to try it in at /. Each request
-is one line on stderr. Ctrl-C or SIGTERM stops it; streams still running end with an error
-event.
+(Prometheus), POST /tokenize, POST /detokenize, and a page to try it in at /, which runs
+the model on the server or in the browser tab (from the model's files, served at
+/models/<model_name>/). Each request is one line on stderr. Ctrl-C or SIGTERM stops it;
+streams still running end with an error event.
 
 flags:
 ${describeFlags(FLAGS)}`;
@@ -84,7 +86,8 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
       `Unknown --log_format "${flags.log_format}": choose one of ${LOG_FORMATS.join(", ")}`,
     );
   }
-  using model = await loadModel(`${flags.models_dir}/${flags.model_name}`, {
+  const modelDir = `${flags.models_dir}/${flags.model_name}`;
+  using model = await loadModel(modelDir, {
     ...modelOptions(flags),
     slots,
   });
@@ -96,6 +99,7 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
     apiKey: flags.api_key,
     bodyLimit: body_limit,
     staticFiles: await loadStaticFiles(),
+    modelDir,
     onRequest: (entry) => console.error(formatAccessLog(entry, logFormat)),
   });
   const stop = new AbortController();

@@ -9,7 +9,7 @@ import {
   kernelModule,
 } from "../runtime/backend/wasm/kernel_module.ts";
 import { RESERVED_BYTES } from "../runtime/backend/wasm/worker_pool.ts";
-import { Rng } from "../runtime/generate/random.ts";
+import type { Rng } from "../runtime/generate/random.ts";
 
 export class Harness {
   #next = RESERVED_BYTES;

@@ -118,6 +118,18 @@ Deno.test("encode() equals js-tiktoken on the corpus joined into one text", () =
   assertEquals(tokenizer.encode(text), oracleEncode(text));
 });
 
+Deno.test("vocabulary() gives encoder.json's tokens and vocab.bpe's merges, and builds the same tokenizer", async () => {
+  const { tokens, merges } = tokenizer.vocabulary();
+  const encoder = JSON.parse(await Deno.readTextFile(`${VOCAB_DIR}/encoder.json`));
+  assertEquals(new Map(tokens.map((t, id) => [t, id])), new Map(Object.entries(encoder)));
+  const lines = (await Deno.readTextFile(`${VOCAB_DIR}/vocab.bpe`)).split("\n")
+    .filter((l) => l.trim() !== "" && !l.startsWith("#version"));
+  assertEquals(merges, lines);
+  const again = new Tokenizer(new Map(tokens.map((t, id) => [t, id])), merges);
+  const text = CORPUS.join("\n");
+  assertEquals(again.encode(text), tokenizer.encode(text));
+});
+
 Deno.test("encode() gives known ids for simple text", () => {
   assertEquals(tokenizer.encode("Hello world"), [15496, 995]);
   assertEquals(tokenizer.encode("<|endoftext|>"), [27, 91, 437, 1659, 5239, 91, 29]);

@@ -1,18 +1,34 @@
 // The page's behaviour: it asks the server's own API (/v1/models, then /v1/completions or
 // /v1/chat/completions with stream: true) and shows the text as its server-sent events
-// arrive. In chat mode it keeps the conversation and sends all of it each turn.
+// arrive. In chat mode it keeps the conversation and sends all of it each turn. With "Run
+// in this tab", both run in the page's own engine instead (tab.js).
+import { initTab, tabChat, tabTokens } from "/tab.js";
 
 const $ = (id) => document.getElementById(id);
+// ?model=URL: a model folder (or .gguf file) to run in the tab, for a page hosted as static
+// files with no server behind it.
+const hostedModel = new URLSearchParams(location.search).get("model");
 let modelId = null;
 let running = null; // the AbortController of the request being streamed
 /** The chat so far: {role, content} messages, without the system message. */
 const history = [];
 
-function headers() {
-  const h = { "content-type": "application/json" };
+function keyHeaders() {
   const key = $("api_key").value;
-  if (key) h.authorization = `Bearer ${key}`;
-  return h;
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
+function headers() {
+  return { "content-type": "application/json", ...keyHeaders() };
+}
+
+/** Where the model's own files are, for the tab to load: ?model=, or the server's. */
+function tabModelUrl() {
+  return hostedModel ?? `/models/${encodeURIComponent(modelId ?? "")}/`;
+}
+
+function inTab() {
+  return $("where").value === "tab";
 }
 
 async function errorMessage(response) {
@@ -122,6 +138,15 @@ async function complete() {
   $("echo").textContent = prompt;
   $("completion").textContent = "";
   const speed = speedometer();
+  if (inTab()) {
+    const tabSettings = { ...settings(), max_tokens: number("max_tokens") };
+    const steps = tabTokens(prompt, tabSettings, running.signal, tabModelUrl(), keyHeaders());
+    for await (const { text, token } of steps) {
+      if (token) speed.add();
+      $("completion").textContent += text;
+    }
+    return null;
+  }
   let finish = null;
   await stream(
     "/v1/completions",
@@ -164,21 +189,27 @@ async function chat() {
   const text = reply.querySelector(".content");
   const speed = speedometer();
   let finish = null;
+  const request = { ...settings(), messages, max_completion_tokens: number("max_tokens") };
+  const onChoice = (choice) => {
+    if (choice.delta.content) {
+      speed.add();
+      text.textContent += choice.delta.content;
+    }
+    if (choice.finish_reason) finish = choice.finish_reason;
+  };
   try {
-    await stream("/v1/chat/completions", {
-      ...settings(),
-      messages,
-      max_completion_tokens: number("max_tokens"),
-      stream_options: { include_usage: true },
-    }, (chunk) => {
-      if (chunk.usage) return speed.total(chunk.usage.completion_tokens);
-      const choice = chunk.choices[0];
-      if (choice.delta.content) {
-        speed.add();
-        text.textContent += choice.delta.content;
-      }
-      if (choice.finish_reason) finish = choice.finish_reason;
-    });
+    if (inTab()) {
+      // The same chat request, answered in the tab by the server's own chat code.
+      const choices = tabChat(request, running.signal, tabModelUrl(), keyHeaders());
+      for await (const choice of choices) onChoice(choice);
+    } else {
+      await stream(
+        "/v1/chat/completions",
+        { ...request, stream_options: { include_usage: true } },
+        (chunk) =>
+          chunk.usage ? speed.total(chunk.usage.completion_tokens) : onChoice(chunk.choices[0]),
+      );
+    }
   } catch (e) {
     if (e.name !== "AbortError") {
       // The turn failed: it is taken back, and the message is there to send again.
@@ -198,7 +229,7 @@ async function chat() {
 async function generate(event) {
   event.preventDefault();
   if (running) return;
-  if (!modelId && !(await connect())) return;
+  if (!hostedModel && !modelId && !(await connect())) return;
   $("speed").textContent = "";
   $("status").textContent = "generating…";
   $("generate").disabled = true;
@@ -250,4 +281,12 @@ for (const id of ["prompt", "message"]) {
   });
 }
 switchMode();
-connect();
+initTab(tabModelUrl, keyHeaders);
+if (hostedModel) {
+  $("where").value = "tab";
+  $("where").disabled = true;
+  $("where").dispatchEvent(new Event("change"));
+  $("model").textContent = `model ${hostedModel}`;
+} else {
+  connect();
+}

@@ -1,10 +1,14 @@
 /**
- * Giving the event loop a turn between two passes of the model, which keep the main
- * thread busy for tens of milliseconds each.
+ * Giving the event loop a turn between two passes of the model, which keep the thread
+ * busy for tens of milliseconds each: in Deno, and in a browser's worker, which has no
+ * `setImmediate`.
  *
  * @module
  */
-import { setImmediate } from "node:timers";
+
+/** `setImmediate` where the runtime has it (Deno and Node, as a global); a browser has none. */
+const setImmediateHere = (globalThis as { setImmediate?: (run: () => void) => unknown })
+  .setImmediate;
 
 /**
  * How many `setImmediate` turns make one yield. Deno serves sockets and signals on tokio,
@@ -16,10 +20,35 @@ import { setImmediate } from "node:timers";
  */
 const TURNS = 64;
 
+/** Resolvers waiting for the message `channel` sends itself, in order. */
+const waiting: (() => void)[] = [];
+let channel: MessageChannel | undefined;
+
+/**
+ * A browser's turn: a message a channel sends itself is a task queued behind those already
+ * waiting (the page's messages, timers due), so they run first. A nested `setTimeout(0)`
+ * would wait at least 4 ms.
+ */
+function nextMessage(): Promise<void> {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  if (!channel) {
+    channel = new MessageChannel();
+    channel.port1.onmessage = () => waiting.shift()?.();
+  }
+  waiting.push(resolve);
+  channel.port2.postMessage(null);
+  return promise;
+}
+
 /**
  * Resolves once the event loop has had its turn: promise callbacks, timers, and I/O
- * (requests arriving, responses written, signals) have run.
+ * (requests arriving, responses written, signals, a page's messages) have run. In Deno,
+ * {@linkcode TURNS} `setImmediate` turns; where there is no `setImmediate` (a browser),
+ * one message a channel sends itself.
  */
 export async function yieldToEventLoop(): Promise<void> {
-  for (let i = 0; i < TURNS; i++) await new Promise((resolve) => setImmediate(resolve));
+  if (setImmediateHere === undefined) return await nextMessage();
+  for (let i = 0; i < TURNS; i++) {
+    await new Promise<void>((resolve) => setImmediateHere(resolve));
+  }
 }

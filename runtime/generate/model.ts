@@ -9,7 +9,7 @@ import { BACKEND_NAMES, type BackendName, backendTargets } from "../backend/crea
 import { ModelFileError } from "../errors.ts";
 import { Gpt2 } from "../gpt2/gpt2.ts";
 import type { HParams } from "../gpt2/hparams.ts";
-import { openModelFiles } from "../gpt2/model_files.ts";
+import { type ModelLocation, openModelFiles } from "../gpt2/model_files.ts";
 import { Sampler, type SamplerOptions } from "./sampler.ts";
 import { WEIGHT_TYPES, type WeightType } from "../backend/backend.ts";
 import { checkContext, checkGeneration, checkPrompt } from "./prompt_check.ts";
@@ -70,12 +70,17 @@ export interface GenerateStepsOptions extends GenerateOptions {
 }
 
 /**
- * Loads the model at `dir`: OpenAI's TensorFlow checkpoint folder, Hugging Face's, or a
- * GGUF file of architecture `gpt2` (or a folder holding one).
+ * Loads the model at `location`: OpenAI's TensorFlow checkpoint folder, Hugging Face's, or
+ * a GGUF file of architecture `gpt2` (or a folder holding one). `location` is a path on
+ * disk, an HTTP URL (read with `Range` requests; a GGUF model's URL names the `.gguf`
+ * file, since a folder cannot be listed over HTTP), or any `FileSource`.
  */
-export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
+export async function loadModel(
+  location: ModelLocation,
+  options: LoadOptions = {},
+): Promise<Model> {
   checkLoadOptions(options);
-  using files = await openModelFiles(dir);
+  using files = await openModelFiles(location);
   const gpt2 = await createGpt2(files.hparams, options);
   // The tokenizer loads while the weights wait on the disk.
   const [tokenizer, weights] = await Promise.allSettled([
@@ -87,7 +92,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     if (weights.status === "rejected") throw weights.reason;
     if (tokenizer.value.vocabSize !== files.hparams.n_vocab) {
       throw new ModelFileError(
-        `The tokenizer in "${dir}" has ${tokenizer.value.vocabSize} tokens, but the model's n_vocab is ${files.hparams.n_vocab}`,
+        `The tokenizer in "${files.dir}" has ${tokenizer.value.vocabSize} tokens, but the model's n_vocab is ${files.hparams.n_vocab}`,
       );
     }
   } catch (e) {
@@ -169,6 +174,8 @@ export interface Model extends Disposable {
   readonly batch: number;
   /** Generations that decode at once; more wait for a slot. */
   readonly slots: number;
+  /** Threads that run the kernels (1 for a backend that runs on a device). */
+  readonly threads: number;
   /** Generations holding a slot now. */
   readonly slotsBusy: number;
   /** Generations (and `generateBatch` or `logits` calls) waiting for slots now. */
@@ -250,6 +257,10 @@ class LoadedModel implements Model {
 
   get slots(): number {
     return this.gpt2.slots;
+  }
+
+  get threads(): number {
+    return (this.gpt2.backend as { readonly threads?: number }).threads ?? 1;
   }
 
   get slotsBusy(): number {

@@ -334,6 +334,7 @@ export class Scheduler {
           const step = [...this.#active].filter((s) => !s.ended && !s.cancelled);
           if (step.length > 0) await this.#decode(step);
         }
+        // Consumers read their tokens, signals fire and new requests arrive between steps.
         await yieldToEventLoop();
       }
     } catch (e) {

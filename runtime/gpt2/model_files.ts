@@ -5,12 +5,20 @@
  * - Hugging Face's folder: `config.json`, `model.safetensors`, `vocab.json`, `merges.txt`;
  * - a GGUF file of architecture `gpt2` (llama.cpp's), or a folder holding one, whose
  *   metadata carries the hyperparameters and the tokenizer.
+ *
+ * The model is a path on disk, an `http:` or `https:` URL, or any `FileSource` (files a
+ * page's user picked, say). Every file is read through the `FileSource`. A folder is
+ * recognised by its listing where it has one; a folder over HTTP cannot be listed, so
+ * there a GGUF model's URL names the `.gguf` file itself.
  */
 import { type GgufFile, type GgufValue, openGguf } from "../io/gguf.ts";
 import { openSafetensors } from "../io/safetensors.ts";
 import type { TensorSource } from "../io/tensor_source.ts";
 import { TYPE_LAYOUTS } from "../io/tensor_types.ts";
-import { openTfBundle, resolveCheckpointPrefix } from "../io/tf_bundle.ts";
+import { checkpointPrefix, openTfBundle } from "../io/tf_bundle.ts";
+import { type FileSource, openOrThrow, type SourceFile } from "../io/file_source.ts";
+import { httpFiles, type HttpFilesOptions } from "../io/http_files.ts";
+import { localFiles, splitPath } from "../io/local_files.ts";
 import { ModelFileError } from "../errors.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { type HParams, validateHParams } from "./hparams.ts";
@@ -18,7 +26,7 @@ import { ggufNames, gpt2Tensors, hfNames, type NameMap, tfNames } from "./tensor
 
 /** An open model: its shape, its weights and how their names map, and its tokenizer. */
 export interface ModelFiles extends Disposable {
-  /** The folder or `.gguf` file opened. */
+  /** The folder or `.gguf` file opened, as a path or URL, for messages. */
   readonly dir: string;
   readonly format: "tensorflow" | "safetensors" | "gguf";
   readonly hparams: HParams;
@@ -34,8 +42,103 @@ export interface ModelFiles extends Disposable {
   tokenizer(): Promise<Tokenizer>;
 }
 
-/** Opens the model at `path` (a folder, or a `.gguf` file), checking its hyperparameters. */
-export async function openModelFiles(path: string): Promise<ModelFiles> {
+/** Where a model is: a folder or `.gguf` file on disk, the URL of either, or a `FileSource`. */
+export type ModelLocation = string | URL | FileSource;
+
+/** A string that names a URL rather than a path. */
+const URL_PATTERN = /^(https?|blob):/i;
+
+/** A path or URL path that names a GGUF file rather than a folder. */
+const GGUF_NAME = /\.gguf$/i;
+
+/**
+ * The files of the model at `location`: a URL (or a string starting `http:`, `https:` or
+ * `blob:`) is read with `fetch` (with `http`'s headers and cache), any other string is on
+ * disk. A location that names a `.gguf` file is its folder, listed as holding that file
+ * alone, so that {@linkcode openModelFiles} finds it there as in a folder of one.
+ */
+export function modelFileSource(location: ModelLocation, http: HttpFilesOptions = {}): FileSource {
+  if (typeof location !== "string" && !(location instanceof URL)) return location;
+  if (location instanceof URL || URL_PATTERN.test(location)) {
+    const url = new URL(location);
+    if (!GGUF_NAME.test(url.pathname)) return httpFiles(url, http);
+    const name = decodeURIComponent(url.pathname.slice(url.pathname.lastIndexOf("/") + 1));
+    return holdingOnly(httpFiles(new URL(".", url), http), name);
+  }
+  if (!GGUF_NAME.test(location)) return localFiles(location);
+  const { files, name } = splitPath(location);
+  return holdingOnly(files, name);
+}
+
+/** `files`, listed as holding the file `name` alone. */
+function holdingOnly(files: FileSource, name: string): FileSource {
+  return {
+    path: files.pathOf(name),
+    pathOf: (n) => files.pathOf(n),
+    open: (n) => files.open(n),
+    readText: (n) => files.readText(n),
+    list: () => Promise.resolve([name]),
+  };
+}
+
+/**
+ * Opens the model at `location`, checking that its hyperparameters are complete and sound.
+ * A folder holds OpenAI's files (`hparams.json`), Hugging Face's (`config.json`) or exactly
+ * one `.gguf` file; where it cannot be listed (HTTP), only the first two are found.
+ */
+export async function openModelFiles(location: ModelLocation): Promise<ModelFiles> {
+  if (typeof location === "string" && !URL_PATTERN.test(location)) await checkLocal(location);
+  const files = modelFileSource(location);
+  const dir = files.path;
+  const listed = await files.list();
+  /** The text of `name`; a folder that lists its files is not asked for one it lacks. */
+  const text = (name: string) =>
+    listed !== undefined && !listed.includes(name)
+      ? Promise.resolve(undefined)
+      : files.readText(name);
+  const hparamsText = await text("hparams.json");
+  if (hparamsText !== undefined) {
+    const hparams = parseHParams(files.pathOf("hparams.json"), hparamsText, (v) => v);
+    const source = await openTfBundle(await checkpointPrefix(files), files);
+    return folderFiles(files, "tensorflow", hparams, source, tfNames);
+  }
+  const configText = await text("config.json");
+  if (configText !== undefined) {
+    const hparams = parseHParams(files.pathOf("config.json"), configText, (c) => ({
+      n_vocab: c.vocab_size,
+      n_ctx: c.n_positions ?? c.n_ctx,
+      n_embd: c.n_embd,
+      n_head: c.n_head,
+      n_layer: c.n_layer,
+    }));
+    const source = await openSafetensors(
+      await openOrThrow(files, "model.safetensors", "a safetensors file"),
+    );
+    const prefix = source.tensors.has("transformer.wte.weight") ? "transformer." : "";
+    return folderFiles(files, "safetensors", hparams, source, hfNames(prefix));
+  }
+  const ggufs = (listed ?? []).filter((name) => GGUF_NAME.test(name)).sort();
+  if (ggufs.length === 1) {
+    return await openGgufModel(await openOrThrow(files, ggufs[0], "a GGUF file"));
+  }
+  if (ggufs.length > 1) {
+    throw new ModelFileError(
+      `"${dir}" holds ${ggufs.length} GGUF files (${ggufs.join(", ")}): name the one to use, ` +
+        `e.g. "${files.pathOf(ggufs[0])}"`,
+    );
+  }
+  const unlisted = listed === undefined
+    ? "; over HTTP a GGUF model's URL must name its .gguf file"
+    : "";
+  throw new ModelFileError(
+    `No GPT-2 model in "${dir}": expected hparams.json and model.ckpt.* (OpenAI's files), ` +
+      `config.json and model.safetensors (Hugging Face's) or a .gguf file (llama.cpp's)` +
+      `${unlisted} (${downloadHint(dir)})`,
+  );
+}
+
+/** Refuses a path on disk that is neither a folder nor a `.gguf` file, saying what to do. */
+async function checkLocal(path: string): Promise<void> {
   let stat: Deno.FileInfo;
   try {
     stat = await Deno.stat(path);
@@ -43,60 +146,27 @@ export async function openModelFiles(path: string): Promise<ModelFiles> {
     if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) throw e;
     throw new ModelFileError(`Cannot find the model folder "${path}" (${downloadHint(path)})`);
   }
-  if (stat.isFile) {
-    if (path.endsWith(".gguf")) return await openGgufModel(path);
+  if (stat.isFile && !GGUF_NAME.test(path)) {
     throw new ModelFileError(
       `Cannot use "${path}": it is a file, expected a model folder or a .gguf file`,
     );
   }
-  const dir = path;
-  const entries = new Set([...Deno.readDirSync(dir)].map((e) => e.name));
-  if (entries.has("hparams.json")) {
-    const hparams = await readHParams(`${dir}/hparams.json`, (v) => v);
-    const source = await openTfBundle(await resolveCheckpointPrefix(dir));
-    return folderFiles(dir, "tensorflow", hparams, source, tfNames);
-  }
-  if (entries.has("config.json")) {
-    const hparams = await readHParams(`${dir}/config.json`, (c) => ({
-      n_vocab: c.vocab_size,
-      n_ctx: c.n_positions ?? c.n_ctx,
-      n_embd: c.n_embd,
-      n_head: c.n_head,
-      n_layer: c.n_layer,
-    }));
-    const source = await openSafetensors(`${dir}/model.safetensors`);
-    const prefix = source.tensors.has("transformer.wte.weight") ? "transformer." : "";
-    return folderFiles(dir, "safetensors", hparams, source, hfNames(prefix));
-  }
-  const ggufs = [...entries].filter((name) => name.endsWith(".gguf")).sort();
-  if (ggufs.length === 1) return await openGgufModel(`${dir}/${ggufs[0]}`);
-  if (ggufs.length > 1) {
-    throw new ModelFileError(
-      `"${dir}" holds ${ggufs.length} GGUF files (${ggufs.join(", ")}): name the one to use, ` +
-        `e.g. "${dir}/${ggufs[0]}"`,
-    );
-  }
-  throw new ModelFileError(
-    `No GPT-2 model in "${dir}": expected hparams.json and model.ckpt.* (OpenAI's files), ` +
-      `config.json and model.safetensors (Hugging Face's) or a .gguf file (llama.cpp's) ` +
-      `(${downloadHint(dir)})`,
-  );
 }
 
 function folderFiles(
-  dir: string,
+  files: FileSource,
   format: ModelFiles["format"],
   hparams: HParams,
   source: TensorSource,
   names: NameMap,
 ): ModelFiles {
   return {
-    dir,
+    dir: files.path,
     format,
     hparams,
     source,
     names,
-    tokenizer: () => Tokenizer.load(dir),
+    tokenizer: () => Tokenizer.load(files),
     [Symbol.dispose]: () => source[Symbol.dispose](),
   };
 }
@@ -108,8 +178,9 @@ const LAYER_NORM_EPSILON = 1e-5;
  * Opens a GGUF file of architecture `gpt2`: hyperparameters from `gpt2.*`, n_vocab from
  * the token list, a tied output head (an `output.weight` must equal `token_embd.weight`).
  */
-async function openGgufModel(path: string): Promise<ModelFiles> {
-  const file = await openGguf(path);
+async function openGgufModel(gguf: SourceFile): Promise<ModelFiles> {
+  const path = gguf.path;
+  const file = await openGguf(gguf);
   try {
     const fail = (detail: string) => new ModelFileError(`Cannot use "${path}": ${detail}`);
     const meta = file.metadata;
@@ -283,17 +354,11 @@ function downloadHint(dir: string): string {
     : "download a model with: deno task download 124M";
 }
 
-async function readHParams(
+function parseHParams(
   path: string,
+  text: string,
   pick: (json: Record<string, number | undefined>) => unknown,
-): Promise<HParams> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    throw new ModelFileError(`Cannot read "${path}": file not found`);
-  }
+): HParams {
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { assetUrl } from "../assets.ts";
 import { crc32c } from "./crc32c.ts";
 
 /** A message to the worker: bytes to add to a job's CRC, or (no bytes) a request for it. */
@@ -31,7 +32,9 @@ export class Crc32cThread implements Disposable {
 
   /** Starts a job for bytes of `buffer`: on the worker if it is shared, else here. */
   job(buffer: ArrayBufferLike): Crc32cJob {
-    if (!(buffer instanceof SharedArrayBuffer)) return inlineJob();
+    if (typeof SharedArrayBuffer !== "function" || !(buffer instanceof SharedArrayBuffer)) {
+      return inlineJob();
+    }
     if (this.#closed) throw new TypeError("The CRC-32C thread was closed");
     const worker = this.#worker ??= this.#start();
     const job = this.#nextJob++;
@@ -51,9 +54,7 @@ export class Crc32cThread implements Disposable {
   }
 
   #start(): Worker {
-    const worker = new Worker(new URL("./crc32c_worker.ts", import.meta.url), {
-      type: "module",
-    });
+    const worker = new Worker(assetUrl("crc32cWorker"), { type: "module" });
     worker.onmessage = (e: MessageEvent<{ job: number; crc: number }>) => {
       this.#waiting.get(e.data.job)?.resolve(e.data.crc);
       this.#waiting.delete(e.data.job);

@@ -17,7 +17,8 @@
  * @module
  */
 import { ModelFileError } from "../errors.ts";
-import { FilePool, readFully } from "./file_pool.ts";
+import { openOrThrow, type SourceFile } from "./file_source.ts";
+import { splitPath } from "./local_files.ts";
 import {
   checkReadTarget,
   elementCount,
@@ -120,6 +121,9 @@ const SUPPORTED = Object.values(TYPE_LAYOUTS).map((t) => t.ggmlName).join(", ");
  * rows are whole blocks, aligned and within the file and not overlapping. Dispose the
  * result to close the file.
  *
+ * @param file a path on disk, or a file of any `FileSource` already open (the result then
+ *   owns it, and closes it on failure too)
+ *
  * @example
  * ```ts ignore
  * import { openGguf } from "./gguf.ts";
@@ -130,23 +134,30 @@ const SUPPORTED = Object.values(TYPE_LAYOUTS).map((t) => t.ggmlName).join(", ");
  * await readAsFloat32(file, "token_embd.weight", wte);
  * ```
  */
-export async function openGguf(path: string): Promise<GgufFile> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    throw new ModelFileError(`Cannot read "${path}": file not found, expected a GGUF file`);
+export async function openGguf(file: string | SourceFile): Promise<GgufFile> {
+  if (typeof file === "string") {
+    const { files, name } = splitPath(file);
+    file = await openOrThrow(files, name, "a GGUF file");
   }
+  const path = file.path;
   try {
-    const fileSize = (await file.stat()).size;
+    const fileSize = file.size;
+    // The header is read from the start, more at a time until it is all in; each read
+    // asks only for the bytes after those already in (over HTTP, one ranged GET each).
+    let bytes = new Uint8Array(0);
     let want = Math.min(fileSize, FIRST_READ);
     for (;;) {
-      const bytes = new Uint8Array(want);
-      await file.seek(0, Deno.SeekMode.Start);
-      const got = await readFully(file, bytes);
-      const header = parseHeader(bytes.subarray(0, got), fileSize, path);
-      if (header !== "more") return new GgufFile(path, file, header);
+      const more = new Uint8Array(want);
+      more.set(bytes);
+      const got = bytes.length + await file.read(bytes.length, more.subarray(bytes.length));
+      if (got < want) {
+        throw new ModelFileError(
+          `Cannot read "${path}": it ends at byte ${got}, inside its header (it is truncated)`,
+        );
+      }
+      bytes = more;
+      const header = parseHeader(bytes, fileSize, path);
+      if (header !== "more") return new GgufFile(file, header);
       if (want >= Math.min(fileSize, MAX_HEADER_BYTES)) {
         throw new ModelFileError(
           `Cannot read "${path}": its header and metadata exceed the ${
@@ -157,7 +168,7 @@ export async function openGguf(path: string): Promise<GgufFile> {
       want = Math.min(fileSize, MAX_HEADER_BYTES, 2 * want);
     }
   } catch (e) {
-    file.close();
+    file[Symbol.dispose]();
     throw e;
   }
 }
@@ -438,15 +449,19 @@ export class GgufFile implements TensorSource {
   readonly tensors: ReadonlyMap<string, GgufTensorInfo>;
   /** File offset of the first data byte. */
   readonly dataStart: number;
-  readonly #file: FilePool;
+  /** The file's path or URL, for messages. */
+  readonly path: string;
+  readonly #file: SourceFile;
 
-  constructor(readonly path: string, file: Deno.FsFile, header: ParsedHeader) {
+  /** `file`, which this object closes, and its parsed `header`. */
+  constructor(file: SourceFile, header: ParsedHeader) {
+    this.path = file.path;
     this.version = header.version;
     this.alignment = header.alignment;
     this.metadata = header.metadata;
     this.tensors = header.tensors;
     this.dataStart = header.dataStart;
-    this.#file = new FilePool(path, () => Deno.open(path), { first: file });
+    this.#file = file;
   }
 
   read(name: string, dest: Uint8Array): Promise<void> {

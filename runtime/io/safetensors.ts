@@ -14,7 +14,8 @@
  */
 import { writeAll, writeFileAtomically } from "./atomic_file.ts";
 import { ModelFileError } from "../errors.ts";
-import { FilePool, readFully } from "./file_pool.ts";
+import { openOrThrow, type SourceFile } from "./file_source.ts";
+import { splitPath } from "./local_files.ts";
 import {
   checkReadTarget,
   checkTensorToWrite,
@@ -67,6 +68,9 @@ export interface SafetensorsTensorInfo extends TensorInfo {
  * parses, known dtypes, offsets within the file and sizes that match the shapes. Dispose the
  * result to close the file.
  *
+ * @param file a path on disk, or a file of any `FileSource` already open (the result then
+ *   owns it, and closes it on failure too)
+ *
  * @example
  * ```ts ignore
  * import { openSafetensors } from "./safetensors.ts";
@@ -76,16 +80,14 @@ export interface SafetensorsTensorInfo extends TensorInfo {
  * await readAsFloat32(file, "wte.weight", wte);
  * ```
  */
-export async function openSafetensors(path: string): Promise<SafetensorsFile> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    throw new ModelFileError(`Cannot read "${path}": file not found, expected a safetensors file`);
+export async function openSafetensors(file: string | SourceFile): Promise<SafetensorsFile> {
+  if (typeof file === "string") {
+    const { files, name } = splitPath(file);
+    file = await openOrThrow(files, name, "a safetensors file");
   }
+  const path = file.path;
   try {
-    const fileSize = (await file.stat()).size;
+    const fileSize = file.size;
     const fail = (detail: string) => new ModelFileError(`Cannot read "${path}": ${detail}`);
     if (fileSize < 8) {
       throw fail(
@@ -94,7 +96,7 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
       );
     }
     const lengthBytes = new Uint8Array(8);
-    if (await readFully(file, lengthBytes) < 8) {
+    if (await file.read(0, lengthBytes) < 8) {
       throw fail(`the file ends inside its first 8 bytes`);
     }
     const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
@@ -105,14 +107,14 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
       );
     }
     const headerBytes = new Uint8Array(Number(headerLength));
-    if (await readFully(file, headerBytes) < headerBytes.length) {
+    if (await file.read(8, headerBytes) < headerBytes.length) {
       throw fail(`the file ends inside the ${headerBytes.length}-byte header (it is truncated)`);
     }
     const dataStart = 8 + headerBytes.length;
     const { tensors, metadata } = parseHeader(headerBytes, fileSize - dataStart, fail);
-    return new SafetensorsFile(path, file, dataStart, tensors, metadata);
+    return new SafetensorsFile(file, dataStart, tensors, metadata);
   } catch (e) {
-    file.close();
+    file[Symbol.dispose]();
     throw e;
   }
 }
@@ -190,19 +192,22 @@ function parseHeader(
 
 /** An open safetensors file. */
 export class SafetensorsFile implements TensorSource {
-  readonly #file: FilePool;
+  readonly #file: SourceFile;
   /** File offset of the first data byte: 8 + header length. */
   readonly #dataStart: number;
+  /** The file's path or URL, for messages. */
+  readonly path: string;
 
   constructor(
-    readonly path: string,
-    file: Deno.FsFile,
+    /** The open file, which this object closes. */
+    file: SourceFile,
     dataStart: number,
     readonly tensors: ReadonlyMap<string, SafetensorsTensorInfo>,
     /** The header's `__metadata__`, or `{}`. */
     readonly metadata: Record<string, string>,
   ) {
-    this.#file = new FilePool(path, () => Deno.open(path), { first: file });
+    this.#file = file;
+    this.path = file.path;
     this.#dataStart = dataStart;
   }
 

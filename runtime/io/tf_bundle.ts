@@ -21,11 +21,11 @@
  *
  * @module
  */
-import { isAbsolute, join } from "node:path";
 import { ModelFileError } from "../errors.ts";
 import { crc32c, unmaskCrc32c } from "./crc32c.ts";
 import { Crc32cThread } from "./crc32c_thread.ts";
-import { FilePool } from "./file_pool.ts";
+import { type FileSource, openOrThrow, type SourceFile } from "./file_source.ts";
+import { localFiles, splitPath } from "./local_files.ts";
 import {
   checkReadTarget,
   elementCount,
@@ -129,10 +129,22 @@ export interface TfTensorInfo extends TensorInfo {
  * when `<prefix>.index` does not exist.
  */
 export async function resolveCheckpointPrefix(dir: string): Promise<string> {
-  const path = join(dir, "checkpoint");
-  const text = await readFileOrThrow(path, 'a TensorFlow "checkpoint" file').then((bytes) =>
-    new TextDecoder().decode(bytes)
-  );
+  const files = localFiles(dir);
+  return files.pathOf(await checkpointPrefix(files));
+}
+
+/**
+ * {@linkcode resolveCheckpointPrefix} for a folder of any source: the prefix as a name in
+ * `files` (`model.ckpt`, or an absolute path if the `checkpoint` file holds one).
+ */
+export async function checkpointPrefix(files: FileSource): Promise<string> {
+  const path = files.pathOf("checkpoint");
+  const text = await files.readText("checkpoint");
+  if (text === undefined) {
+    throw new ModelFileError(
+      `Cannot read "${path}": file not found, expected a TensorFlow "checkpoint" file`,
+    );
+  }
   const match = /^\s*model_checkpoint_path\s*:\s*("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')/m
     .exec(text);
   if (match === null) {
@@ -142,17 +154,15 @@ export async function resolveCheckpointPrefix(dir: string): Promise<string> {
     );
   }
   const named = unescapeTextProtoString(match[1].slice(1, -1));
-  const prefix = isAbsolute(named) ? named : join(dir, named);
-  try {
-    await Deno.stat(`${prefix}.index`);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  const index = await files.open(`${named}.index`);
+  if (index === undefined) {
     throw new ModelFileError(
-      `Cannot read "${path}": it names the checkpoint "${named}", but "${prefix}.index" ` +
-        `does not exist`,
+      `Cannot read "${path}": it names the checkpoint "${named}", but ` +
+        `"${files.pathOf(named)}.index" does not exist`,
     );
   }
-  return prefix;
+  index[Symbol.dispose]();
+  return named;
 }
 
 /** Undoes the C-style escapes protobuf's text format uses in strings. */
@@ -203,6 +213,9 @@ function unescapeTextProtoString(s: string): string {
  * demand by `read()`, which verifies each tensor's CRC-32C. Dispose the result to close the
  * shards.
  *
+ * @param prefix the checkpoint's prefix: a path on disk, or with `files` a name in it
+ * @param files where the checkpoint's files are (default: the prefix's folder on disk)
+ *
  * @example
  * ```ts ignore
  * import { openTfBundle, resolveCheckpointPrefix } from "./tf_bundle.ts";
@@ -212,36 +225,41 @@ function unescapeTextProtoString(s: string): string {
  * await bundle.read("model/wte", bytes);
  * ```
  */
-export async function openTfBundle(prefix: string): Promise<TfBundle> {
-  const indexPath = `${prefix}.index`;
-  const file = await readFileOrThrow(indexPath, "a TensorFlow checkpoint index");
+export async function openTfBundle(prefix: string, files?: FileSource): Promise<TfBundle> {
+  if (files === undefined) ({ files, name: prefix } = splitPath(prefix));
+  const indexPath = files.pathOf(`${prefix}.index`);
+  const file = await readWhole(files, `${prefix}.index`, "a TensorFlow checkpoint index");
   const { header, tensors } = parseIndex(file, indexPath);
-  const shardSizes: number[] = [];
-  const used = new Set([...tensors.values()].map((t) => t.shardId));
-  for (let shard = 0; shard < header.numShards; shard++) {
-    if (!used.has(shard)) continue;
-    const path = shardPath(prefix, shard, header.numShards);
-    try {
-      shardSizes[shard] = (await Deno.stat(path)).size;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-      throw new ModelFileError(
-        `Cannot open "${path}": file not found (the index "${indexPath}" lists tensors ` +
-          `stored in it)`,
-      );
+  const shards = new Map<number, SourceFile>();
+  try {
+    const used = new Set([...tensors.values()].map((t) => t.shardId));
+    for (let shard = 0; shard < header.numShards; shard++) {
+      if (!used.has(shard)) continue;
+      const name = shardPath(prefix, shard, header.numShards);
+      const data = await files.open(name);
+      if (data === undefined) {
+        throw new ModelFileError(
+          `Cannot open "${files.pathOf(name)}": file not found (the index "${indexPath}" ` +
+            `lists tensors stored in it)`,
+        );
+      }
+      shards.set(shard, data);
     }
-  }
-  for (const t of tensors.values()) {
-    const end = t.offset + t.byteLength;
-    if (end > shardSizes[t.shardId]) {
-      throw new ModelFileError(
-        `Cannot read "${shardPath(prefix, t.shardId, header.numShards)}": tensor "${t.name}" ` +
-          `needs bytes up to ${end}, the file has ${shardSizes[t.shardId]} (the file is ` +
-          `truncated)`,
-      );
+    for (const t of tensors.values()) {
+      const end = t.offset + t.byteLength;
+      const size = shards.get(t.shardId)!.size;
+      if (end > size) {
+        throw new ModelFileError(
+          `Cannot read "${shards.get(t.shardId)!.path}": tensor "${t.name}" needs bytes up to ` +
+            `${end}, the file has ${size} (the file is truncated)`,
+        );
+      }
     }
+  } catch (e) {
+    for (const data of shards.values()) data[Symbol.dispose]();
+    throw e;
   }
-  return new TfBundle(prefix, header, tensors);
+  return new TfBundle(files.pathOf(prefix), header, tensors, shards);
 }
 
 /** Bytes per read: each chunk is checksummed while the next is read. */
@@ -249,8 +267,7 @@ const READ_CHUNK = 4 << 20;
 
 /** An open TensorFlow checkpoint: its header, tensors and data shards. */
 export class TfBundle implements TensorSource {
-  /** Each data shard's open handles, by shard id, opened on the first read of the shard. */
-  readonly #shards = new Map<number, FilePool>();
+  readonly #shards: Map<number, SourceFile>;
   #disposed = false;
   readonly #crc = new Crc32cThread();
 
@@ -259,30 +276,35 @@ export class TfBundle implements TensorSource {
     readonly path: string,
     readonly header: TfBundleHeader,
     readonly tensors: ReadonlyMap<string, TfTensorInfo>,
-  ) {}
+    /** The open data shards by id (those that hold tensors); the bundle closes them. */
+    shards: Map<number, SourceFile>,
+  ) {
+    this.#shards = shards;
+  }
 
   async read(name: string, dest: Uint8Array): Promise<void> {
     const info = checkReadTarget(this, name, dest);
-    const path = shardPath(this.path, info.shardId, this.header.numShards);
     if (info.slices > 0) {
       throw new ModelFileError(
         `Cannot read "${this.path}.index": tensor "${name}" is saved as ${info.slices} ` +
           `slices of a partitioned variable, which this reader does not assemble`,
       );
     }
+    if (this.#disposed) throw new TypeError(`Cannot read "${this.path}": it has been closed`);
+    const file = this.#shards.get(info.shardId)!;
     const isString = info.dtype === "string";
-    const crc = await this.#readAt(info.shardId, path, info, dest, !isString);
+    const crc = await this.#readAt(file, info, dest, !isString);
     const actual = isString ? stringTensorCrc32c(dest, elementCount(info.shape)) : crc;
     const expected = unmaskCrc32c(info.maskedCrc32c);
     if (actual === undefined) {
       throw new ModelFileError(
-        `Cannot read "${path}": string tensor "${name}" does not hold the lengths and bytes of ` +
-          `${elementCount(info.shape)} strings (the data file is corrupt)`,
+        `Cannot read "${file.path}": string tensor "${name}" does not hold the lengths and ` +
+          `bytes of ${elementCount(info.shape)} strings (the data file is corrupt)`,
       );
     }
     if (actual !== expected) {
       throw new ModelFileError(
-        `Cannot read "${path}": tensor "${name}" has CRC-32C ${hex32(actual)}, the index ` +
+        `Cannot read "${file.path}": tensor "${name}" has CRC-32C ${hex32(actual)}, the index ` +
           `says ${hex32(expected)} (the data file is corrupt)`,
       );
     }
@@ -294,27 +316,19 @@ export class TfBundle implements TensorSource {
    * when `dest` is shared memory.
    */
   async #readAt(
-    shard: number,
-    path: string,
+    file: SourceFile,
     info: TfTensorInfo,
     dest: Uint8Array,
     checksum: boolean,
   ): Promise<number> {
-    if (this.#disposed) throw new TypeError(`Cannot read "${this.path}": it has been closed`);
-    let file = this.#shards.get(shard);
-    if (file === undefined) {
-      file = new FilePool(path, () =>
-        Deno.open(path).catch((e) => {
-          if (!(e instanceof Deno.errors.NotFound)) throw e;
-          throw new ModelFileError(`Cannot open "${path}": file not found`);
-        }));
-      this.#shards.set(shard, file);
-    }
     const crc = checksum ? this.#crc.job(dest.buffer) : undefined;
-    const got = await file.read(info.offset, dest, READ_CHUNK, (part) => crc?.update(part));
+    const got = await file.read(info.offset, dest, {
+      chunk: READ_CHUNK,
+      each: (part) => crc?.update(part),
+    });
     if (got < dest.byteLength) {
       throw new ModelFileError(
-        `Cannot read "${path}": tensor "${info.name}" needs bytes up to ` +
+        `Cannot read "${file.path}": tensor "${info.name}" needs bytes up to ` +
           `${info.offset + info.byteLength}, the file ends at ${info.offset + got} (the ` +
           `file is truncated)`,
       );
@@ -731,14 +745,12 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-/** Reads a whole file, turning "not found" into a ModelFileError saying what was expected. */
-async function readFileOrThrow(path: string, expected: string): Promise<Uint8Array> {
-  try {
-    return await Deno.readFile(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    throw new ModelFileError(`Cannot read "${path}": file not found, expected ${expected}`);
-  }
+/** Reads the whole file `name` of `files`; a missing one is a ModelFileError saying what was expected. */
+async function readWhole(files: FileSource, name: string, expected: string): Promise<Uint8Array> {
+  using file = await openOrThrow(files, name, expected);
+  const bytes = new Uint8Array(file.size);
+  const got = await file.read(0, bytes);
+  return bytes.subarray(0, got);
 }
 
 function hex(n: number): string {

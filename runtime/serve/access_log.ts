@@ -12,6 +12,7 @@ export interface AccessLogEntry {
   readonly time: string;
   /** The client's address, when known. */
   readonly remote: string | null;
+  /** The HTTP method. */
   readonly method: string;
   /** The URL's path, without its query. */
   readonly path: string;

@@ -20,12 +20,18 @@ export interface ApiErrorOptions {
 
 /** An error a request caused (or met), answered with `status` and OpenAI's error body. */
 export class ApiError extends Error {
+  /** `"ApiError"`. */
   override name = "ApiError";
+  /** OpenAI's error type, such as `"invalid_request_error"`. */
   readonly type: string;
+  /** The request field at fault, or null. */
   readonly param: string | null;
+  /** A short machine-readable reason, or null. */
   readonly code: string | null;
+  /** Extra response headers, such as `Allow` or `Retry-After`. */
   readonly headers: Record<string, string>;
 
+  /** An error answered with HTTP `status` and `message` (one line, naming the field). */
   constructor(readonly status: number, message: string, options: ApiErrorOptions = {}) {
     super(message);
     this.type = options.type ?? "invalid_request_error";

@@ -16,8 +16,11 @@ import { StopText } from "./stop_text.ts";
 
 /** What the server needs of a model: its tokenizer, its shape and `generateSteps`. */
 export interface CompletionModel {
+  /** Its tokenizer, as `encoder.py`. */
   readonly tokenizer: Tokenizer;
+  /** Its shape (`n_ctx` bounds a prompt and its completion). */
   readonly hparams: HParams;
+  /** Generates after `ids`, one step per token (as `Model.generateSteps`). */
   generateSteps(
     ids: readonly number[],
     options?: GenerateStepsOptions,

@@ -22,6 +22,7 @@ import { DEFAULT_BODY_LIMIT, readJsonBody } from "./json_body.ts";
 import { type LoadGauges, Metrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { Endpoint } from "./request_fields.ts";
 import type { StaticFile } from "./static_files.ts";
+import { fileResponse } from "./file_response.ts";
 
 /** How an `ApiServer` behaves. */
 export interface ApiServerOptions {
@@ -46,7 +47,22 @@ export interface ApiServerOptions {
   onRequest?: (entry: AccessLogEntry) => void;
   /** The page's files by URL path (`loadStaticFiles()`); none: `GET /` is a 404. */
   staticFiles?: Map<string, StaticFile>;
+  /**
+   * The model's folder on disk, served at `/models/<modelId>/` (with ranges and ETags) so
+   * that the page can run the model in the tab; none: those paths are a 404.
+   */
+  modelDir?: string;
 }
+
+/**
+ * Headers that make the page cross-origin isolated, so that its workers share memory
+ * (threads in the tab), with the wasm compilation its scripts need allowed.
+ */
+export const ISOLATION_HEADERS: Readonly<Record<string, string>> = {
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-embedder-policy": "require-corp",
+  "cross-origin-resource-policy": "same-origin",
+};
 
 /** Routes and the methods they take. */
 const ROUTES: Record<string, string[]> = {
@@ -66,6 +82,7 @@ const encoder = new TextEncoder();
 
 /** The error streams get when the server shuts down while they run. */
 export class ShutdownError extends ApiError {
+  /** A 503 whose code is `server_shutdown`. */
   constructor() {
     super(503, "The server is shutting down", { type: "server_error", code: "server_shutdown" });
   }
@@ -76,8 +93,9 @@ export class ShutdownError extends ApiError {
  * the completions in flight (streams get an error event) before the HTTP server stops.
  */
 export class ApiServer {
+  /** The options it was made with, the defaults filled in. */
   readonly options:
-    & Required<Omit<ApiServerOptions, "apiKey" | "staticFiles" | "onRequest">>
+    & Required<Omit<ApiServerOptions, "apiKey" | "staticFiles" | "modelDir" | "onRequest">>
     & ApiServerOptions;
   /** Sequences admitted and not yet finished (decoding or waiting for a slot). */
   #inFlight = 0;
@@ -89,6 +107,7 @@ export class ApiServer {
   /** HTTP requests whose answer has not ended. */
   #requestsInFlight = 0;
 
+  /** A server for `model`; `options.modelId` and `options.slots` are required. */
   constructor(readonly model: CompletionModel, options: ApiServerOptions) {
     this.options = {
       queue: 4 * options.slots,
@@ -163,9 +182,14 @@ export class ApiServer {
         headers: {
           "content-type": file.type,
           "cache-control": "no-cache",
-          "content-security-policy": "default-src 'self'",
+          "content-security-policy": "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'",
+          ...ISOLATION_HEADERS,
         },
       });
+    }
+    const modelPrefix = `/models/${encodeURIComponent(this.options.modelId)}/`;
+    if (this.options.modelDir !== undefined && pathname.startsWith(modelPrefix)) {
+      return await this.#modelFile(request, decodeURIComponent(pathname.slice(modelPrefix.length)));
     }
     const methods = ROUTES[pathname] ?? (pathname.startsWith("/v1/models/") ? ["GET"] : null);
     if (!methods) {
@@ -208,6 +232,27 @@ export class ApiServer {
       throw new ApiError(404, `The model "${id}" does not exist`, { code: "model_not_found" });
     }
     return jsonResponse(this.#modelObject());
+  }
+
+  /** A file of the model's folder, for the page to run the model in the tab. */
+  async #modelFile(request: Request, name: string): Promise<Response> {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      throw methodNotAllowed(request.method, new URL(request.url).pathname, ["GET", "HEAD"]);
+    }
+    this.#checkKey(request);
+    const response = name === "" || /[\\/]|^\.\.?$/.test(name)
+      ? undefined
+      : await fileResponse(request, `${this.options.modelDir}/${name}`, {
+        "content-type": "application/octet-stream",
+        "cache-control": "no-cache",
+        ...ISOLATION_HEADERS,
+      });
+    if (response === undefined) {
+      throw new ApiError(404, `The model "${this.options.modelId}" has no file "${name}"`, {
+        code: "not_found",
+      });
+    }
+    return response;
   }
 
   #modelObject() {

@@ -7,6 +7,8 @@
  * @module
  */
 import { ModelFileError } from "../errors.ts";
+import type { FileSource } from "../io/file_source.ts";
+import { localFiles } from "../io/local_files.ts";
 
 /**
  * The table `encoder.py` calls `bytes_to_unicode`: for each byte value, the character that
@@ -290,25 +292,26 @@ export class Tokenizer {
    * Reads the tokenizer of a model folder: `encoder.json` and `vocab.bpe` as OpenAI ships
    * them, or, when `encoder.json` is absent, Hugging Face's `vocab.json` and `merges.txt`.
    *
-   * @param dir the model folder, e.g. `"models/124M"`
+   * @param dir the model folder, e.g. `"models/124M"`, or where its files come from
    * @throws {ModelFileError} naming the file, if one is missing, unreadable or malformed
    */
-  static async load(dir: string): Promise<Tokenizer> {
-    const base = dir.replace(/[\\/]+$/, "") || ".";
-    const fix = fixHint(base);
-    let names = { encoder: `${base}/encoder.json`, merges: `${base}/vocab.bpe` };
-    let encoderText = await readOptional(names.encoder, fix);
+  static async load(dir: string | FileSource): Promise<Tokenizer> {
+    const files = typeof dir === "string" ? localFiles(dir) : dir;
+    const fix = fixHint(files.path);
+    let pair = { encoder: "encoder.json", merges: "vocab.bpe" };
+    let encoderText = await files.readText(pair.encoder);
     if (encoderText === undefined) {
-      const hf = { encoder: `${base}/vocab.json`, merges: `${base}/merges.txt` };
-      encoderText = await readOptional(hf.encoder, fix);
+      const hf = { encoder: "vocab.json", merges: "merges.txt" };
+      encoderText = await files.readText(hf.encoder);
       if (encoderText === undefined) {
         throw new ModelFileError(
-          `Cannot read tokenizer file "${names.encoder}": not found (${fix})`,
+          `Cannot read tokenizer file "${files.pathOf(pair.encoder)}": not found (${fix})`,
         );
       }
-      names = hf;
+      pair = hf;
     }
-    const mergesText = await readOptional(names.merges, fix);
+    const names = { encoder: files.pathOf(pair.encoder), merges: files.pathOf(pair.merges) };
+    const mergesText = await files.readText(pair.merges);
     if (mergesText === undefined) {
       throw new ModelFileError(`Cannot read tokenizer file "${names.merges}": not found (${fix})`);
     }
@@ -411,6 +414,32 @@ export class Tokenizer {
       },
       flush: (): string => utf8.decode(),
     };
+  }
+
+  /**
+   * What builds this tokenizer again: the token strings by id, as `encoder.json` spells
+   * them, and the merges by rank, as `vocab.bpe` lines. A page gets its engine worker's
+   * tokenizer this way, whichever files it was read from.
+   *
+   * @example
+   * ```ts ignore
+   * const { tokens, merges } = tokenizer.vocabulary();
+   * const again = new Tokenizer(new Map(tokens.map((t, id) => [t, id])), merges);
+   * ```
+   */
+  vocabulary(): { tokens: string[]; merges: string[] } {
+    const table = bytesToUnicode();
+    const tokens = new Array<string>(this.vocabSize);
+    for (let id = 0; id < this.vocabSize; id++) {
+      let token = "";
+      for (const b of this.tokenBytes(id)) token += table[b];
+      tokens[id] = token;
+    }
+    const merges = Array.from(
+      this.#rankLeft,
+      (left, rank) => `${tokens[left]} ${tokens[this.#rankRight[rank]]}`,
+    );
+    return { tokens, merges };
   }
 
   #checkId(id: number): number {
@@ -651,27 +680,9 @@ function mergeLines(text: string): string[] {
   return lines.filter((line) => !BLANK.test(line));
 }
 
-/** Reads a text file; `undefined` if it does not exist, a ModelFileError for anything else. */
-async function readOptional(path: string, fix: string): Promise<string | undefined> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    let reason = (e as Error).message;
-    if (e instanceof Deno.errors.NotCapable) {
-      reason = "no read permission (run deno with --allow-read)";
-    } else if (e instanceof Deno.errors.PermissionDenied) {
-      reason = "permission denied (check the file's permissions)";
-    } else if (e instanceof Deno.errors.IsADirectory) {
-      reason = `it is a folder (${fix})`;
-    }
-    throw new ModelFileError(`Cannot read tokenizer file "${path}": ${reason}`);
-  }
-}
-
 /** What to run to get the files: the folder's own model size when its name is one. */
 function fixHint(dir: string): string {
-  const name = dir.split(/[\\/]/).pop() ?? "";
+  const name = dir.replace(/[\\/]+$/, "").split(/[\\/]/).pop() ?? "";
   const size = /^(124M|355M|774M|1558M)$/.test(name) ? name : "124M";
   return `download the model with: deno task download ${size}`;
 }

@@ -199,12 +199,21 @@ export class WasmBackend implements Backend {
     if (!(weightType in WEIGHT_FORMATS)) {
       throw new TypeError(`No weight format ${JSON.stringify(weightType)} in weight_formats.ts`);
     }
+    // A page that is not cross-origin isolated has no shared memory: one thread then.
+    const shared = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
+    if (!shared && threads > 1) {
+      throw new BackendError(
+        `The wasm backend runs ${threads} threads only in a cross-origin isolated page ` +
+          `(served with Cross-Origin-Opener-Policy: same-origin and ` +
+          `Cross-Origin-Embedder-Policy: require-corp): use threads: 1 or those headers`,
+      );
+    }
     const memory = new WebAssembly.Memory({
       initial: RESERVED_BYTES / PAGE_BYTES,
       maximum: MAX_MEMORY_BYTES / PAGE_BYTES,
-      shared: true,
+      shared,
     });
-    const pool = await WorkerPool.create(await kernelModule(), memory, threads, {
+    const pool = await WorkerPool.create(await kernelModule(shared), memory, threads, {
       serialBelow: options.serialBelow,
       spinMicros: options.spinMicros,
       profile: options.profile,
@@ -622,7 +631,8 @@ export class WasmBackend implements Backend {
             `use a smaller model, fewer slots or a shorter context`,
         );
       }
-      // A shared buffer never detaches, but views of the old one end at its old length.
+      // A shared buffer never detaches, but views of the old one end at its old length (an
+      // unshared one detaches).
       this.#f32 = new Float32Array(this.#memory.buffer);
       this.#i32 = new Int32Array(this.#memory.buffer);
     }

@@ -12,6 +12,7 @@
  * may grow while the workers run: a shared buffer never detaches, and the control block
  * lies in its first page.
  */
+import { assetUrl } from "../../assets.ts";
 import { instantiate, type KernelInstance } from "./kernel_module.ts";
 import { namedArgs, type Op, OP_LIST, type OpArgs } from "./ops.ts";
 
@@ -322,8 +323,10 @@ export class WorkerPool implements Disposable {
     if (!Number.isInteger(threads) || threads < 1) {
       throw new RangeError(`threads must be a positive integer, got ${threads}`);
     }
-    if (!(memory.buffer instanceof SharedArrayBuffer)) {
-      throw new TypeError("A worker pool needs a shared WebAssembly.Memory");
+    if (threads > 1 && !isShared(memory)) {
+      throw new TypeError(
+        "A worker pool of more than one thread needs a shared WebAssembly.Memory",
+      );
     }
     if (memory.buffer.byteLength < RESERVED_BYTES) {
       throw new RangeError(`A worker pool needs a memory of at least ${RESERVED_BYTES} bytes`);
@@ -354,9 +357,7 @@ export class WorkerPool implements Disposable {
   }
 
   #startWorker(module: WebAssembly.Module, part: number): Promise<void> {
-    const worker = new Worker(new URL("./kernel_worker.ts", import.meta.url), {
-      type: "module",
-    });
+    const worker = new Worker(assetUrl("kernelWorker"), { type: "module" });
     this.#workers.push(worker);
     return new Promise((resolve, reject) => {
       worker.onmessage = (e: MessageEvent<{ ready?: true; error?: string }>) => {
@@ -470,4 +471,9 @@ export class WorkerPool implements Disposable {
     this.#workers = [];
     Atomics.store(c, OWNER, 0);
   }
+}
+
+/** Whether `memory` is shared (where the runtime has no SharedArrayBuffer, none is). */
+export function isShared(memory: WebAssembly.Memory): boolean {
+  return typeof SharedArrayBuffer === "function" && memory.buffer instanceof SharedArrayBuffer;
 }

@@ -17,7 +17,7 @@ import type {
 } from "../backend.ts";
 import { BackendError } from "../../errors.ts";
 import { AttentionOp, MAX_HEAD_DIM } from "./attention.ts";
-import { type Binding, GpuContext, GpuTensor, type WebGpuStats } from "./context.ts";
+import { type Binding, GpuContext, type GpuTensor, type WebGpuStats } from "./context.ts";
 import { EmbedOp } from "./embed.ts";
 import { LayerNormOp } from "./layer_norm.ts";
 import { MatmulOp } from "./matmul.ts";

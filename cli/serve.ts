@@ -13,7 +13,7 @@ import { UsageError } from "./usage_error.ts";
 import { loadNotes, MODEL_FLAGS, modelOptions } from "./model_flags.ts";
 import { ApiServer } from "../runtime/serve/server.ts";
 import { loadStaticFiles } from "../runtime/serve/static_files.ts";
-import { DEFAULT_BODY_LIMIT } from "../runtime/serve/json_body.ts";
+import { DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT_MS } from "../runtime/serve/json_body.ts";
 import { formatAccessLog, LOG_FORMATS, type LogFormat } from "../runtime/serve/access_log.ts";
 
 const FLAGS = {
@@ -43,6 +43,11 @@ const FLAGS = {
     type: "int",
     default: DEFAULT_BODY_LIMIT,
     help: "largest request body in bytes; a larger one gets a 413",
+  },
+  body_timeout: {
+    type: "float",
+    default: DEFAULT_BODY_TIMEOUT_MS / 1000,
+    help: "seconds a request's body may take to arrive; a slower one gets a 408",
   },
   log_format: {
     type: "string",
@@ -79,6 +84,10 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
   if (!(body_limit! >= 1024)) {
     throw new UsageError(`--body_limit must be at least 1024 bytes, got ${body_limit}`);
   }
+  const bodyTimeout = flags.body_timeout!;
+  if (!(bodyTimeout > 0)) {
+    throw new UsageError(`--body_timeout must be more than 0 seconds, got ${bodyTimeout}`);
+  }
   if (flags.api_key === "") throw new UsageError("--api_key must not be empty");
   const logFormat = flags.log_format as LogFormat;
   if (!LOG_FORMATS.includes(logFormat)) {
@@ -98,6 +107,7 @@ export async function main(args: string[], onListen?: (url: string) => void): Pr
     queue,
     apiKey: flags.api_key,
     bodyLimit: body_limit,
+    bodyTimeout: bodyTimeout * 1000,
     staticFiles: await loadStaticFiles(),
     modelDir,
     onRequest: (entry) => console.error(formatAccessLog(entry, logFormat)),

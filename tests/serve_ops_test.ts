@@ -177,6 +177,51 @@ Deno.test("one access-log entry per request: status, tokens, time, and why it en
   await expectEntries(entries, 12);
 });
 
+Deno.test("a body that stalls gets a 408 after the body timeout, and the server goes on", async () => {
+  using model = await open();
+  const entries: AccessLogEntry[] = [];
+  await using server = await startServer(model, {
+    bodyTimeout: 200,
+    onRequest: (e) => entries.push(e),
+  });
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: Number(new URL(server.url).port),
+  });
+  const started = Date.now();
+  await conn.write(new TextEncoder().encode(partialBody("/v1/completions", '{"model"', 40)));
+  // The client sends nothing more and keeps the connection open: the server answers anyway.
+  // Read until the whole answer is there (the connection may stay open), within 10 s.
+  const deadline = setTimeout(() => conn.close(), 10_000);
+  let text = "";
+  const buffer = new Uint8Array(4096);
+  const complete = () => {
+    const end = text.indexOf("\r\n\r\n");
+    const length = /content-length: (\d+)/i.exec(text);
+    return end >= 0 && length !== null && text.length >= end + 4 + Number(length[1]);
+  };
+  try {
+    for (let n; !complete() && (n = await conn.read(buffer)) !== null;) {
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+  } finally {
+    clearTimeout(deadline);
+    try {
+      conn.close();
+    } catch { /* closed at the deadline */ }
+  }
+  const waited = Date.now() - started;
+  assert(text.startsWith("HTTP/1.1 408"), text);
+  assert(text.includes('"request_timeout"'), text);
+  assert(text.includes("within 0.2 s"), text);
+  assert(waited >= 190, `answered after ${waited} ms`);
+  await expectEntries(entries, 1);
+  assertEquals(entries[0].status, 408);
+  const after = await post(server.url + "v1/completions", { model: "test", prompt: "ab" });
+  assertEquals(after.status, 200);
+  await after.body?.cancel();
+});
+
 /** One sample of a scrape: its name, labels and value. */
 interface Sample {
   name: string;

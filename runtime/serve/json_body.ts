@@ -1,9 +1,10 @@
 /**
  * Reading a request's JSON body within a size limit: a body that says (Content-Length) or
  * turns out (while streaming in) to be longer than the limit is refused with a 413
- * without reading the rest; a body that is not JSON, or cannot be read, is a 400; a client
- * that closes its connection before the whole body has come gets a 499 (nginx's "client
- * closed request"), which only the access log sees.
+ * without reading the rest; a body that is not JSON, or cannot be read, is a 400; a body
+ * that has not all come within the time limit is a 408, so that a stalled client does not
+ * hold its connection; a client that closes its connection before the whole body has come
+ * gets a 499 (nginx's "client closed request"), which only the access log sees.
  *
  * @module
  */
@@ -12,12 +13,19 @@ import { ApiError } from "./api_error.ts";
 /** The default limit on request bodies: 1 MiB, far more than n_ctx tokens of text. */
 export const DEFAULT_BODY_LIMIT = 1 << 20;
 
+/** The default time a request's body may take to arrive: 30 s, as nginx's body timeout is 60. */
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
+
 /**
  * The parsed JSON body of `request`.
- * @throws {ApiError} 413 for a body over `limit` bytes, 400 for one that is not JSON, 499
- *   for one the client stopped sending
+ * @throws {ApiError} 413 for a body over `limit` bytes, 400 for one that is not JSON, 408
+ *   for one not all there after `timeoutMs`, 499 for one the client stopped sending
  */
-export async function readJsonBody(request: Request, limit: number): Promise<unknown> {
+export async function readJsonBody(
+  request: Request,
+  limit: number,
+  timeoutMs = DEFAULT_BODY_TIMEOUT_MS,
+): Promise<unknown> {
   const tooLarge = () =>
     new ApiError(413, `The request body is larger than the limit of ${limit} bytes`, {
       code: "request_too_large",
@@ -28,9 +36,22 @@ export async function readJsonBody(request: Request, limit: number): Promise<unk
   let size = 0;
   if (request.body) {
     const reader = request.body.getReader();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      reader.cancel().catch(() => {});
+    }, timeoutMs);
     try {
       while (true) {
         const { done, value } = await reader.read();
+        if (timedOut) {
+          throw new ApiError(
+            408,
+            `The request body did not arrive within ${timeoutMs / 1000} s: send the whole body ` +
+              `at once`,
+            { code: "request_timeout" },
+          );
+        }
         if (done) break;
         size += value.length;
         if (size > limit) throw tooLarge();
@@ -39,6 +60,7 @@ export async function readJsonBody(request: Request, limit: number): Promise<unk
     } catch (e) {
       throw e instanceof ApiError ? e : unreadable(e);
     } finally {
+      clearTimeout(timer);
       reader.releaseLock();
     }
   }

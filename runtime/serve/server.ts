@@ -18,7 +18,7 @@ import { parseChatRequest } from "./chat_request.ts";
 import { type CompletionModel, generateChoice } from "./completion.ts";
 import { completionFormat } from "./completion_format.ts";
 import { parseCompletionRequest } from "./completion_request.ts";
-import { DEFAULT_BODY_LIMIT, readJsonBody } from "./json_body.ts";
+import { DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT_MS, readJsonBody } from "./json_body.ts";
 import { type LoadGauges, Metrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { Endpoint } from "./request_fields.ts";
 import type { StaticFile } from "./static_files.ts";
@@ -36,6 +36,8 @@ export interface ApiServerOptions {
   apiKey?: string;
   /** The largest request body in bytes (default 1 MiB); a larger one gets a 413. */
   bodyLimit?: number;
+  /** Milliseconds a request's body may take to arrive (default 30 s); a later one gets a 408. */
+  bodyTimeout?: number;
   /** The largest `n` (default 8). */
   maxChoices?: number;
   /** The most prompts one completions request may batch (default 16). */
@@ -112,6 +114,7 @@ export class ApiServer {
     this.options = {
       queue: 4 * options.slots,
       bodyLimit: DEFAULT_BODY_LIMIT,
+      bodyTimeout: DEFAULT_BODY_TIMEOUT_MS,
       maxChoices: 8,
       maxPrompts: 16,
       ...options,
@@ -315,7 +318,7 @@ export class ApiServer {
   }
 
   async #jsonObject(request: Request): Promise<Record<string, unknown>> {
-    const body = await readJsonBody(request, this.options.bodyLimit);
+    const body = await readJsonBody(request, this.options.bodyLimit, this.options.bodyTimeout);
     if (typeof body !== "object" || body === null || Array.isArray(body)) {
       throw new ApiError(400, "The request body must be a JSON object", { code: "invalid_json" });
     }
@@ -327,7 +330,7 @@ export class ApiServer {
     record: RequestRecord,
     endpoint: Endpoint,
   ): Promise<Response> {
-    const body = await readJsonBody(request, this.options.bodyLimit);
+    const body = await readJsonBody(request, this.options.bodyLimit, this.options.bodyTimeout);
     const { tokenizer, hparams } = this.model;
     const limits = {
       modelId: this.options.modelId,

@@ -307,7 +307,7 @@ function stripHigh(r: v128, weights: i32, mask: v128, scale: v128): v128 {
  */
 // @ts-ignore: decorator
 @inline
-function rowPair(
+export function rowPair(
   o: usize,
   x: usize,
   w: usize,
@@ -348,7 +348,7 @@ function rowPair(
 /** One row of one panel, as `rowPair` computes each of its two (same w, high, step). */
 // @ts-ignore: decorator
 @inline
-function oneRow(
+export function oneRow(
   o: usize,
   x: usize,
   w: usize,

@@ -2,19 +2,38 @@
 // and widened to f32 in the kernels, which otherwise compute exactly as the f32 Conv1D
 // does. The output head is a Conv1D over wteᵀ: wte is packed in the same panels, 16
 // vocabulary rows each, and `embed_f16` reads a token's row across them.
-import { H, halfAt, highHalves, lowHalves, unscaled } from "./half";
-import { F16_WEIGHTS, finish16, GELU, HEAD, RESIDUAL, STORE, stripRows, ZEROS } from "./matmul";
+import { H, halfAt, highHalves, lowHalves, unscaled, widen } from "./half";
+import {
+  F16_WEIGHTS,
+  finish16,
+  GELU,
+  HEAD,
+  oneRow,
+  RESIDUAL,
+  rowPair,
+  STORE,
+  stripRows,
+  ZEROS,
+} from "./matmul";
 
 /**
  * Columns per panel, as for f32: C rows of 16 halves (32 bytes), like the f32 kernels'
  * layout for C > 1024 (asm/matmul.ts), for every C. Within a row, each 8-column half is
  * one vector whose i32 lane i holds column i in its low 16 bits and column 4 + i in its
  * high ones (`halfIndex`), so that the high columns are widened in place and the low ones
- * after one shift. One row of input streams the panel once, front to back; more rows take
- * each 8-column half in turn, four rows at a time. (Two strips of 8 columns, the f32 layout
- * for C ≤ 1024, make one row read two streams, which was slower from memory.)
+ * after one shift. One row of input streams the panel once, front to back; up to four rows
+ * take each 8-column half in turn, four rows at a time; more widen the panel once into f32
+ * (`WIDEN_ROWS`). (Two strips of 8 columns, the f32 layout for C ≤ 1024, make one row read
+ * two streams, which was slower from memory.)
  */
 const PANEL: i32 = 16;
+
+/**
+ * From this many rows on, a product with scratch widens each panel once into it and runs
+ * the f32 kernel's row pairs over every row (`widenPanel`); fewer rows widen each 8-column
+ * half per group of up to four rows, as often as a widened panel would be read.
+ */
+const WIDEN_ROWS: i32 = 5;
 
 /** Where column c (0 … 15) of a panel row lies among its 16 halves (see PANEL). */
 // @ts-ignore: decorator
@@ -157,13 +176,15 @@ export function pack_f16(
  * Conv1D with float16 weights: out = mode(inp · weight + bias) for panels [p0, p1), mode
  * as `conv1d`'s. Each output is the sum over k = 0 … C − 1 in order, one fused
  * multiply-add per step, plus the bias, as `conv1d` computes it: so the result equals
- * `conv1d` on the weights rounded to float16, bit for bit, whatever the split or T (at T =
- * 1 within the limits `panelRow` states).
- * @param out    (T, OC) f32
- * @param inp    (T, C)  f32
- * @param weight (ceil(OC / 16), C, 16) f16, packed by `pack_f16`
- * @param bias   (ceil(OC / 16) · 16) f32, zero past OC
- * @param mode   STORE, GELU or RESIDUAL
+ * `conv1d` on the weights rounded to float16, bit for bit, whatever the split, T or scratch
+ * (at T = 1 within the limits `panelRow` states).
+ * @param out     (T, OC) f32
+ * @param inp     (T, C)  f32
+ * @param weight  (ceil(OC / 16), C, 16) f16, packed by `pack_f16`
+ * @param bias    (ceil(OC / 16) · 16) f32, zero past OC
+ * @param mode    STORE, GELU or RESIDUAL
+ * @param scratch (C, 16) f32 of the calling thread's own, where a panel is widened for
+ *                `WIDEN_ROWS` rows or more; 0 for none
  */
 export function conv1d_f16(
   out: usize,
@@ -176,11 +197,13 @@ export function conv1d_f16(
   mode: i32,
   p0: i32,
   p1: i32,
+  scratch: usize,
 ): void {
   // Once per call, as in `conv1d`: each branch inlines the body with a constant mode.
-  if (mode == GELU) f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, GELU);
-  else if (mode == RESIDUAL) f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, RESIDUAL);
-  else f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, STORE);
+  if (mode == GELU) f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, scratch, GELU);
+  else if (mode == RESIDUAL) {
+    f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, scratch, RESIDUAL);
+  } else f16Panels(out, inp, weight, bias, T, C, OC, p0, p1, scratch, STORE);
 }
 
 // @ts-ignore: decorator
@@ -195,6 +218,7 @@ function f16Panels(
   OC: i32,
   p0: i32,
   p1: i32,
+  scratch: usize,
   mode: i32,
 ): void {
   const rowIn = <usize>C << 2;
@@ -213,6 +237,26 @@ function f16Panels(
       const o = out + (<usize>col << 2);
       const bp = mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>col << 2);
       panelRow(o, inp, w, bp, rowIn, min(PANEL, OC - col), mode, mask, xScale, yScale);
+    }
+    return;
+  }
+  if (scratch != 0 && T >= WIDEN_ROWS) {
+    // Many rows (a prompt): each panel widened once, as the f32 kernel's 16-column panel
+    // (row k of columns 0–7 at 64k, of 8–15 at 64k + 32), then two rows at a time over it.
+    for (let p = p0; p < p1; p++) {
+      const col = p * PANEL;
+      const width = min(PANEL, OC - col);
+      widenPanel(scratch, weight + <usize>p * panelBytes, C, mask, scale);
+      const bp = mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>col << 2);
+      let o = out + (<usize>col << 2);
+      let x = inp;
+      let t = 0;
+      for (; t + 2 <= T; t += 2) {
+        rowPair(o, x, scratch, scratch + 32, 64, bp, rowIn, rowOut, width, mode);
+        o += rowOut << 1;
+        x += rowIn << 1;
+      }
+      if (t < T) oneRow(o, x, scratch, scratch + 32, 64, bp, rowIn, width, mode);
     }
     return;
   }
@@ -237,6 +281,24 @@ function f16Panels(
     if (n == 3) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 3, F16_WEIGHTS, mask, scale);
     else if (n == 2) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 2, F16_WEIGHTS, mask, scale);
     else if (n == 1) stripRows(o, x, w, bp, rowIn, rowOut, width, mode, 1, F16_WEIGHTS, mask, scale);
+  }
+}
+
+/**
+ * The f32 values of one panel of halves at w (C rows of 16) into dst, C rows of 16 floats
+ * in column order, each widened exactly as `stripRows` widens it.
+ */
+// @ts-ignore: decorator
+@inline
+function widenPanel(dst: usize, w: usize, C: i32, mask: v128, scale: v128): void {
+  const end = dst + (<usize>C << 6);
+  for (let d = dst, wp = w; d < end; d += 64, wp += 32) {
+    const h0 = v128.load(wp);
+    const h1 = v128.load(wp, 16);
+    v128.store(d, widen(lowHalves(h0), mask, scale));
+    v128.store(d, widen(highHalves(h0), mask, scale), 16);
+    v128.store(d, widen(lowHalves(h1), mask, scale), 32);
+    v128.store(d, widen(highHalves(h1), mask, scale), 48);
   }
 }
 
@@ -286,9 +348,10 @@ function panelRow(
 /**
  * The output head with float16 wte: logits = h · wteᵀ for vocabulary panels [p0, p1) (16
  * rows of wte each), each logit computed as `conv1d_f16` computes a column, plus zero.
- * @param out (T, V) f32
- * @param h   (T, C) f32
- * @param wte (ceil(V / 16), C, 16) f16, from `pack_f16` with `transposed`
+ * @param out     (T, V) f32
+ * @param h       (T, C) f32
+ * @param wte     (ceil(V / 16), C, 16) f16, from `pack_f16` with `transposed`
+ * @param scratch as `conv1d_f16`'s
  */
 export function logits_f16(
   out: usize,
@@ -299,8 +362,9 @@ export function logits_f16(
   V: i32,
   p0: i32,
   p1: i32,
+  scratch: usize,
 ): void {
-  f16Panels(out, h, wte, 0, T, C, V, p0, p1, HEAD);
+  f16Panels(out, h, wte, 0, T, C, V, p0, p1, scratch, HEAD);
 }
 
 /**

@@ -13,7 +13,7 @@
  */
 import { benchRate } from "./report.ts";
 import { Harness, randn } from "../tests/kernel_harness.ts";
-import { panels } from "../runtime/backend/wasm/layout.ts";
+import { panels, widenedPanelBytes } from "../runtime/backend/wasm/layout.ts";
 import { WEIGHT_FORMATS } from "../runtime/backend/wasm/weight_formats.ts";
 import { Rng } from "../runtime/generate/random.ts";
 import { instantiate, kernelModule } from "../runtime/backend/wasm/kernel_module.ts";
@@ -58,6 +58,8 @@ for (const T of [1, 128]) {
     const p16 = copies(f16.conv1dBytes(C, OC), (at) => run(1, OPS.packF16, [at, src, C, OC]));
     const p8 = copies(q8.conv1dBytes(C, OC), (at) => run(1, OPS.packQ8, [at, src, C, OC]));
     const qx = bytes(T * q8.quantize!.rowBytes(C));
+    // The f16 kernel's scratch, a widened panel for each of the pool's two threads.
+    const scratch = bytes(2 * widenedPanelBytes(C));
     const work = 2 * T * C * OC;
     for (const threads of [1, 2] as const) {
       const group = `conv1d T=${T} ${C}x${OC} ${threads === 1 ? "1 thread" : "2 threads"}`;
@@ -76,7 +78,7 @@ for (const T of [1, 128]) {
       benchRate(
         { group, name: `${group} f16`, work, unit: "GFLOP/s", n, weightBytes: 2 * C * OC },
         () => {
-          run(threads, OPS.conv1dF16, [po, px, p16(), bias, T, C, OC, STORE]);
+          run(threads, OPS.conv1dF16, [po, px, p16(), bias, T, C, OC, STORE, scratch]);
         },
       );
       benchRate({

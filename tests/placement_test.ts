@@ -33,19 +33,29 @@ Deno.test("the wasm estimate is what the backend allocates, exactly, once the mo
   for (const hp of SMALL) {
     const weights = randomWeights(hp, 3);
     for (const weightType of WEIGHT_TYPES) {
-      for (const [slots, chunk] of [[1, 256], [3, 5]]) {
-        const backend = await WasmBackend.create({ threads: 1, weightType });
+      for (const [slots, chunk, threads] of [[1, 256, 1], [3, 5, 1], [2, 9, 2]]) {
+        const backend = await WasmBackend.create({ threads, weightType });
         using gpt2 = Gpt2.create(backend, hp, { slots, chunk });
         await gpt2.load(memorySource(weights));
         await gpt2.forward([{ slot: 0, tokens: [1, 2, 3, 4, 5, 6, 7] }]);
         await gpt2.forward(
           Array.from({ length: slots }, (_, slot) => ({ slot, tokens: [8] })),
         );
-        const { bytes } = WasmBackend.fit(gpt2Plan(hp, { slots, chunk }), weightType);
-        assertEquals(bytes, backend.allocatedBytes, `${JSON.stringify(hp)} ${weightType} ${slots}`);
+        const { bytes } = WasmBackend.fit(gpt2Plan(hp, { slots, chunk }), weightType, threads);
+        const what = `${JSON.stringify(hp)} ${weightType} ${slots} slots, ${threads} threads`;
+        assertEquals(bytes, backend.allocatedBytes, what);
       }
     }
   }
+});
+
+Deno.test("the wasm estimate counts f16's widened panel once per thread, the widest C's, and no scratch for f32", () => {
+  const plan = gpt2Plan(GPT2_SIZES["124M"], { slots: 1 });
+  const extra = (type: WeightType) =>
+    WasmBackend.fit(plan, type, 3).bytes - WasmBackend.fit(plan, type, 1).bytes;
+  // c_proj of the MLP reads 4 · 768 features: a panel of 16 columns of them in f32.
+  assertEquals(extra("f16"), 2 * 4 * 16 * 3072);
+  assertEquals(extra("f32"), 0);
 });
 
 Deno.test("the wasm estimate is what the backend allocates for GPT-2's sizes, every type, 1 to 4 slots", async () => {
@@ -53,7 +63,7 @@ Deno.test("the wasm estimate is what the backend allocates for GPT-2's sizes, ev
     const hp = GPT2_SIZES[size];
     for (const weightType of WEIGHT_TYPES) {
       for (const slots of [1, 2, 4]) {
-        const fit = WasmBackend.fit(gpt2Plan(hp, { slots }), weightType);
+        const fit = WasmBackend.fit(gpt2Plan(hp, { slots }), weightType, 1);
         using backend = await WasmBackend.create({ threads: 1, weightType });
         let allocated: number | undefined;
         try {
@@ -215,7 +225,7 @@ Deno.test("placement tries the targets in order: the first that holds the model"
 Deno.test("createGpt2() makes one backend, of the chosen type", async () => {
   using gpt2 = await createGpt2(GPT2_SIZES["1558M"], { threads: 1 });
   assertEquals([gpt2.backend.weightType, gpt2.slots], ["f16", 1]);
-  const est = WasmBackend.fit(gpt2Plan(GPT2_SIZES["1558M"], { slots: 1 }), "f16").bytes;
+  const est = WasmBackend.fit(gpt2Plan(GPT2_SIZES["1558M"], { slots: 1 }), "f16", 1).bytes;
   assertEquals((gpt2.backend as WasmBackend).allocatedBytes, est);
   await assertRejects(
     () => createGpt2(GPT2_SIZES["124M"], { backend: "cuda" as "wasm" }),

@@ -684,6 +684,48 @@ Deno.test("logits_f16() equals conv1d() on float16-rounded wteᵀ bit for bit; e
   }
 });
 
+Deno.test("conv1d_f16() and logits_f16() with a scratch (a panel widened once for many rows) give the bits they give without, in any split", () => {
+  const rng = new Rng(34);
+  const scratchBytes = WEIGHT_FORMATS.f16.threadScratchBytes!;
+  for (const [T, C, OC] of [[5, 33, 37], [6, 768, 40], [9, 1030, 19], [128, 72, 50], [7, 3, 5]]) {
+    h.reset();
+    const x = randn(rng, T * C);
+    const w = randn(rng, C * OC, 0.3);
+    const bias = put(padBias(randn(rng, OC), OC));
+    const pi = put(x);
+    const packed = putBytes(f16PackedBytes(C, OC));
+    run(OPS.packF16, [packed, put(w), C, OC]);
+    const wte = putBytes(f16PackedBytes(C, OC));
+    run(OPS.packF16Rows, [wte, put(w), C, OC, 0, panels(OC)]);
+    // Two parts' scratch: part 1's after part 0's, each with a guard after it.
+    const scratch = putBytes(2 * scratchBytes(C));
+    const msg = `T=${T} C=${C} OC=${OC}`;
+    for (const mode of [STORE, GELU, RESIDUAL]) {
+      const residual = randn(rng, T * OC);
+      const [plain, widened] = [put(residual), put(residual)];
+      const args = [plain, pi, packed, bias, T, C, OC, mode];
+      run(OPS.conv1dF16, args);
+      const split = [widened, pi, packed, bias, T, C, OC, mode, scratch];
+      const units = unitsOf(OPS.conv1dF16, split);
+      OPS.conv1dF16.run(exports, namedArgs(OPS.conv1dF16, split), 0, units >> 1, 0);
+      OPS.conv1dF16.run(exports, namedArgs(OPS.conv1dF16, split), units >> 1, units, 1);
+      assertEquals(bits(h.get(widened, T * OC)), bits(h.get(plain, T * OC)), `${msg} mode ${mode}`);
+    }
+    const [head, headWidened] = [put(T * OC), put(T * OC)];
+    run(OPS.logitsF16, [head, pi, wte, T, C, OC]);
+    const split = [headWidened, pi, wte, T, C, OC, scratch];
+    const units = unitsOf(OPS.logitsF16, split);
+    OPS.logitsF16.run(exports, namedArgs(OPS.logitsF16, split), 0, units >> 1, 0);
+    OPS.logitsF16.run(exports, namedArgs(OPS.logitsF16, split), units >> 1, units, 1);
+    assertEquals(bits(h.get(headWidened, T * OC)), bits(h.get(head, T * OC)), `head ${msg}`);
+    assertEquals(
+      guard(scratch, scratchBytes(C) / 2),
+      GUARD,
+      `part 1 wrote past its scratch (${msg})`,
+    );
+  }
+});
+
 Deno.test("weight_formats.ts sizes buffers with the kernels' own block and panel sizes", () => {
   const globals = exports as unknown as Record<string, WebAssembly.Global>;
   assertEquals(globals.QBLOCK.value, Q8_BLOCK);

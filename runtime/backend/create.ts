@@ -33,8 +33,11 @@ export interface BackendTarget {
   readonly name: "wasm" | "webgpu";
   /** The weight types it stores, most faithful first. */
   readonly weightTypes: readonly WeightType[];
-  /** How a model that allocates `plan` would fit it with `weightType` weights. */
-  fit(plan: ModelPlan, weightType: WeightType): Fit;
+  /**
+   * How a model that allocates `plan` would fit it with `weightType` weights, run on
+   * `threads` threads (where the backend's memory depends on them; default as `create`'s).
+   */
+  fit(plan: ModelPlan, weightType: WeightType, threads?: number): Fit;
   /**
    * Creates the backend.
    * @throws {BackendError} for a weight type it does not store, or a device it cannot get
@@ -48,7 +51,7 @@ export async function wasmTarget(): Promise<BackendTarget> {
   return {
     name: "wasm",
     weightTypes: WasmBackend.weightTypes,
-    fit: (plan, weightType) => WasmBackend.fit(plan, weightType),
+    fit: (plan, weightType, threads) => WasmBackend.fit(plan, weightType, threads),
     create: (options = {}) =>
       WasmBackend.create({ threads: options.threads, weightType: options.weightType }),
   };

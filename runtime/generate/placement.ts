@@ -25,6 +25,8 @@ export interface PlacementOptions {
   batch?: number;
   /** The most new tokens per sequence in one pass (Gpt2's default when absent). */
   chunk?: number;
+  /** Threads the backend will run (its default when absent): the wasm backend's scratch is per thread. */
+  threads?: number;
 }
 
 /** A backend, a weight type and a plan that fits it. */
@@ -59,7 +61,7 @@ export async function place(
     for (const weightType of types) {
       for (const slots of tries) {
         const plan = gpt2Plan(hp, { slots, chunk: options.chunk });
-        const { misfit } = target.fit(plan, weightType);
+        const { misfit } = target.fit(plan, weightType, options.threads);
         if (!misfit) return { target, weightType, plan };
         misfits.push(misfit);
       }
@@ -133,7 +135,7 @@ async function advice(
   options: PlacementOptions,
 ): Promise<string> {
   const fits = (t: BackendTarget, weightType: WeightType, slots: number) =>
-    !t.fit(gpt2Plan(hp, { slots, chunk: options.chunk }), weightType).misfit;
+    !t.fit(gpt2Plan(hp, { slots, chunk: options.chunk }), weightType, options.threads).misfit;
   const batch = options.batch ?? 1;
   const asked = options.dtype ?? "auto";
   const [slots] = slotTries(options);

@@ -23,3 +23,11 @@ export const KEY_BLOCK = 4;
 export function panels(OC: number): number {
   return Math.ceil(OC / PANEL);
 }
+
+/**
+ * Bytes of one panel widened to f32 over C input features, the scratch each thread of a
+ * float16 product of many rows widens its panels into (asm/matmul_f16.ts).
+ */
+export function widenedPanelBytes(C: number): number {
+  return 4 * PANEL * C;
+}

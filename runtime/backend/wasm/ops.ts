@@ -10,7 +10,7 @@
  * results.
  */
 import type { KernelConstants, KernelExports } from "./kernel_module.ts";
-import { PANEL, panels } from "./layout.ts";
+import { PANEL, panels, widenedPanelBytes } from "./layout.ts";
 
 /** An op's arguments by name. */
 export type OpArgs<A extends string = string> = Readonly<Record<A, number>>;
@@ -29,8 +29,11 @@ export interface Op<A extends string = string> {
   readonly align: number;
   /** About how many floats a call reads and writes: small calls are not worth a split. */
   size(a: OpArgs<A>, c: KernelConstants): number;
-  /** Does units [u0, u1) of the call. */
-  run(x: KernelExports, a: OpArgs<A>, u0: number, u1: number): void;
+  /**
+   * Does units [u0, u1) of the call, as part `part` of it (0, the default, on the calling
+   * thread; a worker's index on a worker), which picks the thread's own scratch.
+   */
+  run(x: KernelExports, a: OpArgs<A>, u0: number, u1: number, part?: number): void;
   /** Which form of the op a call is, where its arguments choose one (a Conv1D's mode). */
   variant?(a: OpArgs<A>, c: KernelConstants): string;
 }
@@ -65,6 +68,41 @@ const logitsOp = (kernel: string, bytesPerWeight: number) =>
     size: (a) => (a.rows + a.C) * a.V * bytesPerWeight / 4,
     run: (x, a, u0, u1) => x[kernel](a.out, a.h, a.wte, a.rows, a.C, a.V, u0, u1),
   });
+
+/**
+ * Where part `part` of a call finds its own scratch of `widenedPanelBytes(C)` bytes: from
+ * `scratch`, each part's after the one before (0: the call has none).
+ */
+function partScratch(a: OpArgs<"scratch" | "C">, part = 0): number {
+  return a.scratch ? a.scratch + part * widenedPanelBytes(a.C) : 0;
+}
+
+/**
+ * The float16 products (asm/matmul_f16.ts): `conv1dOp`'s and `logitsOp`'s, plus `scratch`,
+ * where each thread widens a panel for a call of many rows.
+ */
+const conv1dF16Op = op(["out", "inp", "weight", "bias", "rows", "C", "OC", "mode", "scratch"], {
+  ...conv1dOp("conv1d_f16", 2),
+  run: (x, a, u0, u1, part) =>
+    x.conv1d_f16(
+      a.out,
+      a.inp,
+      a.weight,
+      a.bias,
+      a.rows,
+      a.C,
+      a.OC,
+      a.mode,
+      u0,
+      u1,
+      partScratch(a, part),
+    ),
+});
+const logitsF16Op = op(["out", "h", "wte", "rows", "C", "V", "scratch"], {
+  ...logitsOp("logits_f16", 2),
+  run: (x, a, u0, u1, part) =>
+    x.logits_f16(a.out, a.h, a.wte, a.rows, a.C, a.V, u0, u1, partScratch(a, part)),
+});
 
 /** A Conv1D weight (C, OC) packed from its f32 rows: split by panels. */
 const packOp = (kernel: string) =>
@@ -162,8 +200,8 @@ const SPECS = {
     size: (a) => 2 * a.n,
     run: (x, a, u0, u1) => x.convert_f16(a.dst, a.src, u0, u1),
   }),
-  conv1dF16: conv1dOp("conv1d_f16", 2),
-  logitsF16: logitsOp("logits_f16", 2),
+  conv1dF16: conv1dF16Op,
+  logitsF16: logitsF16Op,
   embedF16: embedOp("embed_f16"),
   // Int8 weights (asm/matmul_q8.ts): activations are quantised by rows into a buffer of
   // rows · q8RowBytes(C) bytes, which the q8 products read.

@@ -171,6 +171,10 @@ export class WasmBackend implements Backend {
   #quantScratch = { ptr: 0, bytes: 0 };
   /** The bytes of the largest activation allocated so far, quantised by the format. */
   #quantized = 0;
+  /** The products' per-thread scratch (the format's `threadScratchBytes`), all threads'. */
+  #threadScratch = { ptr: 0, bytes: 0 };
+  /** The largest per-thread scratch of the weights declared so far. */
+  #threadScratchBytes = 0;
   /** Where in a KV cache an embedding was read as f32 before it was packed. */
   #embeddingStage: { ptr: number; bytes: number; tailOf: WasmTensor } | undefined;
 
@@ -239,17 +243,25 @@ export class WasmBackend implements Backend {
    * How a model that allocates `plan` fits a wasm backend storing its weights as
    * `weightType`, before any is created: the bytes `allocatedBytes` comes to once the
    * model is created, loaded and has run (the weights in the type's format, the
-   * activations, the KV cache, the attention and activation-quantisation scratch, and the
-   * staging buffers when the cache cannot lend its memory to them), against the 4 GiB of a
-   * wasm32 memory. Every size comes from the functions the allocating methods use.
+   * activations, the KV cache, the attention and activation-quantisation scratch, the
+   * products' scratch of each of `threads` threads (default: one per logical CPU, as
+   * `create`'s), and the staging buffers when the cache cannot lend its memory to them),
+   * against the 4 GiB of a wasm32 memory. Every size comes from the functions the
+   * allocating methods use.
    */
-  static fit(plan: ModelPlan, weightType: WeightType): Fit {
+  static fit(
+    plan: ModelPlan,
+    weightType: WeightType,
+    threads: number = navigator.hardwareConcurrency,
+  ): Fit {
     const format = WEIGHT_FORMATS[weightType];
     let bytes = RESERVED_BYTES;
     let largestConv1d = 0;
+    let threadScratch = 0;
     for (const { role, shape } of plan.weights) {
       bytes += aligned(weightBytes(format, role, shape));
       if (role === "conv1d") largestConv1d = Math.max(largestConv1d, elements(shape));
+      threadScratch = Math.max(threadScratch, threadScratchBytes(format, role, shape));
     }
     let quantized = 0;
     for (const { shape, type } of plan.activations) {
@@ -259,6 +271,7 @@ export class WasmBackend implements Backend {
     const cache = cacheLayout(plan.cache);
     bytes += aligned(cache.bytes) + aligned(4 * attentionScratchFloats(cache));
     if (quantized > 0) bytes += aligned(quantized);
+    if (threadScratch > 0) bytes += aligned(threads * threadScratch);
     const staging = STAGING_BUFFERS * aligned(4 * largestConv1d);
     if (largestConv1d > 0 && cache.bytes < staging) bytes += staging;
     if (bytes <= MAX_MEMORY_BYTES) return { bytes };
@@ -281,6 +294,10 @@ export class WasmBackend implements Backend {
   weight(role: WeightRole, shape: readonly number[]): Tensor {
     const bytes = weightBytes(this.#format, role, shape);
     if (role === "conv1d") this.#largestConv1d = Math.max(this.#largestConv1d, elements(shape));
+    this.#threadScratchBytes = Math.max(
+      this.#threadScratchBytes,
+      threadScratchBytes(this.#format, role, shape),
+    );
     const type = role === "plain" ? "f32" : this.weightType;
     return new WasmTensor(this, this.#alloc(bytes), [...shape], type, bytes, role);
   }
@@ -311,9 +328,10 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * The KV cache, and with it the scratch of attention and, for a format that quantises
-   * the products' inputs, room for the largest activation allocated so far quantised (a
-   * model allocates its activations first, as Gpt2 does).
+   * The KV cache, and with it the scratch of attention, the products' per-thread scratch
+   * for the weights declared so far, and, for a format that quantises the products'
+   * inputs, room for the largest activation allocated so far quantised (a model declares
+   * its weights and allocates its activations first, as Gpt2 does).
    */
   kvCache(shape: KVCacheShape): Tensor {
     const layout = cacheLayout(shape);
@@ -329,6 +347,7 @@ export class WasmBackend implements Backend {
     );
     this.#ensureScratch(attentionScratchFloats(layout));
     this.#ensureQuantScratch(this.#quantized);
+    this.#ensureThreadScratch(this.#threadScratchBytes);
     if (!this.#emptyCache || bytes > this.#emptyCache.bytes) this.#emptyCache = cache;
     return cache;
   }
@@ -440,6 +459,7 @@ export class WasmBackend implements Backend {
       rows,
       C,
       V,
+      scratch: this.#scratchFor(format, C),
     });
   }
 
@@ -533,7 +553,18 @@ export class WasmBackend implements Backend {
       C,
       OC,
       mode,
+      scratch: this.#scratchFor(format, C),
     });
+  }
+
+  /**
+   * The per-thread scratch of a product of `format` over C features, allocated if none
+   * as large was (Gpt2's is, with its KV cache); 0 for a format that needs none.
+   */
+  #scratchFor(format: WeightFormat, C: number): number {
+    if (!format.threadScratchBytes) return 0;
+    this.#ensureThreadScratch(format.threadScratchBytes(C));
+    return this.#threadScratch.ptr;
   }
 
   /**
@@ -650,6 +681,13 @@ export class WasmBackend implements Backend {
     this.#quantScratch = { ptr: this.#alloc(bytes), bytes };
   }
 
+  /** Per-thread scratch of at least `perThread` bytes for each thread, in one block. */
+  #ensureThreadScratch(perThread: number): void {
+    const bytes = this.threads * perThread;
+    if (bytes <= this.#threadScratch.bytes) return;
+    this.#threadScratch = { ptr: this.#alloc(bytes), bytes };
+  }
+
   /**
    * A staging buffer for a Conv1D weight of `floats` floats, when one is free; loads get
    * them in the order they asked. The buffers lie in the KV cache while it holds nothing
@@ -747,6 +785,17 @@ function weightBytes(format: WeightFormat, role: WeightRole, shape: readonly num
   }
   const [rows, cols] = shape;
   return role === "conv1d" ? format.conv1dBytes(rows, cols) : format.embeddingBytes(rows, cols);
+}
+
+/** Per-thread scratch bytes that products over a weight of `role` and `shape` take in `format`. */
+function threadScratchBytes(
+  format: WeightFormat,
+  role: WeightRole,
+  shape: readonly number[],
+): number {
+  if (!format.threadScratchBytes || role === "plain") return 0;
+  // A Conv1D's input features are its rows (C, OC); the head's are wte's columns (V, C).
+  return format.threadScratchBytes(role === "conv1d" ? shape[0] : shape[1]);
 }
 
 /**

@@ -14,7 +14,7 @@
  */
 import type { WeightType } from "../backend.ts";
 import { type Op, OPS } from "./ops.ts";
-import { PANEL, panels, Q8_BLOCK } from "./layout.ts";
+import { PANEL, panels, Q8_BLOCK, widenedPanelBytes } from "./layout.ts";
 
 /** One stored weight type: its sizes, its packing and its kernels. */
 export interface WeightFormat {
@@ -41,10 +41,16 @@ export interface WeightFormat {
     readonly op: Op<"dst" | "inp" | "rows" | "C">;
     rowBytes(C: number): number;
   };
+  /**
+   * Bytes of scratch each thread needs for a product over C input features, for a format
+   * whose products take `scratch` (that many bytes per thread, one thread's after
+   * another's); absent: none.
+   */
+  threadScratchBytes?(C: number): number;
   /** Conv1D, out = mode(inp · weight + bias), for each of the kernels' modes. */
-  readonly conv1d: Op<"out" | "inp" | "weight" | "bias" | "rows" | "C" | "OC" | "mode">;
+  readonly conv1d: Op<"out" | "inp" | "weight" | "bias" | "rows" | "C" | "OC" | "mode" | "scratch">;
   /** The tied output head, out = h · wteᵀ. */
-  readonly logits: Op<"out" | "h" | "wte" | "rows" | "C" | "V">;
+  readonly logits: Op<"out" | "h" | "wte" | "rows" | "C" | "V" | "scratch">;
   /** The embedding lookup, out = wte[tokens] + wpe[positions]. */
   readonly embed: Op<"out" | "tokens" | "positions" | "wte" | "wpe" | "rows" | "C">;
 }
@@ -85,6 +91,8 @@ export const WEIGHT_FORMATS: Readonly<Record<WeightType, WeightFormat>> = {
     embeddingBytes: (V, C) => f16PanelBytes(C, V),
     packConv1d: OPS.packF16,
     packEmbedding: OPS.packF16Rows,
+    // A panel widened to f32 once per call of many rows (asm/matmul_f16.ts).
+    threadScratchBytes: widenedPanelBytes,
     conv1d: OPS.conv1dF16,
     logits: OPS.logitsF16,
     embed: OPS.embedF16,

@@ -153,7 +153,7 @@ function runPart(
   parts: number,
 ): void {
   const [u0, u1] = share(op.units(args, k.constants), op.align, part, parts);
-  if (u0 < u1) op.run(k.exports, args, u0, u1);
+  if (u0 < u1) op.run(k.exports, args, u0, u1, part);
 }
 
 /**

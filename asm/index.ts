@@ -12,10 +12,10 @@ export {
   embed_q8,
   logits_q8,
   pack_q8,
+  pack_q8_blocks,
   QBLOCK,
   QPANEL,
   quantize_q8,
-  relaxed_dot_probe,
 } from "./matmul_q8";
 export {
   conv1d_f16,

@@ -50,7 +50,7 @@ function halfIndex(c: i32): i32 {
  */
 // @ts-ignore: decorator
 @inline
-function toHalf(x: f32): u16 {
+export function toHalf(x: f32): u16 {
   const b = reinterpret<u32>(x);
   const sign = (b >> 16) & 0x8000;
   const e = <i32>((b >> 23) & 0xff);

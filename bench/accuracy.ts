@@ -36,8 +36,8 @@ import { argmax } from "../runtime/generate/sampler.ts";
 /** The backend's own types compared with float32. */
 const TYPES: readonly WeightType[] = ["f16", "q8"];
 
-/** Bytes per weight of the backend's matrices in each type (q8: int8 + an f32 scale per 32). */
-const BACKEND_BYTES: Readonly<Record<WeightType, number>> = { f32: 4, f16: 2, q8: 1.125 };
+/** Bytes per weight of the backend's matrices in each type (q8: int8 + a float16 scale per 32). */
+const BACKEND_BYTES: Readonly<Record<WeightType, number>> = { f32: 4, f16: 2, q8: 1.0625 };
 
 const FIXTURE = fileURLToPath(new URL("../../shared/fixtures/", import.meta.url));
 

@@ -11,6 +11,15 @@
  * - `q8_dot_paired`: two relaxed dots added in 16 bits before one widening, which is exact
  *   only if one operand has 7 bits each side (activations in [−63, 63] instead of
  *   [−127, 127]): what that quantisation would allow;
+ * - `i16_dot`: `i32x4.dot_i16x8_s` and `i32x4.add` (8 multiply-adds; pmaddwd, paddd), the
+ *   q8 kernels' product since they keep 8 bits: weights widened to i16 (outside this
+ *   loop: `v128.load8x8_s` as they load), activations stored as i16;
+ * - `q8_split`: 8-bit activations split as a = a⁺ − a⁻ (both in [0, 127]), two relaxed
+ *   dots of the signed weights with a⁺ and a⁻, their difference in 16 bits (exact: the
+ *   true pair sum fits, and i16x8.sub wraps), then one widening (16 multiply-adds);
+ * - `q8_sign`: the issue's sign trick, ggml's AVX2 route: |w| as the relaxed dot's unsigned
+ *   operand and w's sign moved onto the activation, (a ⊕ m) − m with m the sign mask
+ *   (16 multiply-adds);
  * - `f32_madd`: `f32x4.relaxed_madd` (4 multiply-adds), the float32 kernels' product.
  *
  * The median of five runs of each, in turn.
@@ -22,7 +31,14 @@ import binaryen from "binaryen";
 /** Loop iterations per run; each does eight products of `MACS[kind]` multiply-adds. */
 const ITERATIONS = 2e7;
 
-const MACS = { q8_dot: 16, q8_dot_paired: 16, f32_madd: 4 } as const;
+const MACS = {
+  q8_dot: 16,
+  q8_dot_paired: 16,
+  i16_dot: 8,
+  q8_split: 16,
+  q8_sign: 16,
+  f32_madd: 4,
+} as const;
 type Kind = keyof typeof MACS;
 
 /**
@@ -35,6 +51,19 @@ function moduleText(kind: Kind): string {
     const [a, w] = [`(local.get $a${k >> 2})`, `(local.get $w${k % 4})`];
     const s = `(local.get $s${k})`;
     if (kind === "f32_madd") return `(f32x4.relaxed_madd ${a} ${w} ${s})`;
+    if (kind === "i16_dot") return `(i32x4.add ${s} (i32x4.dot_i16x8_s ${a} ${w}))`;
+    const wide = (x: string) => `(i32x4.add ${s} (i32x4.dot_i16x8_s ${x} (local.get $one)))`;
+    if (kind === "q8_split") {
+      // Weights w signed (first operand); a⁺ and a⁻ two activation vectors of their own.
+      const split = (b: string) => `(i16x8.relaxed_dot_i8x16_i7x16_s ${w} ${b})`;
+      return wide(`(i16x8.sub ${split(a)} ${split(`(local.get $a${2 + (k >> 2)})`)})`);
+    }
+    if (kind === "q8_sign") {
+      // m: the sign mask of w (here the next weight vector stands in for it).
+      const m = `(local.get $w${(k + 1) % 4})`;
+      const signed = `(i8x16.sub (v128.xor ${a} ${m}) ${m})`;
+      return wide(`(i16x8.relaxed_dot_i8x16_i7x16_s ${signed} ${w})`);
+    }
     const dot = (b: string) => `(i16x8.relaxed_dot_i8x16_i7x16_s ${a} ${b})`;
     // The paired form does two dots per accumulator and four accumulators' worth of
     // iterations, so that each form does eight dots per iteration.
@@ -45,7 +74,7 @@ function moduleText(kind: Kind): string {
   };
   const accumulators = kind === "q8_dot_paired" ? [0, 2, 4, 6] : [0, 1, 2, 3, 4, 5, 6, 7];
   const splat = (add: number) => `(i32x4.splat (i32.add (local.get $x) (i32.const ${add})))`;
-  const locals = ["a0", "a1", "w0", "w1", "w2", "w3", "one"]
+  const locals = ["a0", "a1", "a2", "a3", "w0", "w1", "w2", "w3", "one"]
     .concat(accumulators.map((k) => `s${k}`))
     .map((name) => `(local $${name} v128)`)
     .join(" ");
@@ -53,6 +82,7 @@ function moduleText(kind: Kind): string {
     .reduce((x, y) => `(i32x4.add ${x} ${y})`);
   return `(module (func (export "run") (param $n i32) (param $x i32) (result i32) ${locals}
     (local.set $a0 ${splat(0)}) (local.set $a1 ${splat(7)})
+    (local.set $a2 ${splat(13)}) (local.set $a3 ${splat(17)})
     (local.set $w0 ${splat(3)}) (local.set $w1 ${splat(5)})
     (local.set $w2 ${splat(9)}) (local.set $w3 ${splat(11)})
     (local.set $one (i16x8.splat (i32.sub (local.get $x) (i32.const 1))))
@@ -60,6 +90,8 @@ function moduleText(kind: Kind): string {
       ${accumulators.map((k) => `(local.set $s${k} ${product(k)})`).join("\n      ")}
       (local.set $a0 (i32x4.add (local.get $a0) (local.get $w1)))
       (local.set $a1 (i32x4.add (local.get $a1) (local.get $w2)))
+      (local.set $a2 (i32x4.add (local.get $a2) (local.get $w3)))
+      (local.set $a3 (i32x4.add (local.get $a3) (local.get $w0)))
       (local.set $n (i32.sub (local.get $n) (i32.const 1)))
       (br_if $next (local.get $n)))
     (i32x4.extract_lane 0 ${sum})))`;

@@ -227,7 +227,7 @@ Deno.test("dtype auto keeps float32 where it fits, else float16, else q8; fewer 
     ["124M", {}, "f32", 4],
     ["774M", {}, "f32", 2], // 3.1 GB of weights: two slots' caches fit beside them
     ["1558M", {}, "f16", 1], // 6.2 GB in float32 cannot fit 4 GiB
-    ["1558M", { dtype: "q8" }, "q8", 2],
+    ["1558M", { dtype: "q8" }, "q8", 4], // 3.97 GiB of wasm memory with four slots
     ["124M", { dtype: "f16", slots: 3 }, "f16", 3],
   ];
   for (const [size, options, dtype, slots] of cases) {

@@ -156,8 +156,8 @@ Deno.test("placement: f32 where it fits, else f16, else q8; fewer slots before a
     ["124M", {}, "f32", 4],
     ["774M", {}, "f32", 2], // three slots would fit; the default halves 4 to 2
     ["1558M", {}, "f16", 1], // 6.2 GB in float32 cannot fit 4 GiB
-    ["1558M", { dtype: "q8" }, "q8", 2],
-    ["1558M", { batch: 2 }, "q8", 2], // generateBatch needs two slots: q8 holds them
+    ["1558M", { dtype: "q8" }, "q8", 4], // 3.97 GiB with four slots (1.0625 bytes a weight)
+    ["1558M", { batch: 2 }, "q8", 4], // generateBatch needs two slots: q8 holds the default four
     ["124M", { dtype: "f16", slots: 3 }, "f16", 3],
     ["124M", { batch: 6 }, "f32", 6],
   ];
@@ -187,7 +187,8 @@ Deno.test("placement's errors say what did not fit and what would", async () => 
   );
   const slots = await fails(huge, { dtype: "f16", slots: 4 });
   assert(slots.startsWith("The model needs 5.31 GiB of wasm memory"), slots);
-  assert(slots.endsWith(": use fewer slots (1 fit)"), slots);
+  // q8 holds the four slots that float16 cannot.
+  assert(slots.endsWith(': use dtype "q8", or fewer slots (1 fit)'), slots);
   const tooLong = await fails({ ...huge, n_ctx: 65536 }, {});
   assert(
     tooLong.startsWith(

@@ -17,7 +17,8 @@ export type ActivationType = "f32" | "i32";
 /**
  * How a backend stores the model's matrices (the Conv1D weights and the token embedding):
  * float32 as the checkpoint gives them, IEEE float16, or int8 in blocks of 32 with one
- * float32 scale per block (`q8`). Norms, biases and the position embedding stay float32.
+ * float16 scale per block (`q8`, ggml's Q8_0). Norms, biases and the position embedding
+ * stay float32.
  */
 export type WeightType = "f32" | "f16" | "q8";
 

@@ -28,8 +28,8 @@ export interface LoadOptions {
    */
   backend?: BackendName;
   /**
-   * How the backend stores the model's matrices: `"f32"`, `"f16"`, `"q8"` (int8 in blocks
-   * of 32 with a scale each; wasm only), or `"auto"` (the default): float32 when the
+   * How the backend stores the model's matrices: `"f32"`, `"f16"`, `"q8"` (ggml's Q8_0:
+   * int8 in blocks of 32 with a float16 scale each; wasm only), or `"auto"` (the default): float32 when the
    * model, its KV cache and activations fit the backend's memory, else float16, else q8,
    * decided from the backend's estimate before anything is allocated. `model.dtype` says
    * which was used; an unknown name is a `RangeError`.

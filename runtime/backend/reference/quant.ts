@@ -5,25 +5,29 @@
  * integer sums exact) but sum in float64, and keep plain row-major layouts: the packed
  * layouts are the kernels' business.
  *
- * The q8 format (asm/matmul_q8.ts says why): blocks of `Q8_BLOCK` features along the input
- * dimension, one f32 scale per block and column; weights q = round(w / d) in [−63, 63]
- * with d = max|w| / 63, activations a = round(x / e) in [−127, 127] with e = max|x| / 127,
- * rounding to nearest with ties to even, every division in f32.
+ * The q8 format (asm/matmul_q8.ts): blocks of `Q8_BLOCK` features along the input
+ * dimension. Weights as ggml's q8_0 (`quantize_row_q8_0_ref` in ggml-quants.c): per block
+ * and column d = max|w| / 127 in f32, q = roundf(w · (1 / d)) with halves away from zero,
+ * and d stored as float16, so a weight stands for f16(d) · q. Activations a = round(x / e)
+ * in [−127, 127] with e = max|x| / 127 in f32, rounding to nearest with ties to even.
  *
  * @module
  */
 
 /** Features per q8 block. */
 export const Q8_BLOCK = 32;
-/** The largest |q| of a q8 weight: 7 bits, so that the int8 dot product is exact everywhere. */
-export const Q8_WEIGHT_MAX = 63;
-/** The largest |a| of a q8 activation. */
-export const Q8_ACTIVATION_MAX = 127;
+/** The largest |q| of a q8 weight or activation: 8 bits, as ggml's q8_0. */
+export const Q8_MAX = 127;
 
 /** x rounded to the nearest integer, ties to even, as wasm's `nearest`. */
 export function roundHalfEven(x: number): number {
   const r = Math.round(x); // ties towards +∞
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** x rounded to the nearest integer, halves away from zero, as C's `roundf`. */
+export function roundHalfAway(x: number): number {
+  return x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
 }
 
 /** A matrix (K, N) quantised to q8 along K: value (k, n) ≈ scales[(k / 32) · N + n] · q[k · N + n]. */
@@ -39,15 +43,17 @@ export interface Q8Matrix {
 }
 
 /**
- * Quantises the (K, N) matrix `at(k, n)` along K with `limit` levels each side of zero:
- * per block of 32 rows and column n, d = max|x| / limit, q = round(x / d).
+ * Quantises the (K, N) matrix `at(k, n)` along K, per block of 32 rows and column n, with
+ * d = max|x| / 127 in f32: as ggml's q8_0 (`weights`: q = roundf(x · f32(1 / d)), the
+ * scale kept as f16(d)) or as the kernels quantise activations (q = nearest(x / d), d kept).
  */
 function quantize(
   K: number,
   N: number,
-  limit: number,
+  weights: boolean,
   at: (k: number, n: number) => number,
 ): Q8Matrix {
+  const f = Math.fround;
   const nb = Math.ceil(K / Q8_BLOCK);
   const q = new Int8Array(nb * Q8_BLOCK * N);
   const scales = new Float32Array(nb * N);
@@ -57,11 +63,11 @@ function quantize(
       let amax = 0;
       for (let k = b * Q8_BLOCK; k < k1; k++) amax = Math.max(amax, Math.abs(at(k, n)));
       if (amax === 0) continue;
-      const d = Math.fround(amax / limit);
-      scales[b * N + n] = d;
+      const d = f(amax / Q8_MAX);
+      const id = f(1 / d);
+      scales[b * N + n] = weights ? roundToFloat16(d) : d;
       for (let k = b * Q8_BLOCK; k < k1; k++) {
-        const v = roundHalfEven(Math.fround(at(k, n) / d));
-        q[k * N + n] = Math.max(-limit, Math.min(limit, v));
+        q[k * N + n] = weights ? roundHalfAway(f(at(k, n) * id)) : roundHalfEven(f(at(k, n) / d));
       }
     }
   }
@@ -81,14 +87,14 @@ export function quantizeQ8Weight(
   return quantize(
     C,
     OC,
-    Q8_WEIGHT_MAX,
+    true,
     transposed ? (k, o) => w[o * C + k] : (k, o) => w[k * OC + o],
   );
 }
 
 /** Activations (T, C) in q8, each row in blocks along C: returned as the (C, T) matrix. */
 export function quantizeQ8Rows(x: Float32Array, T: number, C: number): Q8Matrix {
-  return quantize(C, T, Q8_ACTIVATION_MAX, (k, t) => x[t * C + k]);
+  return quantize(C, T, false, (k, t) => x[t * C + k]);
 }
 
 /** The (K, N) f32 values a q8 matrix stands for: d · q, rounded to f32. */
@@ -159,8 +165,9 @@ export function refLogitsQ8(h: Float32Array, wte: Q8Matrix, T: number): Float32A
 
 /**
  * The worst-case error of the q8 product against the exact product of x (T, C) and the
- * f32 weight w (C, OC), from the rounding of each stored value alone: with |εw| ≤ d / 2
- * and |εx| ≤ e / 2 per element, |x·w − x̂·ŵ| ≤ |x|·|εw| + |ŵ|·|εx| summed over k.
+ * f32 weight w (C, OC), from the rounding of each stored value alone: with
+ * |εw| ≤ d / 2 + |q| · |d − f16(d)| (the value's rounding, then the scale's) and
+ * |εx| ≤ e / 2 per element, |x·w − x̂·ŵ| ≤ |x|·|εw| + |ŵ|·|εx| summed over k.
  * @returns (T, OC) bounds
  */
 export function q8ErrorBound(
@@ -172,15 +179,26 @@ export function q8ErrorBound(
 ): Float64Array {
   const wq = quantizeQ8Weight(w, C, OC);
   const xq = quantizeQ8Rows(x, T, C);
+  const nb = Math.ceil(C / Q8_BLOCK);
+  // The unrounded d of each block and column.
+  const d = new Float64Array(nb * OC);
+  for (let k = 0; k < C; k++) {
+    for (let o = 0; o < OC; o++) {
+      const i = Math.floor(k / Q8_BLOCK) * OC + o;
+      d[i] = Math.max(d[i], Math.fround(Math.abs(w[k * OC + o]) / Q8_MAX));
+    }
+  }
   const bound = new Float64Array(T * OC);
   for (let t = 0; t < T; t++) {
     for (let o = 0; o < OC; o++) {
       let s = 0;
       for (let k = 0; k < C; k++) {
         const b = Math.floor(k / Q8_BLOCK);
-        const d = wq.scales[b * OC + o];
+        const ds = wq.scales[b * OC + o];
+        const q = Math.abs(wq.q[k * OC + o]);
         const e = xq.scales[b * T + t];
-        s += Math.abs(x[t * C + k]) * d / 2 + Math.abs(d * wq.q[k * OC + o]) * e / 2;
+        const ew = d[b * OC + o] / 2 * (1 + 1e-6) + q * Math.abs(d[b * OC + o] - ds);
+        s += Math.abs(x[t * C + k]) * ew + ds * q * e / 2;
       }
       bound[t * OC + o] = s;
     }

@@ -212,6 +212,20 @@ const SPECS = {
   }),
   packQ8: packOp("pack_q8"),
   packQ8Rows: packRowsOp("pack_q8"),
+  // ggml Q8_0 blocks, as a GGUF file holds them, copied into the panels `pack_q8` writes:
+  // a Conv1D weight from its (OC, C) rows of blocks, split by panels, and the embedding's
+  // (V, C) rows a chunk at a time as `packRowsOp` takes them. C is a multiple of 32.
+  packQ8Blocks: op(["dst", "src", "C", "OC"], {
+    units: (a) => panels(a.OC),
+    size: (a) => 2 * a.C * a.OC / 4,
+    run: (x, a, u0, u1) => x.pack_q8_blocks(a.dst, a.src, a.C, a.OC, 0, u0, u1),
+  }),
+  packQ8BlockRows: op(["dst", "src", "C", "V", "first", "panels"], {
+    units: (a) => a.panels,
+    size: (a) => 2 * a.C * PANEL * a.panels / 4,
+    run: (x, a, u0, u1) =>
+      x.pack_q8_blocks(a.dst, a.src, a.C, a.V, a.first, a.first + u0, a.first + u1),
+  }),
   conv1dQ8: conv1dOp("conv1d_q8", 1),
   logitsQ8: logitsOp("logits_q8", 1),
   embedQ8: embedOp("embed_q8"),

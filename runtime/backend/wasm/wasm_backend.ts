@@ -41,8 +41,9 @@ export interface WasmBackendOptions {
   profile?: boolean;
   /**
    * The element type of the `"conv1d"` and `"embedding"` weights (default "f32"):
-   * "f16", IEEE binary16 (rounded to nearest even); "q8", int8 in blocks of 32 input
-   * features with a scale each, the products' inputs quantised per block as they run.
+   * "f16", IEEE binary16 (rounded to nearest even); "q8", ggml's Q8_0 (int8 in blocks of
+   * 32 input features with a float16 scale each), the products' inputs quantised to 8 bits
+   * per block as they run.
    * Other weights stay f32. Its format is `WEIGHT_FORMATS[weightType]`.
    */
   weightType?: WeightType;

@@ -47,6 +47,29 @@ export interface WeightFormat {
    * another's); absent: none.
    */
   threadScratchBytes?(C: number): number;
+  /**
+   * Packing from a GGUF file's quantized blocks of the type the format stores, without
+   * converting them to float32 first (and so without requantizing): present when the
+   * format's values are exactly one ggml block type's. `src` holds the blocks in ggml's
+   * order, rows of blocks along C: a Conv1D weight as its (OC, C) rows (ggml's
+   * (out, in), e.g. `blk.N.attn_qkv.weight`), the embedding as its (V, C) rows
+   * (`token_embd.weight`). `C` must be a whole number of blocks.
+   */
+  readonly blocks?: {
+    /** The block type, as runtime/io/tensor_types.ts names it. */
+    readonly ggmlType: "q8_0";
+    /**
+     * Packs a Conv1D weight into `dst` (`conv1dBytes(C, OC)` bytes) from its OC rows of
+     * blocks at `src`.
+     */
+    readonly packConv1d: Op<"dst" | "src" | "C" | "OC">;
+    /**
+     * Packs panels [first, first + panels) of the embedding into `dst`
+     * (`embeddingBytes(V, C)` bytes, the whole of it) from `src`, which holds wte's rows of
+     * blocks from row `PANEL · first` on only, as `packEmbedding` takes float32 rows.
+     */
+    readonly packEmbedding: Op<"dst" | "src" | "C" | "V" | "first" | "panels">;
+  };
   /** Conv1D, out = mode(inp · weight + bias), for each of the kernels' modes. */
   readonly conv1d: Op<"out" | "inp" | "weight" | "bias" | "rows" | "C" | "OC" | "mode" | "scratch">;
   /** The tied output head, out = h · wteᵀ. */
@@ -66,11 +89,12 @@ function f16PanelBytes(C: number, OC: number): number {
 }
 
 /**
- * Bytes of (C, OC) q8 weights in panels: per panel and block of 32 features, `PANEL` f32
- * scales and PANEL × 32 int8 weights (576 bytes, 1.125 bytes a weight).
+ * Bytes of (C, OC) q8 weights in panels: per panel and block of 32 features, `PANEL`
+ * float16 scales and PANEL × 32 int8 weights (544 bytes, 1.0625 bytes a weight, as ggml's
+ * Q8_0 blocks of 34 bytes).
  */
 function q8PanelBytes(C: number, OC: number): number {
-  return panels(OC) * Math.ceil(C / Q8_BLOCK) * (4 * PANEL + PANEL * Q8_BLOCK);
+  return panels(OC) * Math.ceil(C / Q8_BLOCK) * (2 * PANEL + PANEL * Q8_BLOCK);
 }
 
 /** Every format, by the type it stores. */
@@ -103,8 +127,9 @@ export const WEIGHT_FORMATS: Readonly<Record<WeightType, WeightFormat>> = {
     embeddingBytes: (V, C) => q8PanelBytes(C, V),
     packConv1d: OPS.packQ8,
     packEmbedding: OPS.packQ8Rows,
-    // Per block of 32: the int8 values, an f32 scale and an i32 correction.
-    quantize: { op: OPS.quantizeQ8, rowBytes: (C) => Math.ceil(C / Q8_BLOCK) * (Q8_BLOCK + 8) },
+    blocks: { ggmlType: "q8_0", packConv1d: OPS.packQ8Blocks, packEmbedding: OPS.packQ8BlockRows },
+    // Per block of 32: the 8-bit values as i16, then an f32 scale.
+    quantize: { op: OPS.quantizeQ8, rowBytes: (C) => Math.ceil(C / Q8_BLOCK) * (2 * Q8_BLOCK + 4) },
     conv1d: OPS.conv1dQ8,
     logits: OPS.logitsQ8,
     embed: OPS.embedQ8,

@@ -58,7 +58,7 @@ Deno.test("bench:accuracy prints one JSON line per type: float16 closer to float
   await withTempDir(async (dir) => {
     await writeModelFolder(dir, hp, randomWeights(hp, 4));
     const r = await benchAccuracy(["--model", dir, "--tokens", "100"]);
-    assertEquals(Object.keys(r), ["f32", "f16", "q8"]);
+    assertEquals(Object.keys(r), ["f32", "f16", "q8", "q4"]);
     assertEquals(r.f32.kl_mean, 0);
     for (const t of ["f16", "q8"]) {
       assertEquals([r[t].positions, r[t].text], [100, "random tokens"]);
@@ -67,6 +67,7 @@ Deno.test("bench:accuracy prints one JSON line per type: float16 closer to float
     }
     assertEquals(r.f16.top1_agreement, 1);
     assert(r.f16.kl_mean < r.q8.kl_mean && r.f16.max_logit_diff < r.q8.max_logit_diff);
+    assert(r.q8.kl_mean < r.q4.kl_mean, `q4 farthest: ${JSON.stringify(r.q4)}`);
   });
 });
 
@@ -74,7 +75,7 @@ const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/", import.meta.url
 
 Deno.test({
   name:
-    "bench:accuracy on the fixture's held-out text: a Q8_0 GGUF (8-bit) is nearer float32 than q8 (7-bit)",
+    "bench:accuracy on the fixture's held-out text: every type near float32, q4 farthest, a Q4_0 GGUF kept as q4's own bytes",
   ignore: (() => {
     try {
       return !Deno.statSync(`${FIXTURES}trained-tiny-gguf/trained-tiny-Q8_0.gguf`).isFile;
@@ -89,16 +90,21 @@ Deno.test({
       "--gguf",
       `${FIXTURES}trained-tiny-gguf/trained-tiny-Q8_0.gguf,${FIXTURES}trained-tiny-gguf/trained-tiny-Q4_0.gguf`,
     ]);
-    assertEquals(Object.keys(r), ["f32", "f16", "q8", "gguf:Q8_0", "gguf:Q4_0"]);
+    assertEquals(Object.keys(r), ["f32", "f16", "q8", "q4", "gguf:Q8_0", "gguf:Q4_0"]);
     assert(r.f32.text.endsWith("heldout.txt"), r.f32.text);
     // Real text: perplexity is the model's, and every type scores it nearly the same.
     assert(r.f32.perplexity > 5 && r.f32.perplexity < 500, `${r.f32.perplexity}`);
-    for (const t of ["f16", "q8", "gguf:Q8_0", "gguf:Q4_0"]) {
+    for (const t of ["f16", "q8", "q4", "gguf:Q8_0", "gguf:Q4_0"]) {
       assert(Math.abs(r[t].perplexity / r.f32.perplexity - 1) < 0.05, `${t}: ${r[t].perplexity}`);
     }
-    assert(r.f16.kl_mean < r["gguf:Q8_0"].kl_mean, "f16 nearest");
-    assert(r["gguf:Q8_0"].kl_mean < r.q8.kl_mean, "8-bit weights nearer than 7-bit");
-    assert(r.q8.kl_mean < r["gguf:Q4_0"].kl_mean, "4-bit farthest");
+    assert(r.f16.kl_mean < r.q8.kl_mean, "f16 nearest");
+    assert(r.q8.kl_mean < r.q4.kl_mean, "4-bit farthest");
+    // GGUF files load as their own types: Q8_0 as q8, Q4_0 kept as q4, whose blocks are
+    // the ones q4 makes from the checkpoint's float32: the same figures exactly.
+    assertEquals([r["gguf:Q8_0"].stored, r["gguf:Q4_0"].stored], ["q8", "q4"]);
+    const { type: _, stored: __, bytes_per_weight: ___, ...q4 } = r["gguf:Q4_0"];
+    const { type: _t, bytes_per_weight: _b, ...own } = r.q4;
+    assertEquals(q4, own);
     assertEquals([r["gguf:Q8_0"].bytes_per_weight, r["gguf:Q4_0"].bytes_per_weight], [
       1.063,
       0.5625,

@@ -199,7 +199,7 @@ Deno.test({
       const ids = (await files.tokenizer()).encode(prompts[0]);
       const want = await memoryLogits(files.hparams, weights, ids);
       assertEquals(await ggufLogits(gguf(type), ids), want, type);
-      assertEquals(files.conversion, `token_embd, blk.*: ${type} converted to f32 while loading`);
+      assertEquals(files.conversion(), `token_embd, blk.*: ${type} converted to f32 while loading`);
     }
   },
 });

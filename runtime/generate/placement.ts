@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { WeightType } from "../backend/backend.ts";
+import { AUTO_WEIGHT_TYPES, type WeightType } from "../backend/backend.ts";
 import { type BackendTarget, wasmTarget } from "../backend/create.ts";
 import { BackendError } from "../errors.ts";
 import type { HParams } from "../gpt2/hparams.ts";
@@ -25,6 +25,8 @@ export interface PlacementOptions {
   batch?: number;
   /** The most new tokens per sequence in one pass (Gpt2's default when absent). */
   chunk?: number;
+  /** The weight types `"auto"` tries, in order (default `AUTO_WEIGHT_TYPES`). */
+  autoTypes?: readonly WeightType[];
 }
 
 /** A backend, a weight type and a plan that fits it. */
@@ -51,7 +53,7 @@ export async function place(
   const tries = slotTries(options);
   const misfits: string[] = [];
   for (const target of targets) {
-    const types = weightTypes(target, options.dtype);
+    const types = weightTypes(target, options.dtype, options.autoTypes);
     if (types.length === 0) {
       misfits.push(`The ${target.name} backend has no ${options.dtype} weights`);
       continue;
@@ -86,9 +88,16 @@ function halvings(from: number, least: number): number[] {
   return out;
 }
 
-/** The weight types to try on `target` for `dtype`, most faithful first. */
-function weightTypes(target: BackendTarget, dtype: WeightType | "auto" = "auto"): WeightType[] {
-  if (dtype === "auto") return [...target.weightTypes];
+/**
+ * The weight types to try on `target` for `dtype`, in order: for `"auto"` those of `auto`
+ * (by default `AUTO_WEIGHT_TYPES`, most faithful first) that the target stores.
+ */
+function weightTypes(
+  target: BackendTarget,
+  dtype: WeightType | "auto" = "auto",
+  auto: readonly WeightType[] = AUTO_WEIGHT_TYPES,
+): WeightType[] {
+  if (dtype === "auto") return auto.filter((t) => target.weightTypes.includes(t));
   return target.weightTypes.includes(dtype) ? [dtype] : [];
 }
 
@@ -107,7 +116,7 @@ function summary(
     const names = targets.map((t) => t.name).join(" and ");
     return `The model fits none of the ${names} backends (${lowerFirst(last)})`;
   }
-  const types = weightTypes(targets[0], options.dtype);
+  const types = weightTypes(targets[0], options.dtype, options.autoTypes);
   const slots = slotTries(options);
   const fewest = slots[slots.length - 1];
   const withSlots = `${slots.length > 1 ? "even " : ""}with ${fewest} slot${
@@ -144,13 +153,13 @@ async function advice(
   if (other) helps.push(`dtype "${other}"`);
   if (options.slots !== undefined) {
     const fewer = halvings(slots, batch).slice(1).find((n) =>
-      weightTypes(target, asked).some((t) => fits(target, t, n))
+      weightTypes(target, asked, options.autoTypes).some((t) => fits(target, t, n))
     );
     if (fewer) helps.push(`fewer slots (${fewer} fit)`);
   }
   if (target.name !== "wasm") {
     const wasm = await wasmTarget();
-    const type = weightTypes(wasm, asked).find((t) => fits(wasm, t, slots)) ??
+    const type = weightTypes(wasm, asked, options.autoTypes).find((t) => fits(wasm, t, slots)) ??
       wasm.weightTypes.find((t) => fits(wasm, t, slots));
     if (type) helps.push(`backend "wasm"${type === asked ? "" : ` with dtype "${type}"`}`);
   }

@@ -133,7 +133,7 @@ function summary(
 
 /**
  * What would help when nothing fit on `target` (the last tried): another weight type
- * there, fewer slots than asked, the wasm backend (which also stores q8) where it holds
+ * there (for `"auto"`, one it does not pick itself), fewer slots than asked, the wasm backend (which also stores q8) where it holds
  * the model; else a smaller model or a shorter context.
  */
 async function advice(
@@ -147,9 +147,11 @@ async function advice(
   const asked = options.dtype ?? "auto";
   const [slots] = slotTries(options);
   const helps: string[] = [];
-  const other = target.weightTypes.find((t) =>
-    t !== asked && asked !== "auto" && fits(target, t, slots)
-  );
+  // Another type than the one asked for, among those "auto" picks; for "auto", one it
+  // never picks itself (q4).
+  const tried = weightTypes(target, asked, options.autoTypes);
+  const others = asked === "auto" ? target.weightTypes : weightTypes(target, "auto");
+  const other = others.find((t) => !tried.includes(t) && fits(target, t, slots));
   if (other) helps.push(`dtype "${other}"`);
   if (options.slots !== undefined) {
     const fewer = halvings(slots, batch).slice(1).find((n) =>

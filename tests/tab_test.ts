@@ -221,12 +221,13 @@ browserTest(
 browserTest(
   "a GGUF file in the tab, by its URL or in a picked folder, gives Deno's greedy tokens in the file's own type; a reload reads it from the cache",
   async () => {
-    await withTempDir(async (dir) => {
+    await withTempDir(async (root) => {
+      const [dir, q4Dir] = [`${root}/g`, `${root}/h`];
+      await Deno.mkdir(dir);
       const name = "m-Q8_0.gguf";
       await writeSharpGguf(`${dir}/${name}`);
       await Deno.writeTextFile(`${dir}/notes.txt`, "a folder may hold other files");
       // A Q4_0 file, whose blocks Deno keeps as they are (no float32 on the way): so must the tab.
-      const q4Dir = `${dir}/q4`;
       await Deno.mkdir(q4Dir);
       await writeSharpGguf(`${q4Dir}/m-Q4_0.gguf`, "q4_0");
       await using server = await serveTab({ g: dir, h: q4Dir });

@@ -32,6 +32,7 @@ import { bundle } from "../cli/bundle.ts";
 import { loadModel } from "../runtime/generate/model.ts";
 import { randomWeights, writeModelFolder } from "../testing/random_model.ts";
 import type { TabRun } from "../testing/tab_driver.ts";
+import { type LoopbackServer, serveHandlerOnLoopback } from "../testing/loopback_server.ts";
 
 interface Options {
   model?: string;
@@ -259,7 +260,7 @@ function wllamaScript(o: Options, file: string, dtype: string): string {
 }
 
 /** Serves the bundle, our model and the peers' files with the isolation headers. */
-function serve(model: string, dist: string, peers: string | undefined) {
+function serve(model: string, dist: string, peers: string | undefined): Promise<LoopbackServer> {
   const mounts: [string, string][] = [["/dist/", dist], ["/models/ours/", model]];
   if (peers) {
     mounts.push(["/peers/ort/", `${peers}/node/node_modules/onnxruntime-web/dist/`]);
@@ -272,14 +273,7 @@ function serve(model: string, dist: string, peers: string | undefined) {
     wasm: "application/wasm",
     json: "application/json",
   };
-  const stop = new AbortController();
-  const listening = Promise.withResolvers<string>();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: stop.signal,
-    onListen: ({ port }) => listening.resolve(`http://127.0.0.1:${port}/`),
-  }, async (request) => {
+  return serveHandlerOnLoopback(async (request) => {
     const path = decodeURIComponent(new URL(request.url).pathname);
     if (path === "/") {
       return new Response("<!doctype html><title>bench</title>", {
@@ -298,13 +292,6 @@ function serve(model: string, dist: string, peers: string | undefined) {
     }
     return new Response("not found", { status: 404 });
   });
-  return {
-    url: listening.promise,
-    async close() {
-      stop.abort();
-      await server.finished;
-    },
-  };
 }
 
 /** Runs one page script in a fresh Chromium; its result. */
@@ -345,8 +332,8 @@ if (import.meta.main) {
   }
   const dist = await Deno.makeTempDir({ prefix: "gpt2-bench-dist-" });
   await bundle(dist);
-  const server = serve(model, dist, o.peers);
-  const url = await server.url;
+  const server = await serve(model, dist, o.peers);
+  const url = server.url;
   try {
     const peers = PEER_MODELS[o.dtype];
     for (let round = 0; round < o.rounds; round++) {
@@ -369,7 +356,7 @@ if (import.meta.main) {
       }
     }
   } finally {
-    await server.close();
+    await server[Symbol.asyncDispose]();
     await Deno.remove(dist, { recursive: true });
     if (written) await Deno.remove(written, { recursive: true });
   }

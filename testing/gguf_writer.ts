@@ -230,9 +230,14 @@ export interface Gpt2GgufOptions {
   readonly metadata?: readonly [string, GgufEntry][];
   /**
    * Write an output head `output.weight` beside `token_embd` (older converters wrote a
-   * copy): these bytes, of the embedding's type unless `type` says otherwise.
+   * copy; an untied model has its own): these bytes, of the embedding's type and shape
+   * unless `type` and `ne` say otherwise.
    */
-  readonly output?: { readonly type?: Float32Convertible; readonly data: Uint8Array };
+  readonly output?: {
+    readonly type?: Float32Convertible;
+    readonly ne?: readonly number[];
+    readonly data: Uint8Array;
+  };
   readonly version?: number;
 }
 
@@ -271,8 +276,8 @@ export function gpt2GgufFile(hp: HParams, weights: Weights, options: Gpt2GgufOpt
     const stored = spec.role === "plain" ? "float32" : type;
     tensors.push({ name, ne: [...shape].reverse(), type: stored, data: storeAs(stored, values) });
     if (spec.name === "model/wte" && options.output !== undefined) {
-      const { type: headType = stored, data: head } = options.output;
-      tensors.push({ name: "output.weight", ne: [...shape].reverse(), type: headType, data: head });
+      const { type: headType = stored, ne = [...shape].reverse(), data: head } = options.output;
+      tensors.push({ name: "output.weight", ne: [...ne], type: headType, data: head });
     }
   }
   return { version: options.version, metadata: [...metadata], tensors };

@@ -7,16 +7,12 @@
 import { setImmediate } from "node:timers";
 import { assert } from "./asserts.ts";
 import { yieldToEventLoop } from "../runtime/generate/event_loop.ts";
+import { serveHandlerOnLoopback } from "../testing/loopback_server.ts";
 
 /** Busy steps of 2 ms, each followed by `pause`, while one request goes out and back. */
 async function stepsToAnswer(pause: () => Promise<unknown>): Promise<number> {
-  const stop = new AbortController();
-  const { promise: listening, resolve } = Promise.withResolvers<number>();
-  const http = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: stop.signal, onListen: ({ port }) => resolve(port) },
-    () => new Response("ok"),
-  );
-  const port = await listening;
+  await using http = await serveHandlerOnLoopback(() => new Response("ok"));
+  const port = new URL(http.url).port;
   // A first request, so that the connection and fetch's machinery exist.
   await (await fetch(`http://127.0.0.1:${port}/`)).text();
   let answered = false;
@@ -31,8 +27,6 @@ async function stepsToAnswer(pause: () => Promise<unknown>): Promise<number> {
     await pause();
   }
   await request;
-  stop.abort();
-  await http.finished;
   return steps;
 }
 

@@ -5,6 +5,7 @@
  */
 import { fileResponse } from "../runtime/serve/file_response.ts";
 import type { StoreFile, StoreFolder } from "../runtime/io/byte_cache.ts";
+import { serveHandlerOnLoopback } from "../testing/loopback_server.ts";
 
 /** One request the folder server answered. */
 export interface LoggedRequest {
@@ -36,14 +37,7 @@ export async function serveFolder(
   options: FolderServerOptions = {},
 ): Promise<FolderServer> {
   const requests: LoggedRequest[] = [];
-  const stop = new AbortController();
-  const listening = Promise.withResolvers<string>();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: stop.signal,
-    onListen: ({ port }) => listening.resolve(`http://127.0.0.1:${port}/`),
-  }, async (request) => {
+  const server = await serveHandlerOnLoopback(async (request) => {
     const file = decodeURIComponent(new URL(request.url).pathname.slice(1));
     const range = request.headers.get("range");
     if (options.ignoreRange) {
@@ -56,15 +50,7 @@ export async function serveFolder(
     requests.push({ method: request.method, file, range, status: answer.status });
     return answer;
   });
-  const url = await listening.promise;
-  return {
-    url,
-    requests,
-    async [Symbol.asyncDispose]() {
-      stop.abort();
-      await server.finished;
-    },
-  };
+  return { url: server.url, requests, [Symbol.asyncDispose]: () => server[Symbol.asyncDispose]() };
 }
 
 /** A cache folder in memory: each file a growable byte array. */

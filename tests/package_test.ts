@@ -7,6 +7,7 @@
 import { assert, assertEquals } from "./asserts.ts";
 import { loadModel } from "../mod.ts";
 import { writeTestModel } from "./serve_harness.ts";
+import { serveHandlerOnLoopback } from "../testing/loopback_server.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -50,19 +51,12 @@ Deno.test("deno doc --lint passes for every module deno.json exports", async () 
 Deno.test("a program that imports the published files over HTTP generates as the local import does", async () => {
   const files = new Set(await publishedFiles());
   const dir = await writeTestModel();
-  const stop = new AbortController();
-  const listening = Promise.withResolvers<number>();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: stop.signal,
-    onListen: ({ port }) => listening.resolve(port),
-  }, async (request) => {
+  await using server = await serveHandlerOnLoopback(async (request) => {
     const path = decodeURIComponent(new URL(request.url).pathname.slice(1));
     if (!files.has(path)) return new Response("not in the package", { status: 404 });
     return new Response(await Deno.readFile(new URL(path, ROOT)));
   });
-  const port = await listening.promise;
+  const port = new URL(server.url).port;
   try {
     using model = await loadModel(dir, { threads: 2 });
     const ids = model.tokenizer.encode("Hello there");
@@ -93,8 +87,6 @@ console.log(JSON.stringify(ids));`,
     assertEquals(code, 0, out);
     assertEquals(JSON.parse(stdout), local);
   } finally {
-    stop.abort();
-    await server.finished;
     await Deno.remove(dir, { recursive: true });
   }
 });

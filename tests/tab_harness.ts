@@ -9,6 +9,7 @@ import { loadStaticFiles } from "../runtime/serve/static_files.ts";
 import { fileResponse } from "../runtime/serve/file_response.ts";
 import { ISOLATION_HEADERS } from "../runtime/serve/server.ts";
 import { hasChromium } from "../cli/chromium.ts";
+import { serveHandlerOnLoopback } from "../testing/loopback_server.ts";
 
 /** Whether the browser tests run: Chromium is there, or CI (which installs it) says so. */
 export const BROWSER: boolean = hasChromium() || Deno.env.get("CI") === "true";
@@ -52,14 +53,7 @@ export async function serveTab(
   files.set("/example.html", { body: example, type: "text/html; charset=utf-8" });
   const headers: Record<string, string> = isolated ? { ...ISOLATION_HEADERS } : {};
   const requests: Logged[] = [];
-  const stop = new AbortController();
-  const listening = Promise.withResolvers<string>();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: stop.signal,
-    onListen: ({ port }) => listening.resolve(`http://127.0.0.1:${port}/`),
-  }, async (request) => {
+  const server = await serveHandlerOnLoopback(async (request) => {
     const path = decodeURIComponent(new URL(request.url).pathname);
     requests.push({ method: request.method, path, range: request.headers.get("range") });
     const file = files.get(path);
@@ -71,16 +65,12 @@ export async function serveTab(
     const response = dir ? await fileResponse(request, `${dir}/${m![2]}`, headers) : undefined;
     return response ?? new Response("not found", { status: 404, headers });
   });
-  const url = await listening.promise;
   return {
-    url,
+    url: server.url,
     requests,
     gets: (name, file) =>
       requests.filter((r) => r.method === "GET" && r.path === `/models/${name}/${file}`).length,
-    async [Symbol.asyncDispose]() {
-      stop.abort();
-      await server.finished;
-    },
+    [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
   };
 }
 

@@ -27,6 +27,7 @@ import { gpt2Tensors, hfNames } from "../runtime/gpt2/tensor_names.ts";
 import { randomWeights, syntheticVocabulary, writeModelFolder } from "../testing/random_model.ts";
 import { writeGpt2Gguf } from "../testing/gguf_writer.ts";
 import { CHROMIUM } from "../cli/chromium.ts";
+import { serveOnLoopback } from "../testing/loopback_server.ts";
 
 const HP: HParams = { n_vocab: 300, n_ctx: 64, n_embd: 64, n_head: 4, n_layer: 2 };
 const DATA = "model.ckpt.data-00000-of-00001";
@@ -301,7 +302,7 @@ browserTest(
         staticFiles: await loadStaticFiles(),
         modelDir: dir,
       });
-      await using server = await serveHandler(api.fetch);
+      await using server = await serveOnLoopback(api);
       const page = await fetch(server.url);
       await page.body?.cancel();
       assertEquals(page.headers.get("cross-origin-opener-policy"), "same-origin");
@@ -557,24 +558,4 @@ async function writeHugeSafetensors(dir: string): Promise<void> {
   const path = `${dir}/model.safetensors`;
   await Deno.writeFile(path, prologue);
   await Deno.truncate(path, prologue.length + offset);
-}
-
-/** Serves `handler` on loopback. */
-async function serveHandler(handler: (r: Request) => Promise<Response>) {
-  const stop = new AbortController();
-  const listening = Promise.withResolvers<string>();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: stop.signal,
-    onListen: ({ port }) => listening.resolve(`http://127.0.0.1:${port}/`),
-  }, handler);
-  const url = await listening.promise;
-  return {
-    url,
-    async [Symbol.asyncDispose]() {
-      stop.abort();
-      await server.finished;
-    },
-  };
 }

@@ -36,6 +36,7 @@ import type { WeightType } from "../backend/backend.ts";
 import type { StepLogprobs } from "../generate/logprobs.ts";
 import type { ReadProgress } from "../io/file_source.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { decodeStream } from "../generate/text.ts";
 import {
   type EngineInfo,
   type EngineLoad,
@@ -363,15 +364,9 @@ export class TabModel implements Model {
     return this.#stream<number[]>("generateBatch", ids, options);
   }
 
-  async *generateText(prompt: string, options: GenerateOptions = {}): AsyncGenerator<string> {
-    const decoder = this.tokenizer.decoder();
-    for await (const id of this.generate(this.tokenizer.encode(prompt), options)) {
-      if (options.stopAtEndOfText && id === this.tokenizer.endOfText) break;
-      const text = decoder.push(id);
-      if (text) yield text;
-    }
-    const rest = decoder.flush();
-    if (rest) yield rest;
+  generateText(prompt: string, options: GenerateOptions = {}): AsyncGenerator<string> {
+    const ids = this.generate(this.tokenizer.encode(prompt), options);
+    return decodeStream(this.tokenizer, ids, options.stopAtEndOfText);
   }
 
   async *#stream<T extends GenerationStep | number[]>(

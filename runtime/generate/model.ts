@@ -17,6 +17,7 @@ import { type GenerationStep, Scheduler } from "./scheduler.ts";
 import { place } from "./placement.ts";
 import { type StepLogprobs, stepLogprobs } from "./logprobs.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { decodeStream } from "./text.ts";
 
 /** Options of {@linkcode loadModel}. */
 export interface LoadOptions {
@@ -348,15 +349,9 @@ class LoadedModel implements Model {
     }
   }
 
-  async *generateText(prompt: string, options: GenerateOptions = {}): AsyncGenerator<string> {
-    const decoder = this.tokenizer.decoder();
-    for await (const id of this.generate(this.tokenizer.encode(prompt), options)) {
-      if (options.stopAtEndOfText && id === this.tokenizer.endOfText) break;
-      const text = decoder.push(id);
-      if (text) yield text;
-    }
-    const rest = decoder.flush();
-    if (rest) yield rest;
+  generateText(prompt: string, options: GenerateOptions = {}): AsyncGenerator<string> {
+    const ids = this.generate(this.tokenizer.encode(prompt), options);
+    return decodeStream(this.tokenizer, ids, options.stopAtEndOfText);
   }
 
   [Symbol.dispose](): void {

@@ -1,8 +1,8 @@
 /**
  * The GPT-2 forward pass as a chain of backend ops, as picoGPT's `gpt2()` writes it:
  * embeddings, then each block's `x = x + attn(ln_1(x))` and `x = x + mlp(ln_2(x))`, then
- * the final norm and the tied output head. Shapes are in rows of the pass: B sequences
- * with T new positions each, rows = B·T.
+ * the final norm and the output head (the token embedding, unless the model has its own).
+ * Shapes are in rows of the pass: B sequences with T new positions each, rows = B·T.
  *
  * @module
  */
@@ -94,6 +94,6 @@ export function head(
   into: Float32Array,
 ): Promise<void> {
   be.gatherRows(a.last, a.h, rows); // [R, C]
-  be.logits(a.logits, a.last, w.wte, rows.length); // -> [R, n_vocab]
+  be.logits(a.logits, a.last, w.head ?? w.wte, rows.length); // -> [R, n_vocab]
   return be.read(a.logits, into);
 }

@@ -10,6 +10,12 @@ export interface HParams {
   readonly n_head: number;
   /** Number of transformer blocks (12 for 124M). */
   readonly n_layer: number;
+  /**
+   * Whether the output head is a (n_vocab, n_embd) matrix of its own rather than the token
+   * embedding. Not in `hparams.json`: GPT-2 ties them, and only a GGUF file whose
+   * `output.weight` differs from `token_embd.weight` sets it.
+   */
+  readonly untied_head?: boolean;
 }
 
 /** The hyperparameters of the released GPT-2 models, by the name `download_model.py` uses. */

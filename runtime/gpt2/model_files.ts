@@ -185,7 +185,8 @@ const LAYER_NORM_EPSILON = 1e-5;
 
 /**
  * Opens a GGUF file of architecture `gpt2`: hyperparameters from `gpt2.*`, n_vocab from
- * the token list, a tied output head (an `output.weight` must equal `token_embd.weight`).
+ * the token list, and an output head of its own when `output.weight` is there and differs
+ * from `token_embd.weight`.
  */
 async function openGgufModel(gguf: SourceFile): Promise<ModelFiles> {
   const path = gguf.path;
@@ -216,13 +217,14 @@ async function openGgufModel(gguf: SourceFile): Promise<ModelFiles> {
       if (typeof v === "number" && Number.isInteger(v)) return v;
       throw fail(`its "${key}" is ${describe(v)}, expected an integer`);
     };
-    const hparams = validateHParams({
+    const shape = validateHParams({
       n_vocab: tokens.length,
       n_ctx: integer("gpt2.context_length"),
       n_embd: integer("gpt2.embedding_length"),
       n_head: integer("gpt2.attention.head_count"),
       n_layer: integer("gpt2.block_count"),
     }, `"${path}"`);
+    const hparams = await separateHead(file) ? { ...shape, untied_head: true } : shape;
     if (meta.has("gpt2.feed_forward_length")) {
       const ff = integer("gpt2.feed_forward_length");
       if (ff !== 4 * hparams.n_embd) {
@@ -242,7 +244,6 @@ async function openGgufModel(gguf: SourceFile): Promise<ModelFiles> {
           `layer norm uses GPT-2's ${LAYER_NORM_EPSILON}`,
       );
     }
-    await checkTiedHead(file, fail);
     return {
       dir: path,
       format: "gguf",
@@ -276,22 +277,15 @@ function stringArray(
 }
 
 /**
- * GPT-2 ties its output head to the token embedding, and so do the backends. A file may
- * still hold the head as `output.weight` (older llama.cpp converters wrote a copy): it is
- * accepted when its bytes are the embedding's, compared a MiB at a time.
+ * Whether the file's output head is a matrix of its own. GPT-2 ties its head to the token
+ * embedding, and llama.cpp's converter writes no `output.weight` for it; older converters
+ * wrote a copy, which is still tied: its bytes are compared a MiB at a time.
  */
-async function checkTiedHead(
-  file: GgufFile,
-  fail: (detail: string) => ModelFileError,
-): Promise<void> {
+async function separateHead(file: GgufFile): Promise<boolean> {
   const head = file.tensors.get("output.weight");
   const embedding = file.tensors.get("token_embd.weight");
-  if (head === undefined || embedding === undefined) return; // the loader names a missing one
-  const untied = `it holds an output head "output.weight" that is not "token_embd.weight"`;
-  const support = `only GPT-2's tied head (no output.weight, or an exact copy) is supported`;
-  if (head.dtype !== embedding.dtype || head.byteLength !== embedding.byteLength) {
-    throw fail(`${untied} (${head.ggmlType} beside ${embedding.ggmlType}); ${support}`);
-  }
+  if (head === undefined || embedding === undefined) return false; // the loader names a missing one
+  if (head.dtype !== embedding.dtype || head.byteLength !== embedding.byteLength) return true;
   const chunk = 1 << 20;
   const a = new Uint8Array(Math.min(chunk, head.byteLength));
   const b = new Uint8Array(a.length);
@@ -301,10 +295,9 @@ async function checkTiedHead(
       file.readPart(head.name, offset, a.subarray(0, n)),
       file.readPart(embedding.name, offset, b.subarray(0, n)),
     ]);
-    for (let i = 0; i < n; i++) {
-      if (a[i] !== b[i]) throw fail(`${untied} (its bytes differ); ${support}`);
-    }
+    for (let i = 0; i < n; i++) if (a[i] !== b[i]) return true;
   }
+  return false;
 }
 
 /** The stored types of the GPT-2 matrices (Conv1D weights, token embedding) in `file`. */

@@ -31,8 +31,10 @@ export interface BlockParams {
 
 /** Every parameter of the model. */
 export interface Params {
-  /** (n_vocab, C) token embedding, also the output head. */
+  /** (n_vocab, C) token embedding, also the output head unless `head` is there. */
   readonly wte: Tensor;
+  /** (n_vocab, C) the output head of a model whose head is not tied (`untied_head`). */
+  readonly head?: Tensor;
   /** (n_ctx, C) position embedding. */
   readonly wpe: Tensor;
   readonly h: readonly BlockParams[];

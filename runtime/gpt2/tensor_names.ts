@@ -40,6 +40,7 @@ export function gpt2Tensors(hp: HParams): TensorSpec[] {
     );
   }
   list.push(...norm("model/ln_f"));
+  if (hp.untied_head) list.push({ name: "model/head", shape: [hp.n_vocab, C], role: "embedding" });
   return list;
 }
 
@@ -104,6 +105,7 @@ export const ggufNames: NameMap = (tfName, tfShape) => {
   const suffix = leaf === "b" ? "bias" : "weight";
   if (tfName === "model/wte") return { name: "token_embd.weight", shape: tfShape };
   if (tfName === "model/wpe") return { name: "position_embd.weight", shape: tfShape };
+  if (tfName === "model/head") return { name: "output.weight", shape: tfShape };
   if (tfName.startsWith("model/ln_f/")) return { name: `output_norm.${suffix}`, shape: tfShape };
   const block = /^model\/h(\d+)\/(.+)\/[wgb]$/.exec(tfName);
   const part = block ? GGUF_BLOCK_PARTS[block[2]] : undefined;

@@ -18,6 +18,14 @@ export {
   quantize_q8,
 } from "./matmul_q8";
 export {
+  conv1d_q4,
+  embed_q4,
+  logits_q4,
+  pack_q4,
+  pack_q4_blocks,
+  quantize_q4,
+} from "./matmul_q4";
+export {
   conv1d_f16,
   convert_f16,
   embed_f16,

@@ -11,8 +11,10 @@
  * tiny) and its held-out text, with the fixture's GGUF files beside the backend's types;
  * where the fixture is absent, a random model with GPT-2 124M's shapes on random tokens.
  *
- * Fields: type (`f32`, `f16`, `q8`: the backend's own types, from the model's float32
- * weights; `gguf:Q4_0` …: a GGUF file's weights, converted to float32 as they load),
+ * Fields: type (`f32`, `f16`, `q8`, `q4`: the backend's own types, from the model's float32
+ * weights; `gguf:Q4_0` …: a GGUF file's weights, loaded as a GGUF file loads by default,
+ * into the weight type `stored` names: Q8_0 and Q4_0 kept as they are, other types
+ * converted),
  * bytes_per_weight (what the matrices take: in the backend, or in the GGUF file), kl_mean
  * and kl_p99 (the KL divergence of the type's next-token distribution from float32's, in
  * nats, mean and 99th percentile over positions), top1_agreement (the fraction of
@@ -34,10 +36,18 @@ import { Rng } from "../runtime/generate/random.ts";
 import { argmax } from "../runtime/generate/sampler.ts";
 
 /** The backend's own types compared with float32. */
-const TYPES: readonly WeightType[] = ["f16", "q8"];
+const TYPES: readonly WeightType[] = ["f16", "q8", "q4"];
 
-/** Bytes per weight of the backend's matrices in each type (q8: int8 + a float16 scale per 32). */
-const BACKEND_BYTES: Readonly<Record<WeightType, number>> = { f32: 4, f16: 2, q8: 1.0625 };
+/**
+ * Bytes per weight of the backend's matrices in each type (q8: int8 + a float16 scale per
+ * 32, as ggml's Q8_0; q4: 4 bits + a float16 scale per 32, as Q4_0).
+ */
+const BACKEND_BYTES: Readonly<Record<WeightType, number>> = {
+  f32: 4,
+  f16: 2,
+  q8: 1.0625,
+  q4: 0.5625,
+};
 
 const FIXTURE = fileURLToPath(new URL("../../shared/fixtures/", import.meta.url));
 
@@ -214,7 +224,7 @@ async function main(args: string[]): Promise<void> {
         bytesPerWeight: layout ? layout.blockBytes / layout.blockSize : NaN,
         source: f.source,
         names: f.names,
-        weightType: "f32",
+        weightType: f.weightTypes?.[0] ?? "f32",
       });
     }
 
@@ -250,6 +260,7 @@ async function main(args: string[]): Promise<void> {
       }
       console.log(JSON.stringify({
         type: v.type,
+        ...(v.type.startsWith("gguf:") ? { stored: v.weightType } : {}),
         bytes_per_weight: round(v.bytesPerWeight),
         ...c.result(),
         ...what,

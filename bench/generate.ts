@@ -65,7 +65,7 @@ function parseOptions(args: string[]): Options {
       throw new TypeError(
         `Unknown option ${
           args[i]
-        }; usage: [--model DIR | --size 124M] [--backend wasm|webgpu|auto] [--dtype f32|f16|q8|auto] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
+        }; usage: [--model DIR | --size 124M] [--backend wasm|webgpu|auto] [--dtype f32|f16|q8|q4|auto] [--threads N] [--prompt 128] [--generate 128] [--batch 1]`,
       );
     }
     if (!Number.isInteger(value) || value < 1) {

@@ -1,8 +1,8 @@
 /**
- * The int8 (q8) and float16 Conv1D kernels beside the float32 one at GPT-2 124M shapes,
+ * The int8 (q8), 4-bit (q4) and float16 Conv1D kernels beside the float32 one at GPT-2 124M shapes,
  * for one token (T = 1, decoding) and a 128-token prompt, on one thread and on a 2-thread
- * worker pool. The q8 figures include quantising the input rows (`quantizeQ8`), which
- * the model pays before each q8 product. The table gives GFLOP/s and the ratio to the f32
+ * worker pool. The q8 and q4 figures include quantising the input rows (`quantizeQ8`,
+ * `quantizeQ4`), which the model pays before each such product. The table gives GFLOP/s and the ratio to the f32
  * kernel on the same threads in the same run, and the weights read per second. At T = 1
  * each iteration uses the next of several copies of the weight, 64 MB or more of them, so
  * that the weights come from memory (the L3 cache here is 32 MB), as when decoding; at
@@ -25,7 +25,7 @@ const rng = new Rng(0);
 const { exports, constants } = instantiate(await kernelModule(), h.memory);
 const PANEL = constants.PANEL;
 const pool = await WorkerPool.create(await kernelModule(), h.memory, 2);
-const { f16, q8 } = WEIGHT_FORMATS;
+const { f16, q8, q4 } = WEIGHT_FORMATS;
 const STORE = constants.modes.store;
 globalThis.addEventListener("unload", () => pool[Symbol.dispose]());
 
@@ -57,7 +57,8 @@ for (const T of [1, 128]) {
     );
     const p16 = copies(f16.conv1dBytes(C, OC), (at) => run(1, OPS.packF16, [at, src, C, OC]));
     const p8 = copies(q8.conv1dBytes(C, OC), (at) => run(1, OPS.packQ8, [at, src, C, OC]));
-    const qx = bytes(T * q8.quantize!.rowBytes(C));
+    const p4 = copies(q4.conv1dBytes(C, OC), (at) => run(1, OPS.packQ4, [at, src, C, OC]));
+    const qx = bytes(T * Math.max(q8.quantize!.rowBytes(C), q4.quantize!.rowBytes(C)));
     // The f16 kernel's scratch, a widened panel for each of the pool's two threads.
     const scratch = bytes(2 * widenedPanelBytes(C));
     const work = 2 * T * C * OC;
@@ -92,6 +93,17 @@ for (const T of [1, 128]) {
         run(threads, OPS.quantizeQ8, [qx, px, T, C]);
         run(threads, OPS.conv1dQ8, [po, qx, p8(), bias, T, C, OC, STORE]);
       });
+      benchRate({
+        group,
+        name: `${group} q4`,
+        work,
+        unit: "GFLOP/s",
+        n,
+        weightBytes: q4.conv1dBytes(C, OC),
+      }, () => {
+        run(threads, OPS.quantizeQ4, [qx, px, T, C]);
+        run(threads, OPS.conv1dQ4, [po, qx, p4(), bias, T, C, OC, STORE]);
+      });
     }
   }
 }
@@ -105,7 +117,9 @@ for (const T of [1, 128]) {
   run(1, OPS.packF16Rows, [p16, p32, C, V, 0, panels(V)]);
   const p8 = bytes(q8.embeddingBytes(V, C));
   run(1, OPS.packQ8Rows, [p8, p32, C, V, 0, panels(V)]);
-  const qx = bytes(T * q8.quantize!.rowBytes(C));
+  const p4 = bytes(q4.embeddingBytes(V, C));
+  run(1, OPS.packQ4Rows, [p4, p32, C, V, 0, panels(V)]);
+  const qx = bytes(T * Math.max(q8.quantize!.rowBytes(C), q4.quantize!.rowBytes(C)));
   // The head's arithmetic as GFLOP/s, so that the ratios compare times.
   const work = 2 * V * C;
   for (const threads of [1, 2] as const) {
@@ -140,6 +154,17 @@ for (const T of [1, 128]) {
     }, () => {
       run(threads, OPS.quantizeQ8, [qx, px, T, C]);
       run(threads, OPS.logitsQ8, [po, qx, p8, T, C, V]);
+    });
+    benchRate({
+      group,
+      name: `${group} q4`,
+      work,
+      unit: "GFLOP/s",
+      n: 30,
+      weightBytes: q4.embeddingBytes(V, C),
+    }, () => {
+      run(threads, OPS.quantizeQ4, [qx, px, T, C]);
+      run(threads, OPS.logitsQ4, [po, qx, p4, T, C, V]);
     });
   }
 }

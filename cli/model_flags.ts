@@ -33,7 +33,7 @@ export const MODEL_FLAGS: ModelFlags = {
     default: "auto",
     help: `weights as ${
       DTYPE_CHOICES.join(", ")
-    } (q8: int8, as ggml's Q8_0); auto: f32 if it fits the backend, else f16, else q8`,
+    } (q8: int8, as ggml's Q8_0; q4: 4-bit, as Q4_0); auto: f32 if it fits the backend, else f16, else q8 (a GGUF file: its own type)`,
   },
   threads: {
     type: "int",

@@ -58,7 +58,7 @@ Deno.test("bench:accuracy prints one JSON line per type: float16 closer to float
   await withTempDir(async (dir) => {
     await writeModelFolder(dir, hp, randomWeights(hp, 4));
     const r = await benchAccuracy(["--model", dir, "--tokens", "100"]);
-    assertEquals(Object.keys(r), ["f32", "f16", "q8"]);
+    assertEquals(Object.keys(r), ["f32", "f16", "q8", "q4"]);
     assertEquals(r.f32.kl_mean, 0);
     for (const t of ["f16", "q8"]) {
       assertEquals([r[t].positions, r[t].text], [100, "random tokens"]);
@@ -67,6 +67,7 @@ Deno.test("bench:accuracy prints one JSON line per type: float16 closer to float
     }
     assertEquals(r.f16.top1_agreement, 1);
     assert(r.f16.kl_mean < r.q8.kl_mean && r.f16.max_logit_diff < r.q8.max_logit_diff);
+    assert(r.q8.kl_mean < r.q4.kl_mean, `q4 farthest: ${JSON.stringify(r.q4)}`);
   });
 });
 
@@ -74,7 +75,7 @@ const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/", import.meta.url
 
 Deno.test({
   name:
-    "bench:accuracy on the fixture's held-out text: q8's mean KL from float32 is at most 5.5e-5 (ggml q8_0's), a Q8_0 GGUF run in float32 nearer",
+    "bench:accuracy on the fixture's held-out text: q8's mean KL from float32 at most 5.5e-5 (ggml q8_0's), q4 farthest, Q8_0 and Q4_0 GGUF files kept as q8's and q4's own bytes",
   ignore: (() => {
     try {
       return !Deno.statSync(`${FIXTURES}trained-tiny-gguf/trained-tiny-Q8_0.gguf`).isFile;
@@ -90,22 +91,28 @@ Deno.test({
       "--gguf",
       `${FIXTURES}trained-tiny-gguf/trained-tiny-Q8_0.gguf,${FIXTURES}trained-tiny-gguf/trained-tiny-Q4_0.gguf`,
     ]);
-    assertEquals(Object.keys(r), ["f32", "f16", "q8", "gguf:Q8_0", "gguf:Q4_0"]);
+    assertEquals(Object.keys(r), ["f32", "f16", "q8", "q4", "gguf:Q8_0", "gguf:Q4_0"]);
     assert(r.f32.text.endsWith("heldout.txt"), r.f32.text);
     // Real text: perplexity is the model's, and every type scores it nearly the same.
     assert(r.f32.perplexity > 5 && r.f32.perplexity < 500, `${r.f32.perplexity}`);
-    for (const t of ["f16", "q8", "gguf:Q8_0", "gguf:Q4_0"]) {
+    for (const t of ["f16", "q8", "q4", "gguf:Q8_0", "gguf:Q4_0"]) {
       assert(Math.abs(r[t].perplexity / r.f32.perplexity - 1) < 0.05, `${t}: ${r[t].perplexity}`);
     }
-    assert(r.f16.kl_mean < r["gguf:Q8_0"].kl_mean, "f16 nearest");
+    assert(r.f16.kl_mean < r.q8.kl_mean, "f16 nearest");
+    assert(r.q8.kl_mean < r.q4.kl_mean, "4-bit farthest");
     assertEquals(r.q8.positions, 1024);
     // ggml's q8_0 on weights and activations gives about 4.1e-5 here; 7-bit weights gave 8.5e-5.
     assert(r.q8.kl_mean <= 5.5e-5, `q8 mean KL ${r.q8.kl_mean} above 5.5e-5`);
     assert(r.q8.top1_agreement >= 0.99, `q8 top-1 agreement ${r.q8.top1_agreement}`);
-    // The same 8-bit weights with float32 activations (the GGUF converted as it loads).
-    assert(r["gguf:Q8_0"].kl_mean < r.q8.kl_mean, "Q8_0 weights alone nearer than q8");
-    assert(r.q8.kl_mean < r["gguf:Q4_0"].kl_mean, "4-bit farthest");
-    assertEquals([r.q8.bytes_per_weight, r["gguf:Q8_0"].bytes_per_weight], [1.063, 1.063]);
+    assertEquals(r.q8.bytes_per_weight, 1.063);
+    // GGUF files load as their own types, their blocks kept: the ones q8 and q4 make from
+    // the checkpoint's float32, so the same figures exactly.
+    assertEquals([r["gguf:Q8_0"].stored, r["gguf:Q4_0"].stored], ["q8", "q4"]);
+    for (const [file, type] of [["gguf:Q8_0", "q8"], ["gguf:Q4_0", "q4"]]) {
+      const { type: _, stored: __, bytes_per_weight: ___, ...kept } = r[file];
+      const { type: _t, bytes_per_weight: _b, ...own } = r[type];
+      assertEquals(kept, own, file);
+    }
     assertEquals([r["gguf:Q8_0"].bytes_per_weight, r["gguf:Q4_0"].bytes_per_weight], [
       1.063,
       0.5625,

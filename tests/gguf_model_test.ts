@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { assert, assertEquals, assertRejects } from "./asserts.ts";
 import { withTempDir } from "./temp_dir.ts";
 import { createBackend } from "../runtime/backend/create.ts";
+import { WEIGHT_FORMATS } from "../runtime/backend/wasm/weight_formats.ts";
 import { ModelFileError } from "../runtime/errors.ts";
 import { loadModel, type Model } from "../runtime/generate/model.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
@@ -199,7 +200,7 @@ Deno.test({
       const ids = (await files.tokenizer()).encode(prompts[0]);
       const want = await memoryLogits(files.hparams, weights, ids);
       assertEquals(await ggufLogits(gguf(type), ids), want, type);
-      assertEquals(files.conversion, `token_embd, blk.*: ${type} converted to f32 while loading`);
+      assertEquals(files.conversion(), `token_embd, blk.*: ${type} converted to f32 while loading`);
     }
   },
 });
@@ -248,7 +249,11 @@ Deno.test("loadModel() takes a .gguf file or a folder holding one, and names the
     for (const path of [`${dir}/one`, `${dir}/one/model-Q8_0.gguf`]) {
       using model = await loadModel(path, { threads: 1 });
       assertEquals(model.hparams, HP_K);
-      assertEquals(model.conversion, "token_embd, blk.*: Q8_0 converted to f32 while loading");
+      // A Q8_0 file loads as q8 by default: converted unless q8 keeps Q8_0 blocks.
+      assertEquals(model.dtype, "q8");
+      const kept = WEIGHT_FORMATS.q8.blocks?.ggmlType === "q8_0";
+      const conversion = "token_embd, blk.*: Q8_0 converted to f32 while loading";
+      assertEquals(model.conversion, kept ? undefined : conversion);
       assertEquals(model.tokenizer.decode(model.tokenizer.encode("the cat")), "the cat");
     }
     await writeK(`${dir}/one/model-F16.gguf`, weights, { type: "float16" });

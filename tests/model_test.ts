@@ -246,7 +246,7 @@ Deno.test("dtype auto keeps float32 where it fits, else float16, else q8; fewer 
   await assertRejects(
     () => createGpt2(GPT2_SIZES["124M"], { dtype: "f8" as WeightType }),
     RangeError,
-    "f32, f16, q8, auto",
+    "f32, f16, q8, q4, auto",
   );
 });
 

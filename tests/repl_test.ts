@@ -133,7 +133,10 @@ Deno.test("repl: user mistakes get one line on stderr and exit code 1", async ()
       [...tiny, "--backend=reference"],
       'error: Unknown backend "reference": choose one of wasm, webgpu, auto',
     ],
-    [[...tiny, "--dtype=int4"], 'error: Unknown dtype "int4": choose one of f32, f16, q8, auto'],
+    [
+      [...tiny, "--dtype=int4"],
+      'error: Unknown dtype "int4": choose one of f32, f16, q8, q4, auto',
+    ],
     [
       [`--models_dir=${modelsDir}`, "--model_name=huge", "--dtype=f32"],
       // 1558M in float32 is 6.2 GB: the advice is the type that fits.

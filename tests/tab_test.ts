@@ -1,8 +1,8 @@
 /**
  * The engine in a real browser tab (Debian's headless Chromium): the bundle's `loadModel`
- * gives the tokens Deno gives on the same model, in float32 and q8, on one thread and on
- * two (which start kernel workers), and from a GGUF file named by its URL or picked in a
- * folder; a reload reads the weights from the browser's cache and sends no request for
+ * gives the tokens Deno gives on the same model, in float32, q8 and q4, on one thread and
+ * on two (which start kernel workers), and from GGUF files named by their URL or picked
+ * in a folder, loaded as Deno loads them (a Q4_0 file's blocks kept as they are); a reload reads the weights from the browser's cache and sends no request for
  * them; the page's controls load, generate and forget; and every way to fail (a missing or
  * corrupt file, a model too large for the tab, no isolation, a lost GPU device) ends in a
  * message, with the page still answering.
@@ -43,22 +43,22 @@ async function writeSharpModel(dir: string, format: "tensorflow" | "safetensors"
   await writeModelFolder(dir, HP, weights, { format });
 }
 
-/** A GGUF file of the same kind of model, its matrices as Q8_0, at `path`. */
-async function writeSharpGguf(path: string) {
+/** A GGUF file of the same kind of model, its matrices as `type` (Q8_0), at `path`. */
+async function writeSharpGguf(path: string, type: "q8_0" | "q4_0" = "q8_0") {
   const weights = randomWeights(HP, 11);
   for (const t of weights.values()) {
     if (t.shape.length > 1) t.data.forEach((v, i, a) => a[i] = v * 6);
   }
   const { encoder, merges } = syntheticVocabulary(HP.n_vocab);
   await writeGpt2Gguf(path, HP, weights, {
-    type: "q8_0",
+    type,
     tokens: [...encoder.keys()],
     merges: merges.map(([a, b]) => `${a} ${b}`),
   });
 }
 
-/** Deno's greedy tokens and prompt logits for `dir`. */
-async function denoRun(dir: string, dtype: WeightType) {
+/** Deno's greedy tokens and prompt logits for `dir` (dtype as a file loads by default). */
+async function denoRun(dir: string, dtype?: WeightType) {
   using model = await loadModel(dir, { threads: 2, dtype });
   const ids = model.tokenizer.encode(PROMPT);
   const tokens: number[] = [];
@@ -97,17 +97,17 @@ for (const threads of [1, 2]) {
   browserTest(
     `in the tab on ${threads} thread${
       threads > 1 ? "s" : ""
-    }, f32 and q8 give Deno's greedy tokens`,
+    }, f32, q8 and q4 give Deno's greedy tokens`,
     async () => {
       await withTempDir(async (dir) => {
         await writeSharpModel(dir);
         await using server = await serveTab({ m: dir });
-        const steps = ["f32", "q8"].map((dtype) => ({
+        const steps = ["f32", "q8", "q4"].map((dtype) => ({
           eval: greedyScript("/models/m/", PROMPT, LENGTH, { threads, dtype, cache: false }),
         }));
         const run = await driveTab({ steps: [{ goto: server.url }, ...steps] });
         assertEquals(run.errors, []);
-        for (const [i, dtype] of (["f32", "q8"] as const).entries()) {
+        for (const [i, dtype] of (["f32", "q8", "q4"] as const).entries()) {
           const tab = run.results[i] as TabResult;
           const deno = await denoRun(dir, dtype);
           assertEquals([tab.dtype, tab.threads, tab.isolated], [dtype, threads, true]);
@@ -220,14 +220,20 @@ browserTest(
 );
 
 browserTest(
-  "a GGUF file in the tab, by its URL or in a picked folder, gives Deno's greedy tokens; a reload reads it from the cache",
+  "a GGUF file in the tab, by its URL or in a picked folder, gives Deno's greedy tokens in the file's own type; a reload reads it from the cache",
   async () => {
-    await withTempDir(async (dir) => {
+    await withTempDir(async (root) => {
+      const [dir, q4Dir] = [`${root}/g`, `${root}/h`];
+      await Deno.mkdir(dir);
       const name = "m-Q8_0.gguf";
       await writeSharpGguf(`${dir}/${name}`);
       await Deno.writeTextFile(`${dir}/notes.txt`, "a folder may hold other files");
-      await using server = await serveTab({ g: dir });
+      // A Q4_0 file, whose blocks Deno keeps as they are (no float32 on the way): so must the tab.
+      await Deno.mkdir(q4Dir);
+      await writeSharpGguf(`${q4Dir}/m-Q4_0.gguf`, "q4_0");
+      await using server = await serveTab({ g: dir, h: q4Dir });
       const url = `/models/g/${name}`;
+      const q4Url = "/models/h/m-Q4_0.gguf";
       const picker = `document.body.insertAdjacentHTML("beforeend",
         '<input type="file" id="pick" webkitdirectory>'); return 0;`;
       const run = await driveTab({
@@ -239,18 +245,27 @@ browserTest(
           { eval: picker },
           { files: ["#pick", [dir]] },
           { eval: greedyScript({ picked: "#pick" }, PROMPT, LENGTH, { threads: 2 }) },
+          { eval: greedyScript(q4Url, PROMPT, LENGTH, { threads: 2, cache: false }) },
         ],
       });
       assertEquals(run.errors, []);
-      const [first, second, , picked] = run.results as TabResult[];
-      const deno = await denoRun(`${dir}/${name}`, "f32");
+      const [first, second, , picked, q4] = run.results as TabResult[];
+      const deno = await denoRun(`${dir}/${name}`);
       using model = await loadModel(`${dir}/${name}`, { threads: 1 });
-      assert(model.conversion?.includes("Q8_0"), `Deno converts: ${model.conversion}`);
+      assertEquals(model.dtype, "q8", "a Q8_0 file loads as q8");
+      const denoQ4 = await denoRun(`${q4Dir}/m-Q4_0.gguf`);
+      assertEquals([q4.dtype, q4.conversion], ["q4", null], "the tab keeps Q4_0 blocks");
+      assertEquals(q4.tokens, denoQ4.tokens, "Q4_0: the tab's tokens are Deno's");
+      assertClose(Float32Array.from(q4.logits), Float32Array.from(denoQ4.logits), {
+        atol: 1e-5,
+        rtol: 1e-5,
+      });
       const cases: [string, TabResult][] = [["by URL", first], ["reloaded", second], [
         "picked",
         picked,
       ]];
       for (const [what, tab] of cases) {
+        assertEquals(tab.dtype, model.dtype, what);
         assertEquals(tab.tokens, deno.tokens, `${what}: the tab's tokens are Deno's`);
         assertClose(Float32Array.from(tab.logits), Float32Array.from(deno.logits), {
           atol: 1e-5,
@@ -263,7 +278,10 @@ browserTest(
       const gets = server.requests.filter((r) =>
         r.method === "GET" && r.path.startsWith("/models/")
       );
-      assert(gets.length > 0 && gets.every((r) => r.path === url), "only the GGUF file is fetched");
+      assert(
+        gets.length > 0 && gets.every((r) => r.path === url || r.path === q4Url),
+        "only the GGUF files are fetched",
+      );
       // The page's own GET of "/" marks each visit: after the second, the file is not fetched.
       const reload = server.requests.findLastIndex((r) => r.method === "GET" && r.path === "/");
       const after = server.requests.slice(reload).filter((r) => r.method === "GET");
@@ -376,7 +394,7 @@ browserTest(
           alive,
           { eval: failingLoadScript("/models/nowhere/", { threads: 1 }) },
           alive,
-          { eval: failingLoadScript("/models/good/", { dtype: "q4" }) },
+          { eval: failingLoadScript("/models/good/", { dtype: "q3" }) },
           { eval: failingLoadScript("/models/good/", { threads: 0 }) },
           // The page's own controls say what failed: the page as static files, given a model.
           { goto: `${server.url}?model=/models/missing/` },
@@ -399,7 +417,7 @@ browserTest(
       expect(huge, "BackendError", "GiB");
       expect(nowhere, "ModelFileError", "No GPT-2 model", "/models/nowhere/");
       // Options are checked as in Deno, by the same check, before a worker starts.
-      expect(dtype, "RangeError", 'Unknown dtype "q4"', "f32, f16, q8, auto");
+      expect(dtype, "RangeError", 'Unknown dtype "q3"', "f32, f16, q8, q4, auto");
       expect(threads, "RangeError", "threads must be a positive integer, got 0");
       assertEquals(run.results.filter((r) => r === 2).length, 4, "the page answers after each");
       assert(

@@ -16,14 +16,20 @@ export type ActivationType = "f32" | "i32";
 
 /**
  * How a backend stores the model's matrices (the Conv1D weights and the token embedding):
- * float32 as the checkpoint gives them, IEEE float16, or int8 in blocks of 32 with one
- * float16 scale per block (`q8`, ggml's Q8_0). Norms, biases and the position embedding
- * stay float32.
+ * float32 as the checkpoint gives them, IEEE float16, int8 in blocks of 32 with one
+ * float16 scale per block (`q8`, ggml's Q8_0), or ggml's Q4_0, 4 bits in blocks of 32 with
+ * one float16 scale per block (`q4`). Norms, biases and the position embedding stay float32.
  */
-export type WeightType = "f32" | "f16" | "q8";
+export type WeightType = "f32" | "f16" | "q8" | "q4";
 
 /** Every weight type, most faithful first. */
-export const WEIGHT_TYPES: readonly WeightType[] = ["f32", "f16", "q8"];
+export const WEIGHT_TYPES: readonly WeightType[] = ["f32", "f16", "q8", "q4"];
+
+/**
+ * The weight types `dtype: "auto"` chooses among, most faithful first: q4 trades accuracy
+ * for speed, so it is used only when asked for (or when a GGUF file holds it).
+ */
+export const AUTO_WEIGHT_TYPES: readonly WeightType[] = ["f32", "f16", "q8"];
 
 /**
  * What a weight is for, which decides how a backend may store it:
@@ -130,6 +136,23 @@ export interface Backend extends Disposable {
    * flight at once (the loader streams a file); the backend bounds the memory they hold.
    */
   loadWeight(weight: Tensor, read: (dest: Float32Array) => Promise<void>): Promise<void>;
+  /**
+   * The ggml block type (`"q4_0"`, …) that this backend's weight type stores as it is, if
+   * any: a GGUF tensor of that type loads through `loadBlocks`, without float32 in between.
+   */
+  readonly blockType?: string;
+  /**
+   * Fills a `"conv1d"` or `"embedding"` weight from ggml blocks of `blockType` (any other
+   * `ggmlType` is a TypeError): calls `read` with a byte array for the matrix as ggml
+   * stores it, rows of C / blockSize blocks along the input features, one row per output
+   * column of a Conv1D weight (C, OC) (so (OC, C), as GGUF holds it) or per vocabulary row
+   * of the embedding (V, C), then packs them.
+   */
+  loadBlocks?(
+    weight: Tensor,
+    ggmlType: string,
+    read: (dest: Uint8Array) => Promise<void>,
+  ): Promise<void>;
   /** The KV cache, all zeros: (layers, slots, 2, heads, positions, headDim) in some layout. */
   kvCache(shape: KVCacheShape): Tensor;
 

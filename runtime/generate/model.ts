@@ -28,11 +28,14 @@ export interface LoadOptions {
    */
   backend?: BackendName;
   /**
-   * How the backend stores the model's matrices: `"f32"`, `"f16"`, `"q8"` (ggml's Q8_0:
-   * int8 in blocks of 32 with a float16 scale each; wasm only), or `"auto"` (the default): float32 when the
-   * model, its KV cache and activations fit the backend's memory, else float16, else q8,
-   * decided from the backend's estimate before anything is allocated. `model.dtype` says
-   * which was used; an unknown name is a `RangeError`.
+   * How the backend stores the model's matrices: `"f32"`, `"f16"`, `"q8"` (ggml's Q8_0: int8
+   * in blocks of 32 with a float16 scale each; wasm only), `"q4"` (ggml's Q4_0, 4 bits in blocks of 32 with
+   * a float16 scale each; wasm only; faster, and less accurate), or `"auto"` (the
+   * default): float32 when the model, its KV cache and activations fit the backend's
+   * memory, else float16, else q8 (never q4), decided from the backend's estimate before
+   * anything is allocated; for a GGUF file, the file's own type first (F32 f32, F16 and
+   * BF16 f16, Q8_0 q8, Q4_0 q4, any other type q8). `model.dtype` says which was used; an
+   * unknown name is a `RangeError`.
    */
   dtype?: WeightType | "auto";
   /** Sequences decoded side by side by `generateBatch` (default 1). */
@@ -82,7 +85,7 @@ export async function loadModel(
 ): Promise<Model> {
   checkLoadOptions(options);
   using files = await openModelFiles(location);
-  const gpt2 = await createGpt2(files.hparams, options);
+  const gpt2 = await createGpt2(files.hparams, { ...options, autoTypes: files.weightTypes });
   // The tokenizer loads while the weights wait on the disk.
   const [tokenizer, weights] = await Promise.allSettled([
     files.tokenizer(),
@@ -100,7 +103,8 @@ export async function loadModel(
     gpt2[Symbol.dispose]();
     throw e;
   }
-  return new LoadedModel(gpt2, tokenizer.value, options.batch, files.conversion);
+  const conversion = files.conversion(gpt2.backend.blockType);
+  return new LoadedModel(gpt2, tokenizer.value, options.batch, conversion);
 }
 
 /** Prompt positions per pass of `promptLogprobs`. */
@@ -139,6 +143,11 @@ export function checkLoadOptions(options: LoadOptions): void {
 export interface CreateOptions extends LoadOptions {
   /** The most new tokens per sequence in one pass (default min(n_ctx, 256)). */
   chunk?: number;
+  /**
+   * The weight types dtype `"auto"` tries, in order (default `AUTO_WEIGHT_TYPES`; a GGUF
+   * file's own order, from runtime/gpt2/gguf_types.ts).
+   */
+  autoTypes?: readonly WeightType[];
 }
 
 /**

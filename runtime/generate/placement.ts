@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { WeightType } from "../backend/backend.ts";
+import { AUTO_WEIGHT_TYPES, type WeightType } from "../backend/backend.ts";
 import { type BackendTarget, wasmTarget } from "../backend/create.ts";
 import { BackendError } from "../errors.ts";
 import type { HParams } from "../gpt2/hparams.ts";
@@ -27,6 +27,8 @@ export interface PlacementOptions {
   chunk?: number;
   /** Threads the backend will run (its default when absent): the wasm backend's scratch is per thread. */
   threads?: number;
+  /** The weight types `"auto"` tries, in order (default `AUTO_WEIGHT_TYPES`). */
+  autoTypes?: readonly WeightType[];
 }
 
 /** A backend, a weight type and a plan that fits it. */
@@ -53,7 +55,7 @@ export async function place(
   const tries = slotTries(options);
   const misfits: string[] = [];
   for (const target of targets) {
-    const types = weightTypes(target, options.dtype);
+    const types = weightTypes(target, options.dtype, options.autoTypes);
     if (types.length === 0) {
       misfits.push(`The ${target.name} backend has no ${options.dtype} weights`);
       continue;
@@ -88,9 +90,16 @@ function halvings(from: number, least: number): number[] {
   return out;
 }
 
-/** The weight types to try on `target` for `dtype`, most faithful first. */
-function weightTypes(target: BackendTarget, dtype: WeightType | "auto" = "auto"): WeightType[] {
-  if (dtype === "auto") return [...target.weightTypes];
+/**
+ * The weight types to try on `target` for `dtype`, in order: for `"auto"` those of `auto`
+ * (by default `AUTO_WEIGHT_TYPES`, most faithful first) that the target stores.
+ */
+function weightTypes(
+  target: BackendTarget,
+  dtype: WeightType | "auto" = "auto",
+  auto: readonly WeightType[] = AUTO_WEIGHT_TYPES,
+): WeightType[] {
+  if (dtype === "auto") return auto.filter((t) => target.weightTypes.includes(t));
   return target.weightTypes.includes(dtype) ? [dtype] : [];
 }
 
@@ -109,7 +118,7 @@ function summary(
     const names = targets.map((t) => t.name).join(" and ");
     return `The model fits none of the ${names} backends (${lowerFirst(last)})`;
   }
-  const types = weightTypes(targets[0], options.dtype);
+  const types = weightTypes(targets[0], options.dtype, options.autoTypes);
   const slots = slotTries(options);
   const fewest = slots[slots.length - 1];
   const withSlots = `${slots.length > 1 ? "even " : ""}with ${fewest} slot${
@@ -126,7 +135,7 @@ function summary(
 
 /**
  * What would help when nothing fit on `target` (the last tried): another weight type
- * there, fewer slots than asked, the wasm backend (which also stores q8) where it holds
+ * there (for `"auto"`, one it does not pick itself), fewer slots than asked, the wasm backend (which also stores q8) where it holds
  * the model; else a smaller model or a shorter context.
  */
 async function advice(
@@ -140,19 +149,21 @@ async function advice(
   const asked = options.dtype ?? "auto";
   const [slots] = slotTries(options);
   const helps: string[] = [];
-  const other = target.weightTypes.find((t) =>
-    t !== asked && asked !== "auto" && fits(target, t, slots)
-  );
+  // Another type than the one asked for, among those "auto" picks; for "auto", one it
+  // never picks itself (q4).
+  const tried = weightTypes(target, asked, options.autoTypes);
+  const others = asked === "auto" ? target.weightTypes : weightTypes(target, "auto");
+  const other = others.find((t) => !tried.includes(t) && fits(target, t, slots));
   if (other) helps.push(`dtype "${other}"`);
   if (options.slots !== undefined) {
     const fewer = halvings(slots, batch).slice(1).find((n) =>
-      weightTypes(target, asked).some((t) => fits(target, t, n))
+      weightTypes(target, asked, options.autoTypes).some((t) => fits(target, t, n))
     );
     if (fewer) helps.push(`fewer slots (${fewer} fit)`);
   }
   if (target.name !== "wasm") {
     const wasm = await wasmTarget();
-    const type = weightTypes(wasm, asked).find((t) => fits(wasm, t, slots)) ??
+    const type = weightTypes(wasm, asked, options.autoTypes).find((t) => fits(wasm, t, slots)) ??
       wasm.weightTypes.find((t) => fits(wasm, t, slots));
     if (type) helps.push(`backend "wasm"${type === asked ? "" : ` with dtype "${type}"`}`);
   }

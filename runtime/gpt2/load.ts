@@ -1,7 +1,9 @@
 /**
  * Reads a checkpoint's tensors into a model's parameters: every tensor's name, dtype and
  * shape is checked before any is read, then they are read in the order they lie in the
- * files, so the disk streams, each handed to the backend to store in its own format.
+ * files, so the disk streams, each handed to the backend to store in its own format: as
+ * float32, or, for a GGUF matrix in the ggml block type the backend stores as it is
+ * (`Backend.blockType`), as the file's bytes.
  *
  * @module
  */
@@ -51,18 +53,26 @@ export async function loadParams(
         }]`,
       );
     }
-    return { name, tensor, transposed, position: info.position ?? 0 };
+    // A matrix in the block type the backend stores as it is goes in as its bytes, as
+    // ggml lays it out: rows along the input features, which GGUF's Conv1D weights
+    // (transposed here) and embedding (not) are.
+    const asStored = spec.role === "conv1d" ? transposed : spec.role === "embedding" && !transposed;
+    const blocks = backend.loadBlocks !== undefined && asStored &&
+      info.dtype === backend.blockType;
+    return { name, tensor, transposed, blocks, dtype: info.dtype, position: info.position ?? 0 };
   });
 
   plans.sort((a, b) => a.position - b.position);
   const inFlight: Promise<void>[] = [];
   try {
-    for (const { name, tensor, transposed } of plans) {
+    for (const { name, tensor, transposed, blocks, dtype } of plans) {
       if (inFlight.length === IN_FLIGHT) await inFlight.shift();
-      const loading = backend.loadWeight(
-        tensor,
-        (dest) => readAsFloat32(source, name, dest, { transpose: transposed }),
-      );
+      const loading = blocks
+        ? backend.loadBlocks!(tensor, dtype, (dest) => source.read(name, dest))
+        : backend.loadWeight(
+          tensor,
+          (dest) => readAsFloat32(source, name, dest, { transpose: transposed }),
+        );
       loading.catch(() => {}); // awaited in order below; a failure is thrown from there
       inFlight.push(loading);
     }

@@ -14,7 +14,7 @@
 import { type GgufFile, type GgufValue, openGguf } from "../io/gguf.ts";
 import { openSafetensors } from "../io/safetensors.ts";
 import type { TensorSource } from "../io/tensor_source.ts";
-import { TYPE_LAYOUTS } from "../io/tensor_types.ts";
+import { type Float32Convertible, TYPE_LAYOUTS } from "../io/tensor_types.ts";
 import { checkpointPrefix, openTfBundle } from "../io/tf_bundle.ts";
 import { type FileSource, openOrThrow, type SourceFile } from "../io/file_source.ts";
 import { httpFiles, type HttpFilesOptions } from "../io/http_files.ts";
@@ -23,6 +23,8 @@ import { ModelFileError } from "../errors.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { type HParams, validateHParams } from "./hparams.ts";
 import { ggufNames, gpt2Tensors, hfNames, type NameMap, tfNames } from "./tensor_names.ts";
+import { ggufWeightTypes } from "./gguf_types.ts";
+import type { WeightType } from "../backend/backend.ts";
 
 /** An open model: its shape, its weights and how their names map, and its tokenizer. */
 export interface ModelFiles extends Disposable {
@@ -33,11 +35,17 @@ export interface ModelFiles extends Disposable {
   readonly source: TensorSource;
   readonly names: NameMap;
   /**
-   * What loading does with stored types no backend keeps as they are, as one line for a
-   * tool's stderr (`token_embd, blk.*: Q4_0 converted to f32 while loading`); `undefined`
-   * when every tensor is float32, float16 or bfloat16.
+   * What loading does with stored block types that the backend does not keep as they are
+   * (`kept`, its `Backend.blockType`), as one line for a tool's stderr
+   * (`token_embd, blk.*: Q4_1 converted to f32 while loading`); `undefined` when every
+   * matrix is float32, float16, bfloat16 or of the kept type.
    */
-  readonly conversion?: string;
+  conversion(kept?: string): string | undefined;
+  /**
+   * The weight types that dtype `"auto"` tries, in order, when the format says (a GGUF
+   * file: its own type first, `ggufWeightTypes`); absent: the backend's usual order.
+   */
+  readonly weightTypes?: readonly WeightType[];
   /** Reads the tokenizer: the folder's tokenizer files, or the GGUF file's metadata. */
   tokenizer(): Promise<Tokenizer>;
 }
@@ -166,6 +174,7 @@ function folderFiles(
     hparams,
     source,
     names,
+    conversion: () => undefined,
     tokenizer: () => Tokenizer.load(files),
     [Symbol.dispose]: () => source[Symbol.dispose](),
   };
@@ -241,7 +250,8 @@ async function openGgufModel(gguf: SourceFile): Promise<ModelFiles> {
       hparams,
       source: file,
       names: ggufNames,
-      conversion: conversionLine(file, hparams),
+      conversion: (kept) => conversionLine(file, hparams, kept),
+      weightTypes: ggufWeightTypes(matrixTypes(file, hparams)),
       tokenizer: () => Promise.resolve(ggufTokenizer(path, tokens, merges)),
       [Symbol.dispose]: () => file[Symbol.dispose](),
     };
@@ -290,15 +300,25 @@ async function separateHead(file: GgufFile): Promise<boolean> {
   return false;
 }
 
+/** The stored types of the GPT-2 matrices (Conv1D weights, token embedding) in `file`. */
+function matrixTypes(file: GgufFile, hp: HParams): Float32Convertible[] {
+  return gpt2Tensors(hp).filter((spec) => spec.role !== "plain").flatMap((spec) => {
+    const info = file.tensors.get(ggufNames(spec.name, spec.shape).name);
+    return info === undefined ? [] : [info.dtype];
+  });
+}
+
 /**
- * One line naming the GPT-2 tensors of a quantized type, which load as float32 (the
- * backend then stores them in its own weight type), grouped by type: blocks as `blk.*`.
+ * One line naming the GPT-2 tensors of a quantized type other than `kept`, which load as
+ * float32 (the backend then stores them in its own weight type), grouped by type: blocks
+ * as `blk.*`.
  */
-function conversionLine(file: GgufFile, hp: HParams): string | undefined {
+function conversionLine(file: GgufFile, hp: HParams, kept?: string): string | undefined {
   const groups = new Map<string, Set<string>>();
   for (const spec of gpt2Tensors(hp)) {
     const info = file.tensors.get(ggufNames(spec.name, spec.shape).name);
     if (info === undefined || TYPE_LAYOUTS[info.dtype].blockSize === 1) continue;
+    if (info.dtype === kept && spec.role !== "plain") continue;
     const group = info.name.startsWith("blk.") ? "blk.*" : info.name.replace(/\.weight$/, "");
     const set = groups.get(info.ggmlType) ?? new Set<string>();
     groups.set(info.ggmlType, set.add(group));

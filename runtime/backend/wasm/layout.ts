@@ -16,6 +16,9 @@ export const PANEL = 16;
 /** Input features per q8 block (`QBLOCK` in asm/matmul_q8.ts). */
 export const Q8_BLOCK = 32;
 
+/** Input features per q4 block (`Q4BLOCK` in asm/matmul_q4.ts, ggml's QK4_0). */
+export const Q4_BLOCK = 32;
+
 /** Positions per block of a head's cached keys (`KEY_BLOCK` in asm/attention.ts). */
 export const KEY_BLOCK = 4;
 

@@ -229,6 +229,30 @@ const SPECS = {
   conv1dQ8: conv1dOp("conv1d_q8", 1),
   logitsQ8: logitsOp("logits_q8", 1),
   embedQ8: embedOp("embed_q8"),
+  // 4-bit weights (asm/matmul_q4.ts), ggml's Q4_0 blocks: activations quantised by rows as
+  // for q8, by the format's own quantiser.
+  quantizeQ4: op(["dst", "inp", "rows", "C"], {
+    units: (a) => a.rows,
+    size: (a) => 2 * a.rows * a.C,
+    run: (x, a, u0, u1) => x.quantize_q4(a.dst, a.inp, a.C, u0, u1),
+  }),
+  packQ4: packOp("pack_q4"),
+  packQ4Rows: packRowsOp("pack_q4"),
+  // From a GGUF file's Q4_0 blocks, (OC, C) rows of blocks as ggml stores a matrix.
+  packQ4Blocks: op(["dst", "src", "C", "OC"], {
+    units: (a) => panels(a.OC),
+    size: (a) => a.C * a.OC / 2,
+    run: (x, a, u0, u1) => x.pack_q4_blocks(a.dst, a.src, a.C, a.OC, 0, u0, u1),
+  }),
+  packQ4BlockRows: op(["dst", "src", "C", "V", "first", "panels"], {
+    units: (a) => a.panels,
+    size: (a) => a.C * PANEL * a.panels / 2,
+    run: (x, a, u0, u1) =>
+      x.pack_q4_blocks(a.dst, a.src, a.C, a.V, a.first, a.first + u0, a.first + u1),
+  }),
+  conv1dQ4: conv1dOp("conv1d_q4", 0.5),
+  logitsQ4: logitsOp("logits_q4", 0.5),
+  embedQ4: embedOp("embed_q4"),
 };
 
 /** The ops by name, each typed with its own argument names. */

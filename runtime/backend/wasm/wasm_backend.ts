@@ -22,6 +22,7 @@ import type {
 import { BackendError } from "../../errors.ts";
 import { type KernelConstants, kernelModule } from "./kernel_module.ts";
 import { KEY_BLOCK, PANEL, panels, Q8_BLOCK } from "./layout.ts";
+import { TYPE_LAYOUTS } from "../../io/tensor_types.ts";
 import { type Op, type OpArgs, OPS } from "./ops.ts";
 import { WEIGHT_FORMATS, type WeightFormat } from "./weight_formats.ts";
 import { type OpProfile, RESERVED_BYTES, WorkerPool } from "./worker_pool.ts";
@@ -43,8 +44,9 @@ export interface WasmBackendOptions {
    * The element type of the `"conv1d"` and `"embedding"` weights (default "f32"):
    * "f16", IEEE binary16 (rounded to nearest even); "q8", ggml's Q8_0 (int8 in blocks of
    * 32 input features with a float16 scale each), the products' inputs quantised to 8 bits
-   * per block as they run.
-   * Other weights stay f32. Its format is `WEIGHT_FORMATS[weightType]`.
+   * per block as they run; "q4", ggml's Q4_0 (4 bits in blocks of 32 with a float16 scale
+   * each), the products' inputs quantised to int8 per block. Other weights stay f32. Its
+   * format is `WEIGHT_FORMATS[weightType]`.
    */
   weightType?: WeightType;
 }
@@ -183,10 +185,13 @@ export class WasmBackend implements Backend {
   readonly weightType: WeightType;
   /** How they are stored and which kernels run them. */
   readonly #format: WeightFormat;
+  /** The ggml block type the weight type stores as it is, if any (`loadBlocks`). */
+  readonly blockType: string | undefined;
 
   private constructor(memory: WebAssembly.Memory, pool: WorkerPool, weightType: WeightType) {
     this.weightType = weightType;
     this.#format = WEIGHT_FORMATS[weightType];
+    this.blockType = this.#format.blocks?.ggmlType;
     this.#memory = memory;
     this.#pool = pool;
     this.#constants = pool.kernels.constants;
@@ -325,6 +330,67 @@ export class WasmBackend implements Backend {
       this.#run(format.packConv1d, { dst: ptr, src: buffer, C, OC });
     } finally {
       this.#releaseBuffer(buffer);
+    }
+  }
+
+  async loadBlocks(
+    weight: Tensor,
+    ggmlType: string,
+    read: (dest: Uint8Array) => Promise<void>,
+  ): Promise<void> {
+    const w = WasmTensor.of(weight, this);
+    const role = WasmTensor.role(w);
+    const blocks = formatOf(w).blocks;
+    if (role !== "conv1d" && role !== "embedding") {
+      throw new TypeError('loadBlocks() takes a "conv1d" or "embedding" tensor from weight()');
+    }
+    if (blocks === undefined || blocks.ggmlType !== ggmlType) {
+      throw new TypeError(`The wasm backend's ${w.type} weights do not store ${ggmlType} blocks`);
+    }
+    const { blockSize, blockBytes } = TYPE_LAYOUTS[blocks.ggmlType];
+    // The matrix as ggml stores it: rows along the input features C.
+    const [C, rows] = role === "conv1d" ? w.shape : [w.shape[1], w.shape[0]];
+    if (C % blockSize !== 0) {
+      throw new RangeError(`Rows of ${C} values are not whole ${ggmlType} blocks of ${blockSize}`);
+    }
+    const rowBytes = (C / blockSize) * blockBytes;
+    const bytes = rows * rowBytes;
+    const dst = WasmTensor.ptr(w);
+    const u8 = (at: number, n: number) => new Uint8Array(this.#memory.buffer, at, n);
+    if (role === "conv1d") {
+      const buffer = await this.#acquireBuffer(Math.ceil(bytes / 4));
+      try {
+        await read(u8(buffer, bytes));
+        this.#run(blocks.packConv1d, { dst, src: buffer, C, OC: rows });
+      } finally {
+        this.#releaseBuffer(buffer);
+      }
+      return;
+    }
+    // The embedding, staged as an f32 one is (`#loadEmbedding`): in the empty KV cache, or
+    // from the JS heap a chunk of whole panels at a time through a staging buffer.
+    const all = panels(rows);
+    const stage = this.#embeddingInCache(Math.ceil(bytes / 4));
+    if (stage !== undefined) {
+      await read(u8(stage, bytes));
+      this.#run(blocks.packEmbedding, { dst, src: stage, C, V: rows, first: 0, panels: all });
+      return;
+    }
+    const raw = new Uint8Array(bytes);
+    await read(raw);
+    const panelBytes = PANEL * rowBytes;
+    const perChunk = Math.max(1, Math.floor((4 * this.#largestConv1d) / panelBytes));
+    const buffer = await this.#acquireBuffer(Math.ceil(Math.min(all, perChunk) * panelBytes / 4));
+    try {
+      for (let first = 0; first < all; first += perChunk) {
+        const count = Math.min(perChunk, all - first);
+        const chunk = raw.subarray(first * panelBytes, (first + count) * panelBytes);
+        u8(buffer, chunk.byteLength).set(chunk);
+        this.#run(blocks.packEmbedding, { dst, src: buffer, C, V: rows, first, panels: count });
+      }
+    } finally {
+      this.#releaseBuffer(buffer);
+      raw.buffer.transfer(0);
     }
   }
 

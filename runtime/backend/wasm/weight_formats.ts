@@ -8,13 +8,14 @@
  * biases as float32 padded to whole panels. The token embedding wte (V, C), looked up by
  * row and also the output head, is stored either as its float32 rows or, like a Conv1D
  * weight over wteᵀ, in panels of `PANEL` vocabulary rows. The layouts themselves are
- * documented in asm/matmul.ts, asm/matmul_f16.ts and asm/matmul_q8.ts.
+ * documented in asm/matmul.ts, asm/matmul_f16.ts, asm/matmul_q8.ts and asm/matmul_q4.ts.
  *
  * @module
  */
 import type { WeightType } from "../backend.ts";
+import type { BlockType } from "../../io/tensor_types.ts";
 import { type Op, OPS } from "./ops.ts";
-import { PANEL, panels, Q8_BLOCK, widenedPanelBytes } from "./layout.ts";
+import { PANEL, panels, Q4_BLOCK, Q8_BLOCK, widenedPanelBytes } from "./layout.ts";
 
 /** One stored weight type: its sizes, its packing and its kernels. */
 export interface WeightFormat {
@@ -48,26 +49,17 @@ export interface WeightFormat {
    */
   threadScratchBytes?(C: number): number;
   /**
-   * Packing from a GGUF file's quantized blocks of the type the format stores, without
-   * converting them to float32 first (and so without requantizing): present when the
-   * format's values are exactly one ggml block type's. `src` holds the blocks in ggml's
-   * order, rows of blocks along C: a Conv1D weight as its (OC, C) rows (ggml's
-   * (out, in), e.g. `blk.N.attn_qkv.weight`), the embedding as its (V, C) rows
-   * (`token_embd.weight`). `C` must be a whole number of blocks.
+   * For a format that stores one of ggml's block types as it is: the type, and how its
+   * blocks are packed, from the bytes of the matrix as ggml stores it (rows of C / block
+   * size blocks, one row per output column of a Conv1D weight (C, OC), or per vocabulary
+   * row of the embedding (V, C)). `packConv1d` takes all OC rows at `src`;
+   * `packEmbedding` packs panels [first, first + panels) from those rows (row PANEL · first
+   * on) at `src`, as the f32 `packEmbedding` does. A GGUF tensor of that type then loads
+   * without float32 in between (`Backend.loadBlocks`).
    */
   readonly blocks?: {
-    /** The block type, as runtime/io/tensor_types.ts names it. */
-    readonly ggmlType: "q8_0";
-    /**
-     * Packs a Conv1D weight into `dst` (`conv1dBytes(C, OC)` bytes) from its OC rows of
-     * blocks at `src`.
-     */
+    readonly ggmlType: BlockType;
     readonly packConv1d: Op<"dst" | "src" | "C" | "OC">;
-    /**
-     * Packs panels [first, first + panels) of the embedding into `dst`
-     * (`embeddingBytes(V, C)` bytes, the whole of it) from `src`, which holds wte's rows of
-     * blocks from row `PANEL · first` on only, as `packEmbedding` takes float32 rows.
-     */
     readonly packEmbedding: Op<"dst" | "src" | "C" | "V" | "first" | "panels">;
   };
   /** Conv1D, out = mode(inp · weight + bias), for each of the kernels' modes. */
@@ -95,6 +87,15 @@ function f16PanelBytes(C: number, OC: number): number {
  */
 function q8PanelBytes(C: number, OC: number): number {
   return panels(OC) * Math.ceil(C / Q8_BLOCK) * (2 * PANEL + PANEL * Q8_BLOCK);
+}
+
+/**
+ * Bytes of (C, OC) q4 weights in panels: per panel and block of 32 features, `PANEL`
+ * float16 scales and PANEL × 32 four-bit weights (288 bytes, 0.5625 bytes a weight, as
+ * ggml's Q4_0).
+ */
+function q4PanelBytes(C: number, OC: number): number {
+  return panels(OC) * Math.ceil(C / Q4_BLOCK) * (2 * PANEL + PANEL * Q4_BLOCK / 2);
 }
 
 /** Every format, by the type it stores. */
@@ -133,5 +134,18 @@ export const WEIGHT_FORMATS: Readonly<Record<WeightType, WeightFormat>> = {
     conv1d: OPS.conv1dQ8,
     logits: OPS.logitsQ8,
     embed: OPS.embedQ8,
+  },
+  q4: {
+    type: "q4",
+    conv1dBytes: q4PanelBytes,
+    embeddingBytes: (V, C) => q4PanelBytes(C, V),
+    packConv1d: OPS.packQ4,
+    packEmbedding: OPS.packQ4Rows,
+    blocks: { ggmlType: "q4_0", packConv1d: OPS.packQ4Blocks, packEmbedding: OPS.packQ4BlockRows },
+    // Per block of 32: the int8 values, an f32 scale and an i32 correction (−8 · Σ a).
+    quantize: { op: OPS.quantizeQ4, rowBytes: (C) => Math.ceil(C / Q4_BLOCK) * (Q4_BLOCK + 8) },
+    conv1d: OPS.conv1dQ4,
+    logits: OPS.logitsQ4,
+    embed: OPS.embedQ4,
   },
 };

@@ -198,8 +198,8 @@ Deno.test("the whole model: f16 decodes the same greedy tokens as f32, q8 agrees
   const agree = top.q8.filter((v, i) => v === top.f32[i]).length / prompt.length;
   assert(agree >= 0.95, `q8 top-1 agrees with f32 at ${(100 * agree).toFixed(1)}% of positions`);
   const agreeQ4 = top.q4.filter((v, i) => v === top.f32[i]).length / prompt.length;
-  // 4 bits on these random weights, whose logits sit close together: measured 0.71 (48
-  // positions); the trained fixture's real text is bench:accuracy's (0.95 there).
+  // A loose bound: these random weights' logits sit close together, so 4-bit rounding
+  // flips many argmaxes; q4's accuracy on real text is bench_accuracy_test's.
   assert(agreeQ4 >= 0.6, `q4 top-1 agrees with f32 at ${(100 * agreeQ4).toFixed(1)}% of positions`);
 });
 

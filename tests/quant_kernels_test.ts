@@ -499,6 +499,38 @@ Deno.test("logits_q8() equals the scalar q8 head, the same bits in any split", (
   }
 });
 
+Deno.test("conv1d_q8() and logits_q8() of one row equal that row of many rows, bit for bit, in any split", () => {
+  // One row takes panels two at a time; more rows take them one by one in halves.
+  const rng = new Rng(31);
+  for (const [C, OC] of [[96, 80], [64, 33], [768, 64], [32, 16]]) {
+    h.reset();
+    const T = 5;
+    const x = randn(rng, T * C);
+    const w = randn(rng, C * OC, 0.05);
+    const b = put(padBias(randn(rng, OC, 0.1), OC));
+    for (const transposed of [false, true]) {
+      const [qx, packed] = setupQ8(x, w, T, C, OC, transposed);
+      const op = transposed ? OPS.logitsQ8 : OPS.conv1dQ8;
+      const argsOf = (out: number, qin: number, rows: number) =>
+        transposed ? [out, qin, packed, rows, C, OC] : [out, qin, packed, b, rows, C, OC, STORE];
+      const all = put(T * OC);
+      run(op, argsOf(all, qx, T));
+      const want = bits(h.get(all, T * OC));
+      const units = unitsOf(op, argsOf(all, qx, 1));
+      for (let t = 0; t < T; t++) {
+        const qrow = qx + t * q8RowBytes(C);
+        const one = put(OC);
+        // Splits at every panel boundary in turn: an odd first part, then the rest.
+        const cut = Math.min(units, 1 + 2 * t);
+        run(op, argsOf(one, qrow, 1), 0, cut);
+        run(op, argsOf(one, qrow, 1), cut, units);
+        const msg = `${transposed ? "logits" : "conv1d"} C=${C} OC=${OC} row ${t} split ${cut}`;
+        assertEquals(bits(h.get(one, OC)), want.slice(t * OC, (t + 1) * OC), msg);
+      }
+    }
+  }
+});
+
 Deno.test("embed_q8() is exact: the token's dequantised row plus the position row", () => {
   const rng = new Rng(28);
   const [V, C, nCtx, rows] = [37, 70, 16, 6];

@@ -427,17 +427,39 @@ function q4Panels(
   const rowQ = <usize>nb * ROW_BLOCK_BYTES;
   const rowOut = <usize>OC << 2;
   const panelBytes = <usize>nb * PANEL_BLOCK_BYTES;
+  if (T == 1) {
+    // One row (decoding): two panels at a time, so that two streams of weights are in
+    // flight at once (one stream leaves the memory waiting on the arithmetic).
+    let p = p0;
+    for (; p + 2 <= p1; p += 2) {
+      const a = p * QPANEL, b = a + QPANEL;
+      panelRows2(
+        out + (<usize>a << 2),
+        qinp,
+        weight + <usize>p * panelBytes,
+        panelBytes,
+        mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>a << 2),
+        mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>b << 2),
+        nb,
+        min(QPANEL, OC - a),
+        min(QPANEL, OC - b),
+        mode,
+      );
+    }
+    if (p < p1) {
+      const col = p * QPANEL;
+      const bp = mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>col << 2);
+      const w = weight + <usize>p * panelBytes;
+      panelRow(out + (<usize>col << 2), qinp, w, bp, nb, min(QPANEL, OC - col), mode);
+    }
+    return;
+  }
   for (let p = p0; p < p1; p++) {
     const col = p * QPANEL;
     const width = min(QPANEL, OC - col);
     const w = weight + <usize>p * panelBytes;
     const bp = mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>col << 2);
     const o = out + (<usize>col << 2);
-    if (T == 1) {
-      // One row (decoding): all 16 columns in one pass, the panel read once, front to back.
-      panelRow(o, qinp, w, bp, nb, width, mode);
-      continue;
-    }
     // Otherwise each group of four columns for four rows at a time: each vector of
     // nibbles, unpacked once, serves four rows.
     for (let g = 0; g < 4; g++) {
@@ -570,4 +592,77 @@ function groupRows(
   if (n > 1) finishLanes(o + rowOut, f32x4.add(f1, bias), width, mode);
   if (n > 2) finishLanes(o + (rowOut << 1), f32x4.add(f2, bias), width, mode);
   if (n > 3) finishLanes(o + rowOut * 3, f32x4.add(f3, bias), width, mode);
+}
+
+/**
+ * `panelRow` of two neighbouring panels at once (the second `panelBytes` after the first,
+ * its outputs 16 columns on), block by block in turn: each column's sums are the same,
+ * in the same order, as `panelRow` computes them.
+ */
+// @ts-ignore: decorator
+@inline
+function panelRows2(
+  o: usize,
+  x: usize,
+  w: usize,
+  panelBytes: usize,
+  bpA: usize,
+  bpB: usize,
+  nb: i32,
+  widthA: i32,
+  widthB: i32,
+  mode: i32,
+): void {
+  const one = ones16(nb);
+  const mask = nibbleMask(nb);
+  const hmask = v128.splat<u32>(H[0]);
+  const hscale = v128.splat<u32>(H[1]);
+  let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
+  let g0 = f32x4.splat(0), g1 = f32x4.splat(0), g2 = f32x4.splat(0), g3 = f32x4.splat(0);
+  let wa = w, wb = w + panelBytes, xb = x;
+  for (let b = 0; b < nb; b++) {
+    let s0 = i16x8.splat(0), s1 = s0, s2 = s0, s3 = s0;
+    let t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+    let qa = wa + 32, qb = wb + 32;
+    for (let h: usize = 0; h < 16; h += 4) {
+      const lo = v128.load32_splat(xb + h);
+      const hi = v128.load32_splat(xb + h, 16);
+      let v = v128.load(qa);
+      s0 = i16x8.add(s0, i16x8.add(pairs(lo, low(v, mask)), pairs(hi, high(v, mask))));
+      v = v128.load(qb);
+      t0 = i16x8.add(t0, i16x8.add(pairs(lo, low(v, mask)), pairs(hi, high(v, mask))));
+      v = v128.load(qa, 16);
+      s1 = i16x8.add(s1, i16x8.add(pairs(lo, low(v, mask)), pairs(hi, high(v, mask))));
+      v = v128.load(qb, 16);
+      t1 = i16x8.add(t1, i16x8.add(pairs(lo, low(v, mask)), pairs(hi, high(v, mask))));
+      v = v128.load(qa, 32);
+      s2 = i16x8.add(s2, i16x8.add(pairs(lo, low(v, mask)), pairs(hi, high(v, mask))));
+      v = v128.load(qb, 32);
+      t2 = i16x8.add(t2, i16x8.add(pairs(lo, low(v, mask)), pairs(hi, high(v, mask))));
+      v = v128.load(qa, 48);
+      s3 = i16x8.add(s3, i16x8.add(pairs(lo, low(v, mask)), pairs(hi, high(v, mask))));
+      v = v128.load(qb, 48);
+      t3 = i16x8.add(t3, i16x8.add(pairs(lo, low(v, mask)), pairs(hi, high(v, mask))));
+      qa += 64;
+      qb += 64;
+    }
+    const corr = v128.load32_splat(xb, 36);
+    const e = v128.load32_splat(xb, 32);
+    let d01 = v128.load(wa), d23 = v128.load(wa, 16);
+    f0 = addBlock(f0, s0, one, corr, widen(i32x4.shl(d01, 16), hmask, hscale), e);
+    f1 = addBlock(f1, s1, one, corr, widen(d01, hmask, hscale), e);
+    f2 = addBlock(f2, s2, one, corr, widen(i32x4.shl(d23, 16), hmask, hscale), e);
+    f3 = addBlock(f3, s3, one, corr, widen(d23, hmask, hscale), e);
+    d01 = v128.load(wb);
+    d23 = v128.load(wb, 16);
+    g0 = addBlock(g0, t0, one, corr, widen(i32x4.shl(d01, 16), hmask, hscale), e);
+    g1 = addBlock(g1, t1, one, corr, widen(d01, hmask, hscale), e);
+    g2 = addBlock(g2, t2, one, corr, widen(i32x4.shl(d23, 16), hmask, hscale), e);
+    g3 = addBlock(g3, t3, one, corr, widen(d23, hmask, hscale), e);
+    wa += PANEL_BLOCK_BYTES;
+    wb += PANEL_BLOCK_BYTES;
+    xb += ROW_BLOCK_BYTES;
+  }
+  finish16(o, bpA, f0, f1, f2, f3, widthA, mode);
+  finish16(o + (<usize>QPANEL << 2), bpB, g0, g1, g2, g3, widthB, mode);
 }

@@ -1,21 +1,24 @@
-// Float16 weights widened to float32 exactly, as the f16 kernels and the f32 Conv1D's
+// Float16 values widened to float32 exactly: the q8 and q4 kernels' block scales, and the
+// f16 kernels' weights (stored scaled, asm/matmul_f16.ts) as they and the f32 Conv1D's
 // shared strip kernel (asm/matmul.ts) read them.
 
 /**
  * Constants of `widen`, kept in static data (a vector constant written inline is rebuilt
  * at each use inside a loop; see math.ts): the bits an f32 keeps of a half shifted into
- * place; 2^112, the ratio of the two formats' exponent biases (2^(127 − 15)); and 2^100
- * and 2^12, its two factors as `panelRow` applies them.
+ * place, and 2^112, the ratio of the two formats' exponent biases (2^(127 − 15)), which
+ * gives a half its own value (the q8 and q4 block scales; f16 panels have constants of
+ * their own, `F16_PANEL` in matmul_f16.ts).
  */
-export const H: StaticArray<u32> = [0x8fffe000, 0x77800000, 0x71800000, 0x45800000];
+export const H: StaticArray<u32> = [0x8fffe000, 0x77800000];
 
 /**
  * The f32 value of four halves given in the upper 16 bits of each i32 lane (whatever the
- * lower 16 hold): an arithmetic shift by 3 puts exponent and mantissa where an f32 has
- * them and copies the sign into the three bits above, the mask keeps sign, exponent and
- * mantissa (and drops the lower half, now below bit 13), and the product with 2^112
- * rebiases the exponent. Exact for every finite half, subnormals included (wasm keeps
- * f32 subnormals); infinities and NaNs are not kept (GPT-2's weights are far below 65504).
+ * lower 16 hold), times `scale` / 2^112: an arithmetic shift by 3 puts exponent and
+ * mantissa where an f32 has them and copies the sign into the three bits above, the mask
+ * keeps sign, exponent and mantissa (and drops the lower half, now below bit 13), and the
+ * product with `scale` rebiases the exponent (2^112: the halves' own values). Exact for
+ * every finite half, subnormals included (wasm keeps f32 subnormals); infinities and NaNs
+ * are not kept.
  */
 // @ts-ignore: decorator
 @inline
@@ -44,11 +47,18 @@ export function highHalves(h: v128): v128 {
   return h;
 }
 
-/** The f32 value of the half at p (scalar `widen`). */
+/** The f32 value of the half at p (scalar `widen` with H's 2^112). */
 // @ts-ignore: decorator
 @inline
 export function halfAt(p: usize): f32 {
+  return unscaledAt(p) * reinterpret<f32>(<u32>0x77800000);
+}
+
+/** The value of the half at p times 2^-112, exactly (scalar `unscaled`). */
+// @ts-ignore: decorator
+@inline
+export function unscaledAt(p: usize): f32 {
   const x = <i32>load<u16>(p) << 16;
-  return reinterpret<f32>(<u32>(x >> 3) & 0x8fffe000) * reinterpret<f32>(<u32>0x77800000);
+  return reinterpret<f32>(<u32>(x >> 3) & 0x8fffe000);
 }
 

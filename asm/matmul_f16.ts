@@ -1,8 +1,8 @@
 // Float16 matrix products: Conv1D and the output head with weights stored as IEEE binary16
-// and widened to f32 in the kernels, which otherwise compute exactly as the f32 Conv1D
-// does. The output head is a Conv1D over wteᵀ: wte is packed in the same panels, 16
-// vocabulary rows each, and `embed_f16` reads a token's row across them.
-import { H, halfAt, highHalves, lowHalves, unscaled, widen } from "./half";
+// (each times 2^10, `F16_PANEL`) and widened to f32 in the kernels, which otherwise compute
+// exactly as the f32 Conv1D does. The output head is a Conv1D over wteᵀ: wte is packed in
+// the same panels, 16 vocabulary rows each, and `embed_f16` reads a token's row across them.
+import { H, highHalves, lowHalves, unscaled, unscaledAt, widen } from "./half";
 import {
   F16_WEIGHTS,
   finish16,
@@ -34,6 +34,23 @@ const PANEL: i32 = 16;
  * half per group of up to four rows, as often as a widened panel would be read.
  */
 const WIDEN_ROWS: i32 = 5;
+
+/**
+ * The panels hold each weight w rounded to float16 and then times 2^10, exactly (a power
+ * of two), so that a float16 subnormal (|w| < 2^-14) is stored as a normal half and, widened
+ * without the factor 2^112, gives a normal f32 (w · 2^-102, at least 2^-126): some cores
+ * take a slow path for every subnormal operand of a multiply-add. The kernels undo the
+ * factor exactly where they widen: 2^102 instead of 2^112 (`widen`, `embed_f16`), and
+ * `panelRow`'s 2^90 instead of 2^100. A weight of magnitude 64 or more after rounding
+ * (|w| ≥ 65520 / 2^10, about 63.98) has no scaled half; `pack_f16` counts them.
+ */
+const PANEL_SCALE_BITS: i32 = 10;
+
+/**
+ * The f16 panels' constants, in static data as H's (asm/half.ts): 2^(112 − 10), `widen`'s
+ * scale for them; 2^90 and 2^12, its two factors as `panelRow` applies them.
+ */
+const F16_PANEL: StaticArray<u32> = [0x72800000, 0x6c800000, 0x45800000];
 
 /** Where column c (0 … 15) of a panel row lies among its 16 halves (see PANEL). */
 // @ts-ignore: decorator
@@ -115,6 +132,34 @@ function toHalf4(x: v128): v128 {
 }
 
 /**
+ * Four halves h (each in the low 16 bits of its i32 lane) times 2^PANEL_SCALE_BITS,
+ * exactly: a normal half's exponent field steps up by 10; a subnormal m · 2^-24 becomes
+ * the normal m · 2^-14, its bits those of the f32 m (exact, m < 2^10) rebiased; zero stays
+ * zero. A half of magnitude 64 or more, infinities and NaNs included, becomes infinity,
+ * and its lane of `over` is all ones.
+ */
+// @ts-ignore: decorator
+@inline
+function scaledHalf4(h: v128, over: v128): v128 {
+  const a = v128.and(h, i32x4.splat(0x7fff));
+  const normal = i32x4.add(a, i32x4.splat(PANEL_SCALE_BITS << 10));
+  // The f32 m = 2^e · 1.f has bits (127 + e) << 23 | f, the half m · 2^-14 has
+  // (e + 1) << 10 | f >> 13.
+  const sub = i32x4.sub(i32x4.shr_u(f32x4.convert_i32x4_s(a), 13), i32x4.splat(126 << 10));
+  let m = v128.bitselect(normal, sub, i32x4.ge_s(a, i32x4.splat(0x400)));
+  m = v128.andnot(m, i32x4.eq(a, i32x4.splat(0)));
+  m = v128.bitselect(i32x4.splat(0x7c00), m, over);
+  return v128.or(m, v128.and(h, i32x4.splat(0x8000)));
+}
+
+/** Lanes of four halves (as `scaledHalf4` takes them) whose scaled value overflows. */
+// @ts-ignore: decorator
+@inline
+function overflows4(h: v128): v128 {
+  return i32x4.ge_s(v128.and(h, i32x4.splat(0x7fff)), i32x4.splat((31 - PANEL_SCALE_BITS) << 10));
+}
+
+/**
  * Four floats of src for columns c … c + 3 (of a panel whose first `width` are real), at
  * byte `a` for column 0, columns `cStep` bytes apart: zero past the width.
  */
@@ -132,11 +177,13 @@ function columns4(a: usize, cStep: usize, c: i32, width: i32): v128 {
 
 /**
  * Repacks a Conv1D weight (C, OC) f32 into panels of binary16 (see PANEL), panels
- * [p0, p1), rounding to nearest even, zero in the columns past OC. With `transposed`,
- * src is (OC, C) instead, the output head's wte (V, C), whose rows become the columns.
- * src may hold the weight from panel `first` on only (0: all of it), so that wte can be
- * packed a chunk of rows at a time; [p0, p1) lie at or after `first`.
- * @param dst (ceil(OC / 16), C, 16) f16
+ * [p0, p1), rounding to nearest even and then scaling by 2^10 (`PANEL_SCALE_BITS`), zero
+ * in the columns past OC. With `transposed`, src is (OC, C) instead, the output head's wte
+ * (V, C), whose rows become the columns. src may hold the weight from panel `first` on
+ * only (0: all of it), so that wte can be packed a chunk of rows at a time; [p0, p1) lie
+ * at or after `first`. Returns how many weights did not fit (magnitude 64 or more after
+ * rounding, or not finite), each stored as infinity; 0 when all did.
+ * @param dst (ceil(OC / 16), C, 16) f16, each weight times 2^10
  * @param src (C, OC) f32, or (OC, C) when transposed; from column (row) 16 · first on
  */
 export function pack_f16(
@@ -148,10 +195,12 @@ export function pack_f16(
   first: i32,
   p0: i32,
   p1: i32,
-): void {
+): i32 {
   // Step between features and between columns in src, in bytes.
   const kStep: usize = transposed ? 4 : <usize>OC << 2;
   const cStep: usize = transposed ? <usize>C << 2 : 4;
+  // Minus the count of overflowing weights, per lane.
+  let overflowed = i32x4.splat(0);
   for (let p = p0; p < p1; p++) {
     const col = p * PANEL;
     const width = min(PANEL, OC - col);
@@ -160,16 +209,22 @@ export function pack_f16(
     // Row by row of the panel: (C, OC) is read 16 floats at a time, (OC, C) as 16 streams.
     // Each 8-column half is one vector: columns i and 4 + i share lane i (see PANEL).
     for (let k = 0; k < C; k++) {
-      const h0 = toHalf4(columns4(a, cStep, 0, width));
-      const h1 = toHalf4(columns4(a, cStep, 4, width));
-      const h2 = toHalf4(columns4(a, cStep, 8, width));
-      const h3 = toHalf4(columns4(a, cStep, 12, width));
+      const r0 = toHalf4(columns4(a, cStep, 0, width));
+      const r1 = toHalf4(columns4(a, cStep, 4, width));
+      const r2 = toHalf4(columns4(a, cStep, 8, width));
+      const r3 = toHalf4(columns4(a, cStep, 12, width));
+      const o0 = overflows4(r0), o1 = overflows4(r1), o2 = overflows4(r2), o3 = overflows4(r3);
+      overflowed = i32x4.add(i32x4.add(overflowed, i32x4.add(o0, o1)), i32x4.add(o2, o3));
+      const h0 = scaledHalf4(r0, o0), h1 = scaledHalf4(r1, o1);
+      const h2 = scaledHalf4(r2, o2), h3 = scaledHalf4(r3, o3);
       v128.store(d, v128.or(h0, i32x4.shl(h1, 16)));
       v128.store(d, v128.or(h2, i32x4.shl(h3, 16)), 16);
       d += <usize>PANEL << 1;
       a += kStep;
     }
   }
+  return -(i32x4.extract_lane(overflowed, 0) + i32x4.extract_lane(overflowed, 1) +
+    i32x4.extract_lane(overflowed, 2) + i32x4.extract_lane(overflowed, 3));
 }
 
 /**
@@ -180,7 +235,7 @@ export function pack_f16(
  * (at T = 1 within the limits `panelRow` states).
  * @param out     (T, OC) f32
  * @param inp     (T, C)  f32
- * @param weight  (ceil(OC / 16), C, 16) f16, packed by `pack_f16`
+ * @param weight  (ceil(OC / 16), C, 16) f16 times 2^10, packed by `pack_f16`
  * @param bias    (ceil(OC / 16) · 16) f32, zero past OC
  * @param mode    STORE, GELU or RESIDUAL
  * @param scratch (C, 16) f32 of the calling thread's own, where a panel is widened for
@@ -225,12 +280,12 @@ function f16Panels(
   const rowOut = <usize>OC << 2;
   const panelBytes = <usize>C * <usize>PANEL << 1;
   const mask = v128.splat<u32>(H[0]);
-  const scale = v128.splat<u32>(H[1]);
+  const scale = v128.splat<u32>(F16_PANEL[0]);
   if (T == 1) {
     // One row (decoding): all 16 columns at once, four chains of multiply-adds (8 columns,
     // two chains, are bound by their latency).
-    const xScale = v128.splat<u32>(H[2]);
-    const yScale = v128.splat<u32>(H[3]);
+    const xScale = v128.splat<u32>(F16_PANEL[1]);
+    const yScale = v128.splat<u32>(F16_PANEL[2]);
     for (let p = p0; p < p1; p++) {
       const col = p * PANEL;
       const w = weight + <usize>p * panelBytes;
@@ -304,12 +359,13 @@ function widenPanel(dst: usize, w: usize, C: i32, mask: v128, scale: v128): void
 
 /**
  * One row of a whole panel at w, 16 columns side by side.
- * The weights are widened without their factor 2^112 (to w · 2^-112, exactly): the input
- * takes 2^100 of it, once per feature for 16 columns instead of four products, and the
- * sums the last 2^12. Every product and sum is then the f32 kernel's scaled by 2^-12,
- * rounded the same, so the result is the same bit for bit unless an input exceeds 2^28 in
- * magnitude (then it overflows) or a partial sum is below 2^-114 without being zero. One
- * row is bound by these instructions, so the fewer the better.
+ * The stored halves w · 2^10 are widened without their factor 2^112 (to w · 2^-102,
+ * exactly, and normal: see PANEL_SCALE_BITS): the input takes 2^90, once per feature for
+ * 16 columns instead of four products, and the sums 2^12. Every product and sum is then
+ * the f32 kernel's scaled by 2^-12, rounded the same, so the result is the same bit for
+ * bit unless an input exceeds 2^38 in magnitude (then it overflows) or a partial sum is
+ * below 2^-114 without being zero. One row is bound by these instructions, so the fewer
+ * the better.
  */
 // @ts-ignore: decorator
 @inline
@@ -369,7 +425,8 @@ export function logits_f16(
 
 /**
  * out[r] = wte[tokens[r]] + wpe[positions[r]] for rows [r0, r1), as `embed`, with wte
- * packed by `pack_f16` (transposed): each feature of the token's column widened exactly.
+ * packed by `pack_f16` (transposed): each feature of the token's column widened exactly
+ * (`widen`'s 2^102, as the products read the panels).
  * @param out       (rows, C) f32
  * @param tokens    (rows) i32
  * @param positions (rows) i32
@@ -387,6 +444,7 @@ export function embed_f16(
   r1: i32,
 ): void {
   const row = <usize>C << 2;
+  const scale = reinterpret<f32>(F16_PANEL[0]);
   for (let r = r0; r < r1; r++) {
     const tok = load<i32>(tokens + (<usize>r << 2));
     const panel = wte + <usize>(tok / PANEL) * <usize>C * (<usize>PANEL << 1);
@@ -395,7 +453,7 @@ export function embed_f16(
     const o = out + <usize>r * row;
     for (let k = 0; k < C; k++) {
       const b = <usize>k << 2;
-      store<f32>(o + b, halfAt(w + (<usize>k * <usize>PANEL << 1)) + load<f32>(p + b));
+      store<f32>(o + b, unscaledAt(w + (<usize>k * <usize>PANEL << 1)) * scale + load<f32>(p + b));
     }
   }
 }

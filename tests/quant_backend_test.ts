@@ -20,6 +20,7 @@ import type { WeightType } from "../runtime/backend/backend.ts";
 import { Gpt2 } from "../runtime/gpt2/gpt2.ts";
 import type { HParams } from "../runtime/gpt2/hparams.ts";
 import { Rng } from "../runtime/generate/random.ts";
+import { ModelFileError } from "../runtime/errors.ts";
 import { memorySource, randomWeights } from "../testing/random_model.ts";
 import { refConv1d, refLogits } from "../runtime/backend/reference/ops.ts";
 import {
@@ -267,6 +268,51 @@ Deno.test("without a KV cache that holds it, an f16/q8 embedding is packed in ch
     assertEquals(chunked[0], cached[0], `${dtype}: every row of the table, bit for bit`);
     assertEquals(chunked[1], cached[1], `${dtype}: the head's logits, bit for bit`);
   }
+});
+
+Deno.test("f16 weights of magnitude 64 or more are a RangeError with the fix, counted over every thread and chunk; f32 and q8 take them; the loader names the tensor", async () => {
+  const rng = new Rng(49);
+  const [C, OC, V] = [70, 40, 83];
+  const w = randn(rng, C * OC, 0.05);
+  // Two that do not fit, one in each worker's half of the panels, and one that does.
+  w[3] = 64;
+  w[C * OC - 1] = -1e6;
+  w[5] = 63.98;
+  const wte = randn(rng, V * C, 0.1);
+  wte[0] = NaN;
+  wte[V * C - 1] = 80;
+  wte[17 * C] = -70;
+  const fix = 'which "f16" weights do not hold: load the model as "f32" or "q8"';
+  for (const withCache of [true, false]) {
+    using be = await WasmBackend.create({ threads: 2, weightType: "f16", serialBelow: 0 });
+    const matrix = be.weight("conv1d", [C, OC]);
+    const e = be.weight("embedding", [V, C]);
+    if (withCache) be.kvCache({ layers: 2, slots: 2, positions: 64, heads: 2, headDim: 16 });
+    await assertRejects(
+      () => fillWeight(be, matrix, w),
+      RangeError,
+      "it has 2 values of magnitude",
+    );
+    // Without the cache, wte goes in three chunks of two panels (as the test above).
+    const msg = await assertRejects(() => fillWeight(be, e, wte), RangeError);
+    assertEquals(
+      msg.message,
+      `it has 3 values of magnitude 63.98 or more, or not finite, ${fix}`,
+      `cache ${withCache}`,
+    );
+  }
+  for (const dtype of ["f32", "q8"] as const) {
+    using be = await WasmBackend.create({ threads: 2, weightType: dtype, serialBelow: 0 });
+    await fillWeight(be, be.weight("conv1d", [C, OC]), w);
+  }
+  const weights = randomWeights(HP, 42);
+  weights.get("model/h1/mlp/c_proj/w")!.data[7] = 100;
+  using g = await Gpt2.create(await WasmBackend.create({ threads: 1, weightType: "f16" }), HP);
+  await assertRejects(
+    () => g.load(memorySource(weights)),
+    ModelFileError,
+    `Cannot load tensor "model/h1/mlp/c_proj/w": it has 1 value of magnitude 63.98 or more, or not finite, ${fix}`,
+  );
 });
 
 Deno.test("every op on f16 and q8 weights gives the same bits on 1, 2 and 3 threads", async () => {

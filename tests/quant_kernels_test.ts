@@ -14,8 +14,9 @@
  *   (8-bit weights: (2.5σ / 127)² / 12 ≈ 3.2e-5 relative noise, 8-bit activations about
  *   as much).
  * - f16 kernels vs the f32 kernels on weights rounded to float16: bit for bit, since they
- *   compute the same sums in the same order; vs the float64 reference as kernels_test.ts
- *   holds the f32 kernels (atol C · 1e-7, rtol 1e-5).
+ *   compute the same sums in the same order (the panels' scaling by 2^10 is undone
+ *   exactly); vs the float64 reference as kernels_test.ts holds the f32 kernels
+ *   (atol C · 1e-7, rtol 1e-5).
  */
 import { assertClose } from "./assert_close.ts";
 import { assert, assertEquals } from "./asserts.ts";
@@ -71,9 +72,12 @@ function unitsOf(op: Op, values: number[]): number {
   return op.units(namedArgs(op, values), constants);
 }
 
-/** Runs units [u0, u1) of `op` (all of them by default) on this thread. */
-function run(op: Op, values: number[], u0 = 0, u1 = unitsOf(op, values)): void {
-  op.run(exports, namedArgs(op, values), u0, u1);
+/**
+ * Runs units [u0, u1) of `op` (all of them by default) on this thread; returns the
+ * kernel's count (`pack_f16`'s weights that did not fit), or 0.
+ */
+function run(op: Op, values: number[], u0 = 0, u1 = unitsOf(op, values)): number {
+  return op.run(exports, namedArgs(op, values), u0, u1) ?? 0;
 }
 
 /** A value after each array `put` places, which shows whether a kernel wrote past its end. */
@@ -612,7 +616,7 @@ function halfIndex(c: number): number {
   return (c & 8) + (j < 4 ? 2 * j : 2 * (j - 4) + 1);
 }
 
-Deno.test("pack_f16() lays out float16 panels of 16 columns, row after row, (C, OC) and transposed", () => {
+Deno.test("pack_f16() lays out float16 panels of 16 columns times 2^10, row after row, (C, OC) and transposed, and counts what does not fit", () => {
   const rng = new Rng(30);
   for (const [C, OC, transposed] of [[3, 18, 0], [1030, 25, 0], [17, 16, 0], [40, 37, 1]]) {
     h.reset();
@@ -621,15 +625,24 @@ Deno.test("pack_f16() lays out float16 panels of 16 columns, row after row, (C, 
     // normal halves (each rounded on its own): zero, subnormal, too small, too large.
     w.set([1 + 2 ** -11, 1 + 3 * 2 ** -11, -(1 + 2 ** -11), 0.5], 0);
     w.set([0, 1e-6, -3 * 2 ** -25, 2 ** -26, 65519, 70000, -65520, 6e-5], 4);
+    // The largest that fits scaled (63.96875 · 2^10 = 65504), a tie rounding up to 64 (does
+    // not fit), −64, NaN, −0, the smallest subnormal and the largest.
+    w.set([63.98, 63.984375, -64, NaN, -0, 2 ** -24, -1023 * 2 ** -24, 2 ** -14], 12);
     const packed = putBytes(f16PackedBytes(C, OC));
-    run(...packCall(OPS.packF16, OPS.packF16Rows, packed, put(w), C, OC, transposed));
+    const misfits = run(
+      ...packCall(OPS.packF16, OPS.packF16Rows, packed, put(w), C, OC, transposed),
+    );
     assertEquals(guard(packed, f16PackedBytes(C, OC) / 4), GUARD, "pack_f16 wrote past its end");
     const got = halvesAt(packed, f16PackedBytes(C, OC) / 2);
     const rounded = roundArrayToFloat16(w);
+    const fits = (v: number) => Math.abs(v) < 64;
+    assertEquals(misfits, rounded.filter((v) => !fits(v)).length, `C=${C}: the misfits`);
+    assertEquals(misfits, 6, `C=${C}: three of each set above`);
     for (let col = 0; col < Math.ceil(OC / QUANT_PANEL) * QUANT_PANEL; col++) {
       const [panel, c] = [Math.floor(col / QUANT_PANEL), col % QUANT_PANEL];
       for (let kk = 0; kk < C; kk++) {
-        const want = col < OC ? rounded[transposed ? col * C + kk : kk * OC + col] : 0;
+        const r = col < OC ? rounded[transposed ? col * C + kk : kk * OC + col] : 0;
+        const want = fits(r) ? r * 1024 : (r < 0 ? -Infinity : Infinity);
         assertEquals(
           got[(panel * C + kk) * QUANT_PANEL + halfIndex(c)],
           want,
@@ -781,6 +794,82 @@ Deno.test("conv1d_f16() and logits_f16() with a scratch (a panel widened once fo
       GUARD,
       `part 1 wrote past its scratch (${msg})`,
     );
+  }
+});
+
+/**
+ * n weights whose float16 roundings are, by turns, subnormal (either sign, some of them not
+ * halves themselves), zero (either sign), at the edges of the subnormals and of the range
+ * the panels hold, and GPT-2-like.
+ */
+function subnormalWeights(rng: Rng, n: number): Float32Array {
+  const edges = [2 ** -24, -(2 ** -24), 1023 * 2 ** -24, -1023 * 2 ** -24, 2 ** -14, -(2 ** -14)];
+  edges.push(1.5 * 2 ** -25, 63.96875, -63.96875, 2 ** -25);
+  const w = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const sign = rng.next() < 0.5 ? -1 : 1;
+    const kind = i % 8;
+    w[i] = kind < 3
+      ? sign * randint(rng, 1, 1023) * 2 ** -24
+      : kind === 3
+      ? sign * rng.next() * 2 ** -14
+      : kind === 4
+      ? sign * 0
+      : kind === 5
+      ? edges[randint(rng, 0, edges.length - 1)]
+      : rng.normal() * 0.02;
+  }
+  return w;
+}
+
+Deno.test("the f16 kernels equal the f32 ones bit for bit on float16 subnormals and zeros, at every T and with a scratch; embed_f16() is exact", () => {
+  const rng = new Rng(48);
+  const scratchBytes = WEIGHT_FORMATS.f16.threadScratchBytes!;
+  for (const [C, OC] of [[70, 37], [768, 48]]) {
+    h.reset();
+    const w = subnormalWeights(rng, C * OC);
+    const rounded = roundArrayToFloat16(w);
+    assert(rounded.some((v) => v !== 0 && Math.abs(v) < 2 ** -14), "some weights subnormal");
+    assert(rounded.some((v) => Object.is(v, -0)), "some weights −0");
+    const packed = putBytes(f16PackedBytes(C, OC));
+    assertEquals(run(OPS.packF16, [packed, put(w), C, OC]), 0, "every weight fits");
+    const wte = putBytes(f16PackedBytes(C, OC));
+    assertEquals(run(OPS.packF16Rows, [wte, put(w), C, OC, 0, panels(OC)]), 0);
+    const packed32 = put(Math.ceil(OC / constants.PANEL) * constants.PANEL * C);
+    run(OPS.packPanels, [packed32, put(rounded), C, OC]);
+    // wteᵀ (C, V = OC) of the rounded weights, for the f32 Conv1D that the head equals.
+    const wt = new Float32Array(C * OC);
+    for (let v = 0; v < OC; v++) {
+      for (let kk = 0; kk < C; kk++) wt[kk * OC + v] = rounded[v * C + kk];
+    }
+    const head32 = put(Math.ceil(OC / constants.PANEL) * constants.PANEL * C);
+    run(OPS.packPanels, [head32, put(wt), C, OC]);
+    const bias = put(padBias(randn(rng, OC), OC));
+    const zeros = put(Math.ceil(OC / constants.PANEL) * constants.PANEL);
+    const scratch = putBytes(scratchBytes(C));
+    for (const T of [1, 2, 3, 4, 5, 9]) {
+      const pi = put(randn(rng, T * C));
+      const msg = `T=${T} C=${C} OC=${OC}`;
+      const want = put(T * OC);
+      run(OPS.conv1d, [want, pi, packed32, bias, T, C, OC, STORE]);
+      const wantHead = put(T * OC);
+      run(OPS.conv1d, [wantHead, pi, head32, zeros, T, C, OC, STORE]);
+      for (const s of [0, scratch]) {
+        const got = put(T * OC);
+        run(OPS.conv1dF16, [got, pi, packed, bias, T, C, OC, STORE, s]);
+        assertEquals(bits(h.get(got, T * OC)), bits(h.get(want, T * OC)), `${msg} scratch ${s}`);
+        const head = put(T * OC);
+        run(OPS.logitsF16, [head, pi, wte, T, C, OC, s]);
+        assertEquals(bits(h.get(head, T * OC)), bits(h.get(wantHead, T * OC)), `head ${msg}`);
+      }
+    }
+    const tokens = Int32Array.from({ length: OC }, (_, i) => i);
+    const positions = new Int32Array(OC);
+    const wpe = new Float32Array(C);
+    const out = put(OC * C);
+    run(OPS.embedF16, [out, putInts(tokens), putInts(positions), wte, put(wpe), OC, C]);
+    // + 0 as the kernel adds wpe's zeros: −0 becomes 0.
+    assertEquals(bits(h.get(out, OC * C)), bits(rounded.map((v) => v + 0)), `embed C=${C}`);
   }
 });
 

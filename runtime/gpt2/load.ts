@@ -27,7 +27,8 @@ const IN_FLIGHT = 4;
  * Reads every parameter in `bindings` from `source`, whose tensors `names` maps from the TF
  * checkpoint's names (default: unchanged).
  * @throws {ModelFileError} naming the first tensor that is missing or of the wrong dtype
- *   or shape, before anything is read
+ *   or shape, before anything is read; or naming a tensor with values the backend's weight
+ *   type cannot store (its RangeError, with the fix)
  */
 export async function loadParams(
   backend: Backend,
@@ -67,12 +68,17 @@ export async function loadParams(
   try {
     for (const { name, tensor, transposed, blocks, dtype } of plans) {
       if (inFlight.length === IN_FLIGHT) await inFlight.shift();
-      const loading = blocks
-        ? backend.loadBlocks!(tensor, dtype, (dest) => source.read(name, dest))
+      const loading = (blocks
+        ? backend.loadBlocks!(tensor, dtype, (dest) =>
+          source.read(name, dest))
         : backend.loadWeight(
           tensor,
           (dest) => readAsFloat32(source, name, dest, { transpose: transposed }),
-        );
+        )).catch((e) => {
+          // The backend's RangeError: values its weight type cannot store, and the fix.
+          if (!(e instanceof RangeError)) throw e;
+          throw new ModelFileError(`Cannot load tensor "${name}": ${e.message}`, { cause: e });
+        });
       loading.catch(() => {}); // awaited in order below; a failure is thrown from there
       inFlight.push(loading);
     }

@@ -5,7 +5,10 @@
  */
 import { assetUrl } from "../../assets.ts";
 
-/** A kernel export: offsets and sizes in, nothing out (`static_data_end` returns one). */
+/**
+ * A kernel export: offsets and sizes in, nothing out, or a count (`pack_f16`'s weights
+ * that did not fit; `static_data_end` returns an offset).
+ */
 export type KernelFunction = (...args: number[]) => number | void;
 
 /** The exports of one instance, by name; ops.ts says which it calls and how. */

@@ -31,9 +31,11 @@ export interface Op<A extends string = string> {
   size(a: OpArgs<A>, c: KernelConstants): number;
   /**
    * Does units [u0, u1) of the call, as part `part` of it (0, the default, on the calling
-   * thread; a worker's index on a worker), which picks the thread's own scratch.
+   * thread; a worker's index on a worker), which picks the thread's own scratch. Returns
+   * nothing, or, for a kernel that counts something over its units, the count (the worker
+   * pool returns the sum over the parts).
    */
-  run(x: KernelExports, a: OpArgs<A>, u0: number, u1: number, part?: number): void;
+  run(x: KernelExports, a: OpArgs<A>, u0: number, u1: number, part?: number): number | void;
   /** Which form of the op a call is, where its arguments choose one (a Conv1D's mode). */
   variant?(a: OpArgs<A>, c: KernelConstants): string;
 }
@@ -104,7 +106,10 @@ const logitsF16Op = op(["out", "h", "wte", "rows", "C", "V", "scratch"], {
     x.logits_f16(a.out, a.h, a.wte, a.rows, a.C, a.V, u0, u1, partScratch(a, part)),
 });
 
-/** A Conv1D weight (C, OC) packed from its f32 rows: split by panels. */
+/**
+ * A Conv1D weight (C, OC) packed from its f32 rows: split by panels. Returns what the
+ * kernel does (`pack_f16`: how many weights did not fit).
+ */
 const packOp = (kernel: string) =>
   op(["dst", "src", "C", "OC"], {
     units: (a) => panels(a.OC),
@@ -116,7 +121,7 @@ const packOp = (kernel: string) =>
  * `pack_q8` / `pack_f16` of the embedding wte (V, C), whose rows become the panels'
  * columns (transposed), over `panels` panels from panel `first` on, with src holding wte
  * from row PANEL · first on only: a chunk of rows, packed into the whole of dst. Units
- * are the chunk's panels.
+ * are the chunk's panels. Returns what the kernel does, as `packOp`.
  */
 const packRowsOp = (kernel: string) =>
   op(["dst", "src", "C", "V", "first", "panels"], {

@@ -327,7 +327,7 @@ export class WasmBackend implements Backend {
     const buffer = await this.#acquireBuffer(n);
     try {
       await read(this.#f32.subarray(buffer / 4, buffer / 4 + n));
-      this.#run(format.packConv1d, { dst: ptr, src: buffer, C, OC });
+      checkFit(format, this.#run(format.packConv1d, { dst: ptr, src: buffer, C, OC }));
     } finally {
       this.#releaseBuffer(buffer);
     }
@@ -592,8 +592,9 @@ export class WasmBackend implements Backend {
     return WasmTensor.ptr(WasmTensor.of(t, this));
   }
 
-  #run<A extends string>(op: Op<A>, args: OpArgs<A>): void {
-    this.#pool.run(op, args);
+  /** Runs `op` on the pool's threads; returns its count (`WorkerPool.run`). */
+  #run<A extends string>(op: Op<A>, args: OpArgs<A>): number {
+    return this.#pool.run(op, args);
   }
 
   /** A Conv1D in one of the kernels' modes, with the kernel of the weight's format. */
@@ -666,7 +667,7 @@ export class WasmBackend implements Backend {
     const stage = this.#embeddingInCache(n);
     if (stage !== undefined) {
       await read(this.#f32.subarray(stage / 4, stage / 4 + n));
-      this.#run(pack, { dst, src: stage, C, V, first: 0, panels: all });
+      checkFit(formatOf(w), this.#run(pack, { dst, src: stage, C, V, first: 0, panels: all }));
       return;
     }
     const wte = new Float32Array(n);
@@ -676,12 +677,14 @@ export class WasmBackend implements Backend {
     const perChunk = Math.max(1, Math.floor(this.#largestConv1d / panelFloats));
     const buffer = await this.#acquireBuffer(Math.min(all, perChunk) * panelFloats);
     try {
+      let misfits = 0;
       for (let first = 0; first < all; first += perChunk) {
         const count = Math.min(perChunk, all - first);
         const rows = wte.subarray(first * panelFloats, (first + count) * panelFloats);
         this.#f32.set(rows, buffer / 4);
-        this.#run(pack, { dst, src: buffer, C, V, first, panels: count });
+        misfits += this.#run(pack, { dst, src: buffer, C, V, first, panels: count });
       }
+      checkFit(formatOf(w), misfits);
     } finally {
       this.#releaseBuffer(buffer);
       // Detached, its memory is freed now rather than whenever the GC next runs.
@@ -835,6 +838,19 @@ function gib(bytes: number): string {
 /** The format of weight `w`, from its type. */
 function formatOf(w: WasmTensor): WeightFormat {
   return WEIGHT_FORMATS[w.type as WeightType];
+}
+
+/**
+ * Throws for a matrix whose packing into `format` met `misfits` values the format cannot
+ * store (the pack op's count).
+ * @throws {RangeError} saying how many and the fix, when there were any
+ */
+function checkFit(format: WeightFormat, misfits: number): void {
+  if (misfits === 0) return;
+  throw new RangeError(
+    format.misfit?.(misfits) ??
+      `it has ${misfits} values that "${format.type}" weights do not hold`,
+  );
 }
 
 /** Bytes a weight of `role` and `shape` takes in `format`. */

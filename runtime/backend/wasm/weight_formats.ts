@@ -25,14 +25,23 @@ export interface WeightFormat {
   conv1dBytes(C: number, OC: number): number;
   /** Bytes of the token embedding (V, C) as its `embed` and `logits` kernels read it. */
   embeddingBytes(V: number, C: number): number;
-  /** Packs a Conv1D weight from its float32 (C, OC) rows at `src` into `dst`. */
+  /**
+   * Packs a Conv1D weight from its float32 (C, OC) rows at `src` into `dst`; for a format
+   * with `misfit`, returns how many values it could not store.
+   */
   readonly packConv1d: Op<"dst" | "src" | "C" | "OC">;
   /**
    * Packs panels [first, first + panels) of the embedding from those rows of its float32
    * (V, C) at `src`, so that a large wte can be converted a chunk of rows at a time;
-   * absent when the embedding is stored as its float32 rows, read in place.
+   * absent when the embedding is stored as its float32 rows, read in place. Returns as
+   * `packConv1d` does.
    */
   readonly packEmbedding?: Op<"dst" | "src" | "C" | "V" | "first" | "panels">;
+  /**
+   * For a format that cannot store every finite float32: what to say of a matrix whose
+   * packing met `count` values it could not store, a sentence that names the fix.
+   */
+  misfit?(count: number): string;
   /**
    * How the products' inputs are quantised before the kernels read them, for a format
    * whose products run on integers: each row of C floats becomes `rowBytes(C)` bytes. A
@@ -116,6 +125,10 @@ export const WEIGHT_FORMATS: Readonly<Record<WeightType, WeightFormat>> = {
     embeddingBytes: (V, C) => f16PanelBytes(C, V),
     packConv1d: OPS.packF16,
     packEmbedding: OPS.packF16Rows,
+    // The panels hold each weight times 2^10 (asm/matmul_f16.ts): at most 65504 / 2^10.
+    misfit: (count) =>
+      `it has ${count} ${count === 1 ? "value" : "values"} of magnitude 63.98 or more, or ` +
+      `not finite, which "f16" weights do not hold: load the model as "f32" or "q8"`,
     // A panel widened to f32 once per call of many rows (asm/matmul_f16.ts).
     threadScratchBytes: widenedPanelBytes,
     conv1d: OPS.conv1dF16,

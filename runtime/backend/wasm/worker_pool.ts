@@ -52,6 +52,8 @@ const ARGS = 16;
 const MAX_ARGS = 48;
 /** With profiling on: the index of the call's profile entry (`WorkerPool.profile`). */
 const PROFILE_ENTRY = 7;
+/** The sum of the workers' counts, for an op whose kernel returns one (`Op.run`). */
+const COUNT = 8;
 /** Byte offset, within the block, of the failed worker's error message. */
 const MESSAGE = 256;
 const STOP = -1;
@@ -144,16 +146,21 @@ function spinWhile(c: Int32Array, i: number, value: number, micros: number): boo
   return false;
 }
 
-/** Runs part `part` of `parts` of `op` with `args`. */
+/** Runs part `part` of `parts` of `op` with `args`; returns its count, or 0 (`Op.run`). */
 function runPart(
   k: KernelInstance,
   op: Op,
   args: OpArgs,
   part: number,
   parts: number,
-): void {
+): number {
   const [u0, u1] = share(op.units(args, k.constants), op.align, part, parts);
-  if (u0 < u1) op.run(k.exports, args, u0, u1, part);
+  return u0 < u1 ? count(op.run(k.exports, args, u0, u1, part)) : 0;
+}
+
+/** What `Op.run` returned, as a count: 0 for nothing. */
+function count(result: number | void): number {
+  return typeof result === "number" ? result : 0;
 }
 
 /**
@@ -186,7 +193,8 @@ export function serveCalls(k: KernelInstance, init: WorkerInit, ready: () => voi
       const t0 = profile ? performance.now() : 0;
       try {
         const op = OP_LIST[id];
-        runPart(k, op, namedArgs(op, args), part, parts);
+        const n = runPart(k, op, namedArgs(op, args), part, parts);
+        if (n !== 0) Atomics.add(c, COUNT, n);
       } catch (error) {
         reportError(c, memory, part, error);
       }
@@ -387,15 +395,16 @@ export class WorkerPool implements Disposable {
 
   /**
    * Runs `op` with `args`: on this thread alone when it is small or the pool has one
-   * thread, else on every thread, each on its share of the units. Throws what any threw.
+   * thread, else on every thread, each on its share of the units. Throws what any threw;
+   * returns the sum of the threads' counts for an op whose kernel returns one, else 0.
    */
-  run<A extends string>(op: Op<A>, args: OpArgs<A>): void {
+  run<A extends string>(op: Op<A>, args: OpArgs<A>): number {
     if (this.#disposed) throw new Error("This worker pool has been disposed");
     const p = this.#profile;
     const entry = p ? this.#entry(op as Op, args) : 0;
     const t0 = p ? performance.now() : 0;
     try {
-      this.#dispatch(op, args, entry);
+      return this.#dispatch(op, args, entry);
     } finally {
       if (p) {
         p.calls[entry]++;
@@ -404,14 +413,14 @@ export class WorkerPool implements Disposable {
     }
   }
 
-  #dispatch<A extends string>(op: Op<A>, args: OpArgs<A>, entry: number): void {
+  #dispatch<A extends string>(op: Op<A>, args: OpArgs<A>, entry: number): number {
     const k = this.kernels;
     const busy = this.#profile?.busy;
     if (this.threads === 1 || op.size(args, k.constants) < this.#serialBelow) {
       const t0 = busy ? performance.now() : 0;
-      op.run(k.exports, args, 0, op.units(args, k.constants));
+      const n = count(op.run(k.exports, args, 0, op.units(args, k.constants)));
       if (busy) busy[entry] += performance.now() - t0;
-      return;
+      return n;
     }
     const c = this.#control;
     for (let i = 0; i < op.args.length; i++) c[ARGS + i] = args[op.args[i]];
@@ -419,14 +428,16 @@ export class WorkerPool implements Disposable {
     c[PARTS] = this.threads;
     c[DONE] = 0;
     c[ERROR] = 0;
+    c[COUNT] = 0;
     c[PROFILE_ENTRY] = entry;
     // A sequentially consistent write: the workers that see the new epoch see all of the above.
     Atomics.add(c, EPOCH, 1);
     Atomics.notify(c, EPOCH);
     let failure: unknown;
+    let n = 0;
     const t0 = busy ? performance.now() : 0;
     try {
-      runPart(k, op as Op, args, 0, this.threads);
+      n = runPart(k, op as Op, args, 0, this.threads);
     } catch (error) {
       failure = error;
     }
@@ -445,6 +456,8 @@ export class WorkerPool implements Disposable {
         }`,
       );
     }
+    // Each worker added its count before counting itself done.
+    return n + Atomics.load(c, COUNT);
   }
 
   /**

@@ -406,27 +406,25 @@ function q8Panels(
   const mask = v128.splat<u32>(H[0]);
   const scale = v128.splat<u32>(H[1]);
   if (T == 1) {
-    // One row (decoding): two panels at a time, so that two streams of weights are in
+    // One row (decoding): four panels at a time, so that four streams of weights are in
     // flight at once (one stream leaves the memory waiting on the arithmetic).
     let p = p0;
-    for (; p + 2 <= p1; p += 2) {
-      const a = p * QPANEL, b = a + QPANEL;
-      panelRows2(
+    for (; p + 4 <= p1; p += 4) {
+      const a = p * QPANEL;
+      panelRows4(
         out + (<usize>a << 2),
         qinp,
         weight + <usize>p * panelBytes,
         panelBytes,
         mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>a << 2),
-        mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>b << 2),
         nb,
-        min(QPANEL, OC - a),
-        min(QPANEL, OC - b),
+        min(QPANEL, OC - a - 3 * QPANEL),
         mode,
         mask,
         scale,
       );
     }
-    if (p < p1) {
+    for (; p < p1; p++) {
       const col = p * QPANEL;
       const bp = mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>col << 2);
       const w = weight + <usize>p * panelBytes;
@@ -622,63 +620,131 @@ function panelRow(
 }
 
 /**
- * `panelRow` of two neighbouring panels at once (the second `panelBytes` after the first,
- * its outputs 16 columns on), block by block in turn: each column's sums are the same,
- * in the same order, as `panelRow` computes them.
+ * `panelRow` of four neighbouring panels (each `panelBytes` after the one before, its
+ * outputs 16 columns on; only the last may be narrower), block by block in turn: each
+ * column's sums are the same, in the same order, as `panelRow` computes them.
  */
 // @ts-ignore: decorator
 @inline
-function panelRows2(
+function panelRows4(
   o: usize,
   x: usize,
   w: usize,
   panelBytes: usize,
-  bpA: usize,
-  bpB: usize,
+  bp: usize,
   nb: i32,
-  widthA: i32,
-  widthB: i32,
+  widthLast: i32,
   mode: i32,
   mask: v128,
   scale: v128,
 ): void {
   let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
   let g0 = f32x4.splat(0), g1 = f32x4.splat(0), g2 = f32x4.splat(0), g3 = f32x4.splat(0);
-  let wa = w, wb = w + panelBytes, xb = x;
+  let u0 = f32x4.splat(0), u1 = f32x4.splat(0), u2 = f32x4.splat(0), u3 = f32x4.splat(0);
+  let v0 = f32x4.splat(0), v1 = f32x4.splat(0), v2 = f32x4.splat(0), v3 = f32x4.splat(0);
+  let wa = w, xb = x;
   for (let b = 0; b < nb; b++) {
-    let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
-    let t0 = s0, t1 = s0, t2 = s0, t3 = s0;
-    let qa = wa + 32, qb = wb + 32;
-    const xe = xb + 64;
-    for (let xq = xb; xq < xe; xq += 4) {
-      const a = v128.load32_splat(xq);
-      s0 = dot2(a, v128.load8x8_s(qa), s0);
-      s1 = dot2(a, v128.load8x8_s(qa, 8), s1);
-      s2 = dot2(a, v128.load8x8_s(qa, 16), s2);
-      s3 = dot2(a, v128.load8x8_s(qa, 24), s3);
-      t0 = dot2(a, v128.load8x8_s(qb), t0);
-      t1 = dot2(a, v128.load8x8_s(qb, 8), t1);
-      t2 = dot2(a, v128.load8x8_s(qb, 16), t2);
-      t3 = dot2(a, v128.load8x8_s(qb, 24), t3);
-      qa += 32;
-      qb += 32;
-    }
     const e = v128.load32_splat(xb, 64);
-    let h0 = v128.load(wa), h1 = v128.load(wa, 16);
-    f0 = addBlock(f0, s0, widen(lowHalves(h0), mask, scale), e);
-    f1 = addBlock(f1, s1, widen(highHalves(h0), mask, scale), e);
-    f2 = addBlock(f2, s2, widen(lowHalves(h1), mask, scale), e);
-    f3 = addBlock(f3, s3, widen(highHalves(h1), mask, scale), e);
-    h0 = v128.load(wb);
-    h1 = v128.load(wb, 16);
-    g0 = addBlock(g0, t0, widen(lowHalves(h0), mask, scale), e);
-    g1 = addBlock(g1, t1, widen(highHalves(h0), mask, scale), e);
-    g2 = addBlock(g2, t2, widen(lowHalves(h1), mask, scale), e);
-    g3 = addBlock(g3, t3, widen(highHalves(h1), mask, scale), e);
+    const wb = wa + panelBytes, wc = wb + panelBytes, wd = wc + panelBytes;
+    {
+      let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
+      let wq = wa + 32;
+      const xe = xb + 64;
+      for (let xq = xb; xq < xe; xq += 8) {
+        let a = v128.load32_splat(xq);
+        s0 = dot2(a, v128.load8x8_s(wq), s0);
+        s1 = dot2(a, v128.load8x8_s(wq, 8), s1);
+        s2 = dot2(a, v128.load8x8_s(wq, 16), s2);
+        s3 = dot2(a, v128.load8x8_s(wq, 24), s3);
+        a = v128.load32_splat(xq, 4);
+        s0 = dot2(a, v128.load8x8_s(wq, 32), s0);
+        s1 = dot2(a, v128.load8x8_s(wq, 40), s1);
+        s2 = dot2(a, v128.load8x8_s(wq, 48), s2);
+        s3 = dot2(a, v128.load8x8_s(wq, 56), s3);
+        wq += 64;
+      }
+      const h0 = v128.load(wa), h1 = v128.load(wa, 16);
+      f0 = addBlock(f0, s0, widen(lowHalves(h0), mask, scale), e);
+      f1 = addBlock(f1, s1, widen(highHalves(h0), mask, scale), e);
+      f2 = addBlock(f2, s2, widen(lowHalves(h1), mask, scale), e);
+      f3 = addBlock(f3, s3, widen(highHalves(h1), mask, scale), e);
+    }
+    {
+      let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
+      let wq = wb + 32;
+      const xe = xb + 64;
+      for (let xq = xb; xq < xe; xq += 8) {
+        let a = v128.load32_splat(xq);
+        s0 = dot2(a, v128.load8x8_s(wq), s0);
+        s1 = dot2(a, v128.load8x8_s(wq, 8), s1);
+        s2 = dot2(a, v128.load8x8_s(wq, 16), s2);
+        s3 = dot2(a, v128.load8x8_s(wq, 24), s3);
+        a = v128.load32_splat(xq, 4);
+        s0 = dot2(a, v128.load8x8_s(wq, 32), s0);
+        s1 = dot2(a, v128.load8x8_s(wq, 40), s1);
+        s2 = dot2(a, v128.load8x8_s(wq, 48), s2);
+        s3 = dot2(a, v128.load8x8_s(wq, 56), s3);
+        wq += 64;
+      }
+      const h0 = v128.load(wb), h1 = v128.load(wb, 16);
+      g0 = addBlock(g0, s0, widen(lowHalves(h0), mask, scale), e);
+      g1 = addBlock(g1, s1, widen(highHalves(h0), mask, scale), e);
+      g2 = addBlock(g2, s2, widen(lowHalves(h1), mask, scale), e);
+      g3 = addBlock(g3, s3, widen(highHalves(h1), mask, scale), e);
+    }
+    {
+      let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
+      let wq = wc + 32;
+      const xe = xb + 64;
+      for (let xq = xb; xq < xe; xq += 8) {
+        let a = v128.load32_splat(xq);
+        s0 = dot2(a, v128.load8x8_s(wq), s0);
+        s1 = dot2(a, v128.load8x8_s(wq, 8), s1);
+        s2 = dot2(a, v128.load8x8_s(wq, 16), s2);
+        s3 = dot2(a, v128.load8x8_s(wq, 24), s3);
+        a = v128.load32_splat(xq, 4);
+        s0 = dot2(a, v128.load8x8_s(wq, 32), s0);
+        s1 = dot2(a, v128.load8x8_s(wq, 40), s1);
+        s2 = dot2(a, v128.load8x8_s(wq, 48), s2);
+        s3 = dot2(a, v128.load8x8_s(wq, 56), s3);
+        wq += 64;
+      }
+      const h0 = v128.load(wc), h1 = v128.load(wc, 16);
+      u0 = addBlock(u0, s0, widen(lowHalves(h0), mask, scale), e);
+      u1 = addBlock(u1, s1, widen(highHalves(h0), mask, scale), e);
+      u2 = addBlock(u2, s2, widen(lowHalves(h1), mask, scale), e);
+      u3 = addBlock(u3, s3, widen(highHalves(h1), mask, scale), e);
+    }
+    {
+      let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
+      let wq = wd + 32;
+      const xe = xb + 64;
+      for (let xq = xb; xq < xe; xq += 8) {
+        let a = v128.load32_splat(xq);
+        s0 = dot2(a, v128.load8x8_s(wq), s0);
+        s1 = dot2(a, v128.load8x8_s(wq, 8), s1);
+        s2 = dot2(a, v128.load8x8_s(wq, 16), s2);
+        s3 = dot2(a, v128.load8x8_s(wq, 24), s3);
+        a = v128.load32_splat(xq, 4);
+        s0 = dot2(a, v128.load8x8_s(wq, 32), s0);
+        s1 = dot2(a, v128.load8x8_s(wq, 40), s1);
+        s2 = dot2(a, v128.load8x8_s(wq, 48), s2);
+        s3 = dot2(a, v128.load8x8_s(wq, 56), s3);
+        wq += 64;
+      }
+      const h0 = v128.load(wd), h1 = v128.load(wd, 16);
+      v0 = addBlock(v0, s0, widen(lowHalves(h0), mask, scale), e);
+      v1 = addBlock(v1, s1, widen(highHalves(h0), mask, scale), e);
+      v2 = addBlock(v2, s2, widen(lowHalves(h1), mask, scale), e);
+      v3 = addBlock(v3, s3, widen(highHalves(h1), mask, scale), e);
+    }
     wa += PANEL_BLOCK_BYTES;
-    wb += PANEL_BLOCK_BYTES;
     xb += ROW_BLOCK_BYTES;
   }
-  finish16(o, bpA, f0, f1, f2, f3, widthA, mode);
-  finish16(o + (<usize>QPANEL << 2), bpB, g0, g1, g2, g3, widthB, mode);
+  const step: usize = <usize>QPANEL << 2;
+  const bstep: usize = mode == HEAD ? 0 : step;
+  finish16(o, bp, f0, f1, f2, f3, QPANEL, mode);
+  finish16(o + step, bp + bstep, g0, g1, g2, g3, QPANEL, mode);
+  finish16(o + 2 * step, bp + 2 * bstep, u0, u1, u2, u3, QPANEL, mode);
+  finish16(o + 3 * step, bp + 3 * bstep, v0, v1, v2, v3, widthLast, mode);
 }

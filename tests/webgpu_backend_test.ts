@@ -12,7 +12,7 @@ import { assertEquals } from "./asserts.ts";
 import { weight } from "./backend_weights.ts";
 import { assertNmse, gpuTest, openWebGpu } from "./webgpu_harness.ts";
 import type { Tensor } from "../runtime/backend/backend.ts";
-import { WebGpuBackend } from "../runtime/backend/webgpu/webgpu_backend.ts";
+import { WebGpuBackend, WGPU_BACKEND_VARIABLE } from "../runtime/backend/webgpu/webgpu_backend.ts";
 import { Rng } from "../runtime/generate/random.ts";
 import {
   refAttention,
@@ -499,6 +499,17 @@ Deno.test("no adapter is a one-line BackendError naming the fix, not a hang", as
   );
   assertEquals(line.endsWith(`; use backend "wasm"`), true, line);
 });
+
+gpuTest(
+  "on Linux, wgpu gets Vulkan alone: OpenGL's libEGL, which aborts at exit, never loads",
+  gpu,
+  () => {
+    if (Deno.build.os !== "linux") return;
+    assertEquals(Deno.env.get(WGPU_BACKEND_VARIABLE), "vulkan");
+    const maps = Deno.readTextFileSync("/proc/self/maps");
+    assertEquals(maps.includes("libEGL"), false, "libEGL is mapped into the test process");
+  },
+);
 
 gpuTest("a device lost mid-run makes read() a one-line BackendError, not a hang", gpu, async () => {
   const adapter = await navigator.gpu.requestAdapter();

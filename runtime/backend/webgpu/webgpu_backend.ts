@@ -537,11 +537,31 @@ async function requestAdapter(ms: number): Promise<GPUAdapter | null> {
   if (!gpu) {
     throw new BackendError(`webgpu backend: this runtime has no navigator.gpu; ${FIX}`);
   }
+  vulkanOnLinux();
   return await within(
     gpu.requestAdapter({ powerPreference: "high-performance" }),
     ms,
     "requesting an adapter",
   );
+}
+
+/** The variable that chooses Deno's wgpu backends, read once, at the first adapter request. */
+export const WGPU_BACKEND_VARIABLE = "DENO_WEBGPU_BACKEND";
+
+/**
+ * On Linux, Deno asks for Vulkan alone unless the user chose: with every backend, wgpu
+ * also loads OpenGL's libEGL, whose destructor at process exit corrupts the heap while
+ * other threads exit (an abort after the program has finished; see the README's Known
+ * issues). Vulkan is what runs compute there. Needs the permission to set the variable.
+ */
+function vulkanOnLinux(): void {
+  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (deno?.build.os !== "linux") return;
+  const env = { name: "env", variable: WGPU_BACKEND_VARIABLE } as const;
+  if (deno.permissions.querySync(env).state !== "granted") return;
+  if (deno.env.get(WGPU_BACKEND_VARIABLE) === undefined) {
+    deno.env.set(WGPU_BACKEND_VARIABLE, "vulkan");
+  }
 }
 
 /**

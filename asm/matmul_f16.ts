@@ -283,10 +283,21 @@ function f16Panels(
   const scale = v128.splat<u32>(F16_PANEL[0]);
   if (T == 1) {
     // One row (decoding): all 16 columns at once, four chains of multiply-adds (8 columns,
-    // two chains, are bound by their latency).
+    // two chains, are bound by their latency), eight panels at a time so that eight weight
+    // streams are in flight (one leaves the memory waiting on the arithmetic).
     const xScale = v128.splat<u32>(F16_PANEL[1]);
     const yScale = v128.splat<u32>(F16_PANEL[2]);
-    for (let p = p0; p < p1; p++) {
+    let p = p0;
+    for (; p + 8 <= p1; p += 8) {
+      const col = p * PANEL;
+      const w = weight + <usize>p * panelBytes;
+      const o = out + (<usize>col << 2);
+      const bp = mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>col << 2);
+      const bq = mode == HEAD ? changetype<usize>(ZEROS) : bp + (<usize>PANEL << 2);
+      const width = min(PANEL, OC - col - 7 * PANEL);
+      panelRows8(o, inp, w, panelBytes, bp, bq, rowIn, width, mode, mask, xScale, yScale);
+    }
+    for (; p < p1; p++) {
       const col = p * PANEL;
       const w = weight + <usize>p * panelBytes;
       const o = out + (<usize>col << 2);
@@ -394,11 +405,136 @@ function panelRow(
     c2 = f32x4.relaxed_madd(a, unscaled(lowHalves(h1), mask), c2);
     c3 = f32x4.relaxed_madd(a, unscaled(highHalves(h1), mask), c3);
   }
-  c0 = f32x4.mul(c0, yScale);
-  c1 = f32x4.mul(c1, yScale);
-  c2 = f32x4.mul(c2, yScale);
-  c3 = f32x4.mul(c3, yScale);
-  finish16(o, bp, c0, c1, c2, c3, width, mode);
+  finishScaled(o, bp, c0, c1, c2, c3, width, mode, yScale);
+}
+
+/** `finish16` of the sums times y (`F16_PANEL`'s 2^12: see `panelRow`). */
+// @ts-ignore: decorator
+@inline
+function finishScaled(
+  o: usize,
+  bp: usize,
+  c0: v128,
+  c1: v128,
+  c2: v128,
+  c3: v128,
+  width: i32,
+  mode: i32,
+  y: v128,
+): void {
+  finish16(o, bp, f32x4.mul(c0, y), f32x4.mul(c1, y), f32x4.mul(c2, y), f32x4.mul(c3, y), width, mode);
+}
+
+/**
+ * `panelRow` of eight neighbouring panels (each `panelBytes` after the one before, its
+ * outputs 16 columns on; only the last may be narrower), feature by feature in turn, so that
+ * eight weight streams are in flight: each column's sums are `panelRow`'s, in the same
+ * order. Block i is `panelRow`'s loop body for panel i.
+ */
+// @ts-ignore: decorator
+@inline
+function panelRows8(
+  o: usize,
+  x: usize,
+  w: usize,
+  panelBytes: usize,
+  bp: usize,
+  bq: usize,
+  rowIn: usize,
+  widthLast: i32,
+  mode: i32,
+  mask: v128,
+  xScale: v128,
+  yScale: v128,
+): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c22 = f32x4.splat(0), c23 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0), c32 = f32x4.splat(0), c33 = f32x4.splat(0);
+  let c40 = f32x4.splat(0), c41 = f32x4.splat(0), c42 = f32x4.splat(0), c43 = f32x4.splat(0);
+  let c50 = f32x4.splat(0), c51 = f32x4.splat(0), c52 = f32x4.splat(0), c53 = f32x4.splat(0);
+  let c60 = f32x4.splat(0), c61 = f32x4.splat(0), c62 = f32x4.splat(0), c63 = f32x4.splat(0);
+  let c70 = f32x4.splat(0), c71 = f32x4.splat(0), c72 = f32x4.splat(0), c73 = f32x4.splat(0);
+  let w0 = w;
+  const end = x + rowIn;
+  for (let xk = x; xk < end; xk += 4) {
+    const a = f32x4.mul(v128.load32_splat(xk), xScale);
+    {
+      const h0 = v128.load(w0 + 0 * panelBytes);
+      const h1 = v128.load(w0 + 0 * panelBytes, 16);
+      c00 = f32x4.relaxed_madd(a, unscaled(lowHalves(h0), mask), c00);
+      c01 = f32x4.relaxed_madd(a, unscaled(highHalves(h0), mask), c01);
+      c02 = f32x4.relaxed_madd(a, unscaled(lowHalves(h1), mask), c02);
+      c03 = f32x4.relaxed_madd(a, unscaled(highHalves(h1), mask), c03);
+    }
+    {
+      const h0 = v128.load(w0 + 1 * panelBytes);
+      const h1 = v128.load(w0 + 1 * panelBytes, 16);
+      c10 = f32x4.relaxed_madd(a, unscaled(lowHalves(h0), mask), c10);
+      c11 = f32x4.relaxed_madd(a, unscaled(highHalves(h0), mask), c11);
+      c12 = f32x4.relaxed_madd(a, unscaled(lowHalves(h1), mask), c12);
+      c13 = f32x4.relaxed_madd(a, unscaled(highHalves(h1), mask), c13);
+    }
+    {
+      const h0 = v128.load(w0 + 2 * panelBytes);
+      const h1 = v128.load(w0 + 2 * panelBytes, 16);
+      c20 = f32x4.relaxed_madd(a, unscaled(lowHalves(h0), mask), c20);
+      c21 = f32x4.relaxed_madd(a, unscaled(highHalves(h0), mask), c21);
+      c22 = f32x4.relaxed_madd(a, unscaled(lowHalves(h1), mask), c22);
+      c23 = f32x4.relaxed_madd(a, unscaled(highHalves(h1), mask), c23);
+    }
+    {
+      const h0 = v128.load(w0 + 3 * panelBytes);
+      const h1 = v128.load(w0 + 3 * panelBytes, 16);
+      c30 = f32x4.relaxed_madd(a, unscaled(lowHalves(h0), mask), c30);
+      c31 = f32x4.relaxed_madd(a, unscaled(highHalves(h0), mask), c31);
+      c32 = f32x4.relaxed_madd(a, unscaled(lowHalves(h1), mask), c32);
+      c33 = f32x4.relaxed_madd(a, unscaled(highHalves(h1), mask), c33);
+    }
+    {
+      const h0 = v128.load(w0 + 4 * panelBytes);
+      const h1 = v128.load(w0 + 4 * panelBytes, 16);
+      c40 = f32x4.relaxed_madd(a, unscaled(lowHalves(h0), mask), c40);
+      c41 = f32x4.relaxed_madd(a, unscaled(highHalves(h0), mask), c41);
+      c42 = f32x4.relaxed_madd(a, unscaled(lowHalves(h1), mask), c42);
+      c43 = f32x4.relaxed_madd(a, unscaled(highHalves(h1), mask), c43);
+    }
+    {
+      const h0 = v128.load(w0 + 5 * panelBytes);
+      const h1 = v128.load(w0 + 5 * panelBytes, 16);
+      c50 = f32x4.relaxed_madd(a, unscaled(lowHalves(h0), mask), c50);
+      c51 = f32x4.relaxed_madd(a, unscaled(highHalves(h0), mask), c51);
+      c52 = f32x4.relaxed_madd(a, unscaled(lowHalves(h1), mask), c52);
+      c53 = f32x4.relaxed_madd(a, unscaled(highHalves(h1), mask), c53);
+    }
+    {
+      const h0 = v128.load(w0 + 6 * panelBytes);
+      const h1 = v128.load(w0 + 6 * panelBytes, 16);
+      c60 = f32x4.relaxed_madd(a, unscaled(lowHalves(h0), mask), c60);
+      c61 = f32x4.relaxed_madd(a, unscaled(highHalves(h0), mask), c61);
+      c62 = f32x4.relaxed_madd(a, unscaled(lowHalves(h1), mask), c62);
+      c63 = f32x4.relaxed_madd(a, unscaled(highHalves(h1), mask), c63);
+    }
+    {
+      const h0 = v128.load(w0 + 7 * panelBytes);
+      const h1 = v128.load(w0 + 7 * panelBytes, 16);
+      c70 = f32x4.relaxed_madd(a, unscaled(lowHalves(h0), mask), c70);
+      c71 = f32x4.relaxed_madd(a, unscaled(highHalves(h0), mask), c71);
+      c72 = f32x4.relaxed_madd(a, unscaled(lowHalves(h1), mask), c72);
+      c73 = f32x4.relaxed_madd(a, unscaled(highHalves(h1), mask), c73);
+    }
+    w0 += 32;
+  }
+  const step: usize = <usize>PANEL << 2;
+  const bstep: usize = bq - bp;
+  finishScaled(o + 0 * step, bp + 0 * bstep, c00, c01, c02, c03, PANEL, mode, yScale);
+  finishScaled(o + 1 * step, bp + 1 * bstep, c10, c11, c12, c13, PANEL, mode, yScale);
+  finishScaled(o + 2 * step, bp + 2 * bstep, c20, c21, c22, c23, PANEL, mode, yScale);
+  finishScaled(o + 3 * step, bp + 3 * bstep, c30, c31, c32, c33, PANEL, mode, yScale);
+  finishScaled(o + 4 * step, bp + 4 * bstep, c40, c41, c42, c43, PANEL, mode, yScale);
+  finishScaled(o + 5 * step, bp + 5 * bstep, c50, c51, c52, c53, PANEL, mode, yScale);
+  finishScaled(o + 6 * step, bp + 6 * bstep, c60, c61, c62, c63, PANEL, mode, yScale);
+  finishScaled(o + 7 * step, bp + 7 * bstep, c70, c71, c72, c73, widthLast, mode, yScale);
 }
 
 /**

@@ -121,9 +121,17 @@ function conv1dPanels(
   const rowIn = <usize>C << 2;
   const rowOut = <usize>OC << 2;
   if (stripes(C) && T <= 4) {
-    // Up to four rows (a batch decoding): each strip once for all of them.
+    // Up to four rows (a batch decoding): each strip once for all of them. One row: eight
+    // strips at a time, so that eight weight streams are in flight.
     const stripBytes = <usize>C * 8 << 2;
-    for (let s = p0 * 2; s < p1 * 2; s++) {
+    let s = p0 * 2;
+    for (; T == 1 && s + 8 <= p1 * 2 && s * 8 + 56 < OC; s += 8) {
+      const col = s * 8;
+      const w = weight + <usize>s * stripBytes;
+      const o = out + (<usize>col << 2);
+      stripRow8(o, inp, w, stripBytes, bias + (<usize>col << 2), rowIn, min(8, OC - col - 56), mode);
+    }
+    for (; s < p1 * 2; s++) {
       const col = s * 8;
       const width = min(8, OC - col);
       if (width <= 0) break;
@@ -144,7 +152,15 @@ function conv1dPanels(
   const high: usize = stripes(C) ? <usize>C * 8 << 2 : 32;
   const step: usize = stripes(C) ? 8 << 2 : PANEL << 2;
   const panelBytes = <usize>C * PANEL << 2;
-  for (let p = p0; p < p1; p++) {
+  let p0w = p0;
+  for (; T == 1 && p0w + 8 <= p1; p0w += 8) {
+    // One row over 16-column rows: eight panels at a time, as for strips above.
+    const col = p0w * PANEL;
+    const w = weight + <usize>p0w * panelBytes;
+    const width = min(PANEL, OC - col - 7 * PANEL);
+    panelRow8(out + (<usize>col << 2), inp, w, panelBytes, bias + (<usize>col << 2), rowIn, width, mode);
+  }
+  for (let p = p0w; p < p1; p++) {
     const col = p * PANEL;
     const width = min(PANEL, OC - col);
     const w = weight + <usize>p * panelBytes;
@@ -159,6 +175,162 @@ function conv1dPanels(
     }
     if (t < T) oneRow(o, x, w, w + high, step, bp, rowIn, width, mode);
   }
+}
+
+/**
+ * One row of eight neighbouring 8-column strips (each `stripBytes` after the one before,
+ * outputs 8 columns on; only the last may be narrower), feature by feature in turn, so that
+ * eight weight streams are in flight: each column's sums are `stripRows`'s, in the same
+ * order. Block i is strip i.
+ */
+// @ts-ignore: decorator
+@inline
+function stripRow8(
+  o: usize,
+  x: usize,
+  w: usize,
+  stripBytes: usize,
+  bp: usize,
+  rowIn: usize,
+  widthLast: i32,
+  mode: i32,
+): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  let c40 = f32x4.splat(0), c41 = f32x4.splat(0);
+  let c50 = f32x4.splat(0), c51 = f32x4.splat(0);
+  let c60 = f32x4.splat(0), c61 = f32x4.splat(0);
+  let c70 = f32x4.splat(0), c71 = f32x4.splat(0);
+  let wp = w;
+  const end = x + rowIn;
+  for (let xk = x; xk < end; xk += 4) {
+    const a = v128.load32_splat(xk);
+    c00 = f32x4.relaxed_madd(a, v128.load(wp + 0 * stripBytes), c00);
+    c01 = f32x4.relaxed_madd(a, v128.load(wp + 0 * stripBytes, 16), c01);
+    c10 = f32x4.relaxed_madd(a, v128.load(wp + 1 * stripBytes), c10);
+    c11 = f32x4.relaxed_madd(a, v128.load(wp + 1 * stripBytes, 16), c11);
+    c20 = f32x4.relaxed_madd(a, v128.load(wp + 2 * stripBytes), c20);
+    c21 = f32x4.relaxed_madd(a, v128.load(wp + 2 * stripBytes, 16), c21);
+    c30 = f32x4.relaxed_madd(a, v128.load(wp + 3 * stripBytes), c30);
+    c31 = f32x4.relaxed_madd(a, v128.load(wp + 3 * stripBytes, 16), c31);
+    c40 = f32x4.relaxed_madd(a, v128.load(wp + 4 * stripBytes), c40);
+    c41 = f32x4.relaxed_madd(a, v128.load(wp + 4 * stripBytes, 16), c41);
+    c50 = f32x4.relaxed_madd(a, v128.load(wp + 5 * stripBytes), c50);
+    c51 = f32x4.relaxed_madd(a, v128.load(wp + 5 * stripBytes, 16), c51);
+    c60 = f32x4.relaxed_madd(a, v128.load(wp + 6 * stripBytes), c60);
+    c61 = f32x4.relaxed_madd(a, v128.load(wp + 6 * stripBytes, 16), c61);
+    c70 = f32x4.relaxed_madd(a, v128.load(wp + 7 * stripBytes), c70);
+    c71 = f32x4.relaxed_madd(a, v128.load(wp + 7 * stripBytes, 16), c71);
+    wp += 8 << 2;
+  }
+  finish(o + 0 * 32, bp + 0 * 32, c00, c01, 8, mode);
+  finish(o + 1 * 32, bp + 1 * 32, c10, c11, 8, mode);
+  finish(o + 2 * 32, bp + 2 * 32, c20, c21, 8, mode);
+  finish(o + 3 * 32, bp + 3 * 32, c30, c31, 8, mode);
+  finish(o + 4 * 32, bp + 4 * 32, c40, c41, 8, mode);
+  finish(o + 5 * 32, bp + 5 * 32, c50, c51, 8, mode);
+  finish(o + 6 * 32, bp + 6 * 32, c60, c61, 8, mode);
+  finish(o + 7 * 32, bp + 7 * 32, c70, c71, widthLast, mode);
+}
+
+/**
+ * One row of eight neighbouring 16-column panels of C > STRIPE_MAX_C rows (each
+ * `panelBytes` after the one before, outputs 16 columns on; only the last may be narrower),
+ * feature by feature in turn: each column's sums are `oneRow`'s, in the same order. Block
+ * i is panel i.
+ */
+// @ts-ignore: decorator
+@inline
+function panelRow8(
+  o: usize,
+  x: usize,
+  w: usize,
+  panelBytes: usize,
+  bp: usize,
+  rowIn: usize,
+  widthLast: i32,
+  mode: i32,
+): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c22 = f32x4.splat(0), c23 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0), c32 = f32x4.splat(0), c33 = f32x4.splat(0);
+  let c40 = f32x4.splat(0), c41 = f32x4.splat(0), c42 = f32x4.splat(0), c43 = f32x4.splat(0);
+  let c50 = f32x4.splat(0), c51 = f32x4.splat(0), c52 = f32x4.splat(0), c53 = f32x4.splat(0);
+  let c60 = f32x4.splat(0), c61 = f32x4.splat(0), c62 = f32x4.splat(0), c63 = f32x4.splat(0);
+  let c70 = f32x4.splat(0), c71 = f32x4.splat(0), c72 = f32x4.splat(0), c73 = f32x4.splat(0);
+  let wp = w;
+  const end = x + rowIn;
+  for (let xk = x; xk < end; xk += 4) {
+    const a = v128.load32_splat(xk);
+    {
+      const q = wp + 0 * panelBytes;
+      c00 = f32x4.relaxed_madd(a, v128.load(q, 0), c00);
+      c01 = f32x4.relaxed_madd(a, v128.load(q, 16), c01);
+      c02 = f32x4.relaxed_madd(a, v128.load(q, 32), c02);
+      c03 = f32x4.relaxed_madd(a, v128.load(q, 48), c03);
+    }
+    {
+      const q = wp + 1 * panelBytes;
+      c10 = f32x4.relaxed_madd(a, v128.load(q, 0), c10);
+      c11 = f32x4.relaxed_madd(a, v128.load(q, 16), c11);
+      c12 = f32x4.relaxed_madd(a, v128.load(q, 32), c12);
+      c13 = f32x4.relaxed_madd(a, v128.load(q, 48), c13);
+    }
+    {
+      const q = wp + 2 * panelBytes;
+      c20 = f32x4.relaxed_madd(a, v128.load(q, 0), c20);
+      c21 = f32x4.relaxed_madd(a, v128.load(q, 16), c21);
+      c22 = f32x4.relaxed_madd(a, v128.load(q, 32), c22);
+      c23 = f32x4.relaxed_madd(a, v128.load(q, 48), c23);
+    }
+    {
+      const q = wp + 3 * panelBytes;
+      c30 = f32x4.relaxed_madd(a, v128.load(q, 0), c30);
+      c31 = f32x4.relaxed_madd(a, v128.load(q, 16), c31);
+      c32 = f32x4.relaxed_madd(a, v128.load(q, 32), c32);
+      c33 = f32x4.relaxed_madd(a, v128.load(q, 48), c33);
+    }
+    {
+      const q = wp + 4 * panelBytes;
+      c40 = f32x4.relaxed_madd(a, v128.load(q, 0), c40);
+      c41 = f32x4.relaxed_madd(a, v128.load(q, 16), c41);
+      c42 = f32x4.relaxed_madd(a, v128.load(q, 32), c42);
+      c43 = f32x4.relaxed_madd(a, v128.load(q, 48), c43);
+    }
+    {
+      const q = wp + 5 * panelBytes;
+      c50 = f32x4.relaxed_madd(a, v128.load(q, 0), c50);
+      c51 = f32x4.relaxed_madd(a, v128.load(q, 16), c51);
+      c52 = f32x4.relaxed_madd(a, v128.load(q, 32), c52);
+      c53 = f32x4.relaxed_madd(a, v128.load(q, 48), c53);
+    }
+    {
+      const q = wp + 6 * panelBytes;
+      c60 = f32x4.relaxed_madd(a, v128.load(q, 0), c60);
+      c61 = f32x4.relaxed_madd(a, v128.load(q, 16), c61);
+      c62 = f32x4.relaxed_madd(a, v128.load(q, 32), c62);
+      c63 = f32x4.relaxed_madd(a, v128.load(q, 48), c63);
+    }
+    {
+      const q = wp + 7 * panelBytes;
+      c70 = f32x4.relaxed_madd(a, v128.load(q, 0), c70);
+      c71 = f32x4.relaxed_madd(a, v128.load(q, 16), c71);
+      c72 = f32x4.relaxed_madd(a, v128.load(q, 32), c72);
+      c73 = f32x4.relaxed_madd(a, v128.load(q, 48), c73);
+    }
+    wp += PANEL << 2;
+  }
+  finish16(o + 0 * 64, bp + 0 * 64, c00, c01, c02, c03, PANEL, mode);
+  finish16(o + 1 * 64, bp + 1 * 64, c10, c11, c12, c13, PANEL, mode);
+  finish16(o + 2 * 64, bp + 2 * 64, c20, c21, c22, c23, PANEL, mode);
+  finish16(o + 3 * 64, bp + 3 * 64, c30, c31, c32, c33, PANEL, mode);
+  finish16(o + 4 * 64, bp + 4 * 64, c40, c41, c42, c43, PANEL, mode);
+  finish16(o + 5 * 64, bp + 5 * 64, c50, c51, c52, c53, PANEL, mode);
+  finish16(o + 6 * 64, bp + 6 * 64, c60, c61, c62, c63, PANEL, mode);
+  finish16(o + 7 * 64, bp + 7 * 64, c70, c71, c72, c73, widthLast, mode);
 }
 
 /** How a strip's weights are stored for `stripRows`: float32, or float16 (asm/half.ts). */

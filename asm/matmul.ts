@@ -152,15 +152,15 @@ function conv1dPanels(
   const high: usize = stripes(C) ? <usize>C * 8 << 2 : 32;
   const step: usize = stripes(C) ? 8 << 2 : PANEL << 2;
   const panelBytes = <usize>C * PANEL << 2;
-  let p0w = p0;
-  for (; T == 1 && p0w + 8 <= p1; p0w += 8) {
+  let p = p0;
+  for (; T == 1 && p + 8 <= p1; p += 8) {
     // One row over 16-column rows: eight panels at a time, as for strips above.
-    const col = p0w * PANEL;
-    const w = weight + <usize>p0w * panelBytes;
+    const col = p * PANEL;
+    const w = weight + <usize>p * panelBytes;
     const width = min(PANEL, OC - col - 7 * PANEL);
     panelRow8(out + (<usize>col << 2), inp, w, panelBytes, bias + (<usize>col << 2), rowIn, width, mode);
   }
-  for (let p = p0w; p < p1; p++) {
+  for (; p < p1; p++) {
     const col = p * PANEL;
     const width = min(PANEL, OC - col);
     const w = weight + <usize>p * panelBytes;

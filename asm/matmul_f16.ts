@@ -293,9 +293,8 @@ function f16Panels(
       const w = weight + <usize>p * panelBytes;
       const o = out + (<usize>col << 2);
       const bp = mode == HEAD ? changetype<usize>(ZEROS) : bias + (<usize>col << 2);
-      const bq = mode == HEAD ? changetype<usize>(ZEROS) : bp + (<usize>PANEL << 2);
       const width = min(PANEL, OC - col - 7 * PANEL);
-      panelRows8(o, inp, w, panelBytes, bp, bq, rowIn, width, mode, mask, xScale, yScale);
+      panelRows8(o, inp, w, panelBytes, bp, rowIn, width, mode, mask, xScale, yScale);
     }
     for (; p < p1; p++) {
       const col = p * PANEL;
@@ -439,7 +438,6 @@ function panelRows8(
   w: usize,
   panelBytes: usize,
   bp: usize,
-  bq: usize,
   rowIn: usize,
   widthLast: i32,
   mode: i32,
@@ -526,7 +524,7 @@ function panelRows8(
     w0 += 32;
   }
   const step: usize = <usize>PANEL << 2;
-  const bstep: usize = bq - bp;
+  const bstep: usize = mode == HEAD ? 0 : step;
   finishScaled(o + 0 * step, bp + 0 * bstep, c00, c01, c02, c03, PANEL, mode, yScale);
   finishScaled(o + 1 * step, bp + 1 * bstep, c10, c11, c12, c13, PANEL, mode, yScale);
   finishScaled(o + 2 * step, bp + 2 * bstep, c20, c21, c22, c23, PANEL, mode, yScale);

@@ -26,6 +26,14 @@ export type WeightType = "f32" | "f16" | "q8" | "q4";
 export const WEIGHT_TYPES: readonly WeightType[] = ["f32", "f16", "q8", "q4"];
 
 /**
+ * A weight holding values its backend's weight type cannot store (f16 panels: magnitudes
+ * of 64 or more, or not finite); the message says how many and the fix.
+ */
+export class UnstorableWeightError extends RangeError {
+  override name = "UnstorableWeightError";
+}
+
+/**
  * The weight types `dtype: "auto"` chooses among, most faithful first: q4 trades accuracy
  * for speed, so it is used only when asked for (or when a GGUF file holds it).
  */

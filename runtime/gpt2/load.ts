@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend/backend.ts";
+import { type Backend, UnstorableWeightError } from "../backend/backend.ts";
 import { readAsFloat32, type TensorSource } from "../io/tensor_source.ts";
 import { isFloat32Convertible, TYPE_LAYOUTS } from "../io/tensor_types.ts";
 import { ModelFileError } from "../errors.ts";
@@ -28,7 +28,7 @@ const IN_FLIGHT = 4;
  * checkpoint's names (default: unchanged).
  * @throws {ModelFileError} naming the first tensor that is missing or of the wrong dtype
  *   or shape, before anything is read; or naming a tensor with values the backend's weight
- *   type cannot store (its RangeError, with the fix)
+ *   type cannot store (the backend's `UnstorableWeightError`, with the fix)
  */
 export async function loadParams(
   backend: Backend,
@@ -68,17 +68,16 @@ export async function loadParams(
   try {
     for (const { name, tensor, transposed, blocks, dtype } of plans) {
       if (inFlight.length === IN_FLIGHT) await inFlight.shift();
-      const loading = (blocks
-        ? backend.loadBlocks!(tensor, dtype, (dest) =>
-          source.read(name, dest))
+      const stored = blocks
+        ? backend.loadBlocks!(tensor, dtype, (dest) => source.read(name, dest))
         : backend.loadWeight(
           tensor,
           (dest) => readAsFloat32(source, name, dest, { transpose: transposed }),
-        )).catch((e) => {
-          // The backend's RangeError: values its weight type cannot store, and the fix.
-          if (!(e instanceof RangeError)) throw e;
-          throw new ModelFileError(`Cannot load tensor "${name}": ${e.message}`, { cause: e });
-        });
+        );
+      const loading = stored.catch((e) => {
+        if (!(e instanceof UnstorableWeightError)) throw e;
+        throw new ModelFileError(`Cannot load tensor "${name}": ${e.message}`, { cause: e });
+      });
       loading.catch(() => {}); // awaited in order below; a failure is thrown from there
       inFlight.push(loading);
     }

@@ -19,6 +19,7 @@ import type {
   WeightRole,
   WeightType,
 } from "../backend.ts";
+import { UnstorableWeightError } from "../backend.ts";
 import { BackendError } from "../../errors.ts";
 import { type KernelConstants, kernelModule } from "./kernel_module.ts";
 import { KEY_BLOCK, PANEL, panels, Q8_BLOCK } from "./layout.ts";
@@ -843,11 +844,11 @@ function formatOf(w: WasmTensor): WeightFormat {
 /**
  * Throws for a matrix whose packing into `format` met `misfits` values the format cannot
  * store (the pack op's count).
- * @throws {RangeError} saying how many and the fix, when there were any
+ * @throws {UnstorableWeightError} saying how many and the fix, when there were any
  */
 function checkFit(format: WeightFormat, misfits: number): void {
   if (misfits === 0) return;
-  throw new RangeError(
+  throw new UnstorableWeightError(
     format.misfit?.(misfits) ??
       `it has ${misfits} values that "${format.type}" weights do not hold`,
   );

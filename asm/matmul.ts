@@ -615,11 +615,11 @@ export function finishLanes(o: usize, y: v128, n: i32, mode: i32): void {
  * even vectors into one accumulator and the odd ones into another (two chains of fused
  * multiply-adds), adds the two, then the lanes as (l0 + l1) + (l2 + l3), then the
  * remaining features in order. Every logit is computed the same way whatever the split or
- * the number of rows T. The chains of up to four rows of h run side by side over one row
- * of wte, so each vector of wte is loaded once for all of them, and wte is read as one
- * stream, which is faster than reading several rows of wte side by side. Vocabulary rows
- * go in blocks of `HEAD_BLOCK`,
- * which stay in cache while every group of four rows of h passes over them.
+ * the number of rows T. For T > 1 the chains of up to four rows of h run side by side over
+ * one row of wte, so each vector of wte is loaded once for all of them, and wte is read as
+ * one stream; vocabulary rows go in blocks of `HEAD_BLOCK`, which stay in cache while
+ * every group of four rows of h passes over them. For T = 1 eight rows of wte are read
+ * side by side, which keeps more loads in flight than one stream.
  * @param out (T, V) f32
  * @param h   (T, C) f32
  * @param wte (V, C) f32
@@ -636,6 +636,14 @@ export function logits(
 ): void {
   const row = <usize>C << 2;
   const outRow = <usize>V << 2;
+  if (T == 1) {
+    // One row of h (decoding): eight rows of wte at a time, so that eight streams are in
+    // flight; the rows left over go one at a time.
+    let v = v0;
+    for (; v + 8 <= v1; v += 8) headWte(out, h, wte + <usize>v * row, C, v, 8);
+    for (; v < v1; v++) headRows(out, h, wte + <usize>v * row, C, outRow, v, 1);
+    return;
+  }
   for (let b0 = v0; b0 < v1; b0 += HEAD_BLOCK) {
     const b1 = min(v1, b0 + HEAD_BLOCK);
     for (let t = 0; t < T; t += 4) {
@@ -709,4 +717,70 @@ function headRows(o: usize, x: usize, w: usize, C: i32, outRow: usize, v: i32, n
   if (n > 1) headStore(o + outRow, x1, w, C, v, a1, b1);
   if (n > 2) headStore(o + (outRow << 1), x2, w, C, v, a2, b2);
   if (n > 3) headStore(o + outRow * 3, x3, w, C, v, a3, b3);
+}
+
+/**
+ * One row x of h against rows 0 … n - 1 (n = 4 or 8, a constant) of wte from w, logits v
+ * on: each logit's sums are `headRows`'s for one row, in the same order.
+ */
+// @ts-ignore: decorator
+@inline
+function headWte(o: usize, x: usize, w: usize, C: i32, v: i32, n: i32): void {
+  const row = <usize>C << 2;
+  const w0 = w, w1 = w + row, w2 = w + (row << 1), w3 = w + row * 3;
+  const w4 = w + (row << 2), w5 = w + row * 5, w6 = w + row * 6, w7 = w + row * 7;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let b4 = f32x4.splat(0), b5 = f32x4.splat(0), b6 = f32x4.splat(0), b7 = f32x4.splat(0);
+  const vecEnd = <usize>(C & ~3) << 2;
+  const pairEnd = <usize>(C & ~7) << 2;
+  let k: usize = 0;
+  for (; k < pairEnd; k += 32) {
+    const p = v128.load(x + k);
+    a0 = f32x4.relaxed_madd(p, v128.load(w0 + k), a0);
+    a1 = f32x4.relaxed_madd(p, v128.load(w1 + k), a1);
+    a2 = f32x4.relaxed_madd(p, v128.load(w2 + k), a2);
+    a3 = f32x4.relaxed_madd(p, v128.load(w3 + k), a3);
+    if (n > 4) {
+      a4 = f32x4.relaxed_madd(p, v128.load(w4 + k), a4);
+      a5 = f32x4.relaxed_madd(p, v128.load(w5 + k), a5);
+      a6 = f32x4.relaxed_madd(p, v128.load(w6 + k), a6);
+      a7 = f32x4.relaxed_madd(p, v128.load(w7 + k), a7);
+    }
+    const q = v128.load(x + k, 16);
+    b0 = f32x4.relaxed_madd(q, v128.load(w0 + k, 16), b0);
+    b1 = f32x4.relaxed_madd(q, v128.load(w1 + k, 16), b1);
+    b2 = f32x4.relaxed_madd(q, v128.load(w2 + k, 16), b2);
+    b3 = f32x4.relaxed_madd(q, v128.load(w3 + k, 16), b3);
+    if (n > 4) {
+      b4 = f32x4.relaxed_madd(q, v128.load(w4 + k, 16), b4);
+      b5 = f32x4.relaxed_madd(q, v128.load(w5 + k, 16), b5);
+      b6 = f32x4.relaxed_madd(q, v128.load(w6 + k, 16), b6);
+      b7 = f32x4.relaxed_madd(q, v128.load(w7 + k, 16), b7);
+    }
+  }
+  if (k < vecEnd) {
+    const p = v128.load(x + k);
+    a0 = f32x4.relaxed_madd(p, v128.load(w0 + k), a0);
+    a1 = f32x4.relaxed_madd(p, v128.load(w1 + k), a1);
+    a2 = f32x4.relaxed_madd(p, v128.load(w2 + k), a2);
+    a3 = f32x4.relaxed_madd(p, v128.load(w3 + k), a3);
+    if (n > 4) {
+      a4 = f32x4.relaxed_madd(p, v128.load(w4 + k), a4);
+      a5 = f32x4.relaxed_madd(p, v128.load(w5 + k), a5);
+      a6 = f32x4.relaxed_madd(p, v128.load(w6 + k), a6);
+      a7 = f32x4.relaxed_madd(p, v128.load(w7 + k), a7);
+    }
+  }
+  headStore(o, x, w0, C, v, a0, b0);
+  headStore(o, x, w1, C, v + 1, a1, b1);
+  headStore(o, x, w2, C, v + 2, a2, b2);
+  headStore(o, x, w3, C, v + 3, a3, b3);
+  if (n > 4) {
+    headStore(o, x, w4, C, v + 4, a4, b4);
+    headStore(o, x, w5, C, v + 5, a5, b5);
+    headStore(o, x, w6, C, v + 6, a6, b6);
+    headStore(o, x, w7, C, v + 7, a7, b7);
+  }
 }

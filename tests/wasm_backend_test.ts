@@ -167,7 +167,12 @@ Deno.test("a plain weight is padded with zeros to a whole panel", async () => {
 Deno.test("logits() equals the reference, wteᵀ as the output head", async () => {
   using be = await WasmBackend.create({ threads: 1 });
   const rng = new Rng(2);
-  for (const [rows, C, V] of [[1, 768, 300], [3, 17, 29], [4, 1, 5], [2, 35, 64], [6, 9, 7]]) {
+  const shapes = [[1, 768, 300], [3, 17, 29], [4, 1, 5], [2, 35, 64], [6, 9, 7], [1, 37, 21], [
+    1,
+    3,
+    7,
+  ]];
+  for (const [rows, C, V] of shapes) {
     const x = randn(rng, rows * C);
     const wte = randn(rng, V * C);
     const out = be.tensor([rows, V]);
@@ -177,6 +182,26 @@ Deno.test("logits() equals the reference, wteᵀ as the output head", async () =
       rtol: 1e-5,
       msg: `rows=${rows} C=${C} V=${V}`,
     });
+  }
+});
+
+Deno.test("logits() of one row is bit-identical to that row's logits among several", async () => {
+  // One row reads several rows of wte side by side; more rows read them one at a time.
+  using be = await WasmBackend.create({ threads: 1 });
+  const rng = new Rng(12);
+  for (const [C, V] of [[768, 301], [37, 21], [12, 8]]) {
+    const rows = 3;
+    const x = randn(rng, rows * C);
+    const wte = await weight(be, "embedding", [V, C], randn(rng, V * C));
+    const all = be.tensor([rows, V]);
+    be.logits(all, await input(be, [rows, C], x), wte, rows);
+    const want = await get(be, all, rows * V);
+    for (let t = 0; t < rows; t++) {
+      const one = be.tensor([1, V]);
+      be.logits(one, await input(be, [1, C], x.subarray(t * C, (t + 1) * C)), wte, 1);
+      const row = want.subarray(t * V, (t + 1) * V);
+      assertBitIdentical(await get(be, one, V), row, `C=${C} V=${V} row ${t}`);
+    }
   }
 });
 
@@ -402,6 +427,8 @@ async function everyOp(threads: number, bigFirst = 0): Promise<Float32Array[]> {
   const logits = be.tensor([rows, V]);
   be.logits(logits, x, wte, rows);
   results.push(await get(be, logits, rows * V));
+  be.logits(logits, x, wte, 1);
+  results.push(await get(be, logits, V));
   const norm = be.tensor([rows, C]);
   be.layerNorm(norm, x, await weight(be, "plain", [C], randn(rng, C)), wpe, rows);
   results.push(await get(be, norm, rows * C));

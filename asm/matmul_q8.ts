@@ -13,11 +13,13 @@ import { finish16, finishRows, GELU, HEAD, RESIDUAL, STORE, ZEROS } from "./matm
  *   has d = 0 and every q = 0. A GGUF file's Q8_0 blocks are the same bytes
  *   (`pack_q8_blocks`).
  * - activations: e = max|x| / 127 in f32, a = nearest(x / e) in [−127, 127] (ties to even),
- *   e kept in f32; a block of zeros has e = 0.
- * The products run on `i32x4.dot_i16x8_s` (pmaddwd): weights sign-extended from bytes as
- * they load (`v128.load8x8_s`), activations stored as i16. Every pair and block sum is an
- * exact integer (|Σ| ≤ 32 · 127² < 2³¹) and no relaxed instruction is used, so the results
- * are the same on every engine.
+ *   e kept in f32; a block of zeros has e = 0. Each a is stored as a⁺ = max(a, 0) and
+ *   a⁻ = max(−a, 0), both in [0, 127].
+ * The products run on `i32x4.relaxed_dot_i8x16_i7x16_add_s` (vpdpbusd with AVX-VNNI,
+ * pmaddubsw with AVX2), as w · a⁺ + (−w) · a⁻: its second operand is then in [0, 127] and
+ * each pair of products is at most 2 · 127² < 2¹⁵, where the instruction is exact on every
+ * engine. Every block sum is an exact integer (|Σ| ≤ 32 · 127² < 2³¹), so the results are
+ * the same on every engine.
  */
 export const QBLOCK: i32 = 32;
 
@@ -26,14 +28,14 @@ export const QPANEL: i32 = 16;
 
 /**
  * Bytes of one block of one panel: the 16 columns' float16 scales (column c at half
- * `scaleIndex(c)`), then the 32 features in 16 pairs, each pair 16 columns × 2 features:
- * byte 32 + (k % 32 / 2) · 32 + c · 2 + k % 2 holds column c, feature k. Eight bytes of a
- * pair (four columns) widen to one i16x8 operand of the dot product, whose lane c sums its
- * column's two features.
+ * `scaleIndex(c)`), then the 32 features in 8 quads, each quad 16 columns × 4 features:
+ * byte 32 + (k % 32 / 4) · 64 + c · 4 + k % 4 holds column c, feature k. Sixteen bytes of a
+ * quad (four columns) are one operand of the dot product, whose lane c sums its column's
+ * four features.
  */
 const PANEL_BLOCK_BYTES: usize = 32 + 16 * 32;
 
-/** Bytes of one block of a quantised activation row: 32 i16 values, then the f32 scale e. */
+/** Bytes of one block of a quantised activation row: 32 a⁺ bytes, 32 a⁻ bytes, the f32 e. */
 const ROW_BLOCK_BYTES: usize = 68;
 
 /**
@@ -53,7 +55,7 @@ function scaleIndex(c: i32): i32 {
 // @ts-ignore: decorator
 @inline
 function weightByte(k: i32, c: i32): usize {
-  return 32 + (<usize>(k >> 1) << 5) + (<usize>c << 1) + <usize>(k & 1);
+  return 32 + (<usize>(k >> 2) << 6) + (<usize>c << 2) + <usize>(k & 3);
 }
 
 /** C's roundf: to the nearest integer, halves away from zero (y − trunc(y) is exact). */
@@ -78,7 +80,7 @@ function roundAway4(y: v128): v128 {
  * Quantises rows [r0, r1) of inp to blocks of 32 (see QBLOCK), the features past C of the
  * last block as zeros. Each row is quantised on its own, so any split of the rows gives the
  * same bytes.
- * @param dst (rows, ceil(C / 32), 68 bytes): per block 32 i16, then the f32 scale
+ * @param dst (rows, ceil(C / 32), 68 bytes): per block 32 a⁺, 32 a⁻, then the f32 scale
  * @param inp (rows, C) f32
  */
 export function quantize_q8(dst: usize, inp: usize, C: i32, r0: i32, r1: i32): void {
@@ -115,11 +117,16 @@ function quantizeBlock(qb: usize, xb: usize): void {
   }
   const e: f32 = amax / 127;
   const ev = f32x4.splat(e);
-  for (let i: usize = 0; i < 4; i++) {
-    const x = xb + (i << 5);
+  const zero = i8x16.splat(0);
+  for (let i: usize = 0; i < 2; i++) {
+    const x = xb + (i << 6);
     const a0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(x), ev)));
     const a1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(x, 16), ev)));
-    v128.store(qb + (i << 4), i16x8.narrow_i32x4_s(a0, a1));
+    const a2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(x, 32), ev)));
+    const a3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(x, 48), ev)));
+    const a = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(a0, a1), i16x8.narrow_i32x4_s(a2, a3));
+    v128.store(qb + (i << 4), i8x16.max_s(a, zero));
+    v128.store(qb + (i << 4), i8x16.max_s(i8x16.neg(a), zero), 32);
   }
   store<f32>(qb, e, 64);
 }
@@ -132,7 +139,8 @@ function quantizeTail(qb: usize, xb: usize, n: i32): void {
   for (let k = 0; k < QBLOCK; k++) {
     let a = 0;
     if (k < n && amax != 0) a = <i32>nearest(load<f32>(xb + (<usize>k << 2)) / e);
-    store<i16>(qb + (<usize>k << 1), <i16>a);
+    store<u8>(qb + <usize>k, <u8>max(a, 0));
+    store<u8>(qb + <usize>k, <u8>max(-a, 0), 32);
   }
   store<f32>(qb, amax == 0 ? 0 : e, 64);
 }
@@ -217,15 +225,35 @@ function packBlock(blk: usize, a: usize, rowBytes: usize): void {
   storeScales(blk, 12, d3);
   const i0 = inverse(d0), i1 = inverse(d1), i2 = inverse(d2), i3 = inverse(d3);
   r = a;
-  for (let j = 0; j < 16; j++) {
-    // Rows 2j and 2j + 1, 16 bytes each, interleaved column by column.
+  for (let j = 0; j < 8; j++) {
+    // Rows 4j … 4j + 3, 16 bytes each: paired column by column, then the pairs paired.
     const r0 = rowBytes16(r, i0, i1, i2, i3);
     const r1 = rowBytes16(r + rowBytes, i0, i1, i2, i3);
-    const o = blk + 32 + (<usize>j << 5);
-    v128.store(o, i8x16.shuffle(r0, r1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23));
-    v128.store(o, i8x16.shuffle(r0, r1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), 16);
-    r += rowBytes << 1;
+    const r2 = rowBytes16(r + (rowBytes << 1), i0, i1, i2, i3);
+    const r3 = rowBytes16(r + rowBytes * 3, i0, i1, i2, i3);
+    const p0 = i8x16.shuffle(r0, r1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const p1 = i8x16.shuffle(r0, r1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const p2 = i8x16.shuffle(r2, r3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const p3 = i8x16.shuffle(r2, r3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const o = blk + 32 + (<usize>j << 6);
+    v128.store(o, quads(p0, p2, 0));
+    v128.store(o, quads(p0, p2, 8), 16);
+    v128.store(o, quads(p1, p3, 0), 32);
+    v128.store(o, quads(p1, p3, 8), 48);
+    r += rowBytes << 2;
   }
+}
+
+/**
+ * Four columns' quads from the pairs of features 0, 1 (in a) and 2, 3 (in b) of eight
+ * columns, 16 bits a column: columns `at` / 2 … `at` / 2 + 3 (at = 0 or 8).
+ */
+// @ts-ignore: decorator
+@inline
+function quads(a: v128, b: v128, at: u8): v128 {
+  return at == 0
+    ? i8x16.shuffle(a, b, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23)
+    : i8x16.shuffle(a, b, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
 }
 
 /** The float16 scales d of columns c0 … c0 + 3. */
@@ -284,16 +312,16 @@ export function pack_q8_blocks(
       for (let c = 0; c < QPANEL; c++) {
         const o = p * QPANEL + c;
         const scale = blk + (<usize>scaleIndex(c) << 1);
-        const at = blk + 32 + (<usize>c << 1);
+        const at = blk + 32 + (<usize>c << 2);
         if (o >= OC) {
           store<u16>(scale, 0);
-          for (let j: usize = 0; j < 16; j++) store<u16>(at + (j << 5), 0);
+          for (let j: usize = 0; j < 8; j++) store<u32>(at + (j << 6), 0);
           continue;
         }
         const s = src + <usize>(o - first * QPANEL) * rowBytes + <usize>b * 34;
         store<u16>(scale, load<u16>(s));
-        // Each pair of features is two bytes in both layouts.
-        for (let j: usize = 0; j < 16; j++) store<u16>(at + (j << 5), load<u16>(s + 2 + (j << 1)));
+        // Each quad of features is four bytes in both layouts.
+        for (let j: usize = 0; j < 8; j++) store<u32>(at + (j << 6), load<u32>(s + 2 + (j << 2)));
       }
     }
   }
@@ -443,30 +471,43 @@ function q8Panels(
     for (let half = 0; half < 2; half++) {
       const hw = width - half * 8;
       if (hw <= 0) break;
-      // The half's scales and its bytes of each pair both start 16 bytes in.
+      // The half's scales start 16 bytes in, and its bytes of each quad 32 bytes in.
       const wh = w + (<usize>half << 4);
+      const qh = <usize>half << 4;
       const bh = bp + (<usize>half << 5);
       let oh = o + (<usize>half << 5);
       let x = qinp;
       let t = 0;
       for (; t + 4 <= T; t += 4) {
-        halfRows(oh, x, wh, bh, rowQ, rowOut, nb, hw, mode, 4, mask, scale);
+        halfRows(oh, x, wh, qh, bh, rowQ, rowOut, nb, hw, mode, 4, mask, scale);
         oh += rowOut << 2;
         x += rowQ << 2;
       }
       const n = T - t;
-      if (n == 3) halfRows(oh, x, wh, bh, rowQ, rowOut, nb, hw, mode, 3, mask, scale);
-      else if (n == 2) halfRows(oh, x, wh, bh, rowQ, rowOut, nb, hw, mode, 2, mask, scale);
-      else if (n == 1) halfRows(oh, x, wh, bh, rowQ, rowOut, nb, hw, mode, 1, mask, scale);
+      if (n == 3) halfRows(oh, x, wh, qh, bh, rowQ, rowOut, nb, hw, mode, 3, mask, scale);
+      else if (n == 2) halfRows(oh, x, wh, qh, bh, rowQ, rowOut, nb, hw, mode, 2, mask, scale);
+      else if (n == 1) halfRows(oh, x, wh, qh, bh, rowQ, rowOut, nb, hw, mode, 1, mask, scale);
     }
   }
 }
 
-/** s + the dot product of the i16 pair a (in every lane) with four columns' pairs w. */
+/**
+ * s + the dot product of four columns' quads w (and their negation nw) with the activation
+ * quad a = a⁺ − a⁻, a⁺ in ap and a⁻ in an (each in every lane): w · a⁺ + (−w) · a⁻.
+ */
 // @ts-ignore: decorator
 @inline
-function dot2(a: v128, w: v128, s: v128): v128 {
-  return i32x4.add(s, i32x4.dot_i16x8_s(a, w));
+function dot4(w: v128, nw: v128, ap: v128, an: v128, s: v128): v128 {
+  const sp = i32x4.relaxed_dot_i8x16_i7x16_add_s(w, ap, s);
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(nw, an, sp);
+}
+
+/** `dot4` of the quads at w. */
+// @ts-ignore: decorator
+@inline
+function dot4At(w: usize, ap: v128, an: v128, s: v128): v128 {
+  const q = v128.load(w);
+  return dot4(q, i8x16.neg(q), ap, an, s);
 }
 
 /** acc + convert(s) · (d · e): one block's integer sums s into float accumulators acc. */
@@ -478,7 +519,7 @@ function addBlock(acc: v128, s: v128, d: v128, e: v128): v128 {
 
 /**
  * Rows 0 … n − 1 (n = 1 to 4, a constant) of one 8-column half of a panel, whose scales
- * start at w and its bytes of pair j at w + 32 + 32j, blocks PANEL_BLOCK_BYTES apart.
+ * start at w and its bytes of quad j at w + 32 + qh + 64j, blocks PANEL_BLOCK_BYTES apart.
  */
 // @ts-ignore: decorator
 @inline
@@ -486,6 +527,7 @@ function halfRows(
   o: usize,
   x: usize,
   w: usize,
+  qh: usize,
   bp: usize,
   rowQ: usize,
   rowOut: usize,
@@ -503,48 +545,31 @@ function halfRows(
   for (let b = 0; b < nb; b++) {
     let s00 = i32x4.splat(0), s01 = s00, s10 = s00, s11 = s00;
     let s20 = s00, s21 = s00, s30 = s00, s31 = s00;
-    // Two pairs of features a step: half the loop overhead of one.
-    let wq = wb + 32;
-    const xe = xb + 64;
-    for (let xq = xb; xq < xe; xq += 8) {
-      let w0 = v128.load8x8_s(wq), w1 = v128.load8x8_s(wq, 8);
-      let a = v128.load32_splat(xq);
-      s00 = dot2(a, w0, s00);
-      s01 = dot2(a, w1, s01);
+    let wq = wb + 32 + qh;
+    const xe = xb + 32;
+    for (let xq = xb; xq < xe; xq += 4) {
+      const w0 = v128.load(wq), w1 = v128.load(wq, 16);
+      const n0 = i8x16.neg(w0), n1 = i8x16.neg(w1);
+      let ap = v128.load32_splat(xq), an = v128.load32_splat(xq, 32);
+      s00 = dot4(w0, n0, ap, an, s00);
+      s01 = dot4(w1, n1, ap, an, s01);
       if (n > 1) {
-        a = v128.load32_splat(xq + x1);
-        s10 = dot2(a, w0, s10);
-        s11 = dot2(a, w1, s11);
+        ap = v128.load32_splat(xq + x1);
+        an = v128.load32_splat(xq + x1, 32);
+        s10 = dot4(w0, n0, ap, an, s10);
+        s11 = dot4(w1, n1, ap, an, s11);
       }
       if (n > 2) {
-        a = v128.load32_splat(xq + x2);
-        s20 = dot2(a, w0, s20);
-        s21 = dot2(a, w1, s21);
+        ap = v128.load32_splat(xq + x2);
+        an = v128.load32_splat(xq + x2, 32);
+        s20 = dot4(w0, n0, ap, an, s20);
+        s21 = dot4(w1, n1, ap, an, s21);
       }
       if (n > 3) {
-        a = v128.load32_splat(xq + x3);
-        s30 = dot2(a, w0, s30);
-        s31 = dot2(a, w1, s31);
-      }
-      w0 = v128.load8x8_s(wq, 32);
-      w1 = v128.load8x8_s(wq, 40);
-      a = v128.load32_splat(xq, 4);
-      s00 = dot2(a, w0, s00);
-      s01 = dot2(a, w1, s01);
-      if (n > 1) {
-        a = v128.load32_splat(xq + x1, 4);
-        s10 = dot2(a, w0, s10);
-        s11 = dot2(a, w1, s11);
-      }
-      if (n > 2) {
-        a = v128.load32_splat(xq + x2, 4);
-        s20 = dot2(a, w0, s20);
-        s21 = dot2(a, w1, s21);
-      }
-      if (n > 3) {
-        a = v128.load32_splat(xq + x3, 4);
-        s30 = dot2(a, w0, s30);
-        s31 = dot2(a, w1, s31);
+        ap = v128.load32_splat(xq + x3);
+        an = v128.load32_splat(xq + x3, 32);
+        s30 = dot4(w0, n0, ap, an, s30);
+        s31 = dot4(w1, n1, ap, an, s31);
       }
       wq += 64;
     }
@@ -593,18 +618,13 @@ function panelRow(
   for (let b = 0; b < nb; b++) {
     let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
     let wq = wb + 32;
-    const xe = xb + 64;
-    for (let xq = xb; xq < xe; xq += 8) {
-      let a = v128.load32_splat(xq);
-      s0 = dot2(a, v128.load8x8_s(wq), s0);
-      s1 = dot2(a, v128.load8x8_s(wq, 8), s1);
-      s2 = dot2(a, v128.load8x8_s(wq, 16), s2);
-      s3 = dot2(a, v128.load8x8_s(wq, 24), s3);
-      a = v128.load32_splat(xq, 4);
-      s0 = dot2(a, v128.load8x8_s(wq, 32), s0);
-      s1 = dot2(a, v128.load8x8_s(wq, 40), s1);
-      s2 = dot2(a, v128.load8x8_s(wq, 48), s2);
-      s3 = dot2(a, v128.load8x8_s(wq, 56), s3);
+    const xe = xb + 32;
+    for (let xq = xb; xq < xe; xq += 4) {
+      const ap = v128.load32_splat(xq), an = v128.load32_splat(xq, 32);
+      s0 = dot4At(wq, ap, an, s0);
+      s1 = dot4At(wq + 16, ap, an, s1);
+      s2 = dot4At(wq + 32, ap, an, s2);
+      s3 = dot4At(wq + 48, ap, an, s3);
       wq += 64;
     }
     const e = v128.load32_splat(xb, 64);
@@ -649,18 +669,13 @@ function panelRows4(
     {
       let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
       let wq = wa + 32;
-      const xe = xb + 64;
-      for (let xq = xb; xq < xe; xq += 8) {
-        let a = v128.load32_splat(xq);
-        s0 = dot2(a, v128.load8x8_s(wq), s0);
-        s1 = dot2(a, v128.load8x8_s(wq, 8), s1);
-        s2 = dot2(a, v128.load8x8_s(wq, 16), s2);
-        s3 = dot2(a, v128.load8x8_s(wq, 24), s3);
-        a = v128.load32_splat(xq, 4);
-        s0 = dot2(a, v128.load8x8_s(wq, 32), s0);
-        s1 = dot2(a, v128.load8x8_s(wq, 40), s1);
-        s2 = dot2(a, v128.load8x8_s(wq, 48), s2);
-        s3 = dot2(a, v128.load8x8_s(wq, 56), s3);
+      const xe = xb + 32;
+      for (let xq = xb; xq < xe; xq += 4) {
+        const ap = v128.load32_splat(xq), an = v128.load32_splat(xq, 32);
+        s0 = dot4At(wq, ap, an, s0);
+        s1 = dot4At(wq + 16, ap, an, s1);
+        s2 = dot4At(wq + 32, ap, an, s2);
+        s3 = dot4At(wq + 48, ap, an, s3);
         wq += 64;
       }
       const h0 = v128.load(wa), h1 = v128.load(wa, 16);
@@ -672,18 +687,13 @@ function panelRows4(
     {
       let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
       let wq = wb + 32;
-      const xe = xb + 64;
-      for (let xq = xb; xq < xe; xq += 8) {
-        let a = v128.load32_splat(xq);
-        s0 = dot2(a, v128.load8x8_s(wq), s0);
-        s1 = dot2(a, v128.load8x8_s(wq, 8), s1);
-        s2 = dot2(a, v128.load8x8_s(wq, 16), s2);
-        s3 = dot2(a, v128.load8x8_s(wq, 24), s3);
-        a = v128.load32_splat(xq, 4);
-        s0 = dot2(a, v128.load8x8_s(wq, 32), s0);
-        s1 = dot2(a, v128.load8x8_s(wq, 40), s1);
-        s2 = dot2(a, v128.load8x8_s(wq, 48), s2);
-        s3 = dot2(a, v128.load8x8_s(wq, 56), s3);
+      const xe = xb + 32;
+      for (let xq = xb; xq < xe; xq += 4) {
+        const ap = v128.load32_splat(xq), an = v128.load32_splat(xq, 32);
+        s0 = dot4At(wq, ap, an, s0);
+        s1 = dot4At(wq + 16, ap, an, s1);
+        s2 = dot4At(wq + 32, ap, an, s2);
+        s3 = dot4At(wq + 48, ap, an, s3);
         wq += 64;
       }
       const h0 = v128.load(wb), h1 = v128.load(wb, 16);
@@ -695,18 +705,13 @@ function panelRows4(
     {
       let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
       let wq = wc + 32;
-      const xe = xb + 64;
-      for (let xq = xb; xq < xe; xq += 8) {
-        let a = v128.load32_splat(xq);
-        s0 = dot2(a, v128.load8x8_s(wq), s0);
-        s1 = dot2(a, v128.load8x8_s(wq, 8), s1);
-        s2 = dot2(a, v128.load8x8_s(wq, 16), s2);
-        s3 = dot2(a, v128.load8x8_s(wq, 24), s3);
-        a = v128.load32_splat(xq, 4);
-        s0 = dot2(a, v128.load8x8_s(wq, 32), s0);
-        s1 = dot2(a, v128.load8x8_s(wq, 40), s1);
-        s2 = dot2(a, v128.load8x8_s(wq, 48), s2);
-        s3 = dot2(a, v128.load8x8_s(wq, 56), s3);
+      const xe = xb + 32;
+      for (let xq = xb; xq < xe; xq += 4) {
+        const ap = v128.load32_splat(xq), an = v128.load32_splat(xq, 32);
+        s0 = dot4At(wq, ap, an, s0);
+        s1 = dot4At(wq + 16, ap, an, s1);
+        s2 = dot4At(wq + 32, ap, an, s2);
+        s3 = dot4At(wq + 48, ap, an, s3);
         wq += 64;
       }
       const h0 = v128.load(wc), h1 = v128.load(wc, 16);
@@ -718,18 +723,13 @@ function panelRows4(
     {
       let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
       let wq = wd + 32;
-      const xe = xb + 64;
-      for (let xq = xb; xq < xe; xq += 8) {
-        let a = v128.load32_splat(xq);
-        s0 = dot2(a, v128.load8x8_s(wq), s0);
-        s1 = dot2(a, v128.load8x8_s(wq, 8), s1);
-        s2 = dot2(a, v128.load8x8_s(wq, 16), s2);
-        s3 = dot2(a, v128.load8x8_s(wq, 24), s3);
-        a = v128.load32_splat(xq, 4);
-        s0 = dot2(a, v128.load8x8_s(wq, 32), s0);
-        s1 = dot2(a, v128.load8x8_s(wq, 40), s1);
-        s2 = dot2(a, v128.load8x8_s(wq, 48), s2);
-        s3 = dot2(a, v128.load8x8_s(wq, 56), s3);
+      const xe = xb + 32;
+      for (let xq = xb; xq < xe; xq += 4) {
+        const ap = v128.load32_splat(xq), an = v128.load32_splat(xq, 32);
+        s0 = dot4At(wq, ap, an, s0);
+        s1 = dot4At(wq + 16, ap, an, s1);
+        s2 = dot4At(wq + 32, ap, an, s2);
+        s3 = dot4At(wq + 48, ap, an, s3);
         wq += 64;
       }
       const h0 = v128.load(wd), h1 = v128.load(wd, 16);

@@ -138,7 +138,7 @@ function shapes(rng: Rng, extra: [number, number, number][]): [number, number, n
   return out;
 }
 
-Deno.test("quantize_q8() equals the scalar quantisation: 16-bit values and scales", () => {
+Deno.test("quantize_q8() equals the scalar quantisation: values as a⁺ and a⁻, and scales", () => {
   const rng = new Rng(21);
   for (const [T, C] of [[3, 64], [2, 32], [4, 100], [1, 7], [5, 768], [2, 33]]) {
     h.reset();
@@ -165,11 +165,10 @@ Deno.test("quantize_q8() equals the scalar quantisation: 16-bit values and scale
         for (let j = 0; j < Q8_BLOCK; j++) {
           const kk = b * Q8_BLOCK + j;
           const want = kk < C ? ref.q[kk * T + t] : 0;
-          assertEquals(
-            view.getInt16(at + 2 * j, true),
-            want,
-            `T=${T} C=${C} row ${t} feature ${kk}`,
-          );
+          // a = a⁺ − a⁻, both in [0, 127] and at most one of them nonzero.
+          const [pos, neg] = [view.getUint8(at + j), view.getUint8(at + 32 + j)];
+          assert(pos <= 127 && neg <= 127 && (pos === 0 || neg === 0), `a± of feature ${kk}`);
+          assertEquals(pos - neg, want, `T=${T} C=${C} row ${t} feature ${kk}`);
         }
         assertEquals(view.getFloat32(at + 64, true), ref.scales[b * T + t], `scale ${t} ${b}`);
       }
@@ -205,7 +204,7 @@ function packedQ8(packed: Uint8Array, C: number, k: number, o: number): [number,
   const [p, c] = [Math.floor(o / QUANT_PANEL), o % QUANT_PANEL];
   const [b, kk] = [Math.floor(k / Q8_BLOCK), k % Q8_BLOCK];
   const blk = (p * nb + b) * 544;
-  const q = view.getInt8(blk + 32 + (kk >> 1) * 32 + c * 2 + (kk & 1));
+  const q = view.getInt8(blk + 32 + (kk >> 2) * 64 + c * 4 + (kk & 3));
   return [view.getUint16(blk + 2 * scaleIndex(c), true), q];
 }
 

@@ -640,7 +640,7 @@ export function logits(
     // One row of h (decoding): eight rows of wte at a time, so that eight streams are in
     // flight; the rows left over go one at a time.
     let v = v0;
-    for (; v + 8 <= v1; v += 8) headWte(out, h, wte + <usize>v * row, C, v, 8);
+    for (; v + 8 <= v1; v += 8) headWte(out, h, wte + <usize>v * row, C, v);
     for (; v < v1; v++) headRows(out, h, wte + <usize>v * row, C, outRow, v, 1);
     return;
   }
@@ -720,12 +720,12 @@ function headRows(o: usize, x: usize, w: usize, C: i32, outRow: usize, v: i32, n
 }
 
 /**
- * One row x of h against rows 0 … n - 1 (n = 4 or 8, a constant) of wte from w, logits v
- * on: each logit's sums are `headRows`'s for one row, in the same order.
+ * One row x of h against eight rows of wte from w, logits v on: each logit's sums are
+ * `headRows`'s for one row, in the same order.
  */
 // @ts-ignore: decorator
 @inline
-function headWte(o: usize, x: usize, w: usize, C: i32, v: i32, n: i32): void {
+function headWte(o: usize, x: usize, w: usize, C: i32, v: i32): void {
   const row = <usize>C << 2;
   const w0 = w, w1 = w + row, w2 = w + (row << 1), w3 = w + row * 3;
   const w4 = w + (row << 2), w5 = w + row * 5, w6 = w + row * 6, w7 = w + row * 7;
@@ -742,23 +742,19 @@ function headWte(o: usize, x: usize, w: usize, C: i32, v: i32, n: i32): void {
     a1 = f32x4.relaxed_madd(p, v128.load(w1 + k), a1);
     a2 = f32x4.relaxed_madd(p, v128.load(w2 + k), a2);
     a3 = f32x4.relaxed_madd(p, v128.load(w3 + k), a3);
-    if (n > 4) {
-      a4 = f32x4.relaxed_madd(p, v128.load(w4 + k), a4);
-      a5 = f32x4.relaxed_madd(p, v128.load(w5 + k), a5);
-      a6 = f32x4.relaxed_madd(p, v128.load(w6 + k), a6);
-      a7 = f32x4.relaxed_madd(p, v128.load(w7 + k), a7);
-    }
+    a4 = f32x4.relaxed_madd(p, v128.load(w4 + k), a4);
+    a5 = f32x4.relaxed_madd(p, v128.load(w5 + k), a5);
+    a6 = f32x4.relaxed_madd(p, v128.load(w6 + k), a6);
+    a7 = f32x4.relaxed_madd(p, v128.load(w7 + k), a7);
     const q = v128.load(x + k, 16);
     b0 = f32x4.relaxed_madd(q, v128.load(w0 + k, 16), b0);
     b1 = f32x4.relaxed_madd(q, v128.load(w1 + k, 16), b1);
     b2 = f32x4.relaxed_madd(q, v128.load(w2 + k, 16), b2);
     b3 = f32x4.relaxed_madd(q, v128.load(w3 + k, 16), b3);
-    if (n > 4) {
-      b4 = f32x4.relaxed_madd(q, v128.load(w4 + k, 16), b4);
-      b5 = f32x4.relaxed_madd(q, v128.load(w5 + k, 16), b5);
-      b6 = f32x4.relaxed_madd(q, v128.load(w6 + k, 16), b6);
-      b7 = f32x4.relaxed_madd(q, v128.load(w7 + k, 16), b7);
-    }
+    b4 = f32x4.relaxed_madd(q, v128.load(w4 + k, 16), b4);
+    b5 = f32x4.relaxed_madd(q, v128.load(w5 + k, 16), b5);
+    b6 = f32x4.relaxed_madd(q, v128.load(w6 + k, 16), b6);
+    b7 = f32x4.relaxed_madd(q, v128.load(w7 + k, 16), b7);
   }
   if (k < vecEnd) {
     const p = v128.load(x + k);
@@ -766,21 +762,17 @@ function headWte(o: usize, x: usize, w: usize, C: i32, v: i32, n: i32): void {
     a1 = f32x4.relaxed_madd(p, v128.load(w1 + k), a1);
     a2 = f32x4.relaxed_madd(p, v128.load(w2 + k), a2);
     a3 = f32x4.relaxed_madd(p, v128.load(w3 + k), a3);
-    if (n > 4) {
-      a4 = f32x4.relaxed_madd(p, v128.load(w4 + k), a4);
-      a5 = f32x4.relaxed_madd(p, v128.load(w5 + k), a5);
-      a6 = f32x4.relaxed_madd(p, v128.load(w6 + k), a6);
-      a7 = f32x4.relaxed_madd(p, v128.load(w7 + k), a7);
-    }
+    a4 = f32x4.relaxed_madd(p, v128.load(w4 + k), a4);
+    a5 = f32x4.relaxed_madd(p, v128.load(w5 + k), a5);
+    a6 = f32x4.relaxed_madd(p, v128.load(w6 + k), a6);
+    a7 = f32x4.relaxed_madd(p, v128.load(w7 + k), a7);
   }
   headStore(o, x, w0, C, v, a0, b0);
   headStore(o, x, w1, C, v + 1, a1, b1);
   headStore(o, x, w2, C, v + 2, a2, b2);
   headStore(o, x, w3, C, v + 3, a3, b3);
-  if (n > 4) {
-    headStore(o, x, w4, C, v + 4, a4, b4);
-    headStore(o, x, w5, C, v + 5, a5, b5);
-    headStore(o, x, w6, C, v + 6, a6, b6);
-    headStore(o, x, w7, C, v + 7, a7, b7);
-  }
+  headStore(o, x, w4, C, v + 4, a4, b4);
+  headStore(o, x, w5, C, v + 5, a5, b5);
+  headStore(o, x, w6, C, v + 6, a6, b6);
+  headStore(o, x, w7, C, v + 7, a7, b7);
 }

@@ -20,6 +20,9 @@
  * - `q8_sign`: the issue's sign trick, ggml's AVX2 route: |w| as the relaxed dot's unsigned
  *   operand and w's sign moved onto the activation, (a ⊕ m) − m with m the sign mask
  *   (16 multiply-adds);
+ * - `q8_dot_add`: `i32x4.relaxed_dot_i8x16_i7x16_add_s` (16 multiply-adds; `vpdpbusd` with
+ *   AVX-VNNI), the q8 kernels' product since 2026-12-08, twice per weight vector (w · a⁺ and
+ *   (−w) · a⁻);
  * - `f32_madd`: `f32x4.relaxed_madd` (4 multiply-adds), the float32 kernels' product.
  *
  * The median of five runs of each, in turn.
@@ -37,6 +40,7 @@ const MACS = {
   i16_dot: 8,
   q8_split: 16,
   q8_sign: 16,
+  q8_dot_add: 16,
   f32_madd: 4,
 } as const;
 type Kind = keyof typeof MACS;
@@ -50,6 +54,7 @@ function moduleText(kind: Kind): string {
   const product = (k: number): string => {
     const [a, w] = [`(local.get $a${k >> 2})`, `(local.get $w${k % 4})`];
     const s = `(local.get $s${k})`;
+    if (kind === "q8_dot_add") return `(i32x4.relaxed_dot_i8x16_i7x16_add_s ${w} ${a} ${s})`;
     if (kind === "f32_madd") return `(f32x4.relaxed_madd ${a} ${w} ${s})`;
     if (kind === "i16_dot") return `(i32x4.add ${s} (i32x4.dot_i16x8_s ${a} ${w}))`;
     const wide = (x: string) => `(i32x4.add ${s} (i32x4.dot_i16x8_s ${x} (local.get $one)))`;

@@ -167,12 +167,9 @@ Deno.test("a plain weight is padded with zeros to a whole panel", async () => {
 Deno.test("logits() equals the reference, wteᵀ as the output head", async () => {
   using be = await WasmBackend.create({ threads: 1 });
   const rng = new Rng(2);
-  const shapes = [[1, 768, 300], [3, 17, 29], [4, 1, 5], [2, 35, 64], [6, 9, 7], [1, 37, 21], [
-    1,
-    3,
-    7,
-  ]];
-  for (const [rows, C, V] of shapes) {
+  // The one-row cases reach the eight-rows-of-wte path, its leftover rows and its tails.
+  const oneRow = [[1, 768, 300], [1, 37, 21], [1, 3, 7]];
+  for (const [rows, C, V] of [...oneRow, [3, 17, 29], [4, 1, 5], [2, 35, 64], [6, 9, 7]]) {
     const x = randn(rng, rows * C);
     const wte = randn(rng, V * C);
     const out = be.tensor([rows, V]);
